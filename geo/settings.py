@@ -1,0 +1,268 @@
+"""One frozen, validated settings object: modes, speeds, thresholds, CRS and paths.
+
+Every function that needs a parameter takes a :class:`Settings` explicitly; there
+is no module-level mutable state. Defaults (documented in README):
+
+=========  =====================  ============================  =====================
+mode       on the road network    excluded ``highway`` classes  access leg (off road)
+=========  =====================  ============================  =====================
+walk       5 km/h                 motorway(_link), trunk with    5 km/h
+                                  ``foot=no``
+ebike      15 km/h                motorway(_link); trunk(_link)  12 km/h
+                                  where tagged ``bicycle=no``
+                                  or ``motorroad=yes``
+drive      OSM ``maxspeed``, else  none (``oneway`` respected)     25 km/h
+           per highway class
+=========  =====================  ============================  =====================
+
+On the bundled coarse network (major roads without classes) the road speeds are
+``coarse_speed_kmh`` per mode. Every point reaches the network by an *access leg*:
+straight-line distance x ``detour_factor`` at the mode's ``access_kmh``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from geo._errors import SettingsError
+
+#: Facility layers in display order: key -> Chinese label.
+LAYERS: Mapping[str, str] = MappingProxyType(
+    {
+        "technical_school": "技工院校",
+        "training_institution": "职业培训机构",
+        "evaluation_org": "社会评价组织",
+        "training_base": "公共实训基地",
+        "master_studio": "技能大师工作室",
+        "village_station": "镇村培训站点",
+        "experience_site": "职业体验点",
+    }
+)
+
+#: Travel modes: key -> Chinese label.
+MODES: Mapping[str, str] = MappingProxyType(
+    {"walk": "步行", "ebike": "电动自行车", "drive": "驾车"}
+)
+
+#: Counties of Jiaxing (name -> statistical adcode).
+COUNTIES: Mapping[str, str] = MappingProxyType(
+    {
+        "南湖区": "330402",
+        "秀洲区": "330411",
+        "嘉善县": "330421",
+        "海盐县": "330424",
+        "海宁市": "330481",
+        "平湖市": "330482",
+        "桐乡市": "330483",
+    }
+)
+
+#: Default drive speeds (km/h) per OSM ``highway`` class where ``maxspeed`` is absent.
+#: Values follow Chinese urban/rural practice (GB 5768 / typical posted limits).
+DEFAULT_DRIVE_SPEEDS: Mapping[str, float] = MappingProxyType(
+    {
+        "motorway": 100.0,
+        "motorway_link": 60.0,
+        "trunk": 70.0,
+        "trunk_link": 40.0,
+        "primary": 50.0,
+        "primary_link": 30.0,
+        "secondary": 40.0,
+        "secondary_link": 30.0,
+        "tertiary": 35.0,
+        "tertiary_link": 25.0,
+        "unclassified": 30.0,
+        "residential": 25.0,
+        "living_street": 10.0,
+        "service": 15.0,
+        "road": 30.0,
+    }
+)
+
+#: ``highway`` classes that carry no motor traffic (excluded from ``drive``).
+NON_MOTOR_HIGHWAYS: frozenset[str] = frozenset(
+    {
+        "footway",
+        "pedestrian",
+        "path",
+        "steps",
+        "cycleway",
+        "bridleway",
+        "corridor",
+        "elevator",
+        "platform",
+        "track",
+        "construction",
+        "proposed",
+        "abandoned",
+        "bus_guideway",
+        "raceway",
+        "escape",
+    }
+)
+
+
+def _default_data_dir() -> Path:
+    env = os.environ.get("SKILLCIRCLE_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "data"
+
+
+def _default_cache_dir() -> Path:
+    env = os.environ.get("SKILLCIRCLE_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "skillcircle"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated parameters of an analysis.
+
+    Parameters
+    ----------
+    walk_kmh, ebike_kmh
+        Road speeds for walking and e-bikes on any network.
+    drive_speeds
+        Drive speed per OSM ``highway`` class when ``maxspeed`` is absent.
+    drive_fallback_kmh
+        Drive speed for classes not listed in ``drive_speeds``.
+    coarse_speed_kmh
+        Per-mode speeds on the bundled coarse network (it has no road classes).
+    access_kmh
+        Per-mode speeds of the off-network access leg.
+    detour_factor
+        Straight-line distance x this = assumed local path length of access legs.
+    access_flag_m
+        Points whose nearest road node is farther than this are flagged ``far_from_road``.
+    access_candidates
+        How many nearest network nodes a point may use as its access node.
+    minutes
+        The coverage threshold (the "30-minute circle").
+    max_minutes
+        Travel times above this are reported as unreachable (empty), never as a number.
+    segment_m
+        Network edges longer than this are split so that points along long
+        roads can be reached (and isochrones follow roads).
+    metric_crs
+        Projected CRS for distances (UTM 51N covers Jiaxing, 120-126 E).
+    """
+
+    walk_kmh: float = 5.0
+    ebike_kmh: float = 15.0
+    drive_speeds: Mapping[str, float] = field(default_factory=lambda: DEFAULT_DRIVE_SPEEDS)
+    drive_fallback_kmh: float = 30.0
+    coarse_speed_kmh: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({"walk": 5.0, "ebike": 15.0, "drive": 50.0})
+    )
+    access_kmh: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({"walk": 5.0, "ebike": 12.0, "drive": 25.0})
+    )
+    detour_factor: float = 1.3
+    access_flag_m: float = 2000.0
+    access_candidates: int = 8
+    minutes: float = 30.0
+    max_minutes: float = 120.0
+    segment_m: float = 250.0
+    metric_crs: str = "EPSG:32651"
+    data_dir: Path = field(default_factory=_default_data_dir)
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+
+    def __post_init__(self) -> None:
+        positive = {
+            "walk_kmh": self.walk_kmh,
+            "ebike_kmh": self.ebike_kmh,
+            "drive_fallback_kmh": self.drive_fallback_kmh,
+            "detour_factor": self.detour_factor,
+            "minutes": self.minutes,
+            "max_minutes": self.max_minutes,
+            "segment_m": self.segment_m,
+            "access_flag_m": self.access_flag_m,
+        }
+        for name, value in positive.items():
+            if not (value > 0):  # also rejects NaN
+                raise SettingsError(f"setting {name} must be a positive number, got {value!r}")
+        if self.detour_factor < 1:
+            raise SettingsError(f"detour_factor must be >= 1, got {self.detour_factor}")
+        if self.minutes > self.max_minutes:
+            raise SettingsError(
+                f"threshold minutes ({self.minutes}) must not exceed max_minutes "
+                f"({self.max_minutes}); raise --max-minutes or lower --minutes"
+            )
+        if self.access_candidates < 1:
+            raise SettingsError("access_candidates must be at least 1")
+        for table_name in ("coarse_speed_kmh", "access_kmh"):
+            table = getattr(self, table_name)
+            missing = set(MODES) - set(table)
+            if missing:
+                raise SettingsError(f"{table_name} lacks modes {sorted(missing)}")
+            for mode, kmh in table.items():
+                if not (kmh > 0):
+                    raise SettingsError(f"{table_name}[{mode}] must be positive, got {kmh!r}")
+        for hwy, kmh in self.drive_speeds.items():
+            if not (kmh > 0):
+                raise SettingsError(f"drive_speeds[{hwy}] must be positive, got {kmh!r}")
+        # freeze the mappings so a Settings can be shared read-only
+        object.__setattr__(self, "drive_speeds", MappingProxyType(dict(self.drive_speeds)))
+        object.__setattr__(self, "coarse_speed_kmh", MappingProxyType(dict(self.coarse_speed_kmh)))
+        object.__setattr__(self, "access_kmh", MappingProxyType(dict(self.access_kmh)))
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+
+    def with_(self, **changes: Any) -> Settings:
+        """Return a copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def road_kmh(self, mode: str) -> float:
+        """Uniform road speed of ``walk``/``ebike`` on a classed (OSM) network."""
+        check_mode(mode)
+        if mode == "walk":
+            return self.walk_kmh
+        if mode == "ebike":
+            return self.ebike_kmh
+        raise SettingsError("drive speeds depend on the road class; use drive_speeds")
+
+    @property
+    def facilities_path(self) -> Path:
+        return self.data_dir / "facilities.geojson"
+
+    @property
+    def villages_path(self) -> Path:
+        return self.data_dir / "boundaries" / "villages.geojson"
+
+    @property
+    def towns_path(self) -> Path:
+        return self.data_dir / "boundaries" / "towns.geojson"
+
+    @property
+    def counties_path(self) -> Path:
+        return self.data_dir / "boundaries" / "counties.geojson"
+
+    @property
+    def city_path(self) -> Path:
+        return self.data_dir / "boundaries" / "city.geojson"
+
+    @property
+    def coarse_network_dir(self) -> Path:
+        return self.data_dir / "network"
+
+
+def check_mode(mode: str) -> str:
+    """Return ``mode`` if it is known, else raise a :class:`SettingsError`."""
+    if mode not in MODES:
+        raise SettingsError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    return mode
+
+
+def check_layer(layer: str) -> str:
+    """Return ``layer`` if it is known, else raise a :class:`SettingsError`."""
+    if layer not in LAYERS:
+        raise SettingsError(f"unknown layer {layer!r}; use one of {', '.join(LAYERS)}")
+    return layer
