@@ -142,6 +142,9 @@ class Settings:
         Straight-line distance x this = assumed local path length of access legs.
     access_flag_m
         Points whose nearest road node is farther than this are flagged ``far_from_road``.
+    access_max_m_osm, access_max_m_coarse
+        Longest usable access leg on a street-level OSM network (short: the streets
+        are there) and on the bundled coarse network (long: local roads are missing).
     access_candidates
         How many nearest network nodes a point may use as its access node.
     minutes
@@ -167,6 +170,8 @@ class Settings:
     )
     detour_factor: float = 1.3
     access_flag_m: float = 2000.0
+    access_max_m_osm: float = 500.0
+    access_max_m_coarse: float = 15000.0
     access_candidates: int = 8
     minutes: float = 30.0
     max_minutes: float = 120.0
@@ -185,6 +190,8 @@ class Settings:
             "max_minutes": self.max_minutes,
             "segment_m": self.segment_m,
             "access_flag_m": self.access_flag_m,
+            "access_max_m_osm": self.access_max_m_osm,
+            "access_max_m_coarse": self.access_max_m_coarse,
         }
         for name, value in positive.items():
             if not (value > 0):  # also rejects NaN
@@ -219,6 +226,10 @@ class Settings:
     def with_(self, **changes: Any) -> Settings:
         """Return a copy with some fields changed (validated again)."""
         return replace(self, **changes)
+
+    def access_max_m(self, coarse: bool) -> float:
+        """Longest usable access leg for the kind of network."""
+        return self.access_max_m_coarse if coarse else self.access_max_m_osm
 
     def road_kmh(self, mode: str) -> float:
         """Uniform road speed of ``walk``/``ebike`` on a classed (OSM) network."""

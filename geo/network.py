@@ -1,0 +1,508 @@
+"""Road networks as flat arrays: from an OSM file, the cache, Overpass, or the bundled skeleton.
+
+A :class:`RoadNetwork` holds nodes (WGS84 lon/lat) and *directed* edges with the
+few OSM attributes routing needs. Two-way roads appear as two edges, one-way
+roads as one, exactly like an osmnx ``MultiDiGraph`` built with
+``bidirectional=False``. Per-mode speeds and exclusions come from
+:func:`mode_edges`.
+
+Sources, in order (:func:`load_network`):
+
+1. a user's ``.osm``/``.xml`` file (parsed by osmnx) or ``.osm.pbf`` (pyosmium);
+2. the on-disk cache of graphs built before (keyed by file content or region);
+3. an osmnx download from Overpass for a polygon (only when asked, never in tests);
+4. the bundled coarse Jiaxing major-roads network (``data/network``), whose use
+   every output announces (:attr:`NetworkSource.coarse`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax import SAXParseException
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from geo._errors import NetworkError
+from geo.settings import NON_MOTOR_HIGHWAYS, Settings, check_mode
+
+logger = logging.getLogger(__name__)
+
+OSM_ATTRIBUTION = "© OpenStreetMap contributors, ODbL 1.0"
+CACHE_VERSION = 1
+
+#: OSM way tags kept on edges (besides ``highway``/``oneway``/``maxspeed``).
+_EXTRA_TAGS = ("foot", "bicycle", "motorroad", "motor_vehicle", "access", "area", "junction")
+_ONEWAY_VALUES = {"yes", "true", "1", "-1", "reverse"}
+_REVERSED_VALUES = {"-1", "reverse"}
+_MPH = 1.609344
+
+
+@dataclass(frozen=True)
+class NetworkSource:
+    """Where a network came from; reported in every output.
+
+    Attributes
+    ----------
+    kind
+        ``osm_file``, ``cache``, ``download`` or ``bundled_coarse``.
+    description
+        Human-readable origin (file name, region, date).
+    coarse
+        True for the bundled major-roads skeleton (no local streets).
+    attribution
+        Licence/attribution line that must travel with derived data.
+    """
+
+    kind: str
+    description: str
+    coarse: bool = False
+    attribution: str = OSM_ATTRIBUTION
+
+    @property
+    def label(self) -> str:
+        """One line for logs, file metadata and the map notice."""
+        text = f"{self.kind}: {self.description} ({self.attribution})"
+        if self.coarse:
+            text += (
+                " — 粗略路网：仅主干道，本地道路以直线×绕行系数估算 (coarse major-roads network)"
+            )
+        return text
+
+
+@dataclass
+class RoadNetwork:
+    """A directed road network on numpy arrays.
+
+    ``u``/``v`` index into ``lon``/``lat``. ``highway`` is ``""`` on the coarse
+    network; ``maxspeed_kmh`` is NaN where OSM gives no usable ``maxspeed``.
+    """
+
+    lon: NDArray[np.float64]
+    lat: NDArray[np.float64]
+    u: NDArray[np.int64]
+    v: NDArray[np.int64]
+    length_m: NDArray[np.float64]
+    highway: NDArray[np.str_]
+    maxspeed_kmh: NDArray[np.float64]
+    oneway: NDArray[np.bool_]
+    no_foot: NDArray[np.bool_]
+    no_bicycle: NDArray[np.bool_]
+    no_motor: NDArray[np.bool_]
+    source: NetworkSource
+    node_ids: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.lon)
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.u)
+
+    def summary(self) -> str:
+        km = float(self.length_m.sum()) / 1000
+        return f"{self.n_nodes:,} nodes, {self.n_edges:,} directed edges, {km:,.0f} km of edges"
+
+
+# --------------------------------------------------------------------------- speeds
+
+
+def parse_maxspeed(value: object) -> float:
+    """Return an OSM ``maxspeed`` value in km/h, or NaN if it is not numeric.
+
+    Handles ``"50"``, ``"50 km/h"``, ``"30 mph"``, ``"60;80"`` and ``"40|60"``
+    (the lowest value counts: a conservative travel time).
+    """
+    if not isinstance(value, str):
+        return float("nan")
+    numbers = []
+    for part in re.split(r"[;|]", value):
+        match = re.match(r"^\s*([0-9]+(?:[.,][0-9]+)?)\s*(km/h|kmh|kph|mph)?\s*$", part)
+        if match:
+            kmh = float(match.group(1).replace(",", "."))
+            numbers.append(kmh * _MPH if match.group(2) == "mph" else kmh)
+    return min(numbers) if numbers else float("nan")
+
+
+def mode_edges(
+    net: RoadNetwork, mode: str, settings: Settings
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """Directed edges usable by ``mode`` and their travel times in seconds.
+
+    One-way restrictions apply to ``drive`` only: for ``walk`` and ``ebike`` the
+    reverse of every one-way edge is added.
+
+    Returns
+    -------
+    u, v, seconds
+        Edge endpoints (node indices) and traversal times.
+    """
+    check_mode(mode)
+    hwy = net.highway
+    if net.source.coarse:
+        keep = np.ones(net.n_edges, dtype=bool)
+        kmh = np.full(net.n_edges, settings.coarse_speed_kmh[mode])
+    elif mode == "walk":
+        keep = ~np.isin(hwy, ["motorway", "motorway_link", "construction", "proposed"])
+        keep &= ~net.no_foot
+        kmh = np.full(net.n_edges, settings.walk_kmh)
+    elif mode == "ebike":
+        no_bike_classes = ["footway", "steps", "pedestrian", "corridor", "elevator", "platform"]
+        keep = ~np.isin(hwy, ["motorway", "motorway_link", "construction", "proposed"])
+        keep &= ~np.isin(hwy, no_bike_classes)
+        keep &= ~net.no_bicycle
+        kmh = np.full(net.n_edges, settings.ebike_kmh)
+    else:
+        keep = ~np.isin(hwy, sorted(NON_MOTOR_HIGHWAYS)) & ~net.no_motor
+        by_class = pd.Series(hwy).map(dict(settings.drive_speeds)).to_numpy(dtype=float)
+        kmh = np.where(np.isnan(net.maxspeed_kmh), by_class, net.maxspeed_kmh)
+        kmh = np.where(np.isnan(kmh), settings.drive_fallback_kmh, kmh)
+    u, v = net.u[keep], net.v[keep]
+    seconds = net.length_m[keep] / (kmh[keep] / 3.6)
+    if mode != "drive" and not net.source.coarse:
+        one = net.oneway[keep]
+        u, v = np.concatenate([u, v[one]]), np.concatenate([v, u[one]])
+        seconds = np.concatenate([seconds, seconds[one]])
+    return u, v, seconds
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _edge_flags(tags: pd.DataFrame) -> dict[str, NDArray[Any]]:
+    """Derive boolean access flags from a frame of raw tag strings."""
+
+    def col(name: str) -> pd.Series:
+        return tags[name].fillna("").astype(str) if name in tags else pd.Series([""] * len(tags))
+
+    hwy = col("highway")
+    access = col("access")
+    return {
+        "no_foot": (col("foot") == "no").to_numpy(),
+        "no_bicycle": (
+            (col("bicycle") == "no")
+            | ((col("motorroad") == "yes") & hwy.isin(["trunk", "trunk_link"]))
+        ).to_numpy(),
+        "no_motor": (
+            access.isin(["no", "private"]) | col("motor_vehicle").isin(["no", "private"])
+        ).to_numpy(),
+    }
+
+
+def _from_segments(
+    node_ids: NDArray[np.int64],
+    lon: NDArray[np.float64],
+    lat: NDArray[np.float64],
+    seg: pd.DataFrame,
+    source: NetworkSource,
+) -> RoadNetwork:
+    """Assemble a RoadNetwork from directed segments with OSM node ids ``u``/``v``."""
+    from osmnx.distance import great_circle
+
+    seg = seg[seg["highway"].fillna("") != ""]
+    if "area" in seg:
+        seg = seg[seg["area"].fillna("") != "yes"]
+    used = np.unique(np.concatenate([seg["u"].to_numpy(), seg["v"].to_numpy()]))
+    order = np.argsort(node_ids)
+    pos = order[np.searchsorted(node_ids, used, sorter=order)]
+    node_ids, lon, lat = node_ids[pos], lon[pos], lat[pos]
+    index = pd.Series(np.arange(len(node_ids)), index=node_ids)
+    u = index.loc[seg["u"].to_numpy()].to_numpy()
+    v = index.loc[seg["v"].to_numpy()].to_numpy()
+    flags = _edge_flags(seg)
+    length = great_circle(lat[u], lon[u], lat[v], lon[v])
+    return RoadNetwork(
+        lon=lon.astype(float),
+        lat=lat.astype(float),
+        u=u.astype(np.int64),
+        v=v.astype(np.int64),
+        length_m=np.asarray(length, dtype=float),
+        highway=seg["highway"].fillna("").astype(str).to_numpy().astype(str),
+        maxspeed_kmh=np.array([parse_maxspeed(x) for x in seg.get("maxspeed", [None] * len(seg))]),
+        oneway=seg["oneway"].to_numpy(dtype=bool),
+        no_foot=flags["no_foot"],
+        no_bicycle=flags["no_bicycle"],
+        no_motor=flags["no_motor"],
+        source=source,
+        node_ids=node_ids.astype(np.int64),
+    )
+
+
+def network_from_osmnx_graph(graph: Any, source: NetworkSource) -> RoadNetwork:
+    """Convert an *unsimplified* osmnx MultiDiGraph (raw OSM tags) to a RoadNetwork."""
+    rows = [
+        {
+            "u": u,
+            "v": v,
+            **{k: _first(d.get(k)) for k in ("highway", "maxspeed", *_EXTRA_TAGS)},
+            "oneway": bool(d.get("oneway", False)),
+        }
+        for u, v, d in graph.edges(data=True)
+    ]
+    if not rows:
+        raise NetworkError(f"{source.description}: the OSM data has no roads (no ways)")
+    seg = pd.DataFrame(rows)
+    ids = np.fromiter(graph.nodes, dtype=np.int64, count=graph.number_of_nodes())
+    lon = np.array([graph.nodes[n]["x"] for n in ids], dtype=float)
+    lat = np.array([graph.nodes[n]["y"] for n in ids], dtype=float)
+    return _from_segments(ids, lon, lat, seg, source)
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) else value
+
+
+def network_from_osm_xml(path: Path) -> RoadNetwork:
+    """Build a network from an OSM XML file with osmnx (unsimplified, all components)."""
+    import osmnx as ox
+
+    source = NetworkSource("osm_file", f"{path.name} (OSM XML)")
+    tags = list(dict.fromkeys([*ox.settings.useful_tags_way, *_EXTRA_TAGS]))
+    saved = ox.settings.useful_tags_way
+    ox.settings.useful_tags_way = tags
+    try:
+        graph = ox.graph_from_xml(path, simplify=False, retain_all=True, bidirectional=False)
+    except SAXParseException as exc:
+        raise NetworkError(f"{path}: broken OSM XML ({exc}); re-export the file") from exc
+    except (ValueError, KeyError, OSError) as exc:
+        raise NetworkError(f"{path}: cannot read OSM XML ({exc}); is it an .osm file?") from exc
+    finally:
+        ox.settings.useful_tags_way = saved
+    return network_from_osmnx_graph(graph, source)
+
+
+def network_from_pbf(path: Path) -> RoadNetwork:
+    """Build a network from an ``.osm.pbf`` file with pyosmium (same rules as osmnx)."""
+    import osmium
+
+    source = NetworkSource("osm_file", f"{path.name} (OSM PBF)")
+    rows: list[dict[str, Any]] = []
+    nodes: dict[int, tuple[float, float]] = {}
+    try:
+        processor = (
+            osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY)
+            .with_locations()
+            .with_filter(osmium.filter.KeyFilter("highway"))
+        )
+        for way in processor:
+            tags = {k: way.tags.get(k) for k in ("highway", "maxspeed", "oneway", *_EXTRA_TAGS)}
+            refs = []
+            if not way.is_way():
+                continue
+            for n in way.nodes:
+                if n.location.valid():
+                    nodes[n.ref] = (n.location.lon, n.location.lat)
+                    refs.append(n.ref)
+            is_oneway = tags["oneway"] in _ONEWAY_VALUES or tags["junction"] == "roundabout"
+            if is_oneway and tags["oneway"] in _REVERSED_VALUES:
+                refs.reverse()
+            pairs = list(itertools.pairwise(refs))
+            base = {k: tags[k] for k in ("highway", "maxspeed", *_EXTRA_TAGS)}
+            rows += [{"u": a, "v": b, **base, "oneway": is_oneway} for a, b in pairs]
+            if not is_oneway:
+                rows += [{"u": b, "v": a, **base, "oneway": False} for a, b in pairs]
+    except RuntimeError as exc:
+        raise NetworkError(f"{path}: cannot read OSM PBF ({exc})") from exc
+    if not rows:
+        raise NetworkError(f"{path}: the OSM data has no roads (no highway ways)")
+    ids = np.fromiter(nodes.keys(), dtype=np.int64, count=len(nodes))
+    coords = np.array(list(nodes.values()), dtype=float)
+    return _from_segments(ids, coords[:, 0], coords[:, 1], pd.DataFrame(rows), source)
+
+
+def load_coarse_network(settings: Settings) -> RoadNetwork:
+    """Load the bundled coarse major-roads network (``data/network``)."""
+    folder = settings.coarse_network_dir
+    try:
+        nodes = pd.read_csv(folder / "nodes.csv")
+        edges = pd.read_csv(folder / "edges.csv")
+    except FileNotFoundError as exc:
+        raise NetworkError(
+            f"bundled network missing: {exc.filename}; run scripts/build_network.py"
+        ) from exc
+    ids = nodes["node_id"].to_numpy(dtype=np.int64)
+    index = pd.Series(np.arange(len(ids)), index=ids)
+    a = index.loc[edges["u"].to_numpy()].to_numpy()
+    b = index.loc[edges["v"].to_numpy()].to_numpy()
+    n = 2 * len(a)
+    source = NetworkSource(
+        "bundled_coarse",
+        "Jiaxing major roads from PyPI scgraph_data 2.0.0 (data/network)",
+        coarse=True,
+    )
+    return RoadNetwork(
+        lon=nodes["lon"].to_numpy(dtype=float),
+        lat=nodes["lat"].to_numpy(dtype=float),
+        u=np.concatenate([a, b]).astype(np.int64),
+        v=np.concatenate([b, a]).astype(np.int64),
+        length_m=np.tile(edges["length_m"].to_numpy(dtype=float), 2),
+        highway=np.full(n, "", dtype=str),
+        maxspeed_kmh=np.full(n, np.nan),
+        oneway=np.zeros(n, dtype=bool),
+        no_foot=np.zeros(n, dtype=bool),
+        no_bicycle=np.zeros(n, dtype=bool),
+        no_motor=np.zeros(n, dtype=bool),
+        source=source,
+        node_ids=ids,
+    )
+
+
+# --------------------------------------------------------------------------- cache
+
+_ARRAYS = (
+    "lon",
+    "lat",
+    "u",
+    "v",
+    "length_m",
+    "highway",
+    "maxspeed_kmh",
+    "oneway",
+    "no_foot",
+    "no_bicycle",
+    "no_motor",
+    "node_ids",
+)
+
+
+def _file_key(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"file-{digest.hexdigest()[:24]}"
+
+
+def save_cached(net: RoadNetwork, cache_dir: Path, key: str) -> Path:
+    """Store a network in the cache (atomically); returns the file path."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / f"{key}.npz"
+    tmp = target.with_suffix(".tmp.npz")
+    meta = json.dumps({"version": CACHE_VERSION, "source": asdict(net.source)})
+    np.savez_compressed(tmp, meta=np.array(meta), **{k: getattr(net, k) for k in _ARRAYS})
+    tmp.replace(target)
+    return target
+
+
+def load_cached(cache_dir: Path, key: str) -> RoadNetwork | None:
+    """Return the cached network for ``key`` or None (also for stale/corrupt entries)."""
+    path = cache_dir / f"{key}.npz"
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("version") != CACHE_VERSION:
+                return None
+            arrays = {k: data[k] for k in _ARRAYS}
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("ignoring unreadable cache entry %s: %s", path, exc)
+        return None
+    src = NetworkSource(**meta["source"])
+    cached = NetworkSource(
+        "cache",
+        f"{src.description}, built earlier ({path.name})",
+        coarse=src.coarse,
+        attribution=src.attribution,
+    )
+    return RoadNetwork(source=cached, **arrays)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_network(
+    settings: Settings,
+    osm_file: Path | str | None = None,
+    *,
+    download_polygon: Any = None,
+    use_cache: bool = True,
+) -> RoadNetwork:
+    """Return the road network from the best available source.
+
+    Parameters
+    ----------
+    settings
+        Paths (cache and bundled data).
+    osm_file
+        A user's ``.osm``/``.xml``/``.osm.pbf`` file (highest priority).
+    download_polygon
+        A shapely polygon (WGS84) to download from Overpass with osmnx when no
+        file is given and nothing is cached for it. Needs the internet.
+    use_cache
+        Read and write the on-disk cache under ``settings.cache_dir``.
+
+    Raises
+    ------
+    NetworkError
+        Missing, unreadable or road-less file; failed download.
+    """
+    started = time.perf_counter()
+    cache_dir = settings.cache_dir / "networks"
+    net: RoadNetwork | None = None
+    if osm_file is not None:
+        path = Path(osm_file)
+        if not path.is_file():
+            raise NetworkError(f"{path}: OSM file not found; pass an existing .osm or .osm.pbf")
+        key = _file_key(path)
+        net = load_cached(cache_dir, key) if use_cache else None
+        if net is None:
+            name = path.name.lower()
+            if name.endswith(".pbf"):
+                net = network_from_pbf(path)
+            elif name.endswith((".osm", ".xml", ".osm.xml")):
+                net = network_from_osm_xml(path)
+            else:
+                raise NetworkError(f"{path}: unknown OSM format; use .osm, .xml or .osm.pbf")
+            if use_cache:
+                save_cached(net, cache_dir, key)
+    else:
+        key = (
+            "download-"
+            + hashlib.sha256(
+                (download_polygon.wkt if download_polygon is not None else "region").encode()
+            ).hexdigest()[:24]
+        )
+        net = load_cached(cache_dir, key) if use_cache else None
+        if net is None and download_polygon is not None:
+            net = download_network(download_polygon)
+            if use_cache:
+                save_cached(net, cache_dir, key)
+        if net is None:
+            net = load_coarse_network(settings)
+    logger.info(
+        "road network: %s — %s (%.1f s)",
+        net.source.label,
+        net.summary(),
+        time.perf_counter() - started,
+    )
+    return net
+
+
+def download_network(polygon: Any) -> RoadNetwork:
+    """Download all roads inside ``polygon`` from Overpass with osmnx (needs the internet)."""
+    import osmnx as ox
+
+    tags = list(dict.fromkeys([*ox.settings.useful_tags_way, *_EXTRA_TAGS]))
+    saved = ox.settings.useful_tags_way
+    ox.settings.useful_tags_way = tags
+    try:
+        graph = ox.graph_from_polygon(polygon, network_type="all", simplify=False, retain_all=True)
+    except Exception as exc:  # osmnx raises requests/Overpass errors of several types
+        raise NetworkError(
+            f"download from Overpass failed: {exc}; check the connection or pass --osm FILE"
+        ) from exc
+    finally:
+        ox.settings.useful_tags_way = saved
+    stamp = time.strftime("%Y-%m-%d")
+    return network_from_osmnx_graph(graph, NetworkSource("download", f"Overpass {stamp}"))
