@@ -332,20 +332,52 @@ def load_coarse_network(settings: Settings) -> RoadNetwork:
         ) from exc
     ids = nodes["node_id"].to_numpy(dtype=np.int64)
     index = pd.Series(np.arange(len(ids)), index=ids)
-    a = index.loc[edges["u"].to_numpy()].to_numpy()
-    b = index.loc[edges["v"].to_numpy()].to_numpy()
-    n = 2 * len(a)
     source = NetworkSource(
         "bundled_coarse",
         "Jiaxing major roads from PyPI scgraph_data 2.0.0 (data/network)",
         coarse=True,
     )
+    return undirected_network(
+        nodes["lon"].to_numpy(dtype=float),
+        nodes["lat"].to_numpy(dtype=float),
+        index.loc[edges["u"].to_numpy()].to_numpy(),
+        index.loc[edges["v"].to_numpy()].to_numpy(),
+        source,
+        length_m=edges["length_m"].to_numpy(dtype=float),
+        node_ids=ids,
+    )
+
+
+def undirected_network(
+    lon: NDArray[np.float64],
+    lat: NDArray[np.float64],
+    a: NDArray[np.int64],
+    b: NDArray[np.int64],
+    source: NetworkSource,
+    *,
+    length_m: NDArray[np.float64] | None = None,
+    node_ids: NDArray[np.int64] | None = None,
+) -> RoadNetwork:
+    """A network of unclassed two-way roads between node indices ``a`` and ``b``.
+
+    Lengths default to great-circle distances. Used for the coarse network and
+    for synthetic test networks.
+    """
+    from osmnx.distance import great_circle
+
+    lon = np.asarray(lon, float)
+    lat = np.asarray(lat, float)
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    if length_m is None:
+        length_m = np.asarray(great_circle(lat[a], lon[a], lat[b], lon[b]), float)
+    n = 2 * len(a)
     return RoadNetwork(
-        lon=nodes["lon"].to_numpy(dtype=float),
-        lat=nodes["lat"].to_numpy(dtype=float),
-        u=np.concatenate([a, b]).astype(np.int64),
-        v=np.concatenate([b, a]).astype(np.int64),
-        length_m=np.tile(edges["length_m"].to_numpy(dtype=float), 2),
+        lon=lon,
+        lat=lat,
+        u=np.concatenate([a, b]),
+        v=np.concatenate([b, a]),
+        length_m=np.tile(np.asarray(length_m, float), 2),
         highway=np.full(n, "", dtype=str),
         maxspeed_kmh=np.full(n, np.nan),
         oneway=np.zeros(n, dtype=bool),
@@ -353,7 +385,7 @@ def load_coarse_network(settings: Settings) -> RoadNetwork:
         no_bicycle=np.zeros(n, dtype=bool),
         no_motor=np.zeros(n, dtype=bool),
         source=source,
-        node_ids=ids,
+        node_ids=np.arange(len(lon), dtype=np.int64) if node_ids is None else node_ids,
     )
 
 

@@ -225,6 +225,35 @@ class Router:
             np.where(unreachable, -1, target).astype(np.int64),
         )
 
+    def one_to_many(
+        self,
+        origin_lon: float,
+        origin_lat: float,
+        target_lon: ArrayLike,
+        target_lat: ArrayLike,
+        max_minutes: float | None = None,
+    ) -> FloatArray:
+        """Seconds from one origin to each target (NaN beyond ``max_minutes``).
+
+        One forward Dijkstra from the origin's virtual node; each target then
+        takes its best access node (exact, see :meth:`_best_node`) or the direct leg.
+        """
+        limit = 60.0 * (self.settings.max_minutes if max_minutes is None else max_minutes)
+        t_lon = np.atleast_1d(np.asarray(target_lon, float))
+        t_lat = np.atleast_1d(np.asarray(target_lat, float))
+        if len(t_lon) == 0:
+            return np.empty(0)
+        acc = self.access([origin_lon], [origin_lat])
+        graph, n = self._augmented(acc, reverse=False)
+        node_s = dijkstra(graph, directed=True, indices=n, limit=limit)[:n]
+        seconds, _ = self._best_node(t_lon, t_lat, node_s)
+        ox_, oy = self.to_metric([origin_lon], [origin_lat])
+        tx, ty = self.to_metric(t_lon, t_lat)
+        direct = np.hypot(tx - ox_[0], ty - oy[0])
+        direct_s = np.where(direct <= self.access_max_m, self.access_seconds(direct), np.inf)
+        seconds = np.minimum(seconds, direct_s)
+        return np.where(seconds <= limit, seconds, np.nan)
+
     def _best_node(
         self, lon: ArrayLike, lat: ArrayLike, node_s: FloatArray
     ) -> tuple[FloatArray, IntArray]:

@@ -1,0 +1,462 @@
+"""The ``skillcircle`` command line (click). 中文/English help.
+
+Every command logs the road-network source and writes it into its output's
+metadata. Bad input ends with one readable line and exit code 1, no traceback
+and no output file (outputs are written to a temp file, then renamed).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from geo._errors import SkillcircleError
+from geo.settings import LAYERS, MODES, Settings
+
+logger = logging.getLogger("skillcircle")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_OUT_TYPES = {
+    "coverage": (".csv", ".geojson", ".xlsx"),
+    "stats": (".csv", ".xlsx"),
+    "times": (".csv",),
+    "isochrones": (".geojson",),
+    "import": (".geojson",),
+}
+
+
+def _fail(message: str) -> None:
+    click.echo(f"错误 error: {message}", err=True)
+    sys.exit(1)
+
+
+def _friendly(func: F) -> F:
+    """Turn our errors (and missing files) into one line and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except SkillcircleError as exc:
+            _fail(str(exc))
+        except FileNotFoundError as exc:
+            _fail(f"{exc.filename}: file not found / 文件不存在")
+        except PermissionError as exc:
+            _fail(f"{exc.filename}: permission denied / 无权限写入或读取")
+        return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _check_out(out: Path, command: str) -> Path:
+    allowed = _OUT_TYPES[command]
+    if not out.name.lower().endswith(allowed):
+        _fail(f"{out}: unsupported output type for {command}; use {', '.join(allowed)}")
+    if not out.parent.exists():
+        _fail(f"{out.parent}: output folder does not exist / 输出目录不存在")
+    return out
+
+
+def _settings(minutes: float | None = None, max_minutes: float | None = None) -> Settings:
+    base = Settings()
+    changes: dict[str, float] = {}
+    if max_minutes is not None:
+        changes["max_minutes"] = max_minutes
+    if minutes is not None:
+        changes["minutes"] = minutes
+        if max_minutes is None and minutes > base.max_minutes:
+            changes["max_minutes"] = minutes
+    return base.with_(**changes) if changes else base
+
+
+def _network(settings: Settings, osm: Path | None, download: bool) -> Any:
+    from geo.network import load_network
+
+    polygon = None
+    if download and osm is None:
+        from geo.places import load_city
+
+        polygon = load_city(settings=settings).geometry.union_all()
+    net = load_network(settings, osm, download_polygon=polygon)
+    click.echo(f"路网 network: {net.source.label}", err=True)
+    return net
+
+
+def _metadata(settings: Settings, net: Any, mode: str, **extra: Any) -> dict[str, str]:
+    meta = {
+        "生成时间 generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "路网 network": net.source.label,
+        "方式 mode": f"{mode} ({MODES[mode]})",
+        "阈值 minutes": f"{settings.minutes:g}",
+        "最长 max_minutes": f"{settings.max_minutes:g} (longer = unreachable, empty)",
+        "接驳 access leg": (
+            f"straight line x {settings.detour_factor:g} at {settings.access_kmh[mode]:g} km/h, "
+            f"at most {settings.access_max_m(net.source.coarse):g} m"
+        ),
+        "数据 attribution": "© OpenStreetMap contributors, ODbL 1.0; see data/README.md",
+    }
+    meta.update({k: str(v) for k, v in extra.items()})
+    return meta
+
+
+def _sample_note(facilities: Any) -> str:
+    n_sample = int(facilities["is_sample"].sum())
+    return (
+        f"{n_sample} of {len(facilities)} facilities are SAMPLE data (is_sample=true, "
+        "names start with 样例·); the rest are real names/points (see data/README.md)"
+    )
+
+
+# --------------------------------------------------------------------------- group
+
+osm_option = click.option(
+    "--osm",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="OSM 路网文件 .osm/.xml/.osm.pbf (default: cache, else the bundled coarse network).",
+)
+download_option = click.option(
+    "--download",
+    is_flag=True,
+    help="无文件时从 Overpass 下载嘉兴路网（需联网）/ download the Jiaxing network with osmnx.",
+)
+mode_option = click.option(
+    "--mode",
+    type=click.Choice(list(MODES)),
+    default="walk",
+    show_default=True,
+    help="出行方式 travel mode: walk 步行 / ebike 电动自行车 / drive 驾车.",
+)
+minutes_option = click.option(
+    "--minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="覆盖阈值（分钟）/ coverage threshold in minutes.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-v", "--verbose", is_flag=True, help="详细日志与进度条 / verbose logs and progress bars."
+)
+@click.version_option(package_name="skillcircle")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """skillcircle — 30分钟职业技能培训圈 / 30-minute skills-training circle.
+
+    计算每个村到各类技能培训设施的出行时间、覆盖缺口与统计。
+    Travel times from every village to skills training, coverage gaps and statistics.
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = {"verbose": verbose}
+
+
+def _load_inputs(
+    settings: Settings, facilities: Path | None, villages: Path | None
+) -> tuple[Any, Any]:
+    from geo.facilities import load_facilities
+    from geo.places import load_villages
+
+    fac = load_facilities(facilities, settings)
+    vil = load_villages(villages, settings)
+    return fac, vil
+
+
+@main.command()
+@mode_option
+@minutes_option
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="超过即视为不可达 / times above are unreachable (default 120).",
+)
+@osm_option
+@download_option
+@click.option(
+    "--facilities",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="设施 GeoJSON (default data/facilities.geojson).",
+)
+@click.option(
+    "--villages",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="村点 GeoJSON/CSV (default data/boundaries/villages.geojson).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="输出 .csv/.geojson/.xlsx",
+)
+@click.pass_context
+@_friendly
+def coverage(
+    ctx: click.Context,
+    mode: str,
+    minutes: float,
+    max_minutes: float | None,
+    osm: Path | None,
+    download: bool,
+    facilities: Path | None,
+    villages: Path | None,
+    out: Path,
+) -> None:
+    """每村到各层设施的最短时间与覆盖 / minutes from every village to each layer."""
+    from geo.coverage import coverage_table
+    from geo.export import write_table
+    from geo.routing import Router
+
+    _check_out(out, "coverage")
+    settings = _settings(minutes, max_minutes)
+    fac, vil = _load_inputs(settings, facilities, villages)
+    net = _network(settings, osm, download)
+    table = coverage_table(Router(net, mode, settings), vil, fac, minutes)
+    if not out.name.lower().endswith(".geojson"):
+        table = table.drop(columns="geometry")
+    meta = _metadata(settings, net, mode, **{"样例 sample": _sample_note(fac)})
+    write_table(table, out, metadata=meta, sheet_name="覆盖 coverage")
+    covered = int(table["covered"].sum())
+    click.echo(f"{len(table)} villages, {covered} within {minutes:g} min ({mode}) -> {out}")
+
+
+@main.command()
+@click.option(
+    "--layer", type=click.Choice(list(LAYERS)), required=True, help="设施图层 facility layer."
+)
+@mode_option
+@minutes_option
+@click.option("--union", is_flag=True, help="合并为图层等时圈 / one polygon for the whole layer.")
+@osm_option
+@download_option
+@click.option("--facilities", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="输出 .geojson"
+)
+@click.pass_context
+@_friendly
+def isochrones(
+    ctx: click.Context,
+    layer: str,
+    mode: str,
+    minutes: float,
+    union: bool,
+    osm: Path | None,
+    download: bool,
+    facilities: Path | None,
+    out: Path,
+) -> None:
+    """设施等时圈 / isochrone polygons per facility or per layer (--union)."""
+    from geo.export import write_table
+    from geo.facilities import load_facilities
+    from geo.isochrones import isochrones as make_isochrones
+    from geo.routing import Router
+
+    _check_out(out, "isochrones")
+    settings = _settings(minutes)
+    fac = load_facilities(facilities, settings)
+    fac = fac[fac["layer"] == layer].reset_index(drop=True)
+    net = _network(settings, osm, download)
+    polys = make_isochrones(
+        Router(net, mode, settings), fac, minutes, union=union, progress=ctx.obj["verbose"]
+    )
+    meta = _metadata(settings, net, mode, **{"图层 layer": layer, "样例 sample": _sample_note(fac)})
+    write_table(polys, out, metadata=meta)
+    click.echo(f"{len(polys)} isochrone(s) for {layer} ({mode}, {minutes:g} min) -> {out}")
+
+
+@main.command()
+@mode_option
+@click.option(
+    "--from",
+    "origins",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="起点 CSV: id,lon,lat (WGS84)",
+)
+@click.option(
+    "--to",
+    "targets",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="终点 CSV: id,lon,lat (WGS84)",
+)
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="只输出此时间内的组合 / only pairs within this.",
+)
+@osm_option
+@download_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="输出 .csv: origin_id,target_id,minutes",
+)
+@click.pass_context
+@_friendly
+def times(
+    ctx: click.Context,
+    mode: str,
+    origins: Path,
+    targets: Path,
+    max_minutes: float,
+    osm: Path | None,
+    download: bool,
+    out: Path,
+) -> None:
+    """起终点出行时间矩阵 / travel-time matrix origin -> target (pairs within the bound)."""
+    from geo.export import write_table
+    from geo.places import load_points
+    from geo.routing import Router
+
+    _check_out(out, "times")
+    settings = _settings(max_minutes=max_minutes)
+    a = load_points(origins)
+    b = load_points(targets)
+    net = _network(settings, osm, download)
+    router = Router(net, mode, settings)
+    pairs = router.matrix(
+        a["lon"], a["lat"], b["lon"], b["lat"], max_minutes=max_minutes, progress=ctx.obj["verbose"]
+    )
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "origin_id": a["id"].to_numpy()[pairs["origin"].to_numpy(int)],
+            "target_id": b["id"].to_numpy()[pairs["target"].to_numpy(int)],
+            "minutes": (pairs["seconds"].to_numpy() / 60).round(2),
+        }
+    )
+    write_table(table, out, metadata=_metadata(settings, net, mode))
+    click.echo(f"{len(table)} origin->target pairs within {max_minutes:g} min -> {out}")
+
+
+@main.command()
+@click.option(
+    "--by",
+    type=click.Choice(["county", "town"]),
+    default="county",
+    show_default=True,
+    help="按区县或乡镇统计 / group by county or town.",
+)
+@mode_option
+@minutes_option
+@osm_option
+@download_option
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="输出 .csv/.xlsx"
+)
+@click.pass_context
+@_friendly
+def stats(
+    ctx: click.Context,
+    by: str,
+    mode: str,
+    minutes: float,
+    osm: Path | None,
+    download: bool,
+    out: Path,
+) -> None:
+    """分区县/乡镇覆盖统计 / coverage statistics per county or town."""
+    from geo.coverage import coverage_stats, coverage_table
+    from geo.export import write_table
+    from geo.places import load_counties
+    from geo.routing import Router
+
+    _check_out(out, "stats")
+    settings = _settings(minutes)
+    fac, vil = _load_inputs(settings, None, None)
+    net = _network(settings, osm, download)
+    table = coverage_table(Router(net, mode, settings), vil, fac, minutes)
+    counties = load_counties(settings=settings)
+    population = counties.set_index("county")["population_2020"]
+    result = coverage_stats(table, by, minutes, population=population)
+    meta = _metadata(
+        settings,
+        net,
+        mode,
+        **{
+            "统计 by": by,
+            "样例 sample": _sample_note(fac),
+            "人口 population": (
+                "2020 census per county; no town/village population: counts are villages"
+            ),
+        },
+    )
+    write_table(result, out, metadata=meta, sheet_name="统计 stats")
+    click.echo(f"{len(result)} {by} rows ({mode}, {minutes:g} min) -> {out}")
+
+
+@main.command(name="import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--layer", type=click.Choice(list(LAYERS)), required=True, help="设施图层 layer.")
+@click.option(
+    "--crs",
+    type=click.Choice(["wgs84", "gcj02", "bd09"]),
+    default="wgs84",
+    show_default=True,
+    help="坐标系：高德/腾讯=gcj02，百度=bd09.",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="输出 .geojson"
+)
+@_friendly
+def import_(file: Path, layer: str, crs: str, out: Path) -> None:
+    """导入设施台账 (CSV UTF-8/GBK, XLSX, GeoJSON) / import a facility registry."""
+    import json
+
+    from geo.export import atomic_write
+    from geo.facilities import facilities_to_geojson, import_registry
+
+    _check_out(out, "import")
+    gdf = import_registry(file, layer, crs)
+    doc = facilities_to_geojson(gdf)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    atomic_write(out, write)
+    click.echo(f"{len(gdf)} facilities ({layer}, converted from {crs}) -> {out}")
+
+
+def _register_plugins() -> None:
+    """Add commands other packages declare (``skillcircle.commands`` entry points).
+
+    The web app registers ``serve`` this way, so geo/ never imports web/.
+    """
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="skillcircle.commands"):
+        if ep.name in main.commands:
+            continue
+        try:
+            command = ep.load()
+        except ImportError as exc:  # a broken plugin must not take the core CLI down
+            logger.warning("command %s unavailable: %s", ep.name, exc)
+            continue
+        main.add_command(command, name=ep.name)
+
+
+_register_plugins()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,170 @@
+"""Per-village travel times to each facility layer, coverage flags and statistics.
+
+:func:`coverage_table` answers the core question — for every village, how many
+minutes to the nearest facility of each layer by one mode, and is it inside the
+T-minute circle — as one row per village with the CLI contract's columns.
+:func:`coverage_stats` aggregates it per county or town.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from geo.routing import Router
+from geo.settings import LAYERS
+
+logger = logging.getLogger(__name__)
+
+BASE_COLUMNS = [
+    "village_code",
+    "village_name",
+    "town",
+    "county",
+    "lon",
+    "lat",
+    "location_quality",
+]
+
+
+def layer_columns(layers: list[str] | None = None) -> list[str]:
+    """The per-layer contract columns ``<layer>_minutes, <layer>_facility_id``."""
+    cols = []
+    for layer in layers or list(LAYERS):
+        cols += [f"{layer}_minutes", f"{layer}_facility_id"]
+    return cols
+
+
+def coverage_columns() -> list[str]:
+    """All columns of a coverage table, in contract order (then extras)."""
+    return [
+        *BASE_COLUMNS,
+        *layer_columns(),
+        "any_minutes",
+        "covered",
+        "nearest_road_m",
+        "far_from_road",
+    ]
+
+
+def coverage_table(
+    router: Router,
+    villages: gpd.GeoDataFrame,
+    facilities: gpd.GeoDataFrame,
+    minutes: float | None = None,
+) -> gpd.GeoDataFrame:
+    """Minutes from each village to the nearest facility of every layer.
+
+    Parameters
+    ----------
+    router
+        Network and mode.
+    villages
+        Points with ``village_code, village_name, town, county, location_quality``.
+    facilities
+        Points with ``id`` and ``layer``.
+    minutes
+        Coverage threshold (default ``router.settings.minutes``).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One row per village, contract columns first. Unreachable (beyond
+        ``max_minutes``) is NaN minutes and an empty facility id. ``covered`` is
+        ``any_minutes <= minutes``. ``far_from_road`` flags villages whose
+        nearest road node is farther than ``settings.access_flag_m``.
+    """
+    threshold = router.settings.minutes if minutes is None else float(minutes)
+    lon = villages.geometry.x.to_numpy(float)
+    lat = villages.geometry.y.to_numpy(float)
+    out = pd.DataFrame(
+        {
+            "village_code": villages["village_code"].astype(str).to_numpy(),
+            "village_name": villages["village_name"].to_numpy(),
+            "town": villages["town"].to_numpy(),
+            "county": villages["county"].to_numpy(),
+            "lon": lon.round(6),
+            "lat": lat.round(6),
+            "location_quality": villages["location_quality"].to_numpy(),
+        }
+    )
+    for layer in LAYERS:
+        group = facilities[facilities["layer"] == layer]
+        res = router.nearest(lon, lat, group.geometry.x.to_numpy(), group.geometry.y.to_numpy())
+        facility_id = np.full(len(lon), "", dtype=object)
+        hit = res.target >= 0
+        facility_id[hit] = group["id"].astype(str).to_numpy()[res.target[hit]]
+        out[f"{layer}_minutes"] = np.round(res.minutes, 2)
+        out[f"{layer}_facility_id"] = facility_id
+    minute_cols = [f"{layer}_minutes" for layer in LAYERS]
+    any_min = out[minute_cols].min(axis=1, skipna=True)
+    out["any_minutes"] = any_min
+    out["covered"] = (any_min <= threshold).to_numpy()
+    nearest_m = router.access(lon, lat).nearest_m
+    out["nearest_road_m"] = np.round(nearest_m, 0)
+    out["far_from_road"] = nearest_m > router.settings.access_flag_m
+    gdf = gpd.GeoDataFrame(out, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
+    logger.info(
+        "coverage %s: %d of %d villages within %g min of any facility",
+        router.mode,
+        int(out["covered"].sum()),
+        len(out),
+        threshold,
+    )
+    return gdf
+
+
+def coverage_stats(
+    coverage: pd.DataFrame,
+    by: str,
+    minutes: float,
+    population: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Villages covered per layer and overall, per county or per town.
+
+    Parameters
+    ----------
+    coverage
+        Output of :func:`coverage_table`.
+    by
+        ``county`` or ``town``.
+    minutes
+        Threshold applied to each ``<layer>_minutes`` column.
+    population
+        Optional population per county (index: county name), added as a column.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``county`` (and ``town``), ``villages``, ``covered``, ``share_covered``,
+        ``<layer>_covered`` and ``<layer>_share`` per layer, ``uncovered`` (count)
+        and ``uncovered_villages`` (names joined with "、"), sorted by key.
+    """
+    from geo._errors import SettingsError
+
+    if by not in ("county", "town"):
+        raise SettingsError(f"unknown grouping {by!r}; use county or town")
+    keys = ["county"] if by == "county" else ["county", "town"]
+    frame = coverage.copy()
+    flags = {}
+    for layer in LAYERS:
+        flags[f"{layer}_covered"] = frame[f"{layer}_minutes"] <= minutes
+    frame = frame.assign(**flags, _any=frame["any_minutes"] <= minutes)
+    grouped = frame.groupby(keys, sort=True)
+    stats = grouped.size().rename("villages").to_frame()
+    stats["covered"] = grouped["_any"].sum().astype(int)
+    stats["share_covered"] = (stats["covered"] / stats["villages"]).round(4)
+    for layer in LAYERS:
+        stats[f"{layer}_covered"] = grouped[f"{layer}_covered"].sum().astype(int)
+        stats[f"{layer}_share"] = (stats[f"{layer}_covered"] / stats["villages"]).round(4)
+    stats["uncovered"] = stats["villages"] - stats["covered"]
+    stats["uncovered_villages"] = grouped.apply(
+        lambda g: "、".join(g.loc[~g["_any"], "village_name"].astype(str)), include_groups=False
+    )
+    stats = stats.reset_index()
+    if population is not None and by == "county":
+        stats.insert(1, "population_2020", stats["county"].map(population))
+    return stats

@@ -1,0 +1,264 @@
+"""A loaded study area: data, network, routers and precomputed results, shared read-only.
+
+:class:`Study` is what long-running users (the web app, batch exports) hold:
+everything heavy — the graph per mode, per-village times for every layer and
+mode, and union isochrones per layer x mode for a few thresholds — is computed
+once in :meth:`Study.load` (or read from the on-disk cache) and never per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from shapely.geometry.base import BaseGeometry
+
+from geo.coverage import coverage_stats, coverage_table
+from geo.isochrones import union_isochrone
+from geo.network import RoadNetwork, load_network
+from geo.routing import Router
+from geo.settings import LAYERS, MODES, Settings, check_layer, check_mode
+
+logger = logging.getLogger(__name__)
+
+#: Thresholds whose union isochrones are precomputed for every layer and mode.
+DEFAULT_ISO_MINUTES: tuple[float, ...] = (15.0, 30.0, 45.0, 60.0)
+_CACHE_VERSION = 1
+
+
+@dataclass
+class Study:
+    """Facilities, places, network and precomputed coverage for one region."""
+
+    settings: Settings
+    network: RoadNetwork
+    facilities: gpd.GeoDataFrame
+    villages: gpd.GeoDataFrame
+    towns: gpd.GeoDataFrame
+    counties: gpd.GeoDataFrame
+    routers: dict[str, Router]
+    coverage: dict[str, gpd.GeoDataFrame]
+    isochrones: dict[tuple[str, str, float], BaseGeometry]
+    iso_minutes: tuple[float, ...] = DEFAULT_ISO_MINUTES
+    load_seconds: float = 0.0
+    modes: tuple[str, ...] = field(default_factory=lambda: tuple(MODES))
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(
+        cls,
+        settings: Settings | None = None,
+        *,
+        osm_file: Path | str | None = None,
+        facilities_path: Path | None = None,
+        villages_path: Path | None = None,
+        modes: Sequence[str] = tuple(MODES),
+        iso_minutes: Iterable[float] = DEFAULT_ISO_MINUTES,
+        use_cache: bool = True,
+        progress: bool = False,
+    ) -> Study:
+        """Load data and network and compute (or read cached) coverage and isochrones."""
+        from tqdm import tqdm
+
+        from geo.facilities import load_facilities
+        from geo.places import load_counties, load_towns, load_villages
+
+        started = time.perf_counter()
+        settings = settings or Settings()
+        modes = tuple(check_mode(m) for m in modes)
+        iso_minutes = tuple(sorted({float(m) for m in iso_minutes} | {settings.minutes}))
+        facilities = load_facilities(facilities_path, settings)
+        villages = load_villages(villages_path, settings)
+        towns = load_towns(settings=settings)
+        counties = load_counties(settings=settings)
+        network = load_network(settings, osm_file, use_cache=use_cache)
+        routers = {m: Router(network, m, settings) for m in modes}
+
+        key = _results_key(settings, network, facilities, villages, modes, iso_minutes)
+        cache_file = settings.cache_dir / "results" / f"{key}.pkl"
+        cached = _read_cache(cache_file) if use_cache else None
+        if cached is not None:
+            coverage, isos = cached
+            logger.info("results read from cache %s", cache_file)
+        else:
+            coverage = {m: coverage_table(routers[m], villages, facilities) for m in modes}
+            isos = {}
+            jobs = [(layer, m, t) for layer in LAYERS for m in modes for t in iso_minutes]
+            for layer, m, t in tqdm(jobs, desc="等时圈 isochrones", disable=not progress):
+                group = facilities[facilities["layer"] == layer]
+                isos[(layer, m, t)] = union_isochrone(
+                    routers[m], group.geometry.x.to_numpy(), group.geometry.y.to_numpy(), t
+                )
+            if use_cache:
+                _write_cache(cache_file, (coverage, isos))
+        study = cls(
+            settings=settings,
+            network=network,
+            facilities=facilities,
+            villages=villages,
+            towns=towns,
+            counties=counties,
+            routers=routers,
+            coverage=coverage,
+            isochrones=isos,
+            iso_minutes=iso_minutes,
+            modes=modes,
+        )
+        study.load_seconds = time.perf_counter() - started
+        logger.info("study loaded in %.1f s (%s)", study.load_seconds, network.source.label)
+        return study
+
+    # ------------------------------------------------------------------ queries
+
+    def stats(self, mode: str, by: str, minutes: float | None = None) -> pd.DataFrame:
+        """Coverage statistics per county or town for a mode."""
+        check_mode(mode)
+        population = self.counties.set_index("county")["population_2020"]
+        return coverage_stats(
+            self._coverage(mode), by, minutes or self.settings.minutes, population
+        )
+
+    def _coverage(self, mode: str) -> gpd.GeoDataFrame:
+        if mode not in self.coverage:
+            from geo._errors import SettingsError
+
+            raise SettingsError(f"mode {mode!r} was not loaded; loaded: {', '.join(self.modes)}")
+        return self.coverage[mode]
+
+    def village_row(self, code: str) -> pd.Series | None:
+        """The village with this 12-digit code, or None."""
+        hit = self.villages[self.villages["village_code"] == str(code)]
+        return None if hit.empty else hit.iloc[0]
+
+    def filter_facilities(
+        self, layer: str | None = None, county: str | None = None, trade: str | None = None
+    ) -> gpd.GeoDataFrame:
+        """Facilities of a layer / county / teaching a trade (工种)."""
+        fac = self.facilities
+        if layer:
+            check_layer(layer)
+            fac = fac[fac["layer"] == layer]
+        if county:
+            fac = fac[fac["county"] == county]
+        if trade:
+            fac = fac[fac["trades"].map(lambda ts: trade in (ts or []))]
+        return fac
+
+    def nearby(
+        self,
+        lon: float,
+        lat: float,
+        mode: str,
+        *,
+        minutes: float | None = None,
+        layer: str | None = None,
+        trade: str | None = None,
+        limit: int = 20,
+    ) -> pd.DataFrame:
+        """Facilities reachable from a point within ``minutes``, nearest first.
+
+        Returns the facility columns plus ``minutes`` and ``distance_m``
+        (straight line). One bounded Dijkstra per call (milliseconds).
+        """
+        check_mode(mode)
+        bound = self.settings.minutes if minutes is None else float(minutes)
+        fac = self.filter_facilities(layer=layer, trade=trade)
+        router = self.routers[mode]
+        seconds = router.one_to_many(
+            lon, lat, fac.geometry.x.to_numpy(), fac.geometry.y.to_numpy(), max_minutes=bound
+        )
+        out = pd.DataFrame(fac.drop(columns="geometry"))
+        out["lon"] = fac.geometry.x.round(6).to_numpy()
+        out["lat"] = fac.geometry.y.round(6).to_numpy()
+        out["minutes"] = np.round(seconds / 60.0, 1)
+        ox_, oy = router.to_metric([lon], [lat])
+        fx, fy = router.to_metric(out["lon"], out["lat"])
+        out["distance_m"] = np.round(np.hypot(fx - ox_[0], fy - oy[0])).astype(int)
+        out = out[out["minutes"].notna()].sort_values(["minutes", "distance_m", "id"])
+        return out.head(limit).reset_index(drop=True)
+
+    def isochrone(self, layer: str, mode: str, minutes: float) -> BaseGeometry:
+        """Precomputed union isochrone of a layer (minutes must be precomputed)."""
+        check_layer(layer)
+        check_mode(mode)
+        key = (layer, mode, float(minutes))
+        if key not in self.isochrones:
+            from geo._errors import SettingsError
+
+            allowed = ", ".join(f"{m:g}" for m in self.iso_minutes)
+            raise SettingsError(
+                f"isochrones are precomputed for minutes {allowed}; got {minutes:g}"
+            )
+        return self.isochrones[key]
+
+    @property
+    def sample_count(self) -> int:
+        return int(self.facilities["is_sample"].sum())
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _file_digest(frame: pd.DataFrame) -> str:
+    return hashlib.sha256(
+        pd.util.hash_pandas_object(
+            frame.drop(columns="geometry").astype(str), index=False
+        ).values.tobytes()
+        + frame.geometry.to_wkb().map(bytes).sum()
+    ).hexdigest()
+
+
+def _results_key(
+    settings: Settings,
+    network: RoadNetwork,
+    facilities: gpd.GeoDataFrame,
+    villages: gpd.GeoDataFrame,
+    modes: tuple[str, ...],
+    iso_minutes: tuple[float, ...],
+) -> str:
+    net_digest = hashlib.sha256(
+        network.lon.tobytes()
+        + network.lat.tobytes()
+        + network.u.tobytes()
+        + network.v.tobytes()
+        + network.length_m.tobytes()
+    ).hexdigest()
+    parts = [
+        str(_CACHE_VERSION),
+        repr(settings.with_(data_dir=Path("."), cache_dir=Path("."))),
+        net_digest,
+        _file_digest(facilities),
+        _file_digest(villages),
+        repr(modes),
+        repr(iso_minutes),
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def _read_cache(path: Path) -> Any:
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+        logger.warning("ignoring unreadable results cache %s: %s", path, exc)
+        return None
+
+
+def _write_cache(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(path)
