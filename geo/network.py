@@ -26,6 +26,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 from xml.sax import SAXParseException
 
 import numpy as np
@@ -265,6 +266,7 @@ def _first(value: Any) -> Any:
 def network_from_osm_xml(path: Path) -> RoadNetwork:
     """Build a network from an OSM XML file with osmnx (unsimplified, all components)."""
     import osmnx as ox
+    from osmnx._errors import InsufficientResponseError
 
     source = NetworkSource("osm_file", f"{path.name} (OSM XML)")
     tags = list(dict.fromkeys([*ox.settings.useful_tags_way, *_EXTRA_TAGS]))
@@ -272,8 +274,10 @@ def network_from_osm_xml(path: Path) -> RoadNetwork:
     ox.settings.useful_tags_way = tags
     try:
         graph = ox.graph_from_xml(path, simplify=False, retain_all=True, bidirectional=False)
-    except SAXParseException as exc:
+    except (SAXParseException, ElementTree.ParseError) as exc:
         raise NetworkError(f"{path}: broken OSM XML ({exc}); re-export the file") from exc
+    except InsufficientResponseError as exc:
+        raise NetworkError(f"{path}: the OSM data has no roads (no ways)") from exc
     except (ValueError, KeyError, OSError) as exc:
         raise NetworkError(f"{path}: cannot read OSM XML ({exc}); is it an .osm file?") from exc
     finally:
