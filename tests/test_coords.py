@@ -51,6 +51,6 @@ def test_identity_outside_china():
 
 def test_to_wgs84_dispatch_and_error():
     lon, lat = coords.to_wgs84(*coords.wgs84_to_gcj02(120.7, 30.7), "GCJ-02")
-    assert lon == pytest.approx(120.7, abs=1e-8)
+    assert (lon, lat) == (pytest.approx(120.7, abs=1e-8), pytest.approx(30.7, abs=1e-8))
     with pytest.raises(SettingsError, match="unknown coordinate system"):
         coords.to_wgs84(120.7, 30.7, "utm")

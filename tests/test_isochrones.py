@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import shapely
 
-from conftest import coarse_line, coarse_ring
 from geo.isochrones import isochrones, union_isochrone
 from geo.routing import Router
 from geo.settings import Settings
+
+from synthetic import coarse_line, coarse_ring
 
 
 def facilities_frame(lon, lat) -> gpd.GeoDataFrame:

@@ -70,10 +70,10 @@ def test_mode_rules_on_grid(grid_osm, settings):
     assert (1, 4) in walk and (1, 4) not in ebike and (1, 4) not in drive  # footway
     assert (5, 4) in walk and (5, 4) not in drive  # oneway binds drivers only
     u, v, sec = mode_edges(net, "drive", settings)
-    primary = [s for a, b, s in zip(u, v, sec, strict=True) if (ids[a], ids[b]) == (4, 5)][0]
+    primary = next(s for a, b, s in zip(u, v, sec, strict=True) if (ids[a], ids[b]) == (4, 5))
     length = net.length_m[(ids[net.u] == 4) & (ids[net.v] == 5)][0]
     assert primary == pytest.approx(length / (60 / 3.6))  # maxspeed=60
-    res = [s for a, b, s in zip(u, v, sec, strict=True) if (ids[a], ids[b]) == (1, 2)][0]
+    res = next(s for a, b, s in zip(u, v, sec, strict=True) if (ids[a], ids[b]) == (1, 2))
     length = net.length_m[(ids[net.u] == 1) & (ids[net.v] == 2)][0]
     assert res == pytest.approx(length / (settings.drive_speeds["residential"] / 3.6))
 
