@@ -95,6 +95,8 @@ class Router:
         x, y, u, v, sec = _densify(np.asarray(bx), np.asarray(by), u, v, sec, settings.segment_m)
         self.x, self.y = x, y
         self.n_nodes = len(x)
+        # parallel edges keep their minimum; no self-loops; no zero weights
+        u, v, sec = _simple_edges(u, v, sec)
         self.edge_u, self.edge_v, self.edge_seconds = u, v, sec
         self.graph = _csr(u, v, sec, self.n_nodes)
         self.graph_rev = _csr(v, u, sec, self.n_nodes)
@@ -272,17 +274,22 @@ class Router:
         x, y = self.to_metric(lon, lat)
         bound = np.where(np.isfinite(best_s), best_s, self.settings.max_minutes * 60.0)
         radius = self.access_radius(bound)
-        for i, found in enumerate(
-            self._tree.query_ball_point(np.column_stack([x, y]), radius, return_sorted=False)
-        ):
-            if len(found) <= acc.node.shape[1]:
-                continue
-            cand = self.snap_nodes[np.asarray(found, dtype=np.int64)]
-            d = np.hypot(self.x[cand] - x[i], self.y[cand] - y[i])
-            total = self.access_seconds(d) + node_s[cand]
-            j = int(np.argmin(total))
-            if total[j] < best_s[i]:
-                best_s[i], best_n[i] = total[j], cand[j]
+        found = self._tree.query_ball_point(np.column_stack([x, y]), radius, return_sorted=False)
+        counts = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
+        if counts.sum() == 0:
+            return best_s, best_n.astype(np.int64)
+        point = np.repeat(rows, counts)
+        cand = self.snap_nodes[np.concatenate([np.asarray(f, dtype=np.int64) for f in found])]
+        total = self.access_seconds(np.hypot(self.x[cand] - x[point], self.y[cand] - y[point]))
+        total += node_s[cand]
+        # per point, the candidate with the smallest total (sort by point, then total)
+        order = np.lexsort((total, point))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = point[order][1:] != point[order][:-1]
+        win = order[first]
+        better = total[win] < best_s[point[win]]
+        best_s[point[win][better]] = total[win][better]
+        best_n[point[win][better]] = cand[win][better]
         return best_s, best_n.astype(np.int64)
 
     def _direct(
@@ -363,14 +370,25 @@ class Router:
         return out
 
 
-def _csr(u: IntArray, v: IntArray, seconds: FloatArray, n: int) -> csr_matrix:
-    """CSR matrix keeping the *minimum* weight of parallel edges (scipy would sum them)."""
+def _simple_edges(
+    u: IntArray, v: IntArray, seconds: FloatArray
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Drop self-loops and keep the *minimum* weight of parallel edges.
+
+    scipy would *sum* duplicate entries when building a CSR matrix, and treats
+    explicit zeros as missing edges, so weights are floored at a microsecond.
+    """
     order = np.lexsort((seconds, v, u))
     u, v, seconds = u[order], v[order], seconds[order]
     first = np.ones(len(u), dtype=bool)
     first[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
     keep = first & (u != v)
-    return csr_matrix((np.maximum(seconds[keep], _EPS), (u[keep], v[keep])), shape=(n, n))
+    return u[keep], v[keep], np.maximum(seconds[keep], _EPS)
+
+
+def _csr(u: IntArray, v: IntArray, seconds: FloatArray, n: int) -> csr_matrix:
+    """CSR matrix of edges that contain no duplicates (see :func:`_simple_edges`)."""
+    return csr_matrix((np.maximum(seconds, _EPS), (u, v)), shape=(n, n))
 
 
 def _densify(
