@@ -1,0 +1,254 @@
+"""Input validation shared by the loaders: files, encodings, coordinates, duplicates.
+
+Every check collects :class:`Problem` s instead of raising on the first one, so
+that :func:`raise_problems` can tell the user about the first few bad rows in one
+line. Message format (one line)::
+
+    <file> <where>: <what is wrong>; <what to do>
+    <file>: 7 problems | <where>: <what>; <what to do> | <where>: ... | and 2 more
+
+``where`` is ``row N`` for tables, counted as a spreadsheet shows it (the header
+is row 1, the first data row is row 2), and ``feature N`` (1-based) for GeoJSON.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import pandas as pd
+
+from geo._errors import InputDataError
+
+#: (min_lon, min_lat, max_lon, max_lat) in WGS84 degrees, the order of shapely ``bounds``.
+Bounds = tuple[float, float, float, float]
+
+#: A generous box around Jiaxing (the city spans about 120.3-121.3 E, 30.2-31.0 N).
+JIAXING_BOUNDS: Bounds = (119.5, 29.8, 122.5, 31.6)
+
+#: How many problems a message lists before "and N more".
+MAX_LISTED = 5
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One invalid row: ``order`` sorts problems in file order."""
+
+    order: int
+    where: str
+    what: str
+
+
+def table_row(position: int) -> str:
+    """Name a 0-based data position as a spreadsheet row (header is row 1)."""
+    return f"row {position + 2}"
+
+
+def feature_row(position: int) -> str:
+    """Name a 0-based feature position as a 1-based GeoJSON feature."""
+    return f"feature {position + 1}"
+
+
+def raise_problems(error: type[InputDataError], file: str, problems: Sequence[Problem]) -> None:
+    """Raise ``error`` describing the first problems in file order; do nothing if none."""
+    if not problems:
+        return
+    ordered = sorted(problems, key=lambda p: p.order)
+    if len(ordered) == 1:
+        only = ordered[0]
+        raise error(f"{file} {only.where}: {only.what}")
+    listed = " | ".join(f"{p.where}: {p.what}" for p in ordered[:MAX_LISTED])
+    more = len(ordered) - MAX_LISTED
+    tail = f" | and {more} more" if more > 0 else ""
+    raise error(f"{file}: {len(ordered)} problems | {listed}{tail}")
+
+
+def fail(error: type[InputDataError], file: str, what: str) -> NoReturn:
+    """Raise a whole-file problem (missing, unreadable, wrong structure)."""
+    raise error(f"{file}: {what}")
+
+
+def require_file(path: Path, error: type[InputDataError], hint: str) -> None:
+    """Raise ``error`` unless ``path`` is an existing file; ``hint`` says how to get one."""
+    if not path.exists():
+        fail(error, str(path), f"file not found; {hint}")
+    if not path.is_file():
+        fail(error, str(path), f"is not a file; {hint}")
+
+
+def decode(path: Path, error: type[InputDataError]) -> str:
+    """Read ``path`` as text, trying UTF-8 (with or without BOM), then GBK/GB18030."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030")  # a superset of GBK and GB2312
+    except UnicodeDecodeError as exc:
+        fail(
+            error,
+            path.name,
+            f"cannot decode the text (byte {exc.start} is neither UTF-8 nor GBK); "
+            "save the file as UTF-8 (Excel: 'CSV UTF-8') or GBK",
+        )
+
+
+def read_json(path: Path, error: type[InputDataError]) -> Any:
+    """Parse a JSON file, turning encoding and syntax errors into ``error``."""
+    text = decode(path, error)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(
+            error,
+            path.name,
+            f"broken JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); "
+            "fix the file or write it again",
+        )
+
+
+def read_feature_collection(path: Path, error: type[InputDataError]) -> list[Any]:
+    """Return the ``features`` list of a GeoJSON FeatureCollection file."""
+    data = read_json(path, error)
+    if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
+        found = data.get("type") if isinstance(data, dict) else type(data).__name__
+        fail(
+            error,
+            path.name,
+            f"is not a GeoJSON FeatureCollection (top-level type is {found!r}); "
+            'write {"type": "FeatureCollection", "features": [...]}',
+        )
+    features = data.get("features")
+    if not isinstance(features, list):
+        fail(error, path.name, "the FeatureCollection has no 'features' list; add one")
+    return features
+
+
+def read_csv(path: Path, error: type[InputDataError]) -> pd.DataFrame:
+    """Read a CSV as all-text columns ("" for empty cells), headers stripped."""
+    text = decode(path, error)
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        fail(error, path.name, f"cannot read the CSV ({exc}); check quotes and separators")
+    return clean_table(frame)
+
+
+def clean_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Strip headers and cells and turn missing cells into "" (all columns text)."""
+    frame = frame.rename(columns=lambda c: str(c).strip())
+    return frame.fillna("").astype(str).apply(lambda col: col.str.strip())
+
+
+def point_xy(feature: Any) -> tuple[float, float] | str:
+    """Return ``(lon, lat)`` of a GeoJSON Point feature, or a description of what is wrong."""
+    if not isinstance(feature, dict):
+        return 'is not a GeoJSON Feature object; each feature must be {"type": "Feature", ...}'
+    geometry = feature.get("geometry")
+    if not isinstance(geometry, dict):
+        return "has no geometry; give it a Point geometry"
+    if geometry.get("type") != "Point":
+        return (
+            f"geometry is a {geometry.get('type')!r}, not a Point; "
+            "use one Point per facility/village"
+        )
+    coords = geometry.get("coordinates")
+    if not isinstance(coords, list | tuple) or len(coords) < 2:
+        return f"Point coordinates {coords!r} are not [lon, lat]; write [lon, lat]"
+    lon, lat = coords[0], coords[1]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lon, lat)):
+        return f"Point coordinates [{lon!r}, {lat!r}] are not numbers; write decimal degrees"
+    return float(lon), float(lat)
+
+
+def as_text(value: Any) -> str:
+    """A cell or JSON value as stripped text: missing -> "", 3.0 -> "3" (codes stay exact)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and not np.isfinite(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def to_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Parse text to floats; return ``(values, bad)`` where ``bad`` marks unparsable cells."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return numbers, ~np.isfinite(numbers)
+
+
+def coordinate_problems(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    where: Sequence[str],
+    bounds: Bounds | None,
+    hint: str,
+    raw: Sequence[tuple[str, str]] | None = None,
+) -> list[Problem]:
+    """Problems for non-finite coordinates and, unless ``bounds`` is None, points outside it.
+
+    Parameters
+    ----------
+    lon, lat
+        WGS84 degrees, one per row.
+    where
+        How to name each row in a message (``row 5``, ``feature 3 (id 'X')``).
+    bounds
+        ``(min_lon, min_lat, max_lon, max_lat)``; ``None`` skips the region check.
+    hint
+        What to do about out-of-region points (e.g. which ``--crs`` to use).
+    raw
+        The cells as the user typed them, shown when they are not numbers.
+    """
+    problems = []
+    for i, (x, y) in enumerate(zip(lon, lat, strict=True)):
+        if not (np.isfinite(x) and np.isfinite(y)):
+            shown = f"({raw[i][0]!r}, {raw[i][1]!r})" if raw is not None else f"({x}, {y})"
+            problems.append(
+                Problem(
+                    i,
+                    where[i],
+                    f"longitude/latitude {shown} are missing or not numbers; "
+                    "fill in both in decimal degrees",
+                )
+            )
+            continue
+        if bounds is None:
+            continue
+        min_lon, min_lat, max_lon, max_lat = bounds
+        if min_lon <= x <= max_lon and min_lat <= y <= max_lat:
+            continue
+        region = f"lon {min_lon}-{max_lon}, lat {min_lat}-{max_lat}"
+        if min_lon <= y <= max_lon and min_lat <= x <= max_lat:
+            todo = "longitude and latitude look swapped; swap the two columns"
+        else:
+            todo = hint
+        problems.append(
+            Problem(
+                i, where[i], f"point ({x}, {y}) is outside the Jiaxing region ({region}); {todo}"
+            )
+        )
+    return problems
+
+
+def duplicate_problems(
+    values: Iterable[str], where: Sequence[str], label: str, todo: str
+) -> list[Problem]:
+    """Problems for every repeated non-empty value, naming the row it repeats."""
+    first: dict[str, int] = {}
+    problems = []
+    for i, value in enumerate(values):
+        if value == "":
+            continue
+        if value in first:
+            problems.append(
+                Problem(i, where[i], f"{label} {value!r} repeats {where[first[value]]}; {todo}")
+            )
+        else:
+            first[value] = i
+    return problems
