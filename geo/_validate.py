@@ -176,10 +176,9 @@ def as_text(value: Any) -> str:
     return str(value).strip()
 
 
-def to_numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Parse text to floats; return ``(values, bad)`` where ``bad`` marks unparsable cells."""
-    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    return numbers, ~np.isfinite(numbers)
+def to_numbers(values: pd.Series) -> np.ndarray:
+    """Parse text cells to floats; empty or unparsable cells become NaN."""
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def coordinate_problems(

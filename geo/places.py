@@ -144,8 +144,8 @@ def _villages_from_csv(
             f"missing column(s) {', '.join(missing)} (found: {', '.join(table.columns)}); "
             f"the header row needs {', '.join(REQUIRED_CSV_COLUMNS)}",
         )
-    lon, _ = v.to_numbers(table["lon"])
-    lat, _ = v.to_numbers(table["lat"])
+    lon = v.to_numbers(table["lon"])
+    lat = v.to_numbers(table["lat"])
     raw = list(zip(table["lon"], table["lat"], strict=True))
     where = [v.table_row(i) for i in range(len(table))]
     return table.drop(columns=["lon", "lat"]), lon, lat, where, raw

@@ -1,0 +1,451 @@
+"""Training facilities: load ``data/facilities.geojson``, import registries, write GeoJSON.
+
+A facility is a WGS84 Point with the properties in :data:`FACILITY_COLUMNS`.
+:func:`load_facilities` reads our own GeoJSON; :func:`import_registry` turns a
+registry as published by a bureau (CSV/XLSX/GeoJSON, Chinese or English
+headers, WGS84/GCJ-02/BD-09 coordinates) into the same validated frame, and
+:func:`facilities_to_geojson` gives the dict to write back.
+
+Problems are reported as ``<file> feature N (id 'X'): ...`` for GeoJSON and
+``<file> row N: ...`` for tables, where row 1 is the header, as a spreadsheet
+shows it. All rows are checked first and the first few bad ones are listed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from geo import _validate as v
+from geo._errors import FacilityDataError, SettingsError
+from geo.coords import CRS_NAMES, to_wgs84
+from geo.settings import LAYERS, Settings, check_layer
+
+logger = logging.getLogger(__name__)
+
+#: Properties of every facility, in this order (then ``geometry``).
+FACILITY_COLUMNS = (
+    "id",
+    "layer",
+    "layer_name",
+    "name",
+    "county",
+    "town",
+    "town_code",
+    "address",
+    "phone",
+    "trades",
+    "capacity",
+    "source",
+    "is_sample",
+    "location_quality",
+    "note",
+)
+
+#: Prefix of generated ids per layer (``TS-IMP-0001``).
+LAYER_PREFIXES: Mapping[str, str] = {
+    "technical_school": "TS",
+    "training_institution": "TI",
+    "evaluation_org": "EO",
+    "training_base": "TB",
+    "master_studio": "MS",
+    "village_station": "VS",
+    "experience_site": "ES",
+}
+
+#: Registry headers we understand (compared after stripping spaces, case and
+#: anything in brackets, so ``经度(GCJ-02)`` is ``经度``) -> our column.
+HEADER_ALIASES: Mapping[str, str] = {
+    **dict.fromkeys(["name", "名称", "机构名称", "单位名称", "培训机构名称", "站点名称"], "name"),
+    **dict.fromkeys(["lon", "lng", "longitude", "经度"], "lon"),
+    **dict.fromkeys(["lat", "latitude", "纬度"], "lat"),
+    **dict.fromkeys(["address", "地址", "详细地址", "机构地址"], "address"),
+    **dict.fromkeys(["phone", "tel", "电话", "联系电话"], "phone"),
+    **dict.fromkeys(["trades", "工种", "培训工种", "培训项目"], "trades"),
+    **dict.fromkeys(["county", "区县", "县市区", "所属区县", "县"], "county"),
+    **dict.fromkeys(["town", "乡镇", "街道", "乡镇街道", "乡镇/街道", "镇街"], "town"),
+    **dict.fromkeys(["town_code", "乡镇代码"], "town_code"),
+    **dict.fromkeys(["capacity", "容量", "年培训能力", "培训能力"], "capacity"),
+    **dict.fromkeys(["id", "编号"], "id"),
+    **dict.fromkeys(["layer", "图层", "类别"], "layer"),
+    **dict.fromkeys(["note", "备注"], "note"),
+}
+
+_TEXT_COLUMNS = ("county", "town", "town_code", "address", "phone", "note")
+_TRADE_SEPARATORS = re.compile(r"[、,，;；/\s]+")
+_BRACKETED = re.compile(r"[(（\[【].*?[)）\]】]")
+_LAYER_BY_LABEL = {label: key for key, label in LAYERS.items()}
+_GEOJSON_SUFFIXES = (".geojson", ".json")
+
+
+def load_facilities(
+    path: Path | None = None,
+    settings: Settings | None = None,
+    *,
+    bounds: v.Bounds | None = v.JIAXING_BOUNDS,
+) -> gpd.GeoDataFrame:
+    """Load and validate a facilities GeoJSON (the ``data/facilities.geojson`` format).
+
+    Parameters
+    ----------
+    path
+        A FeatureCollection of Points whose properties follow
+        :data:`FACILITY_COLUMNS`; ``id``, ``layer`` and ``name`` are required.
+        Defaults to ``settings.facilities_path``.
+    settings
+        Supplies the default path; ``Settings()`` if omitted.
+    bounds
+        ``(min_lon, min_lat, max_lon, max_lat)`` every facility must lie in;
+        ``None`` disables the check.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        EPSG:4326 with :data:`FACILITY_COLUMNS` and ``geometry``, in file order.
+        Missing optional properties get defaults: text ``""``, ``trades`` ``[]``,
+        ``capacity`` missing (nullable ``Int64``), ``is_sample`` False,
+        ``source`` and ``location_quality`` ``"user_supplied"``, ``layer_name``
+        the layer's Chinese label. Unknown properties are dropped.
+
+    Raises
+    ------
+    FacilityDataError
+        If the file is missing, undecodable, not a FeatureCollection, or a feature
+        is not a Point, lacks ``id``/``layer``/``name``, repeats an id, names an
+        unknown layer, has a bad value or lies outside ``bounds``.
+    """
+    path = Path(path) if path is not None else (settings or Settings()).facilities_path
+    v.require_file(
+        path,
+        FacilityDataError,
+        "build data/facilities.geojson with the data scripts or `skillcircle import` a registry",
+    )
+    features = v.read_feature_collection(path, FacilityDataError)
+    records: list[dict[str, Any]] = []
+    xy = np.full((len(features), 2), np.nan)
+    base = [v.feature_row(i) for i in range(len(features))]
+    problems: list[v.Problem] = []
+    for i, feature in enumerate(features):
+        point = v.point_xy(feature)
+        props = feature.get("properties") if isinstance(feature, dict) else None
+        props = props if isinstance(props, dict) else {}
+        fid = v.as_text(props.get("id"))
+        if fid:
+            base[i] = f"{base[i]} (id {fid!r})"
+        if isinstance(point, str):
+            problems.append(v.Problem(i, base[i], point))
+        else:
+            xy[i] = point
+        records.append(props)
+
+    hint = (
+        "facilities must be WGS84; if the source is GCJ-02/BD-09 re-import it with "
+        "`skillcircle import --crs gcj02` (or bd09)"
+    )
+    not_points = {p.order for p in problems}  # already reported: no coordinates to check
+    frame, row_problems = _normalise(records, base, default_source="user_supplied")
+    problems += row_problems
+    problems += [
+        p
+        for p in v.coordinate_problems(xy[:, 0], xy[:, 1], base, bounds, hint)
+        if p.order not in not_points
+    ]
+    v.raise_problems(FacilityDataError, path.name, problems)
+    facilities = _to_frame(frame, xy[:, 0], xy[:, 1])
+    logger.info("loaded %d facilities from %s (%s)", len(facilities), path.name, _count(facilities))
+    return facilities
+
+
+def import_registry(
+    path: Path,
+    layer: str,
+    crs: str,
+    *,
+    id_prefix: str | None = None,
+    bounds: v.Bounds | None = v.JIAXING_BOUNDS,
+) -> gpd.GeoDataFrame:
+    """Convert a published registry into validated facilities.
+
+    Parameters
+    ----------
+    path
+        ``.csv`` (UTF-8 with or without BOM, or GBK/GB18030), ``.xlsx`` (first
+        sheet) or ``.geojson``/``.json`` (Points; properties read like columns).
+        Headers may be Chinese or English (see :data:`HEADER_ALIASES`); ``name``,
+        ``lon`` and ``lat`` are required (GeoJSON takes lon/lat from the Point).
+    layer
+        The layer of every row (a key of ``LAYERS``), unless the file has a
+        ``layer``/``类别`` column; its cells may be keys or Chinese labels, empty
+        cells fall back to ``layer``.
+    crs
+        Coordinate system of the file: ``wgs84``, ``gcj02`` or ``bd09``.
+    id_prefix
+        Prefix of generated ids; default per layer (:data:`LAYER_PREFIXES`).
+        Rows without an id get ``<prefix>-IMP-<n>`` where ``n`` is the data row
+        number (first data row 1), so ids are stable while rows stay in place.
+    bounds
+        Region check after conversion to WGS84; ``None`` disables it.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        Same schema as :func:`load_facilities`, with ``source`` =
+        ``"import:<file name>"``, ``is_sample`` False and ``location_quality``
+        ``"registry_<crs>"``.
+
+    Raises
+    ------
+    SettingsError
+        If ``layer`` or ``crs`` is unknown.
+    FacilityDataError
+        If the file is missing, cannot be decoded or read, lacks required
+        columns, or rows have empty names, non-numeric coordinates, a capacity
+        that is not a whole number, an unknown layer, a repeated id or lie
+        outside ``bounds``. Row numbers are those a spreadsheet shows.
+    """
+    check_layer(layer)
+    crs_key = crs.lower().replace("-", "").replace("_", "")
+    if crs_key not in CRS_NAMES:
+        raise SettingsError(f"unknown coordinate system {crs!r}; use one of {', '.join(CRS_NAMES)}")
+    path = Path(path)
+    v.require_file(path, FacilityDataError, "check the path of the registry file")
+    suffix = path.suffix.lower()
+    if suffix in _GEOJSON_SUFFIXES:
+        table, where = _registry_geojson(path)
+    elif suffix in (".csv", ".xlsx"):
+        table = _registry_table(path)
+        where = [v.table_row(i) for i in range(len(table))]
+    else:
+        v.fail(
+            FacilityDataError,
+            path.name,
+            f"unknown registry file type {suffix!r}; use .csv, .xlsx or .geojson "
+            "(save .xls files as .xlsx)",
+        )
+    table = _rename_headers(table, path.name)
+    missing = [c for c in ("name", "lon", "lat") if c not in table.columns]
+    if missing:
+        v.fail(
+            FacilityDataError,
+            path.name,
+            f"missing column(s) {', '.join(missing)}; add a header "
+            + " / ".join(f"{c} ({_aliases(c)})" for c in missing),
+        )
+
+    raw = list(zip(table["lon"], table["lat"], strict=True))
+    lon, lat = to_wgs84(v.to_numbers(table["lon"]), v.to_numbers(table["lat"]), crs_key)
+
+    cells = list(table["layer"]) if "layer" in table else [""] * len(table)
+    layers = [_LAYER_BY_LABEL.get(x, x) if x else layer for x in cells]
+    ids = list(table["id"]) if "id" in table else [""] * len(table)
+    for n, (fid, row_layer) in enumerate(zip(ids, layers, strict=True), start=1):
+        if not fid:
+            prefix = id_prefix or LAYER_PREFIXES.get(row_layer, "FAC")
+            ids[n - 1] = f"{prefix}-IMP-{n:04d}"
+    records = [
+        {
+            **{
+                c: table[c].iat[i]
+                for c in (*_TEXT_COLUMNS, "name", "trades", "capacity")
+                if c in table
+            },
+            "id": ids[i],
+            "layer": layers[i],
+            "source": f"import:{path.name}",
+            "is_sample": False,
+            "location_quality": f"registry_{crs_key}",
+        }
+        for i in range(len(table))
+    ]
+    frame, problems = _normalise(records, where, default_source="")
+    hint = f"the file was read as {crs_key}; is --crs right, and are the columns lon/lat?"
+    problems += v.coordinate_problems(lon, lat, where, bounds, hint, raw)
+    v.raise_problems(FacilityDataError, path.name, problems)
+    facilities = _to_frame(frame, lon, lat)
+    logger.info(
+        "imported %d facilities from %s (%s, %s)",
+        len(facilities),
+        path.name,
+        crs_key,
+        _count(facilities),
+    )
+    return facilities
+
+
+def facilities_to_geojson(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
+    """Return a GeoJSON FeatureCollection dict of facilities, ready for ``json.dump``.
+
+    Properties are exactly :data:`FACILITY_COLUMNS` in that order (missing values
+    ``null``, ``trades`` a list, numpy scalars as plain Python values); geometry
+    is WGS84. Write it with ``ensure_ascii=False`` to keep Chinese readable.
+
+    Raises
+    ------
+    FacilityDataError
+        If ``gdf`` lacks one of :data:`FACILITY_COLUMNS`.
+    """
+    missing = [c for c in FACILITY_COLUMNS if c not in gdf.columns]
+    if missing:
+        raise FacilityDataError(f"facilities frame lacks column(s) {', '.join(missing)}")
+    out = gdf[[*FACILITY_COLUMNS, gdf.geometry.name]]
+    if out.crs is not None and not out.crs.equals("EPSG:4326"):
+        out = out.to_crs("EPSG:4326")
+    out = out.astype({"capacity": object})  # Int64 -> ints and None
+    out["trades"] = [list(t) if isinstance(t, list | tuple) else [] for t in out["trades"]]
+    return out.to_geo_dict(na="null", drop_id=True)
+
+
+def split_trades(value: Any) -> list[str]:
+    """Split a trades cell (``"电工、焊工"``, a list, or empty) into distinct trade names."""
+    if isinstance(value, list | tuple):
+        parts = [v.as_text(x) for x in value]
+    else:
+        parts = _TRADE_SEPARATORS.split(v.as_text(value))
+    return list(dict.fromkeys(p for p in parts if p))
+
+
+def _normalise(
+    records: Sequence[Mapping[str, Any]], where: Sequence[str], *, default_source: str
+) -> tuple[pd.DataFrame, list[v.Problem]]:
+    """Check and fill the properties of each record; the one place rows are validated."""
+    problems: list[v.Problem] = []
+    rows = []
+    for i, props in enumerate(records):
+
+        def bad(what: str, i: int = i) -> None:
+            problems.append(v.Problem(i, where[i], what))
+
+        row: dict[str, Any] = {c: v.as_text(props.get(c)) for c in ("id", "layer", "name")}
+        for column, article in (("id", "an"), ("layer", "a"), ("name", "a")):
+            if not row[column]:
+                bad(f"{column} is missing or empty; give every facility {article} {column}")
+        if row["layer"] and row["layer"] not in LAYERS:
+            bad(f"unknown layer {row['layer']!r}; use one of {', '.join(LAYERS)}")
+        row["layer_name"] = v.as_text(props.get("layer_name")) or LAYERS.get(row["layer"], "")
+        for column in _TEXT_COLUMNS:
+            row[column] = v.as_text(props.get(column))
+        trades = props.get("trades")
+        if trades is not None and not isinstance(trades, str | list | tuple):
+            bad(f'trades {trades!r} is not a list of names; write e.g. ["电工", "焊工"]')
+        row["trades"] = split_trades(trades)
+        row["capacity"], capacity_ok = _capacity(props.get("capacity"))
+        if not capacity_ok:
+            bad(
+                f"capacity {props.get('capacity')!r} is not a whole number; "
+                "write a number of trainees per year or leave it empty"
+            )
+        is_sample = props.get("is_sample", False)
+        if not isinstance(is_sample, bool | np.bool_):
+            bad(f"is_sample {is_sample!r} is not true/false; write true or false")
+        row["is_sample"] = bool(is_sample) if isinstance(is_sample, bool | np.bool_) else False
+        row["source"] = v.as_text(props.get("source")) or default_source or "user_supplied"
+        row["location_quality"] = v.as_text(props.get("location_quality")) or "user_supplied"
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(FACILITY_COLUMNS))
+    problems += v.duplicate_problems(frame["id"], where, "id", "ids must be unique; renumber one")
+    return frame, problems
+
+
+def _capacity(value: Any) -> tuple[int | None, bool]:
+    """Parse a capacity: ``(None, True)`` if empty, ``(n, True)`` if a whole n >= 0, else not ok."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None, True
+    if isinstance(value, str) and not value.strip():
+        return None, True
+    if isinstance(value, bool):
+        return None, False
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None, False
+    if not number.is_integer() or number < 0:
+        return None, False
+    return int(number), True
+
+
+def _to_frame(frame: pd.DataFrame, lon: np.ndarray, lat: np.ndarray) -> gpd.GeoDataFrame:
+    frame = frame.copy()
+    frame["capacity"] = pd.array(list(frame["capacity"]), dtype="Int64")
+    frame["is_sample"] = frame["is_sample"].astype(bool)
+    return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
+
+
+def _registry_table(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() == ".csv":
+        return v.read_csv(path, FacilityDataError)
+    try:
+        frame = pd.read_excel(path, dtype=str, engine="openpyxl")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        v.fail(
+            FacilityDataError,
+            path.name,
+            f"cannot read the workbook ({exc}); open it in Excel and save as .xlsx",
+        )
+    return v.clean_table(frame)
+
+
+def _registry_geojson(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    features = v.read_feature_collection(path, FacilityDataError)
+    records = []
+    problems = []
+    for i, feature in enumerate(features):
+        point = v.point_xy(feature)
+        if isinstance(point, str):
+            problems.append(v.Problem(i, v.feature_row(i), point))
+            continue
+        props = feature.get("properties")
+        props = props if isinstance(props, dict) else {}
+        records.append(
+            {
+                **{
+                    k: (x if isinstance(x, list) else v.as_text(x))
+                    for k, x in props.items()
+                    if HEADER_ALIASES.get(_header_key(k)) not in ("lon", "lat")  # the Point wins
+                },
+                "lon": repr(point[0]),
+                "lat": repr(point[1]),
+            }
+        )
+    v.raise_problems(FacilityDataError, path.name, problems)
+    table = pd.DataFrame.from_records(records, index=range(len(records)))
+    return table.fillna(""), [v.feature_row(i) for i in range(len(features))]
+
+
+def _rename_headers(table: pd.DataFrame, file: str) -> pd.DataFrame:
+    mapping: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for header in table.columns:
+        column = HEADER_ALIASES.get(_header_key(header))
+        if column is None:
+            logger.debug("%s: ignoring column %r", file, header)
+            continue
+        if column in seen:
+            v.fail(
+                FacilityDataError,
+                file,
+                f"columns {seen[column]!r} and {header!r} both mean {column}; keep one",
+            )
+        seen[column] = str(header)
+        mapping[header] = column
+    return table[list(mapping)].rename(columns=mapping)
+
+
+def _header_key(header: Any) -> str:
+    return _BRACKETED.sub("", str(header)).replace(" ", "").lower()
+
+
+def _aliases(column: str) -> str:
+    return "/".join(k for k, c in HEADER_ALIASES.items() if c == column)
+
+
+def _count(facilities: gpd.GeoDataFrame) -> str:
+    counts = facilities["layer"].value_counts()
+    return ", ".join(f"{layer} {counts[layer]}" for layer in LAYERS if layer in counts) or "none"
