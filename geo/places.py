@@ -38,14 +38,11 @@ VILLAGE_COLUMNS = (
     "lat",
 )
 
-#: Columns a user's villages CSV must have.
-REQUIRED_CSV_COLUMNS = ("village_code", "village_name", "lon", "lat")
-
 _TEXT_DEFAULTS = {"town": "", "county": "", "location_quality": "user_supplied"}
 
 _OUTSIDE_HINT = (
     "is it GCJ-02/BD-09? convert with `skillcircle import --crs gcj02` "
-    "(or bd09); villages must be WGS84"
+    "(or bd09); coordinates must be WGS84"
 )
 
 _VILLAGES_HINT = (
@@ -90,59 +87,106 @@ def load_villages(
         ``bounds``. The message names the file and the first bad rows.
     """
     path = Path(path) if path is not None else (settings or Settings()).villages_path
-    v.require_file(path, InputDataError, _VILLAGES_HINT)
-    suffix = path.suffix.lower()
-    if suffix in (".geojson", ".json"):
-        table, lon, lat, where, raw = _villages_from_geojson(path)
-    elif suffix == ".csv":
-        table, lon, lat, where, raw = _villages_from_csv(path)
-    else:
-        v.fail(
-            InputDataError,
-            path.name,
-            f"unknown villages file type {suffix!r}; use .geojson or .csv",
-        )
-
-    codes = table["village_code"].tolist()
-    problems = [
-        v.Problem(i, where[i], "village_code is empty; give every village a unique code")
-        for i, code in enumerate(codes)
-        if code == ""
-    ]
-    problems += v.duplicate_problems(
-        codes, where, "village_code", "village codes must be unique; remove or renumber one"
-    )
-    problems += v.coordinate_problems(lon, lat, where, bounds, _OUTSIDE_HINT, raw)
-    v.raise_problems(InputDataError, path.name, problems)
-
+    table = _read_points(path, "village_code", "village_name", "village", _VILLAGES_HINT, bounds)
     for column, default in _TEXT_DEFAULTS.items():
         if column not in table:
             table[column] = default
         elif default:
             table[column] = table[column].where(table[column] != "", default)
-    table["lon"] = lon
-    table["lat"] = lat
-    extras = [c for c in table.columns if c not in VILLAGE_COLUMNS]
-    villages = gpd.GeoDataFrame(
-        table[[*VILLAGE_COLUMNS, *extras]].reset_index(drop=True),
-        geometry=gpd.points_from_xy(lon, lat),
-        crs="EPSG:4326",
-    )
+    villages = _to_frame(table, VILLAGE_COLUMNS)
     logger.info("loaded %s villages from %s", f"{len(villages):,}", path.name)
     return villages
 
 
-def _villages_from_csv(
-    path: Path,
+def load_points(path: Path, *, bounds: v.Bounds | None = v.JIAXING_BOUNDS) -> gpd.GeoDataFrame:
+    """Load any points with an ``id`` (origins/targets of a travel-time matrix).
+
+    Parameters
+    ----------
+    path
+        A ``.csv`` with at least ``id, lon, lat`` (WGS84; optional ``name``;
+        other columns kept as text) or a ``.geojson``/``.json`` FeatureCollection
+        of Points with an ``id`` property.
+    bounds
+        As in :func:`load_villages`; ``None`` disables the region check.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        EPSG:4326 in file order with ``id, name, lon, lat`` (ids as text, ``name``
+        ``""`` if absent), any extra columns, and ``geometry``.
+
+    Raises
+    ------
+    InputDataError
+        As :func:`load_villages`, for the ``id`` column.
+    """
+    path = Path(path)
+    table = _read_points(path, "id", None, "point", "check the path", bounds)
+    if "name" not in table:
+        table["name"] = ""
+    points = _to_frame(table, ("id", "name", "lon", "lat"))
+    logger.info("loaded %s points from %s", f"{len(points):,}", path.name)
+    return points
+
+
+def _read_points(
+    path: Path, key: str, name: str | None, what: str, hint: str, bounds: v.Bounds | None
+) -> pd.DataFrame:
+    """Read and validate a point table: ``key`` non-empty and unique, coordinates in ``bounds``.
+
+    Returns the text columns of the file plus float ``lon``/``lat`` (WGS84).
+    """
+    v.require_file(path, InputDataError, hint)
+    required = (key, name) if name else (key,)
+    suffix = path.suffix.lower()
+    if suffix in (".geojson", ".json"):
+        table, lon, lat, where, raw = _points_from_geojson(path, required)
+    elif suffix == ".csv":
+        table, lon, lat, where, raw = _points_from_csv(path, required)
+    else:
+        v.fail(
+            InputDataError,
+            path.name,
+            f"unknown {what}s file type {suffix!r}; use .geojson or .csv",
+        )
+    keys = table[key].tolist()
+    problems = [
+        v.Problem(i, where[i], f"{key} is empty; give every {what} a unique {key}")
+        for i, code in enumerate(keys)
+        if code == ""
+    ]
+    problems += v.duplicate_problems(
+        keys, where, key, f"each {what} needs its own {key}; remove or renumber one"
+    )
+    problems += v.coordinate_problems(lon, lat, where, bounds, _OUTSIDE_HINT, raw)
+    v.raise_problems(InputDataError, path.name, problems)
+    table["lon"] = lon
+    table["lat"] = lat
+    return table
+
+
+def _to_frame(table: pd.DataFrame, first: tuple[str, ...]) -> gpd.GeoDataFrame:
+    extras = [c for c in table.columns if c not in first]
+    return gpd.GeoDataFrame(
+        table[[*first, *extras]].reset_index(drop=True),
+        geometry=gpd.points_from_xy(table["lon"], table["lat"]),
+        crs="EPSG:4326",
+    )
+
+
+def _points_from_csv(
+    path: Path, required: tuple[str, ...]
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
     table = v.read_csv(path, InputDataError)
-    missing = [c for c in REQUIRED_CSV_COLUMNS if c not in table.columns]
+    needed = (*required, "lon", "lat")
+    missing = [c for c in needed if c not in table.columns]
     if missing:
         v.fail(
             InputDataError,
             path.name,
             f"missing column(s) {', '.join(missing)} (found: {', '.join(table.columns)}); "
-            f"the header row needs {', '.join(REQUIRED_CSV_COLUMNS)}",
+            f"the header row needs {', '.join(needed)}",
         )
     lon = v.to_numbers(table["lon"])
     lat = v.to_numbers(table["lat"])
@@ -151,8 +195,8 @@ def _villages_from_csv(
     return table.drop(columns=["lon", "lat"]), lon, lat, where, raw
 
 
-def _villages_from_geojson(
-    path: Path,
+def _points_from_geojson(
+    path: Path, required: tuple[str, ...]
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, list[str], None]:
     features = v.read_feature_collection(path, InputDataError)
     problems = []
@@ -173,21 +217,23 @@ def _villages_from_geojson(
             props = {}
         records.append(props)
     v.raise_problems(InputDataError, path.name, problems)
-    for column in ("village_code", "village_name"):
+    for column in required:
         if features and not any(column in r for r in records):
             v.fail(
                 InputDataError,
                 path.name,
-                f"no feature has a {column!r} property; every village needs "
-                "village_code and village_name",
+                f"no feature has a {column!r} property; every feature needs "
+                f"{' and '.join(required)}",
             )
-    table = pd.DataFrame.from_records(records).drop(columns=["lon", "lat"], errors="ignore")
-    for column in ("village_code", "village_name"):
+    table = pd.DataFrame.from_records(records, index=range(len(records)))
+    table = table.drop(columns=["lon", "lat"], errors="ignore")  # the Point is authoritative
+    for column in required:
         if column not in table:  # an empty FeatureCollection
             table[column] = pd.Series(dtype=object)
-    # codes and names are text; other properties keep their JSON types
+    # codes, names and ids are text; other properties keep their JSON types
+    text_columns = {*required, *VILLAGE_COLUMNS, *_TEXT_DEFAULTS, "id", "name"}
     for column in table.columns:
-        if column in VILLAGE_COLUMNS or column.endswith("code") or column in _TEXT_DEFAULTS:
+        if column in text_columns or str(column).endswith("code"):
             table[column] = [v.as_text(x) for x in table[column]]
     where = [v.feature_row(i) for i in range(len(features))]
     return table, xy[:, 0], xy[:, 1], where, None

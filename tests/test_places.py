@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from geo._errors import InputDataError
-from geo.places import VILLAGE_COLUMNS, load_city, load_counties, load_towns, load_villages
+from geo.places import (
+    VILLAGE_COLUMNS,
+    load_city,
+    load_counties,
+    load_points,
+    load_towns,
+    load_villages,
+)
 from geo.settings import Settings
 
 
@@ -263,3 +270,32 @@ def test_boundary_without_geometry(tmp_path: Path) -> None:
     )
     with pytest.raises(InputDataError, match=r"towns\.geojson feature 1: has no geometry"):
         load_towns(path)
+
+
+def test_load_points_csv_and_geojson(tmp_path: Path) -> None:
+    csv_path = write_csv(
+        tmp_path / "o.csv", "id,lon,lat,kind\n007,120.75,30.75,home\nB,120.8,30.8,\n"
+    )
+    points = load_points(csv_path)
+    assert list(points.columns) == ["id", "name", "lon", "lat", "kind", "geometry"]
+    assert points["id"].tolist() == ["007", "B"]
+    assert points["name"].tolist() == ["", ""]
+    assert points["lon"].tolist() == [120.75, 120.8]
+
+    feature = {
+        "type": "Feature",
+        "properties": {"id": 12, "name": "学校"},
+        "geometry": {"type": "Point", "coordinates": [120.7, 30.7]},
+    }
+    points = load_points(write_fc(tmp_path / "t.geojson", [feature]))
+    assert points["id"].tolist() == ["12"]
+    assert points["name"].tolist() == ["学校"]
+
+
+def test_load_points_validates_ids(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "o.csv", "id,lon,lat\nA,120.75,30.75\nA,120.8,30.8\n")
+    with pytest.raises(InputDataError, match=r"o\.csv row 3: id 'A' repeats row 2"):
+        load_points(path)
+    path = write_csv(tmp_path / "p.csv", "name,lon,lat\nA,120.75,30.75\n")
+    with pytest.raises(InputDataError, match=r"p\.csv: missing column\(s\) id"):
+        load_points(path)
