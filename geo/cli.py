@@ -107,6 +107,14 @@ def _metadata(settings: Settings, net: Any, mode: str, **extra: Any) -> dict[str
     return meta
 
 
+def _source_cell(net: Any) -> str:
+    """Short network-source text for a CSV column (CSV files carry no metadata block)."""
+    coarse = " (coarse major roads / 粗略路网)" if net.source.coarse else ""
+    return (
+        f"{net.source.kind}: {net.source.description}{coarse}; © OpenStreetMap contributors, ODbL"
+    )
+
+
 def _sample_note(facilities: Any) -> str:
     n_sample = int(facilities["is_sample"].sum())
     return (
@@ -229,6 +237,8 @@ def coverage(
     if not out.name.lower().endswith(".geojson"):
         table = table.drop(columns="geometry")
     meta = _metadata(settings, net, mode, **{"样例 sample": _sample_note(fac)})
+    if out.name.lower().endswith(".csv"):  # CSV has no metadata block: say it in a column
+        table["network_source"] = _source_cell(net)
     write_table(table, out, metadata=meta, sheet_name="覆盖 coverage")
     covered = int(table["covered"].sum())
     click.echo(f"{len(table)} villages, {covered} within {minutes:g} min ({mode}) -> {out}")
@@ -345,6 +355,7 @@ def times(
             "minutes": (pairs["seconds"].to_numpy() / 60).round(2),
         }
     )
+    table["network_source"] = _source_cell(net)
     write_table(table, out, metadata=_metadata(settings, net, mode))
     click.echo(f"{len(table)} origin->target pairs within {max_minutes:g} min -> {out}")
 
@@ -401,6 +412,8 @@ def stats(
             ),
         },
     )
+    if out.name.lower().endswith(".csv"):
+        result["network_source"] = _source_cell(net)
     write_table(result, out, metadata=meta, sheet_name="统计 stats")
     click.echo(f"{len(result)} {by} rows ({mode}, {minutes:g} min) -> {out}")
 

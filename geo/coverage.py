@@ -161,9 +161,9 @@ def coverage_stats(
         stats[f"{layer}_covered"] = grouped[f"{layer}_covered"].sum().astype(int)
         stats[f"{layer}_share"] = (stats[f"{layer}_covered"] / stats["villages"]).round(4)
     stats["uncovered"] = stats["villages"] - stats["covered"]
-    stats["uncovered_villages"] = grouped.apply(
-        lambda g: "、".join(g.loc[~g["_any"], "village_name"].astype(str)), include_groups=False
-    )
+    names = frame.loc[~frame["_any"]].groupby(keys, sort=True)["village_name"]
+    stats["uncovered_villages"] = names.agg(lambda s: "、".join(s.astype(str)))
+    stats["uncovered_villages"] = stats["uncovered_villages"].fillna("")
     stats = stats.reset_index()
     if population is not None and by == "county":
         stats.insert(1, "population_2020", stats["county"].map(population))

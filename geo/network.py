@@ -299,10 +299,10 @@ def network_from_pbf(path: Path) -> RoadNetwork:
             .with_filter(osmium.filter.KeyFilter("highway"))
         )
         for way in processor:
+            if not isinstance(way, osmium.osm.Way):
+                continue
             tags = {k: way.tags.get(k) for k in ("highway", "maxspeed", "oneway", *_EXTRA_TAGS)}
             refs = []
-            if not way.is_way():
-                continue
             for n in way.nodes:
                 if n.location.valid():
                     nodes[n.ref] = (n.location.lon, n.location.lat)

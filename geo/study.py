@@ -210,12 +210,11 @@ class Study:
 
 
 def _file_digest(frame: pd.DataFrame) -> str:
-    return hashlib.sha256(
-        pd.util.hash_pandas_object(
-            frame.drop(columns="geometry").astype(str), index=False
-        ).values.tobytes()
-        + frame.geometry.to_wkb().map(bytes).sum()
-    ).hexdigest()
+    rows = pd.util.hash_pandas_object(frame.drop(columns="geometry").astype(str), index=False)
+    digest = hashlib.sha256(np.asarray(rows).tobytes())
+    for wkb in frame.geometry.to_wkb():
+        digest.update(bytes(wkb))
+    return digest.hexdigest()
 
 
 def _results_key(

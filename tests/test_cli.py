@@ -1,0 +1,272 @@
+"""The skillcircle CLI end to end on the bundled data, and every bad-input case."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import openpyxl
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from geo.cli import main
+from geo.coverage import coverage_columns
+from geo.settings import LAYERS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch) -> CliRunner:
+    monkeypatch.setenv("SKILLCIRCLE_CACHE", str(tmp_path / "cache"))
+    return CliRunner()
+
+
+def run(runner: CliRunner, *args: str):
+    return runner.invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("mode", ["walk", "ebike", "drive"])
+def test_coverage_all_modes_on_bundled_data(runner, tmp_path, mode):
+    out = tmp_path / f"cov_{mode}.csv"
+    result = run(runner, "coverage", "--mode", mode, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "bundled_coarse" in result.output  # the network source is announced
+    table = pd.read_csv(out, dtype={"village_code": str}, encoding="utf-8-sig")
+    assert len(table) == 1202
+    assert list(table.columns[: len(coverage_columns())]) == coverage_columns()
+    assert table["village_code"].str.fullmatch(r"\d{12}").all()
+    assert table["village_code"].is_unique
+    minutes = table[[f"{layer}_minutes" for layer in LAYERS]]
+    assert (
+        minutes.min(axis=1, skipna=True).fillna(-1).round(2) == table["any_minutes"].fillna(-1)
+    ).all()
+    assert (table["covered"] == (table["any_minutes"] <= 30)).all()
+    assert 0 < table["covered"].sum() <= 1202
+    assert table["network_source"].str.startswith("bundled_coarse").all()
+
+
+def test_faster_modes_cover_more(runner, tmp_path):
+    covered = {}
+    for mode in ("walk", "ebike", "drive"):
+        out = tmp_path / f"{mode}.csv"
+        assert run(runner, "coverage", "--mode", mode, "--out", str(out)).exit_code == 0
+        covered[mode] = pd.read_csv(out, encoding="utf-8-sig")["covered"].sum()
+    assert covered["walk"] < covered["ebike"] <= covered["drive"]
+
+
+def test_coverage_xlsx_and_geojson_carry_metadata(runner, tmp_path):
+    xlsx = tmp_path / "c.xlsx"
+    assert run(runner, "coverage", "--mode", "ebike", "--out", str(xlsx)).exit_code == 0
+    book = openpyxl.load_workbook(xlsx)
+    notes = {row[0]: row[1] for row in book["说明"].iter_rows(values_only=True)}
+    assert any("bundled_coarse" in str(v) for v in notes.values())
+    assert any("SAMPLE" in str(v) for v in notes.values())
+    gj = tmp_path / "c.geojson"
+    assert run(runner, "coverage", "--mode", "ebike", "--out", str(gj)).exit_code == 0
+    doc = json.loads(gj.read_text(encoding="utf-8"))
+    assert len(doc["features"]) == 1202
+    assert "bundled_coarse" in json.dumps(doc["metadata"], ensure_ascii=False)
+
+
+def test_isochrones_union_contains_covered_villages(runner, tmp_path):
+    iso = tmp_path / "iso.geojson"
+    cov = tmp_path / "cov.csv"
+    args = ["--mode", "ebike", "--minutes", "30"]
+    result = run(
+        runner, "isochrones", "--layer", "village_station", *args, "--union", "--out", str(iso)
+    )
+    assert result.exit_code == 0, result.output
+    assert run(runner, "coverage", *args, "--out", str(cov)).exit_code == 0
+    poly = gpd.read_file(iso).geometry.iloc[0]
+    assert poly.is_valid
+    table = pd.read_csv(cov, encoding="utf-8-sig")
+    pts = gpd.GeoSeries(gpd.points_from_xy(table["lon"], table["lat"]), crs="EPSG:4326")
+    inside = pts.within(poly).to_numpy()
+    within = (table["village_station_minutes"] <= 30).to_numpy()
+    mismatch = table.loc[inside != within, "village_station_minutes"]
+    # only villages at the threshold can differ (polygonised circles)
+    assert ((mismatch - 30).abs() < 0.3).all(), mismatch
+
+
+def test_isochrones_per_facility(runner, tmp_path):
+    iso = tmp_path / "iso.geojson"
+    result = run(
+        runner,
+        "isochrones",
+        "--layer",
+        "training_base",
+        "--mode",
+        "drive",
+        "--minutes",
+        "15",
+        "--out",
+        str(iso),
+    )
+    assert result.exit_code == 0, result.output
+    frame = gpd.read_file(iso)
+    assert len(frame) == 10 and frame["id"].is_unique and frame.geometry.is_valid.all()
+
+
+def test_times_matrix(runner, tmp_path):
+    a = tmp_path / "a.csv"
+    b = tmp_path / "b.csv"
+    a.write_text("id,lon,lat\nv1,120.755,30.746\nv2,120.95,30.70\n", encoding="utf-8")
+    b.write_text("id,lon,lat\nf1,120.76,30.75\nf2,121.0,30.70\n", encoding="utf-8")
+    out = tmp_path / "t.csv"
+    result = run(
+        runner, "times", "--mode", "drive", "--from", str(a), "--to", str(b), "--out", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    t = pd.read_csv(out, encoding="utf-8-sig")
+    assert list(t.columns) == ["origin_id", "target_id", "minutes", "network_source"]
+    pairs = {(o, d): m for o, d, m in t.itertuples(index=False)}
+    assert pairs[("v1", "f1")] < pairs[("v1", "f2")]
+    assert pairs[("v2", "f2")] < pairs[("v2", "f1")]
+
+
+@pytest.mark.parametrize("by", ["county", "town"])
+def test_stats(runner, tmp_path, by):
+    out = tmp_path / f"s_{by}.csv"
+    assert run(runner, "stats", "--by", by, "--mode", "ebike", "--out", str(out)).exit_code == 0
+    s = pd.read_csv(out, encoding="utf-8-sig")
+    assert s["villages"].sum() == 1202
+    assert len(s) == (7 if by == "county" else 72)
+    if by == "county":
+        assert s["population_2020"].sum() == 5400868
+
+
+def test_import_gcj02_csv(runner, tmp_path):
+    from geo.coords import wgs84_to_gcj02
+
+    glon, glat = wgs84_to_gcj02(120.76, 30.75)
+    src = tmp_path / "reg.csv"
+    src.write_bytes(
+        f"名称,经度,纬度,工种\n南湖培训中心,{float(glon):.7f},{float(glat):.7f},电工、焊工\n".encode(
+            "gbk"
+        )
+    )
+    out = tmp_path / "imp.geojson"
+    result = run(
+        runner,
+        "import",
+        str(src),
+        "--layer",
+        "training_institution",
+        "--crs",
+        "gcj02",
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    feat = json.loads(out.read_text(encoding="utf-8"))["features"][0]
+    lon, lat = feat["geometry"]["coordinates"]
+    assert abs(lon - 120.76) < 1e-5 and abs(lat - 30.75) < 1e-5
+    assert feat["properties"]["trades"] == ["电工", "焊工"]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def bad(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def fac_doc(*features: dict) -> str:
+    return json.dumps({"type": "FeatureCollection", "features": list(features)}, ensure_ascii=False)
+
+
+def feature(
+    fid: str, layer: str = "training_base", lon: float = 120.75, lat: float = 30.75
+) -> dict:
+    return {
+        "type": "Feature",
+        "properties": {"id": fid, "layer": layer, "name": f"设施{fid}"},
+        "geometry": {"type": "Point", "coordinates": [lon, lat]},
+    }
+
+
+BAD_FACILITIES = {
+    "missing": None,
+    "broken_json": "{not json",
+    "duplicate_ids": fac_doc(feature("A"), feature("A")),
+    "unknown_layer": fac_doc(feature("A", layer="school")),
+    "out_of_region": fac_doc(feature("A", lon=116.4, lat=39.9)),
+    "nan": '{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"id":"A",'
+    '"layer":"training_base","name":"x"},"geometry":{"type":"Point","coordinates":[NaN,30.7]}}]}',
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FACILITIES))
+def test_bad_facilities_file(runner, tmp_path, case):
+    content = BAD_FACILITIES[case]
+    path = tmp_path / "f.geojson" if content is None else bad(tmp_path, "f.geojson", content)
+    out = tmp_path / "out.csv"
+    result = runner.invoke(main, ["coverage", "--facilities", str(path), "--out", str(out)])
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "f.geojson" in lines[0], result.output
+    assert not out.exists()
+
+
+BAD_VILLAGES = {
+    "missing_columns": "code,name\n1,a\n",
+    "wrong_encoding": b"village_code,village_name,lon,lat\n330402001001,\xff\xfe\xfa,120.7,30.7\n",
+    "nan_coords": "village_code,village_name,lon,lat\n330402001001,甲村,,30.7\n",
+    "duplicate_codes": "village_code,village_name,lon,lat\n1,甲,120.7,30.7\n1,乙,120.71,30.7\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VILLAGES))
+def test_bad_villages_file(runner, tmp_path, case):
+    path = bad(tmp_path, "v.csv", BAD_VILLAGES[case])
+    out = tmp_path / "out.xlsx"
+    result = runner.invoke(main, ["coverage", "--villages", str(path), "--out", str(out)])
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "v.csv" in lines[0], result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["coverage", "--mode", "bike", "--out", "x.csv"], "bike"),
+        (["isochrones", "--layer", "school", "--out", "x.geojson"], "school"),
+        (["coverage", "--out", "x.pdf"], "x.pdf"),
+        (["coverage", "--osm", "nowhere.osm", "--out", "x.csv"], "nowhere.osm"),
+        (
+            ["times", "--from", "nowhere.csv", "--to", "nowhere.csv", "--out", "t.csv"],
+            "nowhere.csv",
+        ),
+    ],
+)
+def test_bad_arguments(runner, tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(main, args)
+    assert result.exit_code != 0
+    assert needle in result.output and "Traceback" not in result.output
+    assert not any(tmp_path.glob("x.*")) and not (tmp_path / "t.csv").exists()
+
+
+def test_existing_output_survives_a_failed_run(runner, tmp_path):
+    out = tmp_path / "keep.csv"
+    out.write_text("old", encoding="utf-8")
+    path = bad(tmp_path, "f.geojson", "{broken")
+    result = runner.invoke(main, ["coverage", "--facilities", str(path), "--out", str(out)])
+    assert result.exit_code != 0
+    assert out.read_text(encoding="utf-8") == "old"
+
+
+def test_help_is_bilingual(runner):
+    result = run(runner, "coverage", "--help")
+    assert "出行方式" in result.output and "travel mode" in result.output
