@@ -48,4 +48,6 @@ def check_inside(points: gpd.GeoDataFrame, shared: Path, what: str, buffer_m: fl
     inside = points.to_crs(METRIC_CRS).within(area)
     if not inside.all():
         bad = points.loc[~inside.to_numpy()].drop(columns="geometry").head(10).to_string()
-        raise SystemExit(f"{what}: {int((~inside).sum())} points outside Jiaxing + {buffer_m} m:\n{bad}")
+        raise SystemExit(
+            f"{what}: {int((~inside).sum())} points outside Jiaxing + {buffer_m} m:\n{bad}"
+        )

