@@ -140,8 +140,10 @@ def coverage_stats(
     -------
     pandas.DataFrame
         ``county`` (and ``town``), ``villages``, ``covered``, ``share_covered``,
-        ``<layer>_covered`` and ``<layer>_share`` per layer, ``uncovered`` (count)
-        and ``uncovered_villages`` (names joined with "、"), sorted by key.
+        ``<layer>_covered`` and ``<layer>_share`` per layer, ``uncovered`` (count),
+        ``villages_located``/``covered_located`` (villages with a real point, i.e.
+        ``location_quality`` starting with ``point_``, and how many are covered) and
+        ``uncovered_villages`` (names joined with "、"), sorted by key.
     """
     from geo._errors import SettingsError
 
@@ -161,6 +163,13 @@ def coverage_stats(
         stats[f"{layer}_covered"] = grouped[f"{layer}_covered"].sum().astype(int)
         stats[f"{layer}_share"] = (stats[f"{layer}_covered"] / stats["villages"]).round(4)
     stats["uncovered"] = stats["villages"] - stats["covered"]
+    # villages placed by a fallback (e.g. at their town seat) inherit its times: report
+    # coverage among villages with a real point separately
+    located = frame["location_quality"].astype(str).str.startswith("point_")
+    stats["villages_located"] = located.groupby([frame[k] for k in keys]).sum().astype(int)
+    stats["covered_located"] = (
+        (located & frame["_any"]).groupby([frame[k] for k in keys]).sum().astype(int)
+    )
     names = frame.loc[~frame["_any"]].groupby(keys, sort=True)["village_name"]
     stats["uncovered_villages"] = names.agg(lambda s: "、".join(s.astype(str)))
     stats["uncovered_villages"] = stats["uncovered_villages"].fillna("")

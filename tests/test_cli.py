@@ -122,7 +122,7 @@ def test_times_matrix(runner, tmp_path):
     assert result.exit_code == 0, result.output
     t = pd.read_csv(out, encoding="utf-8-sig")
     assert list(t.columns) == ["origin_id", "target_id", "minutes", "network_source"]
-    pairs = {(o, d): m for o, d, m in t.itertuples(index=False)}
+    pairs = {(o, d): m for o, d, m, _ in t.itertuples(index=False)}
     assert pairs[("v1", "f1")] < pairs[("v1", "f2")]
     assert pairs[("v2", "f2")] < pairs[("v2", "f1")]
 

@@ -96,6 +96,7 @@ def test_stats_by_county_and_town(table):
     assert row["villages"] == 2 and row["covered"] == 1 and row["share_covered"] == 0.5
     assert row["uncovered_villages"] == "丁村"
     assert row["village_station_covered"] == 1
+    assert row["villages_located"] == 1 and row["covered_located"] == 1  # 丁村 is a town seat
     assert by_county.set_index("county").loc["南湖区", "population_2020"] == 839433
     by_town = coverage_stats(table, "town", 15)
     assert list(by_town["town"]) == ["一镇", "二镇"]
