@@ -1,0 +1,140 @@
+"""JSON API (documented by /api/openapi.json). Bad parameters -> 400, unknown codes -> 404."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import shapely
+from flask import Blueprint, abort, jsonify
+
+from geo._errors import SkillcircleError
+from geo.settings import LAYERS, MODES
+
+from . import _params as p
+from . import get_study
+from .openapi import openapi_document
+from .records import (
+    clean,
+    facilities_geojson,
+    simplified,
+    village_detail,
+    village_index,
+    village_summary,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.errorhandler(SkillcircleError)
+def _our_error(exc: SkillcircleError) -> Any:
+    return jsonify(error="bad request", message=str(exc)), 400
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return jsonify(openapi_document())
+
+
+@bp.get("/layers")
+def layers() -> Any:
+    study = get_study()
+    fac = study.facilities
+    rows = []
+    for key, name in LAYERS.items():
+        group = fac[fac["layer"] == key]
+        rows.append({"key": key, "name": name, "count": len(group),
+                     "sample_count": int(group["is_sample"].sum())})  # fmt: skip
+    return jsonify(layers=rows, modes=dict(MODES), network=study.network.source.label,
+                   coarse_network=study.network.source.coarse)  # fmt: skip
+
+
+@bp.get("/facilities")
+def facilities() -> Any:
+    study = get_study()
+    frame = study.filter_facilities(layer=p.layer(), county=p.county(), trade=p.trade())
+    return jsonify(facilities_geojson(frame))
+
+
+@bp.get("/villages")
+def villages() -> Any:
+    study = get_study()
+    mode = p.mode()
+    county = p.county()
+    covered = p.boolean("covered")
+    cov = study.coverage[mode]
+    keep = np.ones(len(cov), dtype=bool)
+    if county:
+        keep &= (cov["county"] == county).to_numpy()
+    if covered is not None:
+        keep &= (cov["covered"] == covered).to_numpy()
+    features = []
+    for i in np.flatnonzero(keep):
+        props = village_summary(study, mode, int(i))
+        lon, lat = props["lon"], props["lat"]
+        features.append({"type": "Feature", "properties": props,
+                         "geometry": {"type": "Point", "coordinates": [lon, lat]}})  # fmt: skip
+    return jsonify(type="FeatureCollection", features=features,
+                   metadata={"mode": mode, "minutes": study.settings.minutes,
+                             "network": study.network.source.label})  # fmt: skip
+
+
+@bp.get("/villages/<code>")
+def village(code: str) -> Any:
+    study = get_study()
+    index = village_index(study, code)
+    if index is None:
+        abort(404, description=f"no village with code {code!r}")
+    return jsonify(village_detail(study, index))
+
+
+@bp.get("/nearby")
+def nearby() -> Any:
+    study = get_study()
+    lon, lat = p.lon_lat()
+    mode = p.mode()
+    minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
+    limit = p.integer("limit", 1, 200, default=20)
+    found = study.nearby(lon, lat, mode, minutes=minutes, layer=p.layer(), trade=p.trade(),
+                         limit=limit)  # fmt: skip
+    rows = []
+    for _, row in found.iterrows():
+        rec = {k: clean(row[k]) for k in found.columns}
+        rec["trades"] = list(row["trades"] or [])
+        rows.append(rec)
+    return jsonify(origin={"lon": lon, "lat": lat}, mode=mode, minutes=minutes, facilities=rows,
+                   network=study.network.source.label)  # fmt: skip
+
+
+@bp.get("/isochrones")
+def isochrones() -> Any:
+    study = get_study()
+    mode = p.mode()
+    minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
+    layer = p.layer()
+    features = []
+    for key in [layer] if layer else list(LAYERS):
+        geom = simplified(study.isochrone(key, mode, minutes))
+        features.append({
+            "type": "Feature",
+            "properties": {"layer": key, "layer_name": LAYERS[key], "mode": mode,
+                           "minutes": minutes},
+            "geometry": shapely.geometry.mapping(geom) if not geom.is_empty else None,
+        })  # fmt: skip
+    return jsonify(type="FeatureCollection", features=features,
+                   metadata={"network": study.network.source.label,
+                             "method": "union of reached-node access discs (docs/architecture.md)"})  # fmt: skip
+
+
+@bp.get("/stats")
+def stats() -> Any:
+    study = get_study()
+    by = p.request.args.get("by", "county")
+    if by not in ("county", "town"):
+        p.bad_request(f"by must be county or town; got {by!r}")
+    mode = p.mode()
+    table = study.stats(mode, by)
+    rows = [{k: clean(v) for k, v in rec.items()} for rec in table.to_dict(orient="records")]
+    return jsonify(by=by, mode=mode, minutes=study.settings.minutes, rows=rows,
+                   network=study.network.source.label,
+                   population_note="2020 census per county only; counts are villages")  # fmt: skip

@@ -1,0 +1,188 @@
+"""The map page ``/``: a Folium map with every layer, a side panel and notices.
+
+Folium's default assets come from CDNs; here every script and stylesheet is
+served from ``/static/vendor`` so the page works offline. Only Leaflet and
+Leaflet.markercluster are needed (no jQuery/Bootstrap/awesome-markers: we use
+circle markers). Rendered maps are cached per (mode, trade): the work is done
+once, not per request.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import folium
+import numpy as np
+from folium.plugins import MarkerCluster
+from folium.utilities import JsCode
+from flask import Blueprint, current_app, render_template, request, url_for
+
+from geo.settings import LAYERS, MODES
+from geo.study import Study
+
+from . import _params as p
+from . import get_study
+from .records import facilities_geojson, simplified
+
+bp = Blueprint("map", __name__)
+
+CLUSTERED = ("training_institution", "master_studio", "village_station")
+LAYER_COLOURS = {
+    "technical_school": "#1f4e9c",
+    "training_institution": "#2a9d8f",
+    "evaluation_org": "#8e44ad",
+    "training_base": "#d35400",
+    "master_studio": "#b8860b",
+    "village_station": "#c0392b",
+    "experience_site": "#16a085",
+}
+BANDS = [(15, "#1a9850", "≤15 分钟"), (30, "#fee08b", "15–30 分钟"), (None, "#d73027", ">30 分钟")]
+UNREACHABLE = ("#9e9e9e", "不可达")
+
+_cache: dict[tuple[int, str, str | None], dict[str, str]] = {}
+_lock = threading.Lock()
+
+
+def band_colour(minutes: float | None) -> str:
+    if minutes is None or np.isnan(minutes):
+        return UNREACHABLE[0]
+    for limit, colour, _ in BANDS:
+        if limit is None or minutes <= limit:
+            return colour
+    return BANDS[-1][1]
+
+
+def _local_assets(m: folium.Element) -> None:
+    """Point folium's asset lists at our own static files (no CDN)."""
+    m.default_js = [("leaflet", url_for("static", filename="vendor/leaflet/leaflet.js"))]
+    m.default_css = [("leaflet_css", url_for("static", filename="vendor/leaflet/leaflet.css"))]
+
+
+def _cluster(name: str, show: bool) -> MarkerCluster:
+    cluster = MarkerCluster(name=name, show=show, options={"disableClusteringAtZoom": 13})
+    cluster.default_js = [("markerclusterjs",
+                           url_for("static", filename="vendor/markercluster/leaflet.markercluster.js"))]  # fmt: skip
+    cluster.default_css = [
+        ("markerclustercss", url_for("static", filename="vendor/markercluster/MarkerCluster.css")),
+        ("markerclusterdefcss",
+         url_for("static", filename="vendor/markercluster/MarkerCluster.Default.css")),
+    ]  # fmt: skip
+    return cluster
+
+
+def build_map(study: Study, mode: str, trade: str | None) -> dict[str, str]:
+    """Render the folium map into header/body/script parts for our template."""
+    centre = study.villages.geometry.union_all().centroid
+    tiles = current_app.config["TILE_URL"]
+    m = folium.Map(location=[centre.y, centre.x], zoom_start=10, tiles=None, control_scale=True,
+                   prefer_canvas=True)  # fmt: skip
+    _local_assets(m)
+    if tiles and tiles.lower() != "none":
+        folium.TileLayer(tiles=tiles, attr=current_app.config["TILE_ATTR"], name="底图 base map",
+                         control=False).add_to(m)  # fmt: skip
+
+    # boundaries
+    folium.GeoJson(
+        study.counties[["county", "population_2020", "geometry"]].to_json(),
+        name="区县边界 counties",
+        style_function=lambda f: {"color": "#444", "weight": 2, "fill": False},
+        tooltip=folium.GeoJsonTooltip(fields=["county"], labels=False),
+    ).add_to(m)
+    towns = study.towns[["town", "county", "geometry"]]
+    folium.GeoJson(
+        towns.to_json(), name="乡镇驻地 towns", show=False,
+        marker=folium.CircleMarker(radius=3, color="#333", fill=True, fill_opacity=1),
+        tooltip=folium.GeoJsonTooltip(fields=["town"], labels=False),
+    ).add_to(m)  # fmt: skip
+
+    # 30-minute isochrone unions per layer (not trade-specific)
+    if trade is None:
+        for layer, name in LAYERS.items():
+            geom = simplified(study.isochrone(layer, mode, study.settings.minutes))
+            if geom.is_empty:
+                continue
+            colour = LAYER_COLOURS[layer]
+            folium.GeoJson(
+                {"type": "Feature", "properties": {}, "geometry": geom.__geo_interface__},
+                name=f"{study.settings.minutes:g}分钟圈 · {name}",
+                show=layer == "village_station",
+                style_function=lambda f, c=colour: {"color": c, "weight": 1, "fillColor": c,
+                                                     "fillOpacity": 0.12},
+            ).add_to(m)  # fmt: skip
+
+    # villages coloured by minutes to the nearest facility (of a trade, if filtered)
+    cov = study.coverage[mode]
+    minutes = (study.village_trade_minutes(mode, trade) if trade
+               else cov["any_minutes"].to_numpy(dtype=float))  # fmt: skip
+    vil = cov[["village_code", "village_name", "town", "county", "location_quality",
+               "geometry"]].copy()  # fmt: skip
+    vil["minutes"] = [None if np.isnan(x) else round(float(x), 1) for x in minutes]
+    vil["colour"] = [band_colour(x) for x in minutes]
+    folium.GeoJson(
+        vil.to_json(),
+        name="村（按最近设施分钟着色）villages",
+        marker=folium.CircleMarker(radius=5, weight=1, color="#333", fill=True, fill_opacity=0.9),
+        style_function=lambda f: {"fillColor": f["properties"]["colour"]},
+        on_each_feature=JsCode("function(feature, layer) { skillcircle.bindVillage(feature, layer); }"),
+    ).add_to(m)
+
+    # facility layers
+    fac = study.filter_facilities(trade=trade)
+    for layer, name in LAYERS.items():
+        group = fac[fac["layer"] == layer]
+        if group.empty:
+            continue
+        label = f"{name} ({len(group)})"
+        parent: Any = _cluster(label, True) if layer in CLUSTERED else folium.FeatureGroup(name=label)
+        parent.add_to(m)
+        colour = LAYER_COLOURS[layer]
+        folium.GeoJson(
+            facilities_geojson(group),
+            marker=folium.CircleMarker(radius=7, weight=2, color="#fff", fill=True,
+                                       fill_color=colour, fill_opacity=1),
+            on_each_feature=JsCode(
+                "function(feature, layer) { skillcircle.bindFacility(feature, layer); }"
+            ),
+        ).add_to(parent)  # fmt: skip
+
+    folium.LayerControl(collapsed=False).add_to(m)
+    root = m.get_root()
+    root.render()
+    return {
+        "header": root.header.render(),
+        "body": root.html.render(),
+        "script": root.script.render(),
+        "map_name": m.get_name(),
+    }
+
+
+def cached_map(study: Study, mode: str, trade: str | None) -> dict[str, str]:
+    key = (id(study), mode, trade)
+    with _lock:
+        if key not in _cache:
+            _cache[key] = build_map(study, mode, trade)
+        return _cache[key]
+
+
+@bp.get("/")
+def index() -> str:
+    study = get_study()
+    mode = p.mode()
+    trade = p.trade()
+    parts = cached_map(study, mode, trade)
+    stats = study.stats(mode, "county")
+    cov = study.coverage[mode]
+    if trade:
+        minutes = study.village_trade_minutes(mode, trade)
+        uncovered_mask = ~(minutes <= study.settings.minutes)
+    else:
+        uncovered_mask = ~cov["covered"].to_numpy(dtype=bool)
+    uncovered = cov.loc[uncovered_mask, ["village_code", "village_name", "town", "county", "lat",
+                                         "lon", "location_quality"]]  # fmt: skip
+    return render_template(
+        "map.html", study=study, parts=parts, mode=mode, trade=trade, modes=MODES,
+        layers=LAYERS, colours=LAYER_COLOURS, bands=BANDS, unreachable=UNREACHABLE,
+        stats=stats.to_dict(orient="records"), uncovered=uncovered.to_dict(orient="records"),
+        trades=study.trades, request_args=request.args,
+    )  # fmt: skip

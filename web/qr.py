@@ -1,0 +1,110 @@
+"""技能码: phone pages per village and facility, their QR codes, and /q/here."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import segno
+from flask import Blueprint, Response, abort, render_template, url_for
+
+from geo.settings import LAYERS, MODES
+
+from . import get_study, public_base
+from .records import facility_dict, village_detail, village_index
+
+bp = Blueprint("qr", __name__, url_prefix="/q")
+
+PER_LAYER = 3
+
+
+def _qr_response(url: str, fmt: str) -> Response:
+    qr = segno.make(url, error="m")
+    buf = io.BytesIO()
+    if fmt == "png":
+        qr.save(buf, kind="png", scale=8, border=4)
+        mimetype = "image/png"
+    else:
+        qr.save(buf, kind="svg", scale=8, border=4, xmldecl=False)
+        mimetype = "image/svg+xml"
+    resp = Response(buf.getvalue(), mimetype=mimetype)
+    resp.headers["X-QR-URL"] = url
+    return resp
+
+
+def village_url(code: str) -> str:
+    return public_base() + url_for("qr.village", code=code)
+
+
+def facility_url(fid: str) -> str:
+    return public_base() + url_for("qr.facility", fid=fid)
+
+
+def _village_or_404(code: str) -> int:
+    index = village_index(get_study(), code)
+    if index is None:
+        abort(404)
+    return index
+
+
+@bp.get("/here")
+def here() -> str:
+    study = get_study()
+    return render_template("here.html", study=study, modes=MODES, layers=LAYERS)
+
+
+@bp.get("/<code>")
+def village(code: str) -> str:
+    study = get_study()
+    index = _village_or_404(code)
+    detail = village_detail(study, index)
+    lon, lat = detail["lon"], detail["lat"]
+    # minutes from this village to the nearby facilities, for every mode
+    per_mode = {
+        mode: study.nearby(lon, lat, mode, minutes=study.settings.max_minutes, limit=400)
+        for mode in study.modes
+    }
+    sections = []
+    for layer, layer_name in LAYERS.items():
+        rank = per_mode[study.modes[-1] if "ebike" not in study.modes else "ebike"]
+        rank = rank[rank["layer"] == layer].head(PER_LAYER)
+        items = []
+        for _, row in rank.iterrows():
+            rec = facility_dict(row)
+            rec["times"] = {}
+            for mode, table in per_mode.items():
+                hit = table[table["id"] == row["id"]]
+                rec["times"][mode] = None if hit.empty else float(hit["minutes"].iloc[0])
+            items.append(rec)
+        sections.append({"layer": layer, "layer_name": layer_name, "facilities": items})
+    return render_template(
+        "village.html", study=study, v=detail, sections=sections, modes=MODES,
+        qr_url=village_url(code),
+    )  # fmt: skip
+
+
+@bp.get("/<code>.<any(png, svg):fmt>")
+def village_qr(code: str, fmt: str) -> Response:
+    _village_or_404(code)
+    return _qr_response(village_url(code), fmt)
+
+
+def _facility_or_404(fid: str) -> Any:
+    fac = get_study().facilities
+    hit = fac[fac["id"] == fid]
+    if hit.empty:
+        abort(404)
+    return hit.iloc[0]
+
+
+@bp.get("/f/<fid>")
+def facility(fid: str) -> str:
+    study = get_study()
+    rec = facility_dict(_facility_or_404(fid))
+    return render_template("facility.html", study=study, f=rec, qr_url=facility_url(fid))
+
+
+@bp.get("/f/<fid>.<any(png, svg):fmt>")
+def facility_qr(fid: str, fmt: str) -> Response:
+    _facility_or_404(fid)
+    return _qr_response(facility_url(fid), fmt)

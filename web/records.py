@@ -1,0 +1,114 @@
+"""Turning study rows into JSON-safe dicts shared by the API, the map and the QR pages."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+
+from geo.settings import LAYERS, MODES
+from geo.study import Study
+
+FACILITY_FIELDS = (
+    "id", "layer", "layer_name", "name", "county", "town", "address", "phone", "trades",
+    "capacity", "source", "is_sample", "location_quality", "note",
+)  # fmt: skip
+
+
+def clean(value: Any) -> Any:
+    """NaN/None -> None, numpy scalars -> Python, lists kept."""
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def facility_dict(row: pd.Series) -> dict[str, Any]:
+    out = {k: clean(row.get(k)) for k in FACILITY_FIELDS}
+    out["trades"] = list(row.get("trades") or [])
+    geom = row.get("geometry")
+    if geom is not None:
+        out["lon"], out["lat"] = round(geom.x, 6), round(geom.y, 6)
+    else:
+        out["lon"], out["lat"] = clean(row.get("lon")), clean(row.get("lat"))
+    for extra in ("minutes", "distance_m"):
+        if extra in row:
+            out[extra] = clean(row[extra])
+    return out
+
+
+def facilities_geojson(frame: gpd.GeoDataFrame) -> dict[str, Any]:
+    features = []
+    for _, row in frame.iterrows():
+        props = facility_dict(row)
+        lon, lat = props.pop("lon"), props.pop("lat")
+        features.append({"type": "Feature", "properties": props,
+                         "geometry": {"type": "Point", "coordinates": [lon, lat]}})  # fmt: skip
+    return {"type": "FeatureCollection", "features": features}
+
+
+def village_summary(study: Study, mode: str, index: int) -> dict[str, Any]:
+    """One village with its minutes to the nearest facility of each layer for a mode."""
+    cov = study.coverage[mode].iloc[index]
+    out = {
+        "village_code": cov["village_code"],
+        "village_name": cov["village_name"],
+        "town": cov["town"],
+        "county": cov["county"],
+        "lon": clean(cov["lon"]),
+        "lat": clean(cov["lat"]),
+        "location_quality": cov["location_quality"],
+        "mode": mode,
+        "any_minutes": clean(cov["any_minutes"]),
+        "covered": bool(cov["covered"]),
+        "far_from_road": bool(cov["far_from_road"]),
+    }
+    return out
+
+
+def village_detail(study: Study, index: int) -> dict[str, Any]:
+    """A village with, per mode and layer, the nearest facility (record + minutes)."""
+    fac = study.facilities.set_index("id", drop=False)
+    base = village_summary(study, study.modes[0], index)
+    for key in ("mode", "any_minutes", "covered"):
+        base.pop(key)
+    base["modes"] = {}
+    for mode in study.modes:
+        cov = study.coverage[mode].iloc[index]
+        layers = {}
+        for layer in LAYERS:
+            fid = cov[f"{layer}_facility_id"]
+            minutes = clean(cov[f"{layer}_minutes"])
+            layers[layer] = {
+                "layer_name": LAYERS[layer],
+                "minutes": minutes,
+                "facility": facility_dict(fac.loc[fid]) if fid else None,
+            }
+        base["modes"][mode] = {
+            "mode_name": MODES[mode],
+            "any_minutes": clean(cov["any_minutes"]),
+            "covered": bool(cov["covered"]),
+            "layers": layers,
+        }
+    return base
+
+
+def village_index(study: Study, code: str) -> int | None:
+    hits = (study.villages["village_code"] == code).to_numpy().nonzero()[0]
+    return int(hits[0]) if len(hits) else None
+
+
+def simplified(geom: Any, tolerance: float = 0.0003) -> Any:
+    """Lighter polygon for the browser (~30 m), still valid."""
+    if geom.is_empty:
+        return geom
+    out = shapely.simplify(geom, tolerance, preserve_topology=True)
+    return out if out.is_valid else shapely.make_valid(out)
