@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 #: Thresholds whose union isochrones are precomputed for every layer and mode.
 DEFAULT_ISO_MINUTES: tuple[float, ...] = (15.0, 30.0, 45.0, 60.0)
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass
@@ -48,6 +48,7 @@ class Study:
     routers: dict[str, Router]
     coverage: dict[str, gpd.GeoDataFrame]
     isochrones: dict[tuple[str, str, float], BaseGeometry]
+    trade_minutes: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     iso_minutes: tuple[float, ...] = DEFAULT_ISO_MINUTES
     load_seconds: float = 0.0
     modes: tuple[str, ...] = field(default_factory=lambda: tuple(MODES))
@@ -88,10 +89,11 @@ class Study:
         cache_file = settings.cache_dir / "results" / f"{key}.pkl"
         cached = _read_cache(cache_file) if use_cache else None
         if cached is not None:
-            coverage, isos = cached
+            coverage, isos, trade_minutes = cached
             logger.info("results read from cache %s", cache_file)
         else:
             coverage = {m: coverage_table(routers[m], villages, facilities) for m in modes}
+            trade_minutes = _trade_minutes(routers, villages, facilities)
             isos = {}
             jobs = [(layer, m, t) for layer in LAYERS for m in modes for t in iso_minutes]
             for layer, m, t in tqdm(jobs, desc="等时圈 isochrones", disable=not progress):
@@ -100,7 +102,7 @@ class Study:
                     routers[m], group.geometry.x.to_numpy(), group.geometry.y.to_numpy(), t
                 )
             if use_cache:
-                _write_cache(cache_file, (coverage, isos))
+                _write_cache(cache_file, (coverage, isos, trade_minutes))
         study = cls(
             settings=settings,
             network=network,
@@ -111,6 +113,7 @@ class Study:
             routers=routers,
             coverage=coverage,
             isochrones=isos,
+            trade_minutes=trade_minutes,
             iso_minutes=iso_minutes,
             modes=modes,
         )
@@ -119,6 +122,21 @@ class Study:
         return study
 
     # ------------------------------------------------------------------ queries
+
+    @property
+    def trades(self) -> list[str]:
+        """All trades (工种) taught by some facility, sorted."""
+        return sorted({t for ts in self.facilities["trades"] for t in (ts or [])})
+
+    def village_trade_minutes(self, mode: str, trade: str) -> np.ndarray:
+        """Minutes from every village (in ``villages`` order) to the nearest facility
+        of any layer teaching ``trade``; NaN where none is within ``max_minutes``."""
+        from geo._errors import SettingsError
+
+        check_mode(mode)
+        if (mode, trade) not in self.trade_minutes:
+            raise SettingsError(f"unknown trade {trade!r}; known: {'、'.join(self.trades)}")
+        return self.trade_minutes[(mode, trade)]
 
     def stats(self, mode: str, by: str, minutes: float | None = None) -> pd.DataFrame:
         """Coverage statistics per county or town for a mode."""
@@ -204,6 +222,22 @@ class Study:
     @property
     def sample_count(self) -> int:
         return int(self.facilities["is_sample"].sum())
+
+
+def _trade_minutes(
+    routers: dict[str, Router], villages: gpd.GeoDataFrame, facilities: gpd.GeoDataFrame
+) -> dict[tuple[str, str], np.ndarray]:
+    """Per mode and trade: minutes from each village to the nearest facility teaching it."""
+    lon = villages.geometry.x.to_numpy()
+    lat = villages.geometry.y.to_numpy()
+    trades = sorted({t for ts in facilities["trades"] for t in (ts or [])})
+    out = {}
+    for trade in trades:
+        teach = facilities[facilities["trades"].map(lambda ts, t=trade: t in (ts or []))]
+        f_lon, f_lat = teach.geometry.x.to_numpy(), teach.geometry.y.to_numpy()
+        for mode, router in routers.items():
+            out[(mode, trade)] = np.round(router.nearest(lon, lat, f_lon, f_lat).minutes, 2)
+    return out
 
 
 # --------------------------------------------------------------------------- cache
