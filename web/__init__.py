@@ -19,7 +19,9 @@ from geo.study import Study
 logger = logging.getLogger(__name__)
 
 DEFAULT_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
-DEFAULT_TILE_ATTR = '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+DEFAULT_TILE_ATTR = (
+    '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -55,7 +57,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["skillcircle"] = study
     logger.info("network: %s", study.network.source.label)
 
-    from web import api, map, qr  # noqa: A004 - the blueprint module is called map
+    from web import api, map, qr
 
     app.register_blueprint(map.bp)
     app.register_blueprint(api.bp)

@@ -43,10 +43,20 @@ def layers() -> Any:
     rows = []
     for key, name in LAYERS.items():
         group = fac[fac["layer"] == key]
-        rows.append({"key": key, "name": name, "count": len(group),
-                     "sample_count": int(group["is_sample"].sum())})  # fmt: skip
-    return jsonify(layers=rows, modes=dict(MODES), network=study.network.source.label,
-                   coarse_network=study.network.source.coarse)  # fmt: skip
+        rows.append(
+            {
+                "key": key,
+                "name": name,
+                "count": len(group),
+                "sample_count": int(group["is_sample"].sum()),
+            }
+        )
+    return jsonify(
+        layers=rows,
+        modes=dict(MODES),
+        network=study.network.source.label,
+        coarse_network=study.network.source.coarse,
+    )
 
 
 @bp.get("/facilities")
@@ -72,11 +82,22 @@ def villages() -> Any:
     for i in np.flatnonzero(keep):
         props = village_summary(study, mode, int(i))
         lon, lat = props["lon"], props["lat"]
-        features.append({"type": "Feature", "properties": props,
-                         "geometry": {"type": "Point", "coordinates": [lon, lat]}})  # fmt: skip
-    return jsonify(type="FeatureCollection", features=features,
-                   metadata={"mode": mode, "minutes": study.settings.minutes,
-                             "network": study.network.source.label})  # fmt: skip
+        features.append(
+            {
+                "type": "Feature",
+                "properties": props,
+                "geometry": {"type": "Point", "coordinates": [lon, lat]},
+            }
+        )
+    return jsonify(
+        type="FeatureCollection",
+        features=features,
+        metadata={
+            "mode": mode,
+            "minutes": study.settings.minutes,
+            "network": study.network.source.label,
+        },
+    )
 
 
 @bp.get("/villages/<code>")
@@ -95,15 +116,21 @@ def nearby() -> Any:
     mode = p.mode()
     minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
     limit = p.integer("limit", 1, 200, default=20)
-    found = study.nearby(lon, lat, mode, minutes=minutes, layer=p.layer(), trade=p.trade(),
-                         limit=limit)  # fmt: skip
+    found = study.nearby(
+        lon, lat, mode, minutes=minutes, layer=p.layer(), trade=p.trade(), limit=limit
+    )
     rows = []
     for _, row in found.iterrows():
         rec = {k: clean(row[k]) for k in found.columns}
         rec["trades"] = list(row["trades"] or [])
         rows.append(rec)
-    return jsonify(origin={"lon": lon, "lat": lat}, mode=mode, minutes=minutes, facilities=rows,
-                   network=study.network.source.label)  # fmt: skip
+    return jsonify(
+        origin={"lon": lon, "lat": lat},
+        mode=mode,
+        minutes=minutes,
+        facilities=rows,
+        network=study.network.source.label,
+    )
 
 
 @bp.get("/isochrones")
@@ -115,15 +142,26 @@ def isochrones() -> Any:
     features = []
     for key in [layer] if layer else list(LAYERS):
         geom = simplified(study.isochrone(key, mode, minutes))
-        features.append({
-            "type": "Feature",
-            "properties": {"layer": key, "layer_name": LAYERS[key], "mode": mode,
-                           "minutes": minutes},
-            "geometry": shapely.geometry.mapping(geom) if not geom.is_empty else None,
-        })  # fmt: skip
-    return jsonify(type="FeatureCollection", features=features,
-                   metadata={"network": study.network.source.label,
-                             "method": "union of reached-node access discs (docs/architecture.md)"})  # fmt: skip
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "layer": key,
+                    "layer_name": LAYERS[key],
+                    "mode": mode,
+                    "minutes": minutes,
+                },
+                "geometry": shapely.geometry.mapping(geom) if not geom.is_empty else None,
+            }
+        )
+    return jsonify(
+        type="FeatureCollection",
+        features=features,
+        metadata={
+            "network": study.network.source.label,
+            "method": "union of reached-node access discs (docs/architecture.md)",
+        },
+    )
 
 
 @bp.get("/stats")
@@ -135,6 +173,11 @@ def stats() -> Any:
     mode = p.mode()
     table = study.stats(mode, by)
     rows = [{k: clean(v) for k, v in rec.items()} for rec in table.to_dict(orient="records")]
-    return jsonify(by=by, mode=mode, minutes=study.settings.minutes, rows=rows,
-                   network=study.network.source.label,
-                   population_note="2020 census per county only; counts are villages")  # fmt: skip
+    return jsonify(
+        by=by,
+        mode=mode,
+        minutes=study.settings.minutes,
+        rows=rows,
+        network=study.network.source.label,
+        population_note="2020 census per county only; counts are villages",
+    )

@@ -14,9 +14,9 @@ from typing import Any
 
 import folium
 import numpy as np
+from flask import Blueprint, current_app, render_template, request, url_for
 from folium.plugins import MarkerCluster
 from folium.utilities import JsCode
-from flask import Blueprint, current_app, render_template, request, url_for
 
 from geo.settings import LAYERS, MODES
 from geo.study import Study
@@ -61,13 +61,19 @@ def _local_assets(m: folium.Element) -> None:
 
 def _cluster(name: str, show: bool) -> MarkerCluster:
     cluster = MarkerCluster(name=name, show=show, options={"disableClusteringAtZoom": 13})
-    cluster.default_js = [("markerclusterjs",
-                           url_for("static", filename="vendor/markercluster/leaflet.markercluster.js"))]  # fmt: skip
+    cluster.default_js = [
+        (
+            "markerclusterjs",
+            url_for("static", filename="vendor/markercluster/leaflet.markercluster.js"),
+        )
+    ]
     cluster.default_css = [
         ("markerclustercss", url_for("static", filename="vendor/markercluster/MarkerCluster.css")),
-        ("markerclusterdefcss",
-         url_for("static", filename="vendor/markercluster/MarkerCluster.Default.css")),
-    ]  # fmt: skip
+        (
+            "markerclusterdefcss",
+            url_for("static", filename="vendor/markercluster/MarkerCluster.Default.css"),
+        ),
+    ]
     return cluster
 
 
@@ -75,12 +81,20 @@ def build_map(study: Study, mode: str, trade: str | None) -> dict[str, str]:
     """Render the folium map into header/body/script parts for our template."""
     centre = study.villages.geometry.union_all().centroid
     tiles = current_app.config["TILE_URL"]
-    m = folium.Map(location=[centre.y, centre.x], zoom_start=10, tiles=None, control_scale=True,
-                   prefer_canvas=True)  # fmt: skip
+    m = folium.Map(
+        location=[centre.y, centre.x],
+        zoom_start=10,
+        tiles=None,
+        control_scale=True,
+        maxZoom=18,
+        minZoom=7,
+        prefer_canvas=True,
+    )
     _local_assets(m)
     if tiles and tiles.lower() != "none":
-        folium.TileLayer(tiles=tiles, attr=current_app.config["TILE_ATTR"], name="底图 base map",
-                         control=False).add_to(m)  # fmt: skip
+        folium.TileLayer(
+            tiles=tiles, attr=current_app.config["TILE_ATTR"], name="底图 base map", control=False
+        ).add_to(m)
 
     # boundaries
     folium.GeoJson(
@@ -91,10 +105,12 @@ def build_map(study: Study, mode: str, trade: str | None) -> dict[str, str]:
     ).add_to(m)
     towns = study.towns[["town", "county", "geometry"]]
     folium.GeoJson(
-        towns.to_json(), name="乡镇驻地 towns", show=False,
+        towns.to_json(),
+        name="乡镇驻地 towns",
+        show=False,
         marker=folium.CircleMarker(radius=3, color="#333", fill=True, fill_opacity=1),
         tooltip=folium.GeoJsonTooltip(fields=["town"], labels=False),
-    ).add_to(m)  # fmt: skip
+    ).add_to(m)
 
     # 30-minute isochrone unions per layer (not trade-specific)
     if trade is None:
@@ -107,16 +123,24 @@ def build_map(study: Study, mode: str, trade: str | None) -> dict[str, str]:
                 {"type": "Feature", "properties": {}, "geometry": geom.__geo_interface__},
                 name=f"{study.settings.minutes:g}分钟圈 · {name}",
                 show=layer == "village_station",
-                style_function=lambda f, c=colour: {"color": c, "weight": 1, "fillColor": c,
-                                                     "fillOpacity": 0.12},
-            ).add_to(m)  # fmt: skip
+                style_function=lambda f, c=colour: {
+                    "color": c,
+                    "weight": 1,
+                    "fillColor": c,
+                    "fillOpacity": 0.12,
+                },
+            ).add_to(m)
 
     # villages coloured by minutes to the nearest facility (of a trade, if filtered)
     cov = study.coverage[mode]
-    minutes = (study.village_trade_minutes(mode, trade) if trade
-               else cov["any_minutes"].to_numpy(dtype=float))  # fmt: skip
-    vil = cov[["village_code", "village_name", "town", "county", "location_quality",
-               "geometry"]].copy()  # fmt: skip
+    minutes = (
+        study.village_trade_minutes(mode, trade)
+        if trade
+        else cov["any_minutes"].to_numpy(dtype=float)
+    )
+    vil = cov[
+        ["village_code", "village_name", "town", "county", "location_quality", "geometry"]
+    ].copy()
     vil["minutes"] = [None if np.isnan(x) else round(float(x), 1) for x in minutes]
     vil["colour"] = [band_colour(x) for x in minutes]
     folium.GeoJson(
@@ -124,7 +148,9 @@ def build_map(study: Study, mode: str, trade: str | None) -> dict[str, str]:
         name="村（按最近设施分钟着色）villages",
         marker=folium.CircleMarker(radius=5, weight=1, color="#333", fill=True, fill_opacity=0.9),
         style_function=lambda f: {"fillColor": f["properties"]["colour"]},
-        on_each_feature=JsCode("function(feature, layer) { skillcircle.bindVillage(feature, layer); }"),
+        on_each_feature=JsCode(
+            "function(feature, layer) { skillcircle.bindVillage(feature, layer); }"
+        ),
     ).add_to(m)
 
     # facility layers
@@ -134,17 +160,20 @@ def build_map(study: Study, mode: str, trade: str | None) -> dict[str, str]:
         if group.empty:
             continue
         label = f"{name} ({len(group)})"
-        parent: Any = _cluster(label, True) if layer in CLUSTERED else folium.FeatureGroup(name=label)
+        parent: Any = (
+            _cluster(label, True) if layer in CLUSTERED else folium.FeatureGroup(name=label)
+        )
         parent.add_to(m)
         colour = LAYER_COLOURS[layer]
         folium.GeoJson(
             facilities_geojson(group),
-            marker=folium.CircleMarker(radius=7, weight=2, color="#fff", fill=True,
-                                       fill_color=colour, fill_opacity=1),
+            marker=folium.CircleMarker(
+                radius=7, weight=2, color="#fff", fill=True, fill_color=colour, fill_opacity=1
+            ),
             on_each_feature=JsCode(
                 "function(feature, layer) { skillcircle.bindFacility(feature, layer); }"
             ),
-        ).add_to(parent)  # fmt: skip
+        ).add_to(parent)
 
     folium.LayerControl(collapsed=False).add_to(m)
     root = m.get_root()
@@ -178,11 +207,23 @@ def index() -> str:
         uncovered_mask = ~(minutes <= study.settings.minutes)
     else:
         uncovered_mask = ~cov["covered"].to_numpy(dtype=bool)
-    uncovered = cov.loc[uncovered_mask, ["village_code", "village_name", "town", "county", "lat",
-                                         "lon", "location_quality"]]  # fmt: skip
+    uncovered = cov.loc[
+        uncovered_mask,
+        ["village_code", "village_name", "town", "county", "lat", "lon", "location_quality"],
+    ]
     return render_template(
-        "map.html", study=study, parts=parts, mode=mode, trade=trade, modes=MODES,
-        layers=LAYERS, colours=LAYER_COLOURS, bands=BANDS, unreachable=UNREACHABLE,
-        stats=stats.to_dict(orient="records"), uncovered=uncovered.to_dict(orient="records"),
-        trades=study.trades, request_args=request.args,
-    )  # fmt: skip
+        "map.html",
+        study=study,
+        parts=parts,
+        mode=mode,
+        trade=trade,
+        modes=MODES,
+        layers=LAYERS,
+        colours=LAYER_COLOURS,
+        bands=BANDS,
+        unreachable=UNREACHABLE,
+        stats=stats.to_dict(orient="records"),
+        uncovered=uncovered.to_dict(orient="records"),
+        trades=study.trades,
+        request_args=request.args,
+    )

@@ -78,9 +78,13 @@ def village(code: str) -> str:
             items.append(rec)
         sections.append({"layer": layer, "layer_name": layer_name, "facilities": items})
     return render_template(
-        "village.html", study=study, v=detail, sections=sections, modes=MODES,
+        "village.html",
+        study=study,
+        v=detail,
+        sections=sections,
+        modes=MODES,
         qr_url=village_url(code),
-    )  # fmt: skip
+    )
 
 
 @bp.get("/<code>.<any(png, svg):fmt>")

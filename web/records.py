@@ -13,9 +13,21 @@ from geo.settings import LAYERS, MODES
 from geo.study import Study
 
 FACILITY_FIELDS = (
-    "id", "layer", "layer_name", "name", "county", "town", "address", "phone", "trades",
-    "capacity", "source", "is_sample", "location_quality", "note",
-)  # fmt: skip
+    "id",
+    "layer",
+    "layer_name",
+    "name",
+    "county",
+    "town",
+    "address",
+    "phone",
+    "trades",
+    "capacity",
+    "source",
+    "is_sample",
+    "location_quality",
+    "note",
+)
 
 
 def clean(value: Any) -> Any:
@@ -50,8 +62,13 @@ def facilities_geojson(frame: gpd.GeoDataFrame) -> dict[str, Any]:
     for _, row in frame.iterrows():
         props = facility_dict(row)
         lon, lat = props.pop("lon"), props.pop("lat")
-        features.append({"type": "Feature", "properties": props,
-                         "geometry": {"type": "Point", "coordinates": [lon, lat]}})  # fmt: skip
+        features.append(
+            {
+                "type": "Feature",
+                "properties": props,
+                "geometry": {"type": "Point", "coordinates": [lon, lat]},
+            }
+        )
     return {"type": "FeatureCollection", "features": features}
 
 

@@ -1,0 +1,140 @@
+"""A real headless Chromium loads the map and a 技能码 page from a live local server."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from geo.settings import Settings
+from geo.study import Study
+from web import create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+ARTIFACTS = Path(__file__).resolve().parent / "_artifacts"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None or DRIVER is None,
+        reason="Debian chromium and chromium-driver are not installed (apt-get install chromium "
+        "chromium-driver)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    from werkzeug.serving import make_server
+
+    study = Study.load(Settings(cache_dir=tmp_path_factory.mktemp("cache")), iso_minutes=(30,))
+    # no tile URL: the test must not reach the internet, and the map must work without tiles
+    app = create_app({"STUDY": study, "TILE_URL": "none"})
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,900",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service(DRIVER), options=options)
+    drv.set_page_load_timeout(60)
+    yield drv
+    drv.quit()
+
+
+def severe(driver) -> list[dict]:
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def wait_for(driver, script: str, timeout: float = 20):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(lambda d: d.execute_script(script))
+
+
+def test_map_page_in_browser(server, driver):
+    driver.get(server + "/")
+    wait_for(driver, "return document.querySelector('.leaflet-control-layers') !== null")
+    # every overlay is listed in the layer control
+    labels = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.leaflet-control-layers-overlays label'))"
+        ".map(l => l.textContent.trim());"
+    )
+    for name in (
+        "技工院校",
+        "职业培训机构",
+        "镇村培训站点",
+        "区县边界",
+        "村（按最近设施分钟着色）",
+    ):
+        assert any(name in label for label in labels), (name, labels)
+    # circle markers (canvas) and marker clusters are on the map
+    counts = driver.execute_script(
+        "var n = 0, c = 0; var map = Object.values(window).find(v => v instanceof L.Map);"
+        "map.eachLayer(function (l) { if (l instanceof L.CircleMarker) n++; });"
+        "return [n, document.querySelectorAll('.marker-cluster').length];"
+    )
+    assert counts[0] > 1000 and counts[1] > 0, counts
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "map.png"))
+    assert (ARTIFACTS / "map.png").stat().st_size > 10_000
+    assert severe(driver) == []
+
+
+def test_facility_popup_opens_with_contact(server, driver):
+    driver.get(server + "/?mode=drive")
+    wait_for(
+        driver,
+        "return window.skillcircle !== undefined"
+        " && document.querySelector('.leaflet-control-layers') !== null",
+    )
+    text = driver.execute_script(
+        "var map = Object.values(window).find(v => v instanceof L.Map); var out = null;"
+        "map.eachLayer(function (l) { if (!out && l.feature && l.feature.properties.layer_name"
+        " && l.getPopup()) { l.openPopup();"
+        " out = document.querySelector('.leaflet-popup-content').textContent; } });"
+        "return out;"
+    )
+    assert text and "电话" in text
+    assert severe(driver) == []
+
+
+def test_village_page_on_a_phone(server, driver):
+    driver.set_window_size(360, 800)
+    driver.get(server + "/q/330402007024")
+    wait_for(driver, "return document.readyState === 'complete'")
+    title = driver.find_element("css selector", "h1").text
+    assert "百福弄社区" in title
+    width = driver.execute_script("return document.documentElement.scrollWidth")
+    assert width <= 360  # no horizontal scrolling at phone width
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "village_360.png"))
+    assert severe(driver) == []
+    driver.set_window_size(1400, 900)
