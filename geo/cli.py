@@ -30,6 +30,7 @@ _OUT_TYPES = {
     "times": (".csv",),
     "isochrones": (".geojson",),
     "import": (".geojson",),
+    "export": (".xlsx", ".csv", ".geojson"),
 }
 
 
@@ -448,6 +449,80 @@ def import_(file: Path, layer: str, crs: str, out: Path) -> None:
 
     atomic_write(out, write)
     click.echo(f"{len(gdf)} facilities ({layer}, converted from {crs}) -> {out}")
+
+
+@main.command()
+@click.option("--county", required=True, help="区县名称或 all / county name or all (e.g. 南湖区).")
+@mode_option
+@minutes_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["xlsx", "csv", "geojson"]),
+    default="xlsx",
+    show_default=True,
+    help="输出格式 / output format.",
+)
+@click.option(
+    "--population",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="村人口文件 (村代码, 人口) -> 按人口加权 / village population CSV/XLSX.",
+)
+@click.option(
+    "--trade", default=None, help="只看教授该工种的设施 / only facilities teaching this trade."
+)
+@osm_option
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.pass_context
+@_friendly
+def export(
+    ctx: click.Context,
+    county: str,
+    mode: str,
+    minutes: float,
+    fmt: str,
+    population: Path | None,
+    trade: str | None,
+    osm: Path | None,
+    out: Path,
+) -> None:
+    """区县工会导出：汇总/未覆盖村/设施/说明 / county report for trade unions."""
+    from geo.coverage import coverage_table
+    from geo.reports import check_county, county_report, load_population, write_report
+    from geo.routing import Router
+
+    if not out.name.lower().endswith("." + fmt):
+        _fail(f"{out}: the file name must end in .{fmt} for --format {fmt}")
+    _check_out(out, "export")
+    which = check_county(county)
+    settings = _settings(minutes)
+    fac, vil = _load_inputs(settings, None, None)
+    if trade:
+        teaches = fac["trades"].map(lambda ts: trade in (ts or []))
+        if not teaches.any():
+            _fail(f"no facility teaches trade {trade!r}; check the spelling (e.g. 焊工, 电工)")
+        fac = fac[teaches]
+    people = load_population(population, vil["village_code"]) if population else None
+    net = _network(settings, osm, False)
+    table = coverage_table(Router(net, mode, settings), vil, fac, minutes)
+    report = county_report(table, fac, which, minutes, people)
+    meta = _metadata(
+        settings,
+        net,
+        mode,
+        **{
+            "区县 county": county,
+            "工种 trade": trade or "全部 all",
+            "样例 sample": _sample_note(fac),
+        },
+    )
+    write_report(report, out, meta)
+    n_unc = len(report.uncovered)
+    click.echo(
+        f"{county}: {len(report.villages)} villages, {n_unc} uncovered ({mode}, "
+        f"{minutes:g} min) -> {out}"
+    )
 
 
 def _register_plugins() -> None:

@@ -265,14 +265,53 @@ def _fill_sheet(sheet: Worksheet, header: list[Any], rows: list[list[Any]]) -> N
 
 
 def _write_xlsx(table: pd.DataFrame, tmp: Path, sheet_name: str, meta: Mapping[str, str]) -> None:
+    _write_sheets({sheet_name: table}, tmp, meta, percent_columns=())
+
+
+def _write_sheets(
+    tables: Mapping[str, pd.DataFrame],
+    tmp: Path,
+    meta: Mapping[str, str],
+    percent_columns: tuple[str, ...],
+) -> None:
     book = Workbook()
-    data = book.worksheets[0]
-    data.title = sheet_name
-    rows = [list(row) for row in table.itertuples(index=False, name=None)]
-    _fill_sheet(data, list(table.columns), rows)
+    book.remove(book.worksheets[0])
+    for name, table in tables.items():
+        sheet = book.create_sheet(name)
+        rows = [list(row) for row in table.itertuples(index=False, name=None)]
+        _fill_sheet(sheet, list(table.columns), rows)
+        for index, column in enumerate(table.columns, start=1):
+            if str(column) in percent_columns:
+                for (cell,) in sheet.iter_rows(min_row=2, min_col=index, max_col=index):
+                    cell.number_format = "0.0%"
     notes = book.create_sheet(METADATA_SHEET)
     _fill_sheet(notes, ["项目", "内容"], [[k, v] for k, v in meta.items()])
     book.save(tmp)
+
+
+def write_workbook(
+    tables: Mapping[str, pd.DataFrame],
+    path: Path,
+    *,
+    metadata: Mapping[str, str],
+    percent_columns: tuple[str, ...] = (),
+) -> Path:
+    """Write several tables as sheets of one XLSX (plus the ``说明`` sheet), atomically.
+
+    Each sheet has a bold, frozen header and sized columns; columns named in
+    ``percent_columns`` (shares between 0 and 1) are formatted as percentages.
+    Geometry columns are dropped (points become ``lon``/``lat``).
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".xlsx":
+        raise SettingsError(f"cannot write {path.name}: a workbook must end in .xlsx")
+    for name in tables:
+        _check_sheet_name(name)
+    flat = {name: _flat_table(table) for name, table in tables.items()}
+    meta = {str(k): str(v) for k, v in metadata.items()}
+    atomic_write(path, lambda tmp: _write_sheets(flat, tmp, meta, percent_columns))
+    logger.info("wrote %d sheets to %s", len(flat), path)
+    return path
 
 
 def _check_sheet_name(name: str) -> None:

@@ -57,11 +57,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["skillcircle"] = study
     logger.info("network: %s", study.network.source.label)
 
-    from web import api, map, qr
+    from web import api, exports, map, qr
 
     app.register_blueprint(map.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(qr.bp)
+    app.register_blueprint(exports.bp)
 
     @app.errorhandler(404)
     def not_found(error: Any) -> Any:

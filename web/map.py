@@ -14,11 +14,11 @@ from typing import Any
 
 import folium
 import numpy as np
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, url_for
 from folium.plugins import MarkerCluster
 from folium.utilities import JsCode
 
-from geo.settings import LAYERS, MODES
+from geo.settings import COUNTIES, LAYERS, MODES
 from geo.study import Study
 
 from . import _params as p
@@ -225,5 +225,5 @@ def index() -> str:
         stats=stats.to_dict(orient="records"),
         uncovered=uncovered.to_dict(orient="records"),
         trades=study.trades,
-        request_args=request.args,
+        counties=["all", *COUNTIES],
     )

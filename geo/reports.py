@@ -1,0 +1,203 @@
+"""County reports for trade unions: town summary, uncovered villages, facilities, notes.
+
+:func:`county_report` turns a coverage table (:func:`geo.coverage.coverage_table`)
+into the tables of the ``skillcircle export`` workbook; :func:`write_report`
+writes them as XLSX (sheets 汇总 / 未覆盖村 / 设施 / 说明), or the per-village
+table as CSV (UTF-8 with BOM) or GeoJSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from geo._errors import InputDataError, SettingsError
+from geo.export import write_table, write_workbook
+from geo.settings import COUNTIES, LAYERS
+
+SHARE_COLUMNS = ("覆盖率", "人口覆盖率")
+_POP_ALIASES = {
+    "village_code": ("village_code", "code", "村代码", "统计代码", "区划代码"),
+    "people": ("people", "population", "人口", "常住人口"),
+}
+
+
+@dataclass(frozen=True)
+class Report:
+    """The tables of a county report."""
+
+    summary: pd.DataFrame
+    uncovered: pd.DataFrame
+    facilities: pd.DataFrame
+    villages: gpd.GeoDataFrame
+    population_weighted: bool
+
+
+def check_county(county: str) -> str | None:
+    """``all`` -> None; a known county name -> itself; else SettingsError."""
+    if county == "all":
+        return None
+    if county not in COUNTIES:
+        raise SettingsError(f"unknown county {county!r}; use all or one of {'、'.join(COUNTIES)}")
+    return county
+
+
+def load_population(path: Path, codes: pd.Series) -> pd.Series:
+    """Read a village population file (CSV/XLSX: village code + people) -> Series by code.
+
+    Raises
+    ------
+    InputDataError
+        Missing file or columns, non-numeric or negative people, unknown or
+        duplicate codes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"{path}: population file not found")
+    try:
+        if path.suffix.lower() == ".xlsx":
+            table = pd.read_excel(path, dtype=str)
+        else:
+            try:
+                table = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+            except UnicodeDecodeError:
+                table = pd.read_csv(path, dtype=str, encoding="gb18030")
+    except (ValueError, OSError) as exc:
+        raise InputDataError(f"{path.name}: cannot read ({exc}); use CSV or XLSX") from exc
+    found = {}
+    for key, names in _POP_ALIASES.items():
+        match = [c for c in table.columns if str(c).strip().lower() in names]
+        if not match:
+            raise InputDataError(
+                f"{path.name}: missing column {key} (or {'/'.join(names[1:])}); "
+                f"found {', '.join(map(str, table.columns))}"
+            )
+        found[key] = match[0]
+    code = table[found["village_code"]].astype(str).str.strip()
+    people = pd.to_numeric(table[found["people"]], errors="coerce")
+    bad = people.isna() | (people < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        raise InputDataError(f"{path.name} row {row}: people must be a number >= 0")
+    if code.duplicated().any():
+        dup = code[code.duplicated()].iloc[0]
+        raise InputDataError(f"{path.name}: village code {dup} appears twice; keep one row")
+    unknown = sorted(set(code) - set(codes.astype(str)))
+    if unknown:
+        raise InputDataError(
+            f"{path.name}: {len(unknown)} unknown village code(s), e.g. {unknown[0]}; "
+            "use the 12-digit codes of data/boundaries/villages.geojson"
+        )
+    return pd.Series(people.to_numpy(float), index=code.to_numpy(), name="people")
+
+
+def county_report(
+    coverage: gpd.GeoDataFrame,
+    facilities: gpd.GeoDataFrame,
+    county: str | None,
+    minutes: float,
+    population: pd.Series | None = None,
+) -> Report:
+    """Build the report tables for one county (or all with ``None``).
+
+    ``coverage`` is a coverage table; ``minutes`` is applied to its
+    ``<layer>_minutes`` columns. With ``population`` (people per village code)
+    the summary adds people covered; without it only village counts are given.
+    """
+    cov = coverage if county is None else coverage[coverage["county"] == county]
+    fac = facilities if county is None else facilities[facilities["county"] == county]
+    cov = cov.copy()
+    cov["covered"] = (cov["any_minutes"] <= minutes).to_numpy()
+    people = None
+    if population is not None:
+        people = cov["village_code"].map(population).fillna(0.0).to_numpy()
+
+    # 汇总: one row per town
+    rows = []
+    for (cty, town), group in cov.groupby(["county", "town"], sort=True):
+        row: dict[str, object] = {
+            "区县": cty,
+            "乡镇": town,
+            "村数": len(group),
+            "已覆盖村": int(group["covered"].sum()),
+        }
+        row["覆盖率"] = round(row["已覆盖村"] / len(group), 4)  # type: ignore[operator]
+        for layer, name in LAYERS.items():
+            row[f"{name}覆盖村"] = int((group[f"{layer}_minutes"] <= minutes).sum())
+        located = group["location_quality"].astype(str).str.startswith("point_")
+        row["有真实坐标的村"] = int(located.sum())
+        if people is not None:
+            p = people[cov.index.get_indexer(group.index)]
+            row["人口"] = float(p.sum())
+            row["覆盖人口"] = float(p[group["covered"].to_numpy()].sum())
+            row["人口覆盖率"] = round(row["覆盖人口"] / row["人口"], 4) if row["人口"] else None  # type: ignore[operator]
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+
+    # 未覆盖村: nearest facility and minutes per layer
+    names = facilities.set_index("id")["name"].to_dict()
+    unc = cov[~cov["covered"]]
+    uncovered = pd.DataFrame(
+        {
+            "村代码": unc["village_code"],
+            "村": unc["village_name"],
+            "乡镇": unc["town"],
+            "区县": unc["county"],
+            "定位": unc["location_quality"],
+            "最近设施分钟": unc["any_minutes"],
+        }
+    )
+    for layer, name in LAYERS.items():
+        uncovered[f"{name}最近"] = unc[f"{layer}_facility_id"].map(names).fillna("")
+        uncovered[f"{name}分钟"] = unc[f"{layer}_minutes"]
+
+    facilities_table = pd.DataFrame(
+        {
+            "编号": fac["id"],
+            "类别": fac["layer_name"],
+            "名称": fac["name"],
+            "区县": fac["county"],
+            "乡镇": fac["town"],
+            "地址": fac["address"],
+            "电话": fac["phone"],
+            "工种": fac["trades"],
+            "培训能力": fac["capacity"],
+            "样例": fac["is_sample"],
+            "来源": fac["source"],
+            "定位": fac["location_quality"],
+            "经度": fac.geometry.x.round(6),
+            "纬度": fac.geometry.y.round(6),
+        }
+    )
+    return Report(
+        summary,
+        uncovered.reset_index(drop=True),
+        facilities_table.reset_index(drop=True),
+        cov,
+        people is not None,
+    )
+
+
+def write_report(report: Report, path: Path, metadata: Mapping[str, str]) -> Path:
+    """XLSX: the four sheets; CSV/GeoJSON: the per-village table of the county."""
+    meta = dict(metadata)
+    meta["人口 population"] = (
+        "population-weighted from the supplied file"
+        if report.population_weighted
+        else "no village population available: figures are counts of villages (村数)"
+    )
+    suffix = Path(path).suffix.lower()
+    if suffix == ".xlsx":
+        return write_workbook(
+            {"汇总": report.summary, "未覆盖村": report.uncovered, "设施": report.facilities},
+            path,
+            metadata=meta,
+            percent_columns=SHARE_COLUMNS,
+        )
+    table = report.villages if suffix == ".geojson" else report.villages.drop(columns="geometry")
+    return write_table(table, path, metadata=meta, sheet_name="村")
