@@ -257,7 +257,8 @@ def _fill_sheet(sheet: Worksheet, header: list[Any], rows: list[list[Any]]) -> N
     for cell in sheet[1]:
         cell.font = bold
     sheet.freeze_panes = "A2"
-    for index, column_cells in enumerate(sheet.iter_cols(max_row=_WIDTH_SAMPLE + 1), start=1):
+    last = min(sheet.max_row, _WIDTH_SAMPLE + 1)  # iter_cols would create empty rows beyond
+    for index, column_cells in enumerate(sheet.iter_cols(max_row=last), start=1):
         width = max((_display_width(c.value) for c in column_cells), default=0) + 2
         sheet.column_dimensions[get_column_letter(index)].width = min(
             max(width, _MIN_WIDTH), _MAX_WIDTH
@@ -282,7 +283,10 @@ def _write_sheets(
         _fill_sheet(sheet, list(table.columns), rows)
         for index, column in enumerate(table.columns, start=1):
             if str(column) in percent_columns:
-                for (cell,) in sheet.iter_rows(min_row=2, min_col=index, max_col=index):
+                cells = sheet.iter_rows(
+                    min_row=2, max_row=len(table) + 1, min_col=index, max_col=index
+                )
+                for (cell,) in cells:
                     cell.number_format = "0.0%"
     notes = book.create_sheet(METADATA_SHEET)
     _fill_sheet(notes, ["项目", "内容"], [[k, v] for k, v in meta.items()])

@@ -330,3 +330,28 @@ def test_any_village_code_has_a_page(client, study):
     for code in codes:
         assert client.get(f"/q/{code}").status_code == 200
         assert client.get(f"/q/{code}.svg").status_code == 200
+
+
+# ----------------------------------------------------------------------------- exports
+
+
+def test_export_downloads(client):
+    resp = client.get("/export/南湖区.xlsx?mode=walk")
+    assert resp.status_code == 200 and resp.data.startswith(b"PK")  # a zip (XLSX)
+    assert "attachment" in resp.headers["Content-Disposition"]
+    csv = client.get("/export/all.csv?mode=drive")
+    assert csv.data.startswith(b"\xef\xbb\xbf") and csv.data.count(b"\n") == 1203
+    geo = client.get("/export/海宁市.geojson?trade=焊工").get_json()
+    assert len(geo["features"]) == 236
+
+
+@pytest.mark.parametrize(
+    "path", ["/export/上海.xlsx", "/export/..%2F..%2Fetc.xlsx", "/export/南湖区.pdf"]
+)
+def test_export_rejects_unknown_counties_and_formats(client, path):
+    assert client.get(path).status_code == 404
+
+
+def test_map_has_download_links(client):
+    html = client.get("/").get_data(as_text=True)
+    assert "/export/%E5%8D%97%E6%B9%96%E5%8C%BA.xlsx" in html or "/export/南湖区.xlsx" in html
