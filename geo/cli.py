@@ -153,6 +153,13 @@ minutes_option = click.option(
 )
 
 
+trade_option = click.option(
+    "--trade",
+    default=None,
+    help="只看教授该工种的设施 / only facilities teaching this trade (工种).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-v", "--verbose", is_flag=True, help="详细日志与进度条 / verbose logs and progress bars."
@@ -173,13 +180,18 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _load_inputs(
-    settings: Settings, facilities: Path | None, villages: Path | None
+    settings: Settings, facilities: Path | None, villages: Path | None, trade: str | None = None
 ) -> tuple[Any, Any]:
     from geo.facilities import load_facilities
     from geo.places import load_villages
 
     fac = load_facilities(facilities, settings)
     vil = load_villages(villages, settings)
+    if trade:
+        teaches = fac["trades"].map(lambda ts: trade in (ts or []))
+        if not teaches.any():
+            _fail(f"no facility teaches trade {trade!r}; check the spelling (e.g. 焊工, 电工)")
+        fac = fac[teaches]
     return fac, vil
 
 
@@ -212,6 +224,7 @@ def _load_inputs(
     required=True,
     help="输出 .csv/.geojson/.xlsx",
 )
+@trade_option
 @click.pass_context
 @_friendly
 def coverage(
@@ -223,6 +236,7 @@ def coverage(
     download: bool,
     facilities: Path | None,
     villages: Path | None,
+    trade: str | None,
     out: Path,
 ) -> None:
     """每村到各层设施的最短时间与覆盖 / minutes from every village to each layer."""
@@ -232,12 +246,14 @@ def coverage(
 
     _check_out(out, "coverage")
     settings = _settings(minutes, max_minutes)
-    fac, vil = _load_inputs(settings, facilities, villages)
+    fac, vil = _load_inputs(settings, facilities, villages, trade)
     net = _network(settings, osm, download)
     table = coverage_table(Router(net, mode, settings), vil, fac, minutes)
     if not out.name.lower().endswith(".geojson"):
         table = table.drop(columns="geometry")
-    meta = _metadata(settings, net, mode, **{"样例 sample": _sample_note(fac)})
+    meta = _metadata(
+        settings, net, mode, **{"样例 sample": _sample_note(fac), "工种 trade": trade or "全部 all"}
+    )
     if out.name.lower().endswith(".csv"):  # CSV has no metadata block: say it in a column
         table["network_source"] = _source_cell(net)
     write_table(table, out, metadata=meta, sheet_name="覆盖 coverage")
@@ -376,6 +392,7 @@ def times(
 @click.option(
     "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="输出 .csv/.xlsx"
 )
+@trade_option
 @click.pass_context
 @_friendly
 def stats(
@@ -385,6 +402,7 @@ def stats(
     minutes: float,
     osm: Path | None,
     download: bool,
+    trade: str | None,
     out: Path,
 ) -> None:
     """分区县/乡镇覆盖统计 / coverage statistics per county or town."""
@@ -395,7 +413,7 @@ def stats(
 
     _check_out(out, "stats")
     settings = _settings(minutes)
-    fac, vil = _load_inputs(settings, None, None)
+    fac, vil = _load_inputs(settings, None, None, trade)
     net = _network(settings, osm, download)
     table = coverage_table(Router(net, mode, settings), vil, fac, minutes)
     counties = load_counties(settings=settings)
@@ -407,6 +425,7 @@ def stats(
         mode,
         **{
             "统计 by": by,
+            "工种 trade": trade or "全部 all",
             "样例 sample": _sample_note(fac),
             "人口 population": (
                 "2020 census per county; no town/village population: counts are villages"
@@ -497,12 +516,7 @@ def export(
     _check_out(out, "export")
     which = check_county(county)
     settings = _settings(minutes)
-    fac, vil = _load_inputs(settings, None, None)
-    if trade:
-        teaches = fac["trades"].map(lambda ts: trade in (ts or []))
-        if not teaches.any():
-            _fail(f"no facility teaches trade {trade!r}; check the spelling (e.g. 焊工, 电工)")
-        fac = fac[teaches]
+    fac, vil = _load_inputs(settings, None, None, trade)
     people = load_population(population, vil["village_code"]) if population else None
     net = _network(settings, osm, False)
     table = coverage_table(Router(net, mode, settings), vil, fac, minutes)

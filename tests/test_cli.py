@@ -270,3 +270,23 @@ def test_existing_output_survives_a_failed_run(runner, tmp_path):
 def test_help_is_bilingual(runner):
     result = run(runner, "coverage", "--help")
     assert "出行方式" in result.output and "travel mode" in result.output
+
+
+def test_trade_filter_in_coverage_and_stats(runner, tmp_path):
+    all_out, weld_out = tmp_path / "all.csv", tmp_path / "weld.csv"
+    assert run(runner, "coverage", "--mode", "ebike", "--out", str(all_out)).exit_code == 0
+    result = run(runner, "coverage", "--mode", "ebike", "--trade", "焊工", "--out", str(weld_out))
+    assert result.exit_code == 0, result.output
+    everything = pd.read_csv(all_out, encoding="utf-8-sig")
+    welding = pd.read_csv(weld_out, encoding="utf-8-sig")
+    # fewer facilities teach welding: never nearer than the nearest facility of any kind
+    assert (welding["any_minutes"].fillna(1e9) >= everything["any_minutes"] - 1e-9).all()
+    assert welding["covered"].sum() < everything["covered"].sum()
+    stats = tmp_path / "s.csv"
+    assert (
+        run(runner, "stats", "--mode", "ebike", "--trade", "焊工", "--out", str(stats)).exit_code
+        == 0
+    )
+    assert pd.read_csv(stats, encoding="utf-8-sig")["covered"].sum() == welding["covered"].sum()
+    bad = runner.invoke(main, ["coverage", "--trade", "火箭工", "--out", str(tmp_path / "x.csv")])
+    assert bad.exit_code == 1 and "火箭工" in bad.output
