@@ -126,10 +126,20 @@ def _sample_note(facilities: Any) -> str:
 
 # --------------------------------------------------------------------------- group
 
-osm_option = click.option(
+
+def file_option(*decls: str, required: bool = False, help: str = "") -> Callable[[F], F]:
+    """A file-path option (existence is checked by the loaders, with a clear message)."""
+    return click.option(
+        *decls,
+        type=click.Path(path_type=Path, dir_okay=False),
+        required=required,
+        default=None,
+        help=help,
+    )
+
+
+osm_option = file_option(
     "--osm",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
     help="OSM 路网文件 .osm/.xml/.osm.pbf (default: cache, else the bundled coarse network).",
 )
 download_option = click.option(
@@ -206,24 +216,9 @@ def _load_inputs(
 )
 @osm_option
 @download_option
-@click.option(
-    "--facilities",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="设施 GeoJSON (default data/facilities.geojson).",
-)
-@click.option(
-    "--villages",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="村点 GeoJSON/CSV (default data/boundaries/villages.geojson).",
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="输出 .csv/.geojson/.xlsx",
-)
+@file_option("--facilities", help="设施 GeoJSON (default data/facilities.geojson).")
+@file_option("--villages", help="村点 GeoJSON/CSV (default data/boundaries/villages.geojson).")
+@file_option("--out", required=True, help="输出 .csv/.geojson/.xlsx")
 @trade_option
 @click.pass_context
 @_friendly
@@ -270,10 +265,8 @@ def coverage(
 @click.option("--union", is_flag=True, help="合并为图层等时圈 / one polygon for the whole layer.")
 @osm_option
 @download_option
-@click.option("--facilities", type=click.Path(path_type=Path, dir_okay=False), default=None)
-@click.option(
-    "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="输出 .geojson"
-)
+@file_option("--facilities", help="设施 GeoJSON (default data/facilities.geojson).")
+@file_option("--out", required=True, help="输出 .geojson")
 @click.pass_context
 @_friendly
 def isochrones(
@@ -308,20 +301,8 @@ def isochrones(
 
 @main.command()
 @mode_option
-@click.option(
-    "--from",
-    "origins",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="起点 CSV: id,lon,lat (WGS84)",
-)
-@click.option(
-    "--to",
-    "targets",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="终点 CSV: id,lon,lat (WGS84)",
-)
+@file_option("--from", "origins", required=True, help="起点 CSV: id,lon,lat (WGS84)")
+@file_option("--to", "targets", required=True, help="终点 CSV: id,lon,lat (WGS84)")
 @click.option(
     "--max-minutes",
     type=click.FloatRange(min=0, min_open=True),
@@ -331,12 +312,7 @@ def isochrones(
 )
 @osm_option
 @download_option
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="输出 .csv: origin_id,target_id,minutes",
-)
+@file_option("--out", required=True, help="输出 .csv: origin_id,target_id,minutes")
 @click.pass_context
 @_friendly
 def times(
@@ -389,9 +365,7 @@ def times(
 @minutes_option
 @osm_option
 @download_option
-@click.option(
-    "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="输出 .csv/.xlsx"
-)
+@file_option("--out", required=True, help="输出 .csv/.xlsx")
 @trade_option
 @click.pass_context
 @_friendly
@@ -448,9 +422,7 @@ def stats(
     show_default=True,
     help="坐标系：高德/腾讯=gcj02，百度=bd09.",
 )
-@click.option(
-    "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="输出 .geojson"
-)
+@file_option("--out", required=True, help="输出 .geojson")
 @_friendly
 def import_(file: Path, layer: str, crs: str, out: Path) -> None:
     """导入设施台账 (CSV UTF-8/GBK, XLSX, GeoJSON) / import a facility registry."""
@@ -482,17 +454,14 @@ def import_(file: Path, layer: str, crs: str, out: Path) -> None:
     show_default=True,
     help="输出格式 / output format.",
 )
-@click.option(
-    "--population",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="村人口文件 (村代码, 人口) -> 按人口加权 / village population CSV/XLSX.",
+@file_option(
+    "--population", help="村人口文件 (村代码, 人口) -> 按人口加权 / village population CSV/XLSX."
 )
 @click.option(
     "--trade", default=None, help="只看教授该工种的设施 / only facilities teaching this trade."
 )
 @osm_option
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@file_option("--out", required=True)
 @click.pass_context
 @_friendly
 def export(

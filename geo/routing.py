@@ -126,6 +126,11 @@ class Router:
         """Seconds of an access leg of the given straight-line length."""
         return np.asarray(metres, float) * self.settings.detour_factor / self.access_mps
 
+    def leg_seconds(self, metres: ArrayLike) -> FloatArray:
+        """Seconds of an access leg, ``inf`` beyond ``access_max_m`` (not usable)."""
+        metres = np.asarray(metres, float)
+        return np.where(metres <= self.access_max_m, self.access_seconds(metres), np.inf)
+
     def access_radius(self, seconds: ArrayLike) -> FloatArray:
         """Straight-line metres an access leg covers in ``seconds`` (capped)."""
         r = np.asarray(seconds, float) * self.access_mps / self.settings.detour_factor
@@ -139,8 +144,8 @@ class Router:
         dist = np.asarray(dist, float).reshape(len(x), k)
         idx = np.asarray(idx).reshape(len(x), k)
         node = self.snap_nodes[idx].astype(np.int64)
-        ok = dist <= self.access_max_m
-        seconds = np.where(ok, self.access_seconds(dist), np.inf)
+        seconds = self.leg_seconds(dist)
+        ok = np.isfinite(seconds)
         return Access(np.where(ok, node, -1), seconds, dist[:, 0])
 
     # ------------------------------------------------------------------ core
@@ -252,7 +257,7 @@ class Router:
         ox_, oy = self.to_metric([origin_lon], [origin_lat])
         tx, ty = self.to_metric(t_lon, t_lat)
         direct = np.hypot(tx - ox_[0], ty - oy[0])
-        direct_s = np.where(direct <= self.access_max_m, self.access_seconds(direct), np.inf)
+        direct_s = self.leg_seconds(direct)
         seconds = np.minimum(seconds, direct_s)
         return np.where(seconds <= limit, seconds, np.nan)
 
@@ -298,7 +303,7 @@ class Router:
         ox_, oy = self.to_metric(o_lon, o_lat)
         tx, ty = self.to_metric(t_lon, t_lat)
         dist, idx = cKDTree(np.column_stack([tx, ty])).query(np.column_stack([ox_, oy]), k=1)
-        seconds = np.where(dist <= self.access_max_m, self.access_seconds(dist), np.inf)
+        seconds = self.leg_seconds(dist)
         return seconds, np.asarray(idx, dtype=np.int64)
 
     def matrix(
@@ -342,7 +347,7 @@ class Router:
             direct = np.hypot(
                 ox_[None, :] - tx[start:stop, None], oy[None, :] - ty[start:stop, None]
             )
-            direct_s = np.where(direct <= self.access_max_m, self.access_seconds(direct), np.inf)
+            direct_s = self.leg_seconds(direct)
             best = np.minimum(best, direct_s)
             ti, oi = np.nonzero(best <= limit)
             frames.append(

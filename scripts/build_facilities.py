@@ -37,6 +37,7 @@ import pandas as pd
 from _sources import DEFAULT_SHARED, REPO, adcode_2016, check_inside
 
 from geo.coords import bd09_to_wgs84
+from geo.facilities import FACILITY_COLUMNS
 from geo.settings import COUNTIES, LAYERS
 
 logger = logging.getLogger("build_facilities")
@@ -59,23 +60,7 @@ SAMPLE_COUNTS = {
     "experience_site": 36,
 }
 VILLAGE_STATIONS = 60  # plus one per town
-COLUMNS = [
-    "id",
-    "layer",
-    "layer_name",
-    "name",
-    "county",
-    "town",
-    "town_code",
-    "address",
-    "phone",
-    "trades",
-    "capacity",
-    "source",
-    "is_sample",
-    "location_quality",
-    "note",
-]
+COLUMNS = list(FACILITY_COLUMNS)
 
 # Real occupation names (国家职业分类大典 / 职业技能等级认定 工种), grouped by kind.
 TRADES_SERVICE = ["育婴员", "养老护理员", "保育师", "家政服务员", "健康管理师", "美容师", "茶艺师"]

@@ -9,25 +9,11 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
+from geo.facilities import FACILITY_COLUMNS
 from geo.settings import LAYERS, MODES
 from geo.study import Study
 
-FACILITY_FIELDS = (
-    "id",
-    "layer",
-    "layer_name",
-    "name",
-    "county",
-    "town",
-    "address",
-    "phone",
-    "trades",
-    "capacity",
-    "source",
-    "is_sample",
-    "location_quality",
-    "note",
-)
+FACILITY_FIELDS = tuple(c for c in FACILITY_COLUMNS if c != "town_code")
 
 
 def clean(value: Any) -> Any:
