@@ -138,3 +138,19 @@ def test_village_page_on_a_phone(server, driver):
     driver.save_screenshot(str(ARTIFACTS / "village_360.png"))
     assert severe(driver) == []
     driver.set_window_size(1400, 900)
+
+
+def test_village_popup_links_to_its_qr_page(server, driver):
+    driver.get(server + "/?mode=walk")
+    wait_for(driver, "return window.skillcircle !== undefined")
+    href = driver.execute_script(
+        "var map = Object.values(window).find(v => v instanceof L.Map); var out = null;"
+        "map.eachLayer(function (l) { if (!out && l.feature && l.feature.properties.village_code"
+        " && l.getPopup()) { l.openPopup();"
+        " out = document.querySelector('.leaflet-popup-content a').getAttribute('href'); } });"
+        "return out;"
+    )
+    assert href is not None and href.startswith("/q/") and href[3:].isdigit(), href
+    driver.get(server + href)
+    assert "技能码" in driver.page_source
+    assert severe(driver) == []

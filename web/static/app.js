@@ -60,10 +60,61 @@ var skillcircle = (function () {
     });
   }
 
+  var planLayer = null;
+
+  function showPlan(d) {
+    if (planLayer) { map.removeLayer(planLayer); }
+    planLayer = L.layerGroup().addTo(map);
+    var out = document.getElementById("plan-result");
+    var unit = " 个村";
+    out.textContent = d.county + "：" + (d.layer_name || "") + "覆盖 " + d.covered_before + " → " +
+      d.covered_after + " / " + d.total + unit + "（" + (d.solver.optimal ? "最优解" : "近似解") +
+      "，用时 " + d.solver.seconds + " 秒）";
+    var bounds = [];
+    d.sites.forEach(function (s) {
+      s.villages.forEach(function (v) {
+        L.polyline([[s.lat, s.lon], [v.lat, v.lon]], { color: "#6a1b9a", weight: 1, opacity: 0.7 }).addTo(planLayer);
+        L.circleMarker([v.lat, v.lon], { radius: 6, color: "#6a1b9a", weight: 2, fill: false }).addTo(planLayer);
+        bounds.push([v.lat, v.lon]);
+      });
+      var m = L.circleMarker([s.lat, s.lon], { radius: 11, color: "#fff", weight: 2, fillColor: "#6a1b9a", fillOpacity: 1 });
+      m.bindTooltip(String(s.rank), { permanent: true, direction: "center", className: "plan-rank" });
+      m.bindPopup(function () {
+        var box = el("div", null, "popup");
+        box.appendChild(el("strong", "建议站点 #" + s.rank + "：" + s.site_name));
+        box.appendChild(el("div", "新增覆盖 " + s.newly_covered + " 个村：" + s.newly_covered_villages));
+        box.appendChild(el("div", "覆盖 " + s.covered_before + " → " + s.covered_after, "muted"));
+        return box;
+      });
+      m.addTo(planLayer);
+      bounds.push([s.lat, s.lon]);
+    });
+    if (bounds.length) { map.fitBounds(bounds, { maxZoom: 12 }); }
+  }
+
+  function bindPlanForm() {
+    var form = document.getElementById("plan-form");
+    if (!form) { return; }
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var q = new URLSearchParams({ county: form.county.value, layer: form.layer.value,
+        add: form.add.value, mode: mode });
+      document.getElementById("plan-result").textContent = "计算中……";
+      fetch(urls.plan + "?" + q.toString()).then(function (r) {
+        return r.json().then(function (d) { return [r.ok, d]; });
+      }).then(function (res) {
+        if (!res[0]) { document.getElementById("plan-result").textContent = res[1].message; return; }
+        res[1].layer_name = form.layer.options[form.layer.selectedIndex].textContent;
+        showPlan(res[1]);
+      });
+    });
+  }
+
   function init(mapName, currentMode, endpoints) {
     map = window[mapName];
     mode = currentMode;
     urls = endpoints;
+    bindPlanForm();
     document.querySelectorAll("#uncovered a").forEach(function (a) {
       a.addEventListener("click", function (ev) {
         ev.preventDefault();
