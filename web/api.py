@@ -164,6 +164,85 @@ def isochrones() -> Any:
     )
 
 
+@bp.get("/plan")
+def plan() -> Any:
+    study = get_study()
+    county = p.county()
+    if county is None:
+        p.bad_request("county is required (one county at a time)")
+    layer = p.layer() or "village_station"
+    mode = p.mode()
+    minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
+    add = p.integer("add", 1, 50, default=5)
+    candidates = p.request.args.get("candidates", "villages")
+    if candidates not in ("villages", "towns"):
+        p.bad_request(f"candidates must be villages or towns; got {candidates!r}")
+    return jsonify(_plan(study, county, layer, mode, minutes, add, candidates))
+
+
+_PLANS: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _plan(
+    study: Any, county: str, layer: str, mode: str, minutes: float, add: int, candidates: str
+) -> dict[str, Any]:
+    """Solve (once per parameter set; results are cached for the app's lifetime)."""
+    from geo.siting import plan_county, plan_table
+
+    key = (id(study), county, layer, mode, minutes, add, candidates)
+    if key not in _PLANS:
+        solved = plan_county(
+            study.routers[mode],
+            study.villages,
+            study.towns,
+            study.facilities,
+            county=county,
+            layer=layer,
+            minutes=minutes,
+            add=add,
+            candidates=candidates,
+        )
+        table = plan_table(solved)
+        demand = solved.demand
+        sites = []
+        for row, newly in zip(
+            table.to_dict(orient="records"), solved.result.newly_covered, strict=True
+        ):
+            row.pop("geometry")
+            row = {k: clean(v) for k, v in row.items()}
+            row["villages"] = [
+                {
+                    "village_code": v["village_code"],
+                    "village_name": v["village_name"],
+                    "lon": round(v.geometry.x, 6),
+                    "lat": round(v.geometry.y, 6),
+                }
+                for _, v in demand.iloc[newly].iterrows()
+            ]
+            sites.append(row)
+        res = solved.result
+        _PLANS[key] = {
+            "county": county,
+            "layer": layer,
+            "mode": mode,
+            "minutes": minutes,
+            "add": add,
+            "candidates": candidates,
+            "covered_before": res.covered_before,
+            "covered_after": res.covered_after,
+            "total": res.total,
+            "solver": {
+                "method": res.method,
+                "optimal": res.optimal,
+                "gap": res.gap,
+                "seconds": round(res.seconds, 3),
+            },
+            "sites": sites,
+            "network": study.network.source.label,
+        }
+    return _PLANS[key]
+
+
 @bp.get("/stats")
 def stats() -> Any:
     study = get_study()

@@ -157,6 +157,37 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _ok("rows"), "400": ERROR},
                 }
             },
+            "/api/plan": {
+                "get": {
+                    "summary": "规划新增站点 new sites covering the most uncovered villages",
+                    "parameters": [
+                        _param(
+                            "county",
+                            {"type": "string", "enum": list(COUNTIES)},
+                            "区县",
+                            required=True,
+                        ),
+                        LAYER,
+                        MODE,
+                        MINUTES,
+                        _param(
+                            "add",
+                            {"type": "integer", "minimum": 1, "maximum": 50, "default": 5},
+                            "新增站点数",
+                        ),
+                        _param(
+                            "candidates",
+                            {
+                                "type": "string",
+                                "enum": ["villages", "towns"],
+                                "default": "villages",
+                            },
+                            "候选点",
+                        ),
+                    ],
+                    "responses": {"200": _ok("proposed sites, ranked"), "400": ERROR},
+                }
+            },
             "/api/openapi.json": {
                 "get": {"summary": "this document", "responses": {"200": _ok("OpenAPI 3 document")}}
             },
