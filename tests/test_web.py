@@ -355,3 +355,32 @@ def test_export_rejects_unknown_counties_and_formats(client, path):
 def test_map_has_download_links(client):
     html = client.get("/").get_data(as_text=True)
     assert "/export/%E5%8D%97%E6%B9%96%E5%8C%BA.xlsx" in html or "/export/南湖区.xlsx" in html
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def test_api_plan(client):
+    data = client.get("/api/plan?county=桐乡市&layer=technical_school&mode=ebike&add=3").get_json()
+    assert data["solver"]["optimal"] and len(data["sites"]) == 3
+    assert [s["rank"] for s in data["sites"]] == [1, 2, 3]
+    gained = sum(s["newly_covered"] for s in data["sites"])
+    assert data["covered_after"] - data["covered_before"] == gained
+    assert all(len(s["villages"]) == s["newly_covered"] for s in data["sites"])
+    again = client.get("/api/plan?county=桐乡市&layer=technical_school&mode=ebike&add=3")
+    assert again.get_json() == data  # cached, same answer
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?county=上海",
+        "?county=桐乡市&add=0",
+        "?county=桐乡市&candidates=x",
+        "?county=桐乡市&layer=x",
+    ],
+)
+def test_api_plan_bad_parameters(client, query):
+    resp = client.get("/api/plan" + query)
+    assert resp.status_code == 400 and resp.get_json()["message"]
