@@ -31,6 +31,8 @@ _OUT_TYPES = {
     "isochrones": (".geojson",),
     "import": (".geojson",),
     "export": (".xlsx", ".csv", ".geojson"),
+    "plan": (".csv", ".geojson"),
+    "posters": (".pdf",),
 }
 
 
@@ -506,6 +508,187 @@ def export(
         f"{county}: {len(report.villages)} villages, {n_unc} uncovered ({mode}, "
         f"{minutes:g} min) -> {out}"
     )
+
+
+@main.command()
+@click.option("--county", required=True, help="区县名称 / county name (e.g. 海盐县).")
+@click.option(
+    "--layer",
+    type=click.Choice(list(LAYERS)),
+    default="village_station",
+    show_default=True,
+    help="新增设施的图层 / layer of the new sites.",
+)
+@mode_option
+@minutes_option
+@click.option(
+    "--add",
+    "add",
+    type=click.IntRange(1, 200),
+    default=5,
+    show_default=True,
+    help="新增站点数 / number of new sites.",
+)
+@click.option(
+    "--candidates",
+    default="villages",
+    show_default=True,
+    help="候选点: villages, towns 或 CSV 文件 (id,lon,lat[,name]) / candidate sites.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["milp", "greedy"]),
+    default="milp",
+    show_default=True,
+    help="精确整数规划或贪心 / exact MILP (HiGHS) or greedy.",
+)
+@file_option("--population", help="村人口文件 (村代码, 人口) -> 按人口最大化 / weight by people.")
+@osm_option
+@file_option("--out", required=True, help="输出 .csv/.geojson")
+@_friendly
+def plan(
+    county: str,
+    layer: str,
+    mode: str,
+    minutes: float,
+    add: int,
+    candidates: str,
+    method: str,
+    population: Path | None,
+    osm: Path | None,
+    out: Path,
+) -> None:
+    """规划新增站点（最大覆盖选址）/ choose new sites that cover the most uncovered villages."""
+    from geo.export import write_table
+    from geo.places import load_points, load_towns
+    from geo.reports import check_county, load_population
+    from geo.routing import Router
+    from geo.siting import plan_county, plan_table
+
+    _check_out(out, "plan")
+    if check_county(county) is None:
+        _fail("plan works on one county at a time; pass --county 南湖区 (etc.)")
+    settings = _settings(minutes)
+    fac, vil = _load_inputs(settings, None, None)
+    cand: Any = candidates
+    if candidates not in ("villages", "towns"):
+        cand = load_points(Path(candidates))
+    people = load_population(population, vil["village_code"]) if population else None
+    net = _network(settings, osm, False)
+    result = plan_county(
+        Router(net, mode, settings),
+        vil,
+        load_towns(settings=settings),
+        fac,
+        county=county,
+        layer=layer,
+        minutes=minutes,
+        add=add,
+        candidates=cand,
+        population=people,
+        method=method,
+    )
+    table = plan_table(result)
+    res = result.result
+    meta = _metadata(
+        settings,
+        net,
+        mode,
+        **{
+            "区县 county": county,
+            "图层 layer": layer,
+            "新增 add": add,
+            "候选 candidates": candidates if isinstance(cand, str) else str(candidates),
+            "求解 solver": (
+                f"{res.method}, optimal={res.optimal}, gap={res.gap:.4g}, {res.seconds:.3f} s"
+            ),
+            "权重 weights": "people (from --population)" if people is not None else "1 per village",
+            "样例 sample": _sample_note(fac),
+        },
+    )
+    if out.name.lower().endswith(".csv"):
+        table = table.drop(columns="geometry")
+    write_table(table, out, metadata=meta, sheet_name="规划 plan")
+    unit = "people" if people is not None else "villages"
+    click.echo(
+        f"{county} {layer} ({mode}, {minutes:g} min): covered {res.covered_before:g} -> "
+        f"{res.covered_after:g} of {res.total:g} {unit} with {len(res.chosen)} new sites "
+        f"({res.method}, {'optimal' if res.optimal else f'gap {res.gap:.2%}'}, "
+        f"{res.seconds:.2f} s) -> {out}"
+    )
+
+
+@main.command()
+@click.option("--county", required=True, help="区县名称 / county name (e.g. 桐乡市).")
+@click.option("--town", default=None, help="只打印一个乡镇 / only this town (e.g. 乌镇镇).")
+@click.option(
+    "--public-url",
+    envvar="SKILLCIRCLE_PUBLIC_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="二维码中的网址前缀 / base URL of the 技能码 pages (env SKILLCIRCLE_PUBLIC_URL).",
+)
+@osm_option
+@file_option("--out", required=True, help="输出 .pdf")
+@_friendly
+def posters(county: str, town: str | None, public_url: str, osm: Path | None, out: Path) -> None:
+    """打印村级技能码海报 (A4 PDF) / printable QR posters, one A4 page per village."""
+    from geo.coverage import coverage_table
+    from geo.posters import Poster, PosterLine, render_posters
+    from geo.reports import check_county
+    from geo.routing import Router
+
+    _check_out(out, "posters")
+    if check_county(county) is None:
+        _fail("posters are printed per county; pass --county 桐乡市 (etc.)")
+    settings = _settings()
+    fac, vil = _load_inputs(settings, None, None)
+    vil = vil[vil["county"] == county]
+    if town is not None:
+        if town not in set(vil["town"]):
+            towns = "、".join(sorted(set(vil["town"])))
+            _fail(f"{town!r} is not a town of {county}; use one of {towns}")
+        vil = vil[vil["town"] == town]
+    net = _network(settings, osm, False)
+    routers = {m: Router(net, m, settings) for m in MODES}
+    nearest = coverage_table(routers["ebike"], vil, fac)  # the facilities listed per layer
+    by_id = fac.set_index("id")
+    fids = sorted({f for layer in LAYERS for f in nearest[f"{layer}_facility_id"] if f})
+    targets = by_id.loc[fids]
+    minutes_to: dict[tuple[str, int, str], float] = {}  # (mode, village index, id) -> minutes
+    for mode, router in routers.items():
+        pairs = router.matrix(
+            vil.geometry.x, vil.geometry.y, targets.geometry.x, targets.geometry.y
+        )
+        for o, t, sec in pairs.itertuples(index=False):
+            minutes_to[(mode, int(o), fids[int(t)])] = sec / 60.0
+    notes = [_sample_note(fac)]
+    if net.source.coarse:
+        notes.append("时间按内置粗略路网估算（仅主干道），仅供参考。")
+    pages = []
+    base = public_url.rstrip("/")
+    for i, v in enumerate(vil.itertuples(index=False)):
+        lines = []
+        for layer, name in LAYERS.items():
+            fid = nearest.iloc[i][f"{layer}_facility_id"]
+            if not fid:
+                continue
+            times = {label: minutes_to.get((mode, i, fid)) for mode, label in MODES.items()}
+            f = by_id.loc[fid]
+            lines.append(
+                PosterLine(name, str(f["name"]), times, str(f["phone"] or ""), bool(f["is_sample"]))
+            )
+        pages.append(
+            Poster(
+                title=str(v.village_name),
+                subtitle=f"{v.county} {v.town} · {v.village_code}",
+                url=f"{base}/q/{v.village_code}",
+                lines=lines,
+                notices=notes,
+            )
+        )
+    render_posters(pages, out)
+    click.echo(f"{len(pages)} posters ({county}{' ' + town if town else ''}) -> {out}")
 
 
 def _register_plugins() -> None:
