@@ -478,6 +478,7 @@ def export(
     out: Path,
 ) -> None:
     """区县工会导出：汇总/未覆盖村/设施/说明 / county report for trade unions."""
+    from geo.access import access_scores
     from geo.coverage import coverage_table
     from geo.reports import check_county, county_report, load_population, write_report
     from geo.routing import Router
@@ -490,8 +491,10 @@ def export(
     fac, vil = _load_inputs(settings, None, None, trade)
     people = load_population(population, vil["village_code"]) if population else None
     net = _network(settings, osm, False)
-    table = coverage_table(Router(net, mode, settings), vil, fac, minutes)
-    report = county_report(table, fac, which, minutes, people)
+    router = Router(net, mode, settings)
+    table = coverage_table(router, vil, fac, minutes)
+    scores = access_scores(router, vil, fac, minutes, people)
+    report = county_report(table, fac, which, minutes, people, scores)
     meta = _metadata(
         settings,
         net,

@@ -36,6 +36,7 @@ class Report:
     facilities: pd.DataFrame
     villages: gpd.GeoDataFrame
     population_weighted: bool
+    access: pd.DataFrame | None = None
 
 
 def check_county(county: str) -> str | None:
@@ -102,13 +103,18 @@ def county_report(
     county: str | None,
     minutes: float,
     population: pd.Series | None = None,
+    access: pd.DataFrame | None = None,
 ) -> Report:
     """Build the report tables for one county (or all with ``None``).
 
     ``coverage`` is a coverage table; ``minutes`` is applied to its
     ``<layer>_minutes`` columns. With ``population`` (people per village code)
     the summary adds people covered; without it only village counts are given.
+    ``access`` (rows aligned with ``coverage``, columns ``<layer>_access``) adds
+    the 2SFCA scores to the village table and a 可达性 sheet.
     """
+    if access is not None:
+        coverage = coverage.assign(**{c: access[c].to_numpy() for c in access.columns})
     cov = coverage if county is None else coverage[coverage["county"] == county]
     fac = facilities if county is None else facilities[facilities["county"] == county]
     cov = cov.copy()
@@ -174,12 +180,21 @@ def county_report(
             "纬度": fac.geometry.y.round(6),
         }
     )
+    scores = None
+    if access is not None:
+        scores = pd.DataFrame(
+            {"村代码": cov["village_code"], "村": cov["village_name"], "乡镇": cov["town"]}
+        )
+        for layer, name in LAYERS.items():
+            scores[f"{name}可达性"] = cov[f"{layer}_access"].round(4)
+        scores = scores.reset_index(drop=True)
     return Report(
         summary,
         uncovered.reset_index(drop=True),
         facilities_table.reset_index(drop=True),
         cov,
         people is not None,
+        scores,
     )
 
 
@@ -193,8 +208,16 @@ def write_report(report: Report, path: Path, metadata: Mapping[str, str]) -> Pat
     )
     suffix = Path(path).suffix.lower()
     if suffix == ".xlsx":
+        sheets = {"汇总": report.summary, "未覆盖村": report.uncovered, "设施": report.facilities}
+        if report.access is not None:
+            sheets["可达性"] = report.access
+            meta["可达性 access"] = (
+                "2SFCA (two-step floating catchment) per layer: facility capacity per "
+                + ("person" if report.population_weighted else "village")
+                + " within the threshold; missing capacities take their layer's median"
+            )
         return write_workbook(
-            {"汇总": report.summary, "未覆盖村": report.uncovered, "设施": report.facilities},
+            sheets,
             path,
             metadata=meta,
             percent_columns=SHARE_COLUMNS,

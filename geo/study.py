@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from shapely.geometry.base import BaseGeometry
 
+from geo.access import access_scores
 from geo.coverage import coverage_stats, coverage_table
 from geo.isochrones import union_isochrone
 from geo.network import RoadNetwork, load_network
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 #: Thresholds whose union isochrones are precomputed for every layer and mode.
 DEFAULT_ISO_MINUTES: tuple[float, ...] = (15.0, 30.0, 45.0, 60.0)
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Study:
     coverage: dict[str, gpd.GeoDataFrame]
     isochrones: dict[tuple[str, str, float], BaseGeometry]
     trade_minutes: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    access: dict[str, pd.DataFrame] = field(default_factory=dict)
     iso_minutes: tuple[float, ...] = DEFAULT_ISO_MINUTES
     load_seconds: float = 0.0
     modes: tuple[str, ...] = field(default_factory=lambda: tuple(MODES))
@@ -89,11 +91,14 @@ class Study:
         cache_file = settings.cache_dir / "results" / f"{key}.pkl"
         cached = _read_cache(cache_file) if use_cache else None
         if cached is not None:
-            coverage, isos, trade_minutes = cached
+            coverage, isos, trade_minutes, access = cached
             logger.info("results read from cache %s", cache_file)
         else:
             coverage = {m: coverage_table(routers[m], villages, facilities) for m in modes}
             trade_minutes = _trade_minutes(routers, villages, facilities)
+            access = {
+                m: access_scores(routers[m], villages, facilities, settings.minutes) for m in modes
+            }
             isos = {}
             jobs = [(layer, m, t) for layer in LAYERS for m in modes for t in iso_minutes]
             for layer, m, t in tqdm(jobs, desc="等时圈 isochrones", disable=not progress):
@@ -102,7 +107,7 @@ class Study:
                     routers[m], group.geometry.x.to_numpy(), group.geometry.y.to_numpy(), t
                 )
             if use_cache:
-                _write_cache(cache_file, (coverage, isos, trade_minutes))
+                _write_cache(cache_file, (coverage, isos, trade_minutes, access))
         study = cls(
             settings=settings,
             network=network,
@@ -114,6 +119,7 @@ class Study:
             coverage=coverage,
             isochrones=isos,
             trade_minutes=trade_minutes,
+            access=access,
             iso_minutes=iso_minutes,
             modes=modes,
         )

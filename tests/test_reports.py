@@ -29,7 +29,7 @@ def test_county_workbook(runner, tmp_path):
     result = export(runner, "--county", "南湖区", "--mode", "ebike", "--out", str(out))
     assert result.exit_code == 0, result.output
     book = openpyxl.load_workbook(out)
-    assert book.sheetnames == ["汇总", "未覆盖村", "设施", "说明"]
+    assert book.sheetnames == ["汇总", "未覆盖村", "设施", "可达性", "说明"]
     summary = book["汇总"]
     header = [c.value for c in summary[1]]
     assert header[:5] == ["区县", "乡镇", "村数", "已覆盖村", "覆盖率"]
@@ -45,6 +45,44 @@ def test_county_workbook(runner, tmp_path):
     assert "bundled_coarse" in notes["路网 network"]
     assert "SAMPLE" in notes["样例 sample"]
     assert "counts of villages" in notes["人口 population"]
+    assert "2SFCA" in notes["可达性 access"]
+    access = list(book["可达性"].iter_rows(values_only=True))
+    assert access[0][:3] == ("村代码", "村", "乡镇") and len(access) == 144  # header + 143
+
+
+def test_access_scores_in_exports_match_the_model(runner, tmp_path):
+    from geo.access import access_scores
+    from geo.facilities import load_facilities
+    from geo.network import load_network
+    from geo.places import load_villages
+    from geo.routing import Router
+    from geo.settings import Settings
+
+    out = tmp_path / "all.csv"
+    assert (
+        export(
+            runner, "--county", "all", "--mode", "drive", "--format", "csv", "--out", str(out)
+        ).exit_code
+        == 0
+    )
+    table = pd.read_csv(out, encoding="utf-8-sig", dtype={"village_code": str})
+    settings = Settings(cache_dir=tmp_path / "c")
+    villages, facilities = load_villages(settings=settings), load_facilities(settings=settings)
+    router = Router(load_network(settings), "drive", settings)
+    expected = access_scores(router, villages, facilities, 30)
+    assert table["training_base_access"].to_numpy() == pytest.approx(
+        expected["training_base_access"].to_numpy()
+    )
+    # capacity is conserved: with 1 per village, the scores add up to the capacity in reach
+    from geo.access import fill_capacity
+
+    bases = facilities[facilities["layer"] == "training_base"]
+    pairs = router.matrix(
+        villages.geometry.x, villages.geometry.y, bases.geometry.x, bases.geometry.y, max_minutes=30
+    )
+    capacity, _ = fill_capacity(bases["capacity"].to_numpy())
+    served = sorted(set(pairs["target"]))
+    assert table["training_base_access"].sum() == pytest.approx(capacity[served].sum())
 
 
 def test_uncovered_sheet_matches_coverage(runner, tmp_path):

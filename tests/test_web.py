@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -384,3 +385,27 @@ def test_api_plan(client):
 def test_api_plan_bad_parameters(client, query):
     resp = client.get("/api/plan" + query)
     assert resp.status_code == 400 and resp.get_json()["message"]
+
+
+# ----------------------------------------------------------------------------- accessibility
+
+
+def test_access_colouring_and_api(client, study):
+    page = client.get("/?colour=access&layer=training_base&mode=drive")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "2SFCA" in html and "村按“公共实训基地”的两步移动搜索法" in html
+    detail = client.get(f"/api/villages/{VILLAGE}").get_json()
+    index = int(np.flatnonzero(study.villages["village_code"] == VILLAGE)[0])
+    expected = study.access["drive"].iloc[index]["training_base_access"]
+    assert detail["modes"]["drive"]["access"]["training_base"] == pytest.approx(expected, abs=1e-6)
+    for bad in ("/?colour=rainbow", "/?colour=access&trade=焊工", "/?colour=access&layer=x"):
+        assert client.get(bad).status_code == 400, bad
+
+
+def test_access_classes():
+    from web.map import access_classes
+
+    classes, edges = access_classes(np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]))
+    assert classes[0] == 0 and classes[-1] == 4 and len(edges) == 4
+    assert list(classes) == sorted(classes)

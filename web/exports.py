@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, send_file
 
+from geo.access import access_scores
 from geo.coverage import coverage_table
 from geo.reports import county_report, write_report
 from geo.settings import COUNTIES, MODES
@@ -35,12 +36,14 @@ def county_file(county: str, fmt: str) -> Response:
     minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
     trade = p.trade()
     fac = study.facilities
-    if trade:
+    if trade or minutes != study.settings.minutes:
         fac = study.filter_facilities(trade=trade)
-        table = coverage_table(study.routers[mode], study.villages, fac, minutes)
+        router = study.routers[mode]
+        table = coverage_table(router, study.villages, fac, minutes)
+        scores = access_scores(router, study.villages, fac, minutes)
     else:
-        table = study.coverage[mode]
-    report = county_report(table, fac, None if county == "all" else county, minutes)
+        table, scores = study.coverage[mode], study.access[mode]
+    report = county_report(table, fac, None if county == "all" else county, minutes, None, scores)
     n_sample = int(fac["is_sample"].sum())
     meta = {
         "生成时间 generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

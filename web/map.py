@@ -77,7 +77,22 @@ def _cluster(name: str, show: bool) -> MarkerCluster:
     return cluster
 
 
-def build_map(study: Study, mode: str, trade: str | None) -> dict[str, str]:
+ACCESS_COLOURS = ["#f2f0f7", "#cbc9e2", "#9e9ac8", "#756bb1", "#54278f"]
+
+
+def access_classes(scores: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """Quintile class (0-4) of each 2SFCA score; 0 also for villages with no access."""
+    positive = scores[scores > 0]
+    if positive.size == 0:
+        return np.zeros(len(scores), dtype=int), []
+    edges = list(np.quantile(positive, [0.2, 0.4, 0.6, 0.8]))
+    classes = np.where(scores > 0, np.searchsorted(edges, scores, side="right"), 0)
+    return classes.astype(int), [float(e) for e in edges]
+
+
+def build_map(
+    study: Study, mode: str, trade: str | None, access_layer: str | None = None
+) -> dict[str, str]:
     """Render the folium map into header/body/script parts for our template."""
     centre = study.villages.geometry.union_all().centroid
     tiles = current_app.config["TILE_URL"]
@@ -143,9 +158,16 @@ def build_map(study: Study, mode: str, trade: str | None) -> dict[str, str]:
     ].copy()
     vil["minutes"] = [None if np.isnan(x) else round(float(x), 1) for x in minutes]
     vil["colour"] = [band_colour(x) for x in minutes]
+    title = "村（按最近设施分钟着色）villages"
+    if access_layer:
+        scores = study.access[mode][f"{access_layer}_access"].to_numpy(float)
+        classes, _ = access_classes(scores)
+        vil["access"] = np.round(scores, 4)
+        vil["colour"] = [ACCESS_COLOURS[c] for c in classes]
+        title = f"村（按{LAYERS[access_layer]}可达性着色）villages"
     folium.GeoJson(
         vil.to_json(),
-        name="村（按最近设施分钟着色）villages",
+        name=title,
         marker=folium.CircleMarker(radius=5, weight=1, color="#333", fill=True, fill_opacity=0.9),
         style_function=lambda f: {"fillColor": f["properties"]["colour"]},
         on_each_feature=JsCode(
@@ -186,11 +208,13 @@ def build_map(study: Study, mode: str, trade: str | None) -> dict[str, str]:
     }
 
 
-def cached_map(study: Study, mode: str, trade: str | None) -> dict[str, str]:
-    key = (id(study), mode, trade)
+def cached_map(
+    study: Study, mode: str, trade: str | None, access_layer: str | None
+) -> dict[str, str]:
+    key = (id(study), mode, trade, access_layer)
     with _lock:
         if key not in _cache:
-            _cache[key] = build_map(study, mode, trade)
+            _cache[key] = build_map(study, mode, trade, access_layer)
         return _cache[key]
 
 
@@ -199,7 +223,18 @@ def index() -> str:
     study = get_study()
     mode = p.mode()
     trade = p.trade()
-    parts = cached_map(study, mode, trade)
+    colour = p.request.args.get("colour", "minutes")
+    if colour not in ("minutes", "access"):
+        p.bad_request(f"colour must be minutes or access; got {colour!r}")
+    access_layer = (p.layer() or "village_station") if colour == "access" else None
+    if access_layer and trade:
+        p.bad_request("access colouring uses all facilities; drop trade= or colour=access")
+    parts = cached_map(study, mode, trade, access_layer)
+    access_edges: list[float] = []
+    if access_layer:
+        _, access_edges = access_classes(
+            study.access[mode][f"{access_layer}_access"].to_numpy(float)
+        )
     stats = study.stats(mode, "county")
     cov = study.coverage[mode]
     if trade:
@@ -226,4 +261,7 @@ def index() -> str:
         uncovered=uncovered.to_dict(orient="records"),
         trades=study.trades,
         counties=["all", *COUNTIES],
+        access_layer=access_layer,
+        access_edges=access_edges,
+        access_colours=ACCESS_COLOURS,
     )

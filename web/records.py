@@ -95,11 +95,17 @@ def village_detail(study: Study, index: int) -> dict[str, Any]:
                 "minutes": minutes,
                 "facility": facility_dict(fac.loc[fid]) if fid else None,
             }
+        access = study.access.get(mode)
         base["modes"][mode] = {
             "mode_name": MODES[mode],
             "any_minutes": clean(cov["any_minutes"]),
             "covered": bool(cov["covered"]),
             "layers": layers,
+            "access": (
+                {layer: round(float(access.iloc[index][f"{layer}_access"]), 6) for layer in LAYERS}
+                if access is not None
+                else None
+            ),
         }
     return base
 

@@ -19,6 +19,7 @@ var skillcircle = (function () {
       box.appendChild(el("strong", p.village_name));
       box.appendChild(el("div", p.county + " " + p.town, "muted"));
       box.appendChild(el("div", "到最近设施：" + minutesText(p.minutes)));
+      if (p.access !== undefined) { box.appendChild(el("div", "可达性（2SFCA）：" + p.access)); }
       if (p.location_quality === "town_seat") {
         box.appendChild(el("div", "位置为乡镇驻地近似（无精确坐标）", "muted"));
       }
