@@ -154,3 +154,23 @@ def test_village_popup_links_to_its_qr_page(server, driver):
     driver.get(server + href)
     assert "技能码" in driver.page_source
     assert severe(driver) == []
+
+
+def test_plan_panel_draws_proposed_sites(server, driver):
+    driver.get(server + "/?mode=ebike")
+    wait_for(driver, "return window.skillcircle !== undefined")
+    driver.execute_script(
+        "var f = document.getElementById('plan-form'); f.county.value = '桐乡市';"
+        "f.layer.value = 'technical_school'; f.add.value = '5';"
+        "f.dispatchEvent(new Event('submit', {cancelable: true}));"
+    )
+    wait_for(driver, "return document.getElementById('plan-result').textContent.includes('→')", 60)
+    text = driver.find_element("id", "plan-result").text
+    assert "桐乡市" in text and "最优解" in text
+    ranks = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.plan-rank')).map(e => e.textContent);"
+    )
+    assert sorted(ranks) == ["1", "2", "3", "4", "5"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / "plan.png"))
+    assert severe(driver) == []
