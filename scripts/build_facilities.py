@@ -37,21 +37,13 @@ import pandas as pd
 from _sources import DEFAULT_SHARED, REPO, adcode_2016, check_inside
 
 from geo.coords import bd09_to_wgs84
-from geo.facilities import FACILITY_COLUMNS
+from geo.facilities import FACILITY_COLUMNS, LAYER_PREFIXES
 from geo.settings import COUNTIES, LAYERS
 
 logger = logging.getLogger("build_facilities")
 
 SEED = 20261124
-PREFIX = {
-    "technical_school": "TS",
-    "training_institution": "TI",
-    "evaluation_org": "EO",
-    "training_base": "TB",
-    "master_studio": "MS",
-    "village_station": "VS",
-    "experience_site": "ES",
-}
+PREFIX = LAYER_PREFIXES
 SAMPLE_COUNTS = {
     "training_institution": 121,
     "evaluation_org": 32,
