@@ -318,6 +318,11 @@ class Router:
     ) -> pd.DataFrame:
         """All origin -> target pairs within ``max_minutes``.
 
+        Origins and targets use their ``access_candidates`` nearest nodes (plus
+        the direct leg); :meth:`nearest` additionally searches every node an
+        access leg could reach, so it can be marginally faster for a point far
+        from the road.
+
         Returns
         -------
         pandas.DataFrame

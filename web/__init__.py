@@ -82,6 +82,12 @@ def get_study() -> Study:
     return current_app.extensions["skillcircle"]  # type: ignore[no-any-return]
 
 
+def app_cache(name: str) -> dict[Any, Any]:
+    """A per-app memo (rendered maps, solved plans): lives as long as the app's study."""
+    caches: dict[str, dict[Any, Any]] = current_app.extensions.setdefault("skillcircle.cache", {})
+    return caches.setdefault(name, {})
+
+
 def public_base() -> str:
     """Absolute base URL for links in QR codes (no trailing slash)."""
     base = current_app.config.get("PUBLIC_URL") or request.host_url

@@ -12,7 +12,7 @@ from geo._errors import SkillcircleError
 from geo.settings import LAYERS, MODES
 
 from . import _params as p
-from . import get_study
+from . import app_cache, get_study
 from .openapi import openapi_document
 from .records import (
     clean,
@@ -180,17 +180,15 @@ def plan() -> Any:
     return jsonify(_plan(study, county, layer, mode, minutes, add, candidates))
 
 
-_PLANS: dict[tuple[Any, ...], dict[str, Any]] = {}
-
-
 def _plan(
     study: Any, county: str, layer: str, mode: str, minutes: float, add: int, candidates: str
 ) -> dict[str, Any]:
     """Solve (once per parameter set; results are cached for the app's lifetime)."""
     from geo.siting import plan_county, plan_table
 
-    key = (id(study), county, layer, mode, minutes, add, candidates)
-    if key not in _PLANS:
+    plans = app_cache("plans")
+    key = (county, layer, mode, minutes, add, candidates)
+    if key not in plans:
         solved = plan_county(
             study.routers[mode],
             study.villages,
@@ -221,7 +219,7 @@ def _plan(
             ]
             sites.append(row)
         res = solved.result
-        _PLANS[key] = {
+        plans[key] = {
             "county": county,
             "layer": layer,
             "mode": mode,
@@ -240,7 +238,7 @@ def _plan(
             "sites": sites,
             "network": study.network.source.label,
         }
-    return _PLANS[key]
+    return plans[key]
 
 
 @bp.get("/stats")

@@ -22,7 +22,7 @@ from geo.settings import COUNTIES, LAYERS, MODES
 from geo.study import Study
 
 from . import _params as p
-from . import get_study
+from . import app_cache, get_study
 from .records import facilities_geojson, simplified
 
 bp = Blueprint("map", __name__)
@@ -40,7 +40,6 @@ LAYER_COLOURS = {
 BANDS = [(15, "#1a9850", "≤15 分钟"), (30, "#fee08b", "15–30 分钟"), (None, "#d73027", ">30 分钟")]
 UNREACHABLE = ("#9e9e9e", "不可达")
 
-_cache: dict[tuple[int, str, str | None], dict[str, str]] = {}
 _lock = threading.Lock()
 
 
@@ -211,11 +210,12 @@ def build_map(
 def cached_map(
     study: Study, mode: str, trade: str | None, access_layer: str | None
 ) -> dict[str, str]:
-    key = (id(study), mode, trade, access_layer)
+    cache = app_cache("maps")
+    key = (mode, trade, access_layer)
     with _lock:
-        if key not in _cache:
-            _cache[key] = build_map(study, mode, trade, access_layer)
-        return _cache[key]
+        if key not in cache:
+            cache[key] = build_map(study, mode, trade, access_layer)
+        return cache[key]
 
 
 @bp.get("/")
