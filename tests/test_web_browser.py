@@ -174,3 +174,20 @@ def test_plan_panel_draws_proposed_sites(server, driver):
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / "plan.png"))
     assert severe(driver) == []
+
+
+def test_here_page_uses_the_phone_location(server, driver):
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions", {"permissions": ["geolocation"], "origin": server}
+    )
+    driver.execute_cdp_cmd(
+        "Emulation.setGeolocationOverride",
+        {"latitude": 30.7618, "longitude": 120.7552, "accuracy": 30},
+    )
+    driver.get(server + "/q/here")
+    wait_for(driver, "return document.querySelectorAll('#here-list li').length > 0", 30)
+    items = driver.find_elements("css selector", "#here-list li")
+    assert len(items) == 30  # limit=30 within 30 minutes by e-bike from 建设街道
+    assert "分钟" in items[0].text and "公里" in items[0].text
+    assert severe(driver) == []
+    driver.execute_cdp_cmd("Emulation.clearGeolocationOverride", {})
