@@ -45,7 +45,9 @@ def candidate_sites(
     """
     if isinstance(kind, gpd.GeoDataFrame):
         out = kind.copy()
-        out["name"] = out["name"] if "name" in out else out["id"].astype(str)
+        ids = out["id"].astype(str)
+        names = out["name"].fillna("").astype(str) if "name" in out else ids
+        out["name"] = names.where(names.str.strip() != "", ids)
         return out[["id", "name", "geometry"]].reset_index(drop=True)
     if kind == "villages":
         # villages sharing a point (town-seat fallback) are one candidate site

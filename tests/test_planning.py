@@ -133,3 +133,30 @@ def test_plan_command_on_bundled_data(tmp_path, monkeypatch):
     assert g["covered_after"].iloc[-1] <= table["covered_after"].iloc[-1]
     bad = CliRunner().invoke(main, ["plan", "--county", "all", "--out", str(tmp_path / "x.csv")])
     assert bad.exit_code == 1 and "one county" in bad.output
+
+
+def test_plan_with_a_candidates_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKILLCIRCLE_CACHE", str(tmp_path / "cache"))
+    cands = tmp_path / "cands.csv"
+    cands.write_text("id,lon,lat\nC1,120.95,30.55\nC2,120.85,30.45\nC3,121.0,30.5\n")
+    out = tmp_path / "plan.csv"
+    args = [
+        "plan",
+        "--county",
+        "海盐县",
+        "--layer",
+        "training_base",
+        "--mode",
+        "walk",
+        "--add",
+        "2",
+        "--candidates",
+        str(cands),
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, encoding="utf-8-sig")
+    assert set(table["site_id"]) <= {"C1", "C2", "C3"}
+    assert (table["site_name"] == table["site_id"]).all()  # no names given: ids are shown
