@@ -93,6 +93,23 @@ def _network(settings: Settings, osm: Path | None, download: bool) -> Any:
     return net
 
 
+def _router(net: Any, mode: str, settings: Settings, villages: Any) -> Any:
+    """Build the router and warn when the network does not reach most villages."""
+    from geo.routing import Router
+
+    router = Router(net, mode, settings)
+    nearest = router.access(villages.geometry.x, villages.geometry.y).nearest_m
+    far = int((nearest > router.access_max_m).sum())
+    if far > 0.2 * len(nearest):
+        click.echo(
+            f"警告 warning: {far} of {len(nearest)} villages are more than "
+            f"{router.access_max_m:g} m from any road of this network; is the OSM extract for "
+            "the right area? Their times use direct access legs only (or are empty).",
+            err=True,
+        )
+    return router
+
+
 def _metadata(settings: Settings, net: Any, mode: str, **extra: Any) -> dict[str, str]:
     meta = {
         "生成时间 generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -239,13 +256,12 @@ def coverage(
     """每村到各层设施的最短时间与覆盖 / minutes from every village to each layer."""
     from geo.coverage import coverage_table
     from geo.export import write_table
-    from geo.routing import Router
 
     _check_out(out, "coverage")
     settings = _settings(minutes, max_minutes)
     fac, vil = _load_inputs(settings, facilities, villages, trade)
     net = _network(settings, osm, download)
-    table = coverage_table(Router(net, mode, settings), vil, fac, minutes)
+    table = coverage_table(_router(net, mode, settings, vil), vil, fac, minutes)
     if not out.name.lower().endswith(".geojson"):
         table = table.drop(columns="geometry")
     meta = _metadata(
@@ -385,13 +401,12 @@ def stats(
     from geo.coverage import coverage_stats, coverage_table
     from geo.export import write_table
     from geo.places import load_counties
-    from geo.routing import Router
 
     _check_out(out, "stats")
     settings = _settings(minutes)
     fac, vil = _load_inputs(settings, None, None, trade)
     net = _network(settings, osm, download)
-    table = coverage_table(Router(net, mode, settings), vil, fac, minutes)
+    table = coverage_table(_router(net, mode, settings, vil), vil, fac, minutes)
     counties = load_counties(settings=settings)
     population = counties.set_index("county")["population_2020"]
     result = coverage_stats(table, by, minutes, population=population)
@@ -481,7 +496,6 @@ def export(
     from geo.access import access_scores
     from geo.coverage import coverage_table
     from geo.reports import check_county, county_report, load_population, write_report
-    from geo.routing import Router
 
     if not out.name.lower().endswith("." + fmt):
         _fail(f"{out}: the file name must end in .{fmt} for --format {fmt}")
@@ -491,7 +505,7 @@ def export(
     fac, vil = _load_inputs(settings, None, None, trade)
     people = load_population(population, vil["village_code"]) if population else None
     net = _network(settings, osm, False)
-    router = Router(net, mode, settings)
+    router = _router(net, mode, settings, vil)
     table = coverage_table(router, vil, fac, minutes)
     scores = access_scores(router, vil, fac, minutes, people)
     report = county_report(table, fac, which, minutes, people, scores)

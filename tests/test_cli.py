@@ -290,3 +290,15 @@ def test_trade_filter_in_coverage_and_stats(runner, tmp_path):
     assert pd.read_csv(stats, encoding="utf-8-sig")["covered"].sum() == welding["covered"].sum()
     bad = runner.invoke(main, ["coverage", "--trade", "火箭工", "--out", str(tmp_path / "x.csv")])
     assert bad.exit_code == 1 and "火箭工" in bad.output
+
+
+def test_warns_when_the_osm_file_misses_the_villages(runner, tmp_path):
+    grid = Path(__file__).resolve().parent / "fixtures" / "grid.osm"  # 1 km² near 嘉兴 centre
+    out = tmp_path / "g.csv"
+    result = runner.invoke(main, ["coverage", "--osm", str(grid), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "警告 warning" in result.output and "right area" in result.output
+    table = pd.read_csv(out, encoding="utf-8-sig")
+    assert (table["nearest_road_m"] > 500).sum() > 1100
+    quiet = runner.invoke(main, ["coverage", "--out", str(tmp_path / "c.csv")])
+    assert "警告" not in quiet.output  # the bundled network reaches the villages
