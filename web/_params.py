@@ -21,6 +21,14 @@ def bad_request(message: str) -> None:
     abort(make_response(jsonify(error="bad request", message=message), 400))
 
 
+def choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    """A parameter that must be one of ``allowed`` (``default`` when absent)."""
+    value = request.args.get(name) or default
+    if value not in allowed:
+        bad_request(f"{name} must be {' or '.join(allowed)}; got {value!r}")
+    return value
+
+
 def mode(default: str = "ebike") -> str:
     value = request.args.get("mode", default)
     if value not in MODES:

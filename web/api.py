@@ -174,9 +174,7 @@ def plan() -> Any:
     mode = p.mode()
     minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
     add = p.integer("add", 1, 50, default=5)
-    candidates = p.request.args.get("candidates", "villages")
-    if candidates not in ("villages", "towns"):
-        p.bad_request(f"candidates must be villages or towns; got {candidates!r}")
+    candidates = p.choice("candidates", ("villages", "towns"), "villages")
     return jsonify(_plan(study, county, layer, mode, minutes, add, candidates))
 
 
@@ -244,9 +242,7 @@ def _plan(
 @bp.get("/stats")
 def stats() -> Any:
     study = get_study()
-    by = p.request.args.get("by", "county")
-    if by not in ("county", "town"):
-        p.bad_request(f"by must be county or town; got {by!r}")
+    by = p.choice("by", ("county", "town"), "county")
     mode = p.mode()
     table = study.stats(mode, by)
     rows = [{k: clean(v) for k, v in rec.items()} for rec in table.to_dict(orient="records")]

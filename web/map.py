@@ -223,9 +223,7 @@ def index() -> str:
     study = get_study()
     mode = p.mode()
     trade = p.trade()
-    colour = p.request.args.get("colour", "minutes")
-    if colour not in ("minutes", "access"):
-        p.bad_request(f"colour must be minutes or access; got {colour!r}")
+    colour = p.choice("colour", ("minutes", "access"), "minutes")
     access_layer = (p.layer() or "village_station") if colour == "access" else None
     if access_layer and trade:
         p.bad_request("access colouring uses all facilities; drop trade= or colour=access")
