@@ -42,8 +42,8 @@ def fill_capacity(capacity: ArrayLike) -> tuple[NDArray[np.float64], int]:
     Returns the filled array and how many values were filled. With no known
     capacity at all every facility counts as 1 (then scores compare counts).
     """
-    cap = pd.to_numeric(pd.Series(np.asarray(capacity, dtype=object)), errors="coerce")
-    cap = cap.to_numpy(dtype=float)
+    numbers = pd.to_numeric(pd.Series(np.asarray(capacity, dtype=object)), errors="coerce")
+    cap = numbers.to_numpy(dtype=float)
     missing = np.isnan(cap)
     fill = float(np.median(cap[~missing])) if (~missing).any() else 1.0
     return np.where(missing, fill, cap), int(missing.sum())
@@ -94,7 +94,7 @@ def two_step_fca(
     w = _weights(near["seconds"].to_numpy(float) / 60.0, minutes, decay)
     reached = np.bincount(j, weights=d[i] * w, minlength=len(s))
     ratio = np.divide(s, reached, out=np.zeros(len(s)), where=reached > 0)
-    return np.bincount(i, weights=ratio[j] * w, minlength=len(d))
+    return np.bincount(i, weights=ratio[j] * w, minlength=len(d)).astype(float)
 
 
 def access_scores(
