@@ -6,7 +6,15 @@ class SkillcircleError(Exception):
 
 
 class InputDataError(SkillcircleError):
-    """A user-supplied file (facilities, villages, origins, registry) is invalid."""
+    """A user-supplied file (facilities, villages, origins, registry) is invalid.
+
+    ``problems`` holds every ``(where, what)`` found (the message lists the first
+    few), so that a web upload can return all of its bad rows.
+    """
+
+    def __init__(self, message: str, problems: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[tuple[str, str]] = problems or []
 
 
 class FacilityDataError(InputDataError):

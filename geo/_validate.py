@@ -59,13 +59,14 @@ def raise_problems(error: type[InputDataError], file: str, problems: Sequence[Pr
     if not problems:
         return
     ordered = sorted(problems, key=lambda p: p.order)
+    pairs = [(p.where, p.what) for p in ordered]
     if len(ordered) == 1:
         only = ordered[0]
-        raise error(f"{file} {only.where}: {only.what}")
+        raise error(f"{file} {only.where}: {only.what}", pairs)
     listed = " | ".join(f"{p.where}: {p.what}" for p in ordered[:MAX_LISTED])
     more = len(ordered) - MAX_LISTED
     tail = f" | and {more} more" if more > 0 else ""
-    raise error(f"{file}: {len(ordered)} problems | {listed}{tail}")
+    raise error(f"{file}: {len(ordered)} problems | {listed}{tail}", pairs)
 
 
 def fail(error: type[InputDataError], file: str, what: str) -> NoReturn:

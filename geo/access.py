@@ -12,6 +12,7 @@ when no population is known). Vectorised over the sparse pairs of
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -103,8 +104,11 @@ def access_scores(
     facilities: gpd.GeoDataFrame,
     minutes: float,
     population: pd.Series | None = None,
+    layers: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """2SFCA score per village (rows, in ``villages`` order) and layer (``<layer>_access``).
+
+    ``layers`` limits the columns computed (default: all layers).
 
     Demand is 1 per village unless ``population`` (people by village code) is
     given; missing facility capacities take their layer's median
@@ -117,7 +121,7 @@ def access_scores(
     else:
         demand = villages["village_code"].map(population).fillna(0.0).to_numpy(float)
     out = {}
-    for layer in LAYERS:
+    for layer in LAYERS if layers is None else layers:
         group = facilities[facilities["layer"] == layer]
         if group.empty:
             out[f"{layer}_access"] = np.zeros(len(villages))

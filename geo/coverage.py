@@ -9,6 +9,7 @@ T-minute circle — as one row per village with the CLI contract's columns.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import geopandas as gpd
 import numpy as np
@@ -92,17 +93,10 @@ def coverage_table(
         }
     )
     for layer in LAYERS:
-        group = facilities[facilities["layer"] == layer]
-        res = router.nearest(lon, lat, group.geometry.x.to_numpy(), group.geometry.y.to_numpy())
-        facility_id = np.full(len(lon), "", dtype=object)
-        hit = res.target >= 0
-        facility_id[hit] = group["id"].astype(str).to_numpy()[res.target[hit]]
-        out[f"{layer}_minutes"] = np.round(res.minutes, 2)
-        out[f"{layer}_facility_id"] = facility_id
-    minute_cols = [f"{layer}_minutes" for layer in LAYERS]
-    any_min = out[minute_cols].min(axis=1, skipna=True)
-    out["any_minutes"] = any_min
-    out["covered"] = (any_min <= threshold).to_numpy()
+        minutes_, ids = layer_nearest(router, lon, lat, facilities[facilities["layer"] == layer])
+        out[f"{layer}_minutes"] = minutes_
+        out[f"{layer}_facility_id"] = ids
+    _summarise(out, threshold)
     nearest_m = router.access(lon, lat).nearest_m
     out["nearest_road_m"] = np.round(nearest_m, 0)
     out["far_from_road"] = nearest_m > router.settings.access_flag_m
@@ -115,6 +109,48 @@ def coverage_table(
         threshold,
     )
     return gdf
+
+
+def layer_nearest(
+    router: Router, lon: np.ndarray, lat: np.ndarray, group: gpd.GeoDataFrame
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minutes (2 decimals, NaN if unreachable) and id ('' if none) of the nearest of ``group``."""
+    res = router.nearest(lon, lat, group.geometry.x.to_numpy(), group.geometry.y.to_numpy())
+    facility_id = np.full(len(lon), "", dtype=object)
+    hit = res.target >= 0
+    facility_id[hit] = group["id"].astype(str).to_numpy()[res.target[hit]]
+    return np.round(res.minutes, 2), facility_id
+
+
+def _summarise(table: pd.DataFrame, threshold: float) -> None:
+    """(Re)derive ``any_minutes`` and ``covered`` from the per-layer minutes, in place."""
+    any_min = table[[f"{layer}_minutes" for layer in LAYERS]].min(axis=1, skipna=True)
+    table["any_minutes"] = any_min
+    table["covered"] = (any_min <= threshold).to_numpy()
+
+
+def update_layers(
+    table: gpd.GeoDataFrame,
+    router: Router,
+    facilities: gpd.GeoDataFrame,
+    layers: Iterable[str],
+    minutes: float | None = None,
+) -> gpd.GeoDataFrame:
+    """A copy of a :func:`coverage_table` result with only ``layers`` recomputed.
+
+    Used after a facility of those layers was added, moved or removed: the other
+    layers' columns are kept, ``any_minutes`` and ``covered`` are re-derived.
+    """
+    threshold = router.settings.minutes if minutes is None else float(minutes)
+    out = table.copy()
+    lon = out.geometry.x.to_numpy(float)
+    lat = out.geometry.y.to_numpy(float)
+    for layer in layers:
+        minutes_, ids = layer_nearest(router, lon, lat, facilities[facilities["layer"] == layer])
+        out[f"{layer}_minutes"] = minutes_
+        out[f"{layer}_facility_id"] = ids
+    _summarise(out, threshold)
+    return out
 
 
 def coverage_stats(

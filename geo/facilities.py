@@ -170,6 +170,7 @@ def import_registry(
     crs: str,
     *,
     id_prefix: str | None = None,
+    id_tag: str = "IMP",
     bounds: v.Bounds | None = v.JIAXING_BOUNDS,
 ) -> gpd.GeoDataFrame:
     """Convert a published registry into validated facilities.
@@ -189,8 +190,10 @@ def import_registry(
         Coordinate system of the file: ``wgs84``, ``gcj02`` or ``bd09``.
     id_prefix
         Prefix of generated ids; default per layer (:data:`LAYER_PREFIXES`).
-        Rows without an id get ``<prefix>-IMP-<n>`` where ``n`` is the data row
-        number (first data row 1), so ids are stable while rows stay in place.
+        Rows without an id get ``<prefix>-<id_tag>-<n>`` where ``n`` is the data
+        row number (first data row 1), so ids are stable while rows stay in place.
+    id_tag
+        Middle part of generated ids (``IMP``; the web upload numbers its uploads).
     bounds
         Region check after conversion to WGS84; ``None`` disables it.
 
@@ -249,7 +252,7 @@ def import_registry(
     for n, (fid, row_layer) in enumerate(zip(ids, layers, strict=True), start=1):
         if not fid:
             prefix = id_prefix or LAYER_PREFIXES.get(row_layer, "FAC")
-            ids[n - 1] = f"{prefix}-IMP-{n:04d}"
+            ids[n - 1] = f"{prefix}-{id_tag}-{n:04d}"
     records = [
         {
             **{
@@ -278,6 +281,43 @@ def import_registry(
         _count(facilities),
     )
     return facilities
+
+
+def facilities_from_records(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    where: Sequence[str] | None = None,
+    bounds: v.Bounds | None = v.JIAXING_BOUNDS,
+    label: str = "facilities",
+) -> gpd.GeoDataFrame:
+    """Validate property dicts with WGS84 ``lon``/``lat`` into a facilities frame.
+
+    The checks are those of :func:`load_facilities` (required id/layer/name,
+    known layer, trades, capacity, unique ids, coordinates inside ``bounds``);
+    the web store keeps facilities this way.
+
+    Raises
+    ------
+    FacilityDataError
+        With every problem in ``problems``; ``where`` names the records
+        (default ``facility N``), ``label`` the collection in the message.
+    """
+    where = list(where) if where is not None else [v.feature_row(i) for i in range(len(records))]
+    lon = np.array([_float_or_nan(r.get("lon")) for r in records], dtype=float)
+    lat = np.array([_float_or_nan(r.get("lat")) for r in records], dtype=float)
+    frame, problems = _normalise(records, where, default_source="user_supplied")
+    problems += v.coordinate_problems(lon, lat, where, bounds, "give WGS84 decimal degrees")
+    v.raise_problems(FacilityDataError, label, problems)
+    return _to_frame(frame, lon, lat)
+
+
+def _float_or_nan(value: Any) -> float:
+    if isinstance(value, bool):
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def facilities_to_geojson(gdf: gpd.GeoDataFrame) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import logging
 import pickle
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import pandas as pd
 from shapely.geometry.base import BaseGeometry
 
 from geo.access import access_scores
-from geo.coverage import coverage_stats, coverage_table
+from geo.coverage import coverage_stats, coverage_table, update_layers
 from geo.isochrones import union_isochrone
 from geo.network import RoadNetwork, load_network
 from geo.routing import Router
@@ -54,6 +54,10 @@ class Study:
     iso_minutes: tuple[float, ...] = DEFAULT_ISO_MINUTES
     load_seconds: float = 0.0
     modes: tuple[str, ...] = field(default_factory=lambda: tuple(MODES))
+    use_cache: bool = True
+    #: Per-study memo for derived views (the web app's rendered maps and plans);
+    #: not copied by :meth:`with_facilities`.
+    memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # ------------------------------------------------------------------ loading
 
@@ -64,13 +68,18 @@ class Study:
         *,
         osm_file: Path | str | None = None,
         facilities_path: Path | None = None,
+        facilities: gpd.GeoDataFrame | None = None,
         villages_path: Path | None = None,
         modes: Sequence[str] = tuple(MODES),
         iso_minutes: Iterable[float] = DEFAULT_ISO_MINUTES,
         use_cache: bool = True,
         progress: bool = False,
     ) -> Study:
-        """Load data and network and compute (or read cached) coverage and isochrones."""
+        """Load data and network and compute (or read cached) coverage and isochrones.
+
+        ``facilities`` (a frame like :func:`geo.facilities.load_facilities` returns,
+        e.g. from the web app's store) takes precedence over ``facilities_path``.
+        """
         from tqdm import tqdm
 
         from geo.facilities import load_facilities
@@ -80,7 +89,8 @@ class Study:
         settings = settings or Settings()
         modes = tuple(check_mode(m) for m in modes)
         iso_minutes = tuple(sorted({float(m) for m in iso_minutes} | {settings.minutes}))
-        facilities = load_facilities(facilities_path, settings)
+        if facilities is None:
+            facilities = load_facilities(facilities_path, settings)
         villages = load_villages(villages_path, settings)
         towns = load_towns(settings=settings)
         counties = load_counties(settings=settings)
@@ -102,13 +112,11 @@ class Study:
             isos = {}
             jobs = [(layer, m, t) for layer in LAYERS for m in modes for t in iso_minutes]
             for layer, m, t in tqdm(jobs, desc="等时圈 isochrones", disable=not progress):
-                group = facilities[facilities["layer"] == layer]
-                isos[(layer, m, t)] = union_isochrone(
-                    routers[m], group.geometry.x.to_numpy(), group.geometry.y.to_numpy(), t
-                )
+                isos[(layer, m, t)] = _layer_isochrone(routers[m], facilities, layer, t)
             if use_cache:
                 _write_cache(cache_file, (coverage, isos, trade_minutes, access))
         study = cls(
+            use_cache=use_cache,
             settings=settings,
             network=network,
             facilities=facilities,
@@ -126,6 +134,76 @@ class Study:
         study.load_seconds = time.perf_counter() - started
         logger.info("study loaded in %.1f s (%s)", study.load_seconds, network.source.label)
         return study
+
+    # ------------------------------------------------------------------ updates
+
+    def with_facilities(self, facilities: gpd.GeoDataFrame) -> tuple[Study, StudyChange]:
+        """A new study for a changed facility set, recomputing only what the change touches.
+
+        Facilities are compared by id with the current ones. Only the layers of
+        facilities that were added, removed, moved or changed layer or capacity
+        are recomputed (their coverage columns, 2SFCA scores and isochrones, for
+        every mode), and only the per-trade times of trades such facilities teach
+        or stopped teaching. Text-only edits (name, phone...) recompute nothing.
+        The current study is left untouched, so readers holding it stay consistent;
+        the result is also written to the results cache, so a restart is fast.
+        """
+        started = time.perf_counter()
+        layers, trades = _changed(self.facilities, facilities)
+        coverage = dict(self.coverage)
+        access = {m: frame.copy() for m, frame in self.access.items()}
+        isos = dict(self.isochrones)
+        trade_minutes = dict(self.trade_minutes)
+        if layers:
+            for mode in self.modes:
+                router = self.routers[mode]
+                coverage[mode] = update_layers(coverage[mode], router, facilities, layers)
+                if mode in access:
+                    fresh = access_scores(
+                        router, self.villages, facilities, self.settings.minutes, layers=layers
+                    )
+                    for column in fresh.columns:
+                        access[mode][column] = fresh[column].to_numpy()
+                for layer in layers:
+                    for minutes in self.iso_minutes:
+                        isos[(layer, mode, minutes)] = _layer_isochrone(
+                            router, facilities, layer, minutes
+                        )
+        if trades:
+            taught = {t for ts in facilities["trades"] for t in (ts or [])}
+            for key in [k for k in trade_minutes if k[1] in trades]:
+                del trade_minutes[key]
+            trade_minutes.update(
+                _trade_minutes(self.routers, self.villages, facilities, sorted(trades & taught))
+            )
+        study = replace(
+            self,
+            facilities=facilities,
+            coverage=coverage,
+            access=access,
+            isochrones=isos,
+            trade_minutes=trade_minutes,
+        )
+        if self.use_cache and (layers or trades):
+            key = _results_key(
+                self.settings, self.network, facilities, self.villages, self.modes, self.iso_minutes
+            )
+            _write_cache(
+                self.settings.cache_dir / "results" / f"{key}.pkl",
+                (coverage, isos, trade_minutes, access),
+            )
+        change = StudyChange(
+            layers=tuple(sorted(layers)),
+            trades=tuple(sorted(trades)),
+            seconds=time.perf_counter() - started,
+        )
+        logger.info(
+            "recomputed layers %s and %d trade(s) in %.2f s",
+            ", ".join(change.layers) or "none",
+            len(change.trades),
+            change.seconds,
+        )
+        return study, change
 
     # ------------------------------------------------------------------ queries
 
@@ -230,13 +308,71 @@ class Study:
         return int(self.facilities["is_sample"].sum())
 
 
+def _layer_isochrone(
+    router: Router, facilities: gpd.GeoDataFrame, layer: str, minutes: float
+) -> BaseGeometry:
+    group = facilities[facilities["layer"] == layer]
+    return union_isochrone(
+        router, group.geometry.x.to_numpy(), group.geometry.y.to_numpy(), minutes
+    )
+
+
+@dataclass(frozen=True)
+class StudyChange:
+    """What :meth:`Study.with_facilities` recomputed, and how long it took."""
+
+    layers: tuple[str, ...]
+    trades: tuple[str, ...]
+    seconds: float
+
+
+def _changed(old: gpd.GeoDataFrame, new: gpd.GeoDataFrame) -> tuple[set[str], set[str]]:
+    """Layers and trades whose results a change from ``old`` to ``new`` facilities affects."""
+
+    def keyed(frame: gpd.GeoDataFrame) -> dict[str, tuple[Any, ...]]:
+        capacity = [None if pd.isna(c) else int(c) for c in frame["capacity"]]
+        return {
+            str(fid): (layer, round(x, 7), round(y, 7), cap, tuple(ts or ()))
+            for fid, layer, x, y, cap, ts in zip(
+                frame["id"],
+                frame["layer"],
+                frame.geometry.x,
+                frame.geometry.y,
+                capacity,
+                frame["trades"],
+                strict=True,
+            )
+        }
+
+    before, after = keyed(old), keyed(new)
+    layers: set[str] = set()
+    trades: set[str] = set()
+    for fid in before.keys() | after.keys():
+        a, b = before.get(fid), after.get(fid)
+        if a == b:
+            continue
+        if a is None or b is None or a[:4] != b[:4]:  # added, removed, moved, layer/capacity
+            for rec in (a, b):
+                if rec is not None:
+                    layers.add(rec[0])
+                    trades.update(rec[4])
+        else:  # only the trades taught changed
+            trades.update(set(a[4]) ^ set(b[4]))
+    return layers, trades
+
+
 def _trade_minutes(
-    routers: dict[str, Router], villages: gpd.GeoDataFrame, facilities: gpd.GeoDataFrame
+    routers: dict[str, Router],
+    villages: gpd.GeoDataFrame,
+    facilities: gpd.GeoDataFrame,
+    trades: Sequence[str] | None = None,
 ) -> dict[tuple[str, str], np.ndarray]:
-    """Per mode and trade: minutes from each village to the nearest facility teaching it."""
+    """Per mode and trade: minutes from each village to the nearest facility teaching it
+    (every trade taught, or only ``trades``)."""
     lon = villages.geometry.x.to_numpy()
     lat = villages.geometry.y.to_numpy()
-    trades = sorted({t for ts in facilities["trades"] for t in (ts or [])})
+    if trades is None:
+        trades = sorted({t for ts in facilities["trades"] for t in (ts or [])})
     out = {}
     for trade in trades:
         teach = facilities[facilities["trades"].map(lambda ts, t=trade: t in (ts or []))]
