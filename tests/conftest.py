@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from geo.settings import Settings
+from geo.study import Study
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -42,3 +44,20 @@ def grid_osm() -> Path:
 def settings(tmp_path: Path) -> Settings:
     """Default settings with a private cache directory."""
     return Settings(cache_dir=tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    """The bundled Jiaxing data on the bundled network, 30-minute isochrones only."""
+    cache = tmp_path_factory.mktemp("cache")
+    return Study.load(Settings(cache_dir=cache), iso_minutes=(30,))
+
+
+@pytest.fixture(scope="session")
+def new_database(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], str]:
+    """A function giving a fresh store path per web app (apps never share the instance folder)."""
+
+    def make() -> str:
+        return str(tmp_path_factory.mktemp("store") / "skillcircle.sqlite3")
+
+    return make

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from geo.settings import Settings
-from geo.study import Study
 from web import create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,12 +26,11 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[str]:
+def server(study, new_database) -> Iterator[str]:
     from werkzeug.serving import make_server
 
-    study = Study.load(Settings(cache_dir=tmp_path_factory.mktemp("cache")), iso_minutes=(30,))
     # no tile URL: the test must not reach the internet, and the map must work without tiles
-    app = create_app({"STUDY": study, "TILE_URL": "none"})
+    app = create_app({"STUDY": study, "TILE_URL": "none", "DATABASE": new_database()})
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()

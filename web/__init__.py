@@ -3,6 +3,11 @@
 ``create_app`` follows the flaskr pattern. The heavy :class:`geo.study.Study`
 (graph, per-village times, isochrones) is loaded once at start-up — or injected
 through ``test_config["STUDY"]`` — and shared read-only by all requests.
+
+Facilities live in the :class:`~web.store.Store` (seeded from
+``data/facilities.geojson`` on first start). When an admin changes one, the
+admin API builds a new study with the affected layers recomputed and swaps it
+in with :func:`set_study`; a request keeps the study it started with.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app, render_template, request
+from flask import Flask, current_app, g, render_template, request
 
 from geo.study import Study
+
+from .store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +44,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         Base URL encoded in QR codes (env ``SKILLCIRCLE_PUBLIC_URL``; default: the request host).
     ``TILE_URL`` / ``TILE_ATTR``
         Base-map tiles (env ``SKILLCIRCLE_TILE_URL``; ``none`` for no tiles).
+    ``DATABASE``
+        SQLite file of the store (env ``SKILLCIRCLE_DATABASE``; default
+        ``<instance folder>/skillcircle.sqlite3``).
+    ``MAX_CONTENT_LENGTH``
+        Largest request body, bytes (default 10 MB; uploads above get 413).
+    ``RATELIMIT_PUBLIC`` / ``RATELIMIT_ADMIN`` / ``RATELIMIT_AUTH_FAILURES``
+        flask-limiter limits per client address (env ``SKILLCIRCLE_RATELIMIT_*``).
     """
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
@@ -45,24 +59,49 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         TILE_URL=os.environ.get("SKILLCIRCLE_TILE_URL", DEFAULT_TILES),
         TILE_ATTR=os.environ.get("SKILLCIRCLE_TILE_ATTR", DEFAULT_TILE_ATTR),
         JSON_AS_ASCII=False,
+        DATABASE=os.environ.get("SKILLCIRCLE_DATABASE") or None,
+        MAX_CONTENT_LENGTH=10 * 1024 * 1024,
+        RATELIMIT_PUBLIC=os.environ.get("SKILLCIRCLE_RATELIMIT_PUBLIC", "50 per second"),
+        RATELIMIT_ADMIN=os.environ.get("SKILLCIRCLE_RATELIMIT_ADMIN", "120 per minute"),
+        RATELIMIT_AUTH_FAILURES=os.environ.get(
+            "SKILLCIRCLE_RATELIMIT_AUTH_FAILURES", "10 per minute"
+        ),
     )
     if test_config is not None:
         app.config.update(test_config)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
+    store = Store(app.config["DATABASE"] or default_database())
+    app.extensions["skillcircle.store"] = store
     study = app.config.get("STUDY")
     if study is None:
+        if not store.facility_count():
+            from geo.facilities import load_facilities
+
+            store.seed(load_facilities())
         osm = app.config.get("OSM_FILE")
-        study = Study.load(osm_file=Path(osm) if osm else None, progress=True)
+        study = Study.load(
+            osm_file=Path(osm) if osm else None,
+            facilities=store.facilities_frame(),
+            progress=True,
+        )
+    else:
+        store.seed(study.facilities)
+        study, change = study.with_facilities(store.facilities_frame())
+        if change.layers or change.trades:
+            logger.info("store differs from the given study: recomputed %s", change)
     app.extensions["skillcircle"] = study
     logger.info("network: %s", study.network.source.label)
 
-    from web import api, exports, map, qr
+    from web import admin, api, exports, map, qr, security
 
+    security.init_app(app)
     app.register_blueprint(map.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(qr.bp)
     app.register_blueprint(exports.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(admin.page)
 
     @app.errorhandler(404)
     def not_found(error: Any) -> Any:
@@ -77,15 +116,30 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def default_database() -> Path:
+    """``<Flask instance folder>/skillcircle.sqlite3``, as the app and the CLI both use it."""
+    return Path(Flask(__name__).instance_path) / "skillcircle.sqlite3"
+
+
 def get_study() -> Study:
-    """The study of the running app."""
-    return current_app.extensions["skillcircle"]  # type: ignore[no-any-return]
+    """The study of the running app, fixed for the whole request."""
+    if "study" not in g:
+        g.study = current_app.extensions["skillcircle"]
+    return g.study  # type: ignore[no-any-return]
+
+
+def get_store() -> Store:
+    return current_app.extensions["skillcircle.store"]  # type: ignore[no-any-return]
+
+
+def set_study(study: Study) -> None:
+    """Publish a new study (after an admin change); its memo starts empty."""
+    current_app.extensions["skillcircle"] = study
 
 
 def app_cache(name: str) -> dict[Any, Any]:
-    """A per-app memo (rendered maps, solved plans): lives as long as the app's study."""
-    caches: dict[str, dict[Any, Any]] = current_app.extensions.setdefault("skillcircle.cache", {})
-    return caches.setdefault(name, {})
+    """A memo (rendered maps, solved plans) that lives exactly as long as the current study."""
+    return get_study().memo.setdefault(name, {})
 
 
 def public_base() -> str:

@@ -12,12 +12,14 @@ from geo._errors import SkillcircleError
 from geo.settings import LAYERS, MODES
 
 from . import _params as p
-from . import app_cache, get_study
+from . import app_cache, get_store, get_study
 from .openapi import openapi_document
 from .records import (
     clean,
     facilities_geojson,
+    facility_dict,
     simplified,
+    today,
     village_detail,
     village_index,
     village_summary,
@@ -64,6 +66,17 @@ def facilities() -> Any:
     study = get_study()
     frame = study.filter_facilities(layer=p.layer(), county=p.county(), trade=p.trade())
     return jsonify(facilities_geojson(frame))
+
+
+@bp.get("/facilities/<fid>")
+def facility(fid: str) -> Any:
+    fac = get_study().facilities
+    hit = fac[fac["id"] == fid]
+    if hit.empty:
+        abort(404, description=f"no facility {fid!r}")
+    record = facility_dict(hit.iloc[0])
+    record.update(get_store().upcoming([fid], today(), per_facility=50)[fid])
+    return jsonify(record)
 
 
 @bp.get("/villages")
@@ -119,10 +132,12 @@ def nearby() -> Any:
     found = study.nearby(
         lon, lat, mode, minutes=minutes, layer=p.layer(), trade=p.trade(), limit=limit
     )
+    schedule = get_store().upcoming(list(found["id"]), today())
     rows = []
     for _, row in found.iterrows():
         rec = {k: clean(row[k]) for k in found.columns}
         rec["trades"] = list(row["trades"] or [])
+        rec.update(schedule[row["id"]])
         rows.append(rec)
     return jsonify(
         origin={"lon": lon, "lat": lat},

@@ -6,6 +6,8 @@ from typing import Any
 
 from geo.settings import COUNTIES, LAYERS, MODES
 
+from .schemas import CourseBody, EvaluationBody, FacilityBody
+
 
 def _param(
     name: str,
@@ -43,6 +45,97 @@ NOT_FOUND = {
 }
 
 
+FACILITY_ID = _param("fid", {"type": "string"}, "设施编号 facility id", required=True, where="path")
+SCHEMAS = {"Facility": FacilityBody, "Course": CourseBody, "Evaluation": EvaluationBody}
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+#: Responses every admin call can give.
+ADMIN_ERRORS = {
+    "400": {"description": "invalid body: field errors", **_json("FieldErrors")},
+    "401": {"description": "no, unknown or revoked token", **_json("Error")},
+    "403": {"description": "the token's county may not change this", **_json("Error")},
+    "404": {"description": "unknown facility or item", **_json("Error")},
+    "429": {"description": "rate limit", **_json("Error")},
+}
+
+
+def _admin(summary: str, ok: str, body: str | None = None, **extra: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "security": [{"bearer": []}],
+        "responses": {ok: {"description": summary, **_json("Any")}, **ADMIN_ERRORS},
+        **extra,
+    }
+    if ok == "204":
+        op["responses"][ok] = {"description": summary}
+    if body:
+        op["requestBody"] = {"required": True, **_json(body)}
+    return op
+
+
+def _admin_paths() -> dict[str, Any]:
+    """Admin endpoints (web/admin.py); bodies are the pydantic models of web/schemas.py."""
+    item_id = _param("item_id", {"type": "integer"}, "课程/评价编号", required=True, where="path")
+    paths: dict[str, Any] = {
+        "/api/admin/whoami": {"get": _admin("令牌信息 the token's name and county", "200")},
+        "/api/admin/audit": {
+            "get": _admin(
+                "审计日志 audit log (own county), newest first",
+                "200",
+                parameters=[
+                    _param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "条数")
+                ],
+            )
+        },
+        "/api/admin/facilities": {
+            "get": _admin("可编辑的设施 facilities this token may edit", "200"),
+            "post": _admin("新增设施 add a facility (recomputes its layer)", "201", "Facility"),
+        },
+        "/api/admin/facilities/{fid}": {
+            "parameters": [FACILITY_ID],
+            "patch": _admin("修改设施 change fields; a move recomputes the layer", "200", "Any"),
+            "delete": _admin("删除设施 delete a facility and its courses", "204"),
+        },
+        "/api/admin/facilities/upload": {
+            "post": {
+                **_admin("批量导入 upsert a registry file: all rows or none", "200"),
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file", "crs"],
+                                "properties": {
+                                    "file": {"type": "string", "format": "binary"},
+                                    "crs": {"type": "string", "enum": ["wgs84", "gcj02", "bd09"]},
+                                    "layer": {"type": "string", "enum": list(LAYERS)},
+                                },
+                            }
+                        }
+                    },
+                },
+            }
+        },
+    }
+    for table, model in (("courses", "Course"), ("evaluations", "Evaluation")):
+        paths[f"/api/admin/facilities/{{fid}}/{table}"] = {
+            "parameters": [FACILITY_ID],
+            "get": _admin(f"{table} of a facility (past included)", "200"),
+            "post": _admin(f"add a {model.lower()}", "201", model),
+        }
+        paths[f"/api/admin/facilities/{{fid}}/{table}/{{item_id}}"] = {
+            "parameters": [FACILITY_ID, item_id],
+            "patch": _admin(f"change a {model.lower()} (fields merged)", "200", "Any"),
+            "delete": _admin(f"delete a {model.lower()}", "204"),
+        }
+    return paths
+
+
 def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "description": description,
@@ -54,7 +147,7 @@ def openapi_document() -> dict[str, Any]:
     """Build the document (paths mirror the routes of web/api.py)."""
     geojson = {"$ref": "#/components/schemas/FeatureCollection"}
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "skillcircle API — 30分钟职业技能培训圈",
             "version": "0.1.0",
@@ -188,12 +281,51 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _ok("proposed sites, ranked"), "400": ERROR},
                 }
             },
+            "/api/facilities/{fid}": {
+                "get": {
+                    "summary": "一个设施及近期课程、评价 one facility with upcoming courses",
+                    "parameters": [FACILITY_ID],
+                    "responses": {"200": _ok("facility"), "404": NOT_FOUND},
+                }
+            },
             "/api/openapi.json": {
                 "get": {"summary": "this document", "responses": {"200": _ok("OpenAPI 3 document")}}
             },
+            **_admin_paths(),
         },
         "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "skillcircle admin create-token",
+                }
+            },
             "schemas": {
+                **{
+                    name: model.model_json_schema(ref_template="#/components/schemas/{model}")
+                    for name, model in SCHEMAS.items()
+                },
+                "FieldErrors": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "message": {"type": "string"},
+                        "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "problems": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "row": {"type": "string"},
+                                    "message": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+                "Any": {"type": "object"},
                 "Error": {
                     "type": "object",
                     "required": ["error"],
@@ -207,6 +339,6 @@ def openapi_document() -> dict[str, Any]:
                         "features": {"type": "array", "items": {"type": "object"}},
                     },
                 },
-            }
+            },
         },
     }

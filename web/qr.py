@@ -10,8 +10,8 @@ from flask import Blueprint, Response, abort, render_template, url_for
 
 from geo.settings import LAYERS, MODES
 
-from . import get_study, public_base
-from .records import facility_dict, village_detail, village_index
+from . import get_store, get_study, public_base
+from .records import facility_dict, today, village_detail, village_index
 
 bp = Blueprint("qr", __name__, url_prefix="/q")
 
@@ -77,11 +77,13 @@ def village(code: str) -> str:
                 rec["times"][mode] = None if hit.empty else float(hit["minutes"].iloc[0])
             items.append(rec)
         sections.append({"layer": layer, "layer_name": layer_name, "facilities": items})
+    shown = [f["id"] for section in sections for f in section["facilities"]]
     return render_template(
         "village.html",
         study=study,
         v=detail,
         sections=sections,
+        schedule=get_store().upcoming(shown, today()),
         modes=MODES,
         qr_url=village_url(code),
     )
@@ -105,7 +107,10 @@ def _facility_or_404(fid: str) -> Any:
 def facility(fid: str) -> str:
     study = get_study()
     rec = facility_dict(_facility_or_404(fid))
-    return render_template("facility.html", study=study, f=rec, qr_url=facility_url(fid))
+    schedule = get_store().upcoming([fid], today(), per_facility=20)[fid]
+    return render_template(
+        "facility.html", study=study, f=rec, schedule=schedule, qr_url=facility_url(fid)
+    )
 
 
 @bp.get("/f/<fid>.<any(png, svg):fmt>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
@@ -14,6 +15,15 @@ from geo.settings import LAYERS, MODES
 from geo.study import Study
 
 FACILITY_FIELDS = tuple(c for c in FACILITY_COLUMNS if c != "town_code")
+
+
+#: Dates on pages are China Standard Time (UTC+8, no daylight saving).
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
+
+
+def today() -> str:
+    """Today's date in China, ISO (``2026-11-30``): courses ending earlier are past."""
+    return dt.datetime.now(CHINA_TIME).date().isoformat()
 
 
 def clean(value: Any) -> Any:

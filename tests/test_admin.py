@@ -1,0 +1,549 @@
+"""Admin API and store: auth, county scoping, validation, atomic uploads, audit,
+immediate visibility on the 技能码 pages, recomputation after a move, restart persistence."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+
+import numpy as np
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from geo.coverage import coverage_table
+from web import create_app
+from web.store import SCHEMA_VERSION, Store, StoreError
+
+VILLAGE = "330402007024"  # 百福弄社区居委会, 南湖区建设街道
+NANHU_SCHOOL = "TS-330402-001"  # 嘉兴市建筑工业学校, 南湖区
+XIUZHOU_ORG = "EO-330411-001"
+NANHU_BASE = "TB-330402-001"
+COURSE = {
+    "title": "电工（初级）培训班",
+    "trade": "电工",
+    "start_date": "2099-03-01",
+    "end_date": "2099-03-20",
+    "seats": 40,
+    "fee": 0,
+    "subsidy_note": "取证后按规定申领职业技能提升补贴",
+    "register_phone": "0573-12345678",
+    "register_url": "https://example.cn/register?id=1",
+}
+
+
+def make_app(study, database: str, **config):
+    return create_app(
+        {
+            "TESTING": True,
+            "STUDY": study,
+            "TILE_URL": "none",
+            "DATABASE": database,
+            "RATELIMIT_ADMIN": "10000 per minute",
+            **config,
+        }
+    )
+
+
+@pytest.fixture
+def database(new_database) -> str:
+    return new_database()
+
+
+@pytest.fixture
+def app(study, database):
+    return make_app(study, database)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def tokens(app) -> dict[str, dict[str, str]]:
+    """Authorization headers: 南湖区, 秀洲区 and city-wide tokens."""
+    store: Store = app.extensions["skillcircle.store"]
+    out = {}
+    for key, county in (("nanhu", "南湖区"), ("xiuzhou", "秀洲区"), ("city", None)):
+        _, token = store.create_token(f"{county or '嘉兴市'}总工会", county)
+        out[key] = {"Authorization": f"Bearer {token}"}
+    return out
+
+
+def facility_count(client) -> int:
+    return len(client.get("/api/facilities").get_json()["features"])
+
+
+# ----------------------------------------------------------------------- auth
+
+
+def test_no_token_bad_token_revoked_token_are_401(client, app, tokens):
+    resp = client.post(f"/api/admin/facilities/{NANHU_SCHOOL}/courses", json=COURSE)
+    assert resp.status_code == 401
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert resp.get_json()["error"] == "unauthorized"
+    bad = {"Authorization": "Bearer sc_not-a-real-token"}
+    assert client.get("/api/admin/whoami", headers=bad).status_code == 401
+    assert (
+        client.get("/api/admin/whoami", headers={"Authorization": "Basic abc"}).status_code == 401
+    )
+    who = client.get("/api/admin/whoami", headers=tokens["nanhu"])
+    assert who.status_code == 200
+    assert who.get_json()["county"] == "南湖区"
+    store: Store = app.extensions["skillcircle.store"]
+    store.revoke_token(who.get_json()["token_id"])
+    assert client.get("/api/admin/whoami", headers=tokens["nanhu"]).status_code == 401
+
+
+def test_only_token_hashes_are_stored(app, database):
+    store: Store = app.extensions["skillcircle.store"]
+    _, token = store.create_token("test", "南湖区")
+    raw = b"".join(
+        p.read_bytes() for p in __import__("pathlib").Path(database).parent.glob("*sqlite3*")
+    )
+    assert token.encode() not in raw
+    assert store.authenticate(token).name == "test"
+
+
+def test_county_scoping(client, tokens):
+    # 南湖 may not touch a 秀洲 facility, 秀洲 and the city may
+    url = f"/api/admin/facilities/{XIUZHOU_ORG}/courses"
+    assert client.post(url, json=COURSE, headers=tokens["nanhu"]).status_code == 403
+    assert client.post(url, json=COURSE, headers=tokens["xiuzhou"]).status_code == 201
+    assert client.post(url, json=COURSE, headers=tokens["city"]).status_code == 201
+    patch = {"phone": "0573-88888888"}
+    resp = client.patch(f"/api/admin/facilities/{XIUZHOU_ORG}", json=patch, headers=tokens["nanhu"])
+    assert resp.status_code == 403
+    assert (
+        client.delete(f"/api/admin/facilities/{XIUZHOU_ORG}", headers=tokens["nanhu"]).status_code
+        == 403
+    )
+    # moving a 南湖 facility into 秀洲 (王江泾镇) needs 秀洲 rights
+    move = {"lon": 120.713, "lat": 30.839}
+    resp = client.patch(f"/api/admin/facilities/{NANHU_BASE}", json=move, headers=tokens["nanhu"])
+    assert resp.status_code == 403
+    # a county token sees its own facilities only
+    mine = client.get("/api/admin/facilities", headers=tokens["nanhu"]).get_json()["facilities"]
+    assert mine and {f["county"] for f in mine} == {"南湖区"}
+
+
+# ----------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"title": ""}, "title"),
+        ({"seats": -1}, "seats"),
+        ({"seats": "many"}, "seats"),
+        ({"start_date": "2099-02-30"}, "start_date"),
+        ({"end_date": "2099-02-01"}, "_"),  # before start_date
+        ({"register_url": "javascript:alert(1)"}, "register_url"),
+        ({"register_phone": "<b>call</b>"}, "register_phone"),
+        ({"fee": float("nan")}, "fee"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_invalid_course_is_400_with_field_errors(client, tokens, change, field):
+    body = {**COURSE, **change}
+    url = f"/api/admin/facilities/{NANHU_SCHOOL}/courses"
+    resp = client.post(url, data=_json(body), headers={**tokens["nanhu"], **JSON})
+    assert resp.status_code == 400
+    assert field in resp.get_json()["fields"]
+    assert client.get(url, headers=tokens["nanhu"]).get_json()["items"] == []
+
+
+def test_missing_fields_and_non_json_are_400(client, tokens):
+    url = f"/api/admin/facilities/{NANHU_SCHOOL}/courses"
+    resp = client.post(url, json={"trade": "电工"}, headers=tokens["nanhu"])
+    assert resp.status_code == 400
+    assert {"title", "start_date", "seats"} <= set(resp.get_json()["fields"])
+    resp = client.post(url, data="title=x", headers=tokens["nanhu"])
+    assert resp.status_code == 400
+    bad_level = {"trade": "焊工", "level": "大师", "date": "2099-05-01"}
+    resp = client.post(
+        f"/api/admin/facilities/{NANHU_SCHOOL}/evaluations", json=bad_level, headers=tokens["nanhu"]
+    )
+    assert resp.status_code == 400 and "level" in resp.get_json()["fields"]
+    assert (
+        client.post(
+            "/api/admin/facilities/NOPE/courses", json=COURSE, headers=tokens["city"]
+        ).status_code
+        == 404
+    )
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def _json(body) -> str:
+    import json
+
+    return json.dumps(body, ensure_ascii=False, allow_nan=True)
+
+
+# ------------------------------------------------- visibility and the audit log
+
+
+def test_course_is_visible_at_once_and_audited(client, tokens):
+    before = client.get(f"/q/{VILLAGE}").get_data(as_text=True)
+    assert COURSE["title"] not in before
+    resp = client.post(
+        f"/api/admin/facilities/{NANHU_SCHOOL}/courses", json=COURSE, headers=tokens["nanhu"]
+    )
+    assert resp.status_code == 201
+    course = resp.get_json()
+    assert course["id"] > 0 and course["seats"] == 40
+    page = client.get(f"/q/{VILLAGE}").get_data(as_text=True)
+    assert COURSE["title"] in page and "2099-03-01" in page and "tel:0573-12345678" in page
+    assert "免费" in page and "取证后按规定申领" in page
+    assert COURSE["title"] in client.get(f"/q/f/{NANHU_SCHOOL}").get_data(as_text=True)
+    api = client.get(f"/api/facilities/{NANHU_SCHOOL}").get_json()
+    assert [c["title"] for c in api["courses"]] == [COURSE["title"]]
+    near = client.get("/api/nearby?lon=120.755&lat=30.760&mode=drive&layer=technical_school")
+    hit = [f for f in near.get_json()["facilities"] if f["id"] == NANHU_SCHOOL]
+    assert hit and hit[0]["courses"][0]["title"] == COURSE["title"]
+
+    patch = client.patch(
+        f"/api/admin/facilities/{NANHU_SCHOOL}/courses/{course['id']}",
+        json={"seats": 12},
+        headers=tokens["nanhu"],
+    )
+    assert patch.status_code == 200 and patch.get_json()["seats"] == 12
+    assert patch.get_json()["title"] == COURSE["title"]  # merged, not replaced
+    assert "名额 12" in client.get(f"/q/{VILLAGE}").get_data(as_text=True)
+
+    entries = client.get("/api/admin/audit", headers=tokens["nanhu"]).get_json()["entries"]
+    update, create = entries[0], entries[1]
+    assert (create["action"], create["entity"], create["who"]) == (
+        "create",
+        "course",
+        "南湖区总工会",
+    )
+    assert create["after"]["title"] == COURSE["title"] and create["county"] == "南湖区"
+    assert update["before"]["seats"] == 40 and update["after"]["seats"] == 12
+    # 秀洲 does not see 南湖's entries
+    theirs = client.get("/api/admin/audit", headers=tokens["xiuzhou"]).get_json()["entries"]
+    assert all(e["county"] == "秀洲区" for e in theirs)
+
+    assert (
+        client.delete(
+            f"/api/admin/facilities/{NANHU_SCHOOL}/courses/{course['id']}", headers=tokens["nanhu"]
+        ).status_code
+        == 204
+    )
+    assert COURSE["title"] not in client.get(f"/q/{VILLAGE}").get_data(as_text=True)
+
+
+def test_past_courses_are_not_shown(client, tokens):
+    past = {**COURSE, "title": "已结束的班", "start_date": "2020-01-01", "end_date": "2020-02-01"}
+    url = f"/api/admin/facilities/{NANHU_SCHOOL}/courses"
+    assert client.post(url, json=past, headers=tokens["nanhu"]).status_code == 201
+    assert "已结束的班" not in client.get(f"/q/f/{NANHU_SCHOOL}").get_data(as_text=True)
+    assert client.get(url, headers=tokens["nanhu"]).get_json()["items"][0]["title"] == "已结束的班"
+
+
+def test_user_text_is_escaped_on_pages(client, tokens):
+    evil = {**COURSE, "title": "<script>alert(1)</script>", "subsidy_note": '"><img src=x>'}
+    url = f"/api/admin/facilities/{NANHU_SCHOOL}/courses"
+    assert client.post(url, json=evil, headers=tokens["nanhu"]).status_code == 201
+    page = client.get(f"/q/{VILLAGE}").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    assert '"><img src=x>' not in page
+
+
+# ------------------------------------------------ facilities and recomputation
+
+
+def test_add_facility_updates_coverage_map_and_exports(client, tokens, study):
+    # a training base at 百福弄 (建设街道): the village's walk time drops to the access leg
+    before = client.get(f"/api/villages/{VILLAGE}").get_json()
+    walk_before = before["modes"]["walk"]["layers"]["training_base"]["minutes"]
+    body = {
+        "layer": "training_base",
+        "name": '=HYPERLINK("http://evil","点我")',
+        "lon": before["lon"],
+        "lat": before["lat"],
+        "capacity": 500,
+        "trades": ["电工", "新工种测试"],
+    }
+    resp = client.post("/api/admin/facilities", json=body, headers=tokens["nanhu"])
+    assert resp.status_code == 201, resp.get_json()
+    made = resp.get_json()
+    fid = made["facility"]["id"]
+    assert fid == "TB-330402-A001"
+    assert made["facility"]["county"] == "南湖区" and made["facility"]["town"]
+    assert made["facility"]["source"] == "admin:南湖区总工会"
+    assert made["recomputed"]["layers"] == ["training_base"]
+    assert "新工种测试" in made["recomputed"]["trades"]
+    after = client.get(f"/api/villages/{VILLAGE}").get_json()
+    walk = after["modes"]["walk"]["layers"]["training_base"]
+    assert walk["facility"]["id"] == fid and walk["minutes"] < walk_before
+    assert fid in {
+        f["properties"]["id"] for f in client.get("/api/facilities").get_json()["features"]
+    }
+    # the trade filter knows the new trade; the export has the name as text, not a formula
+    assert client.get("/api/facilities?trade=新工种测试").status_code == 200
+    book = openpyxl.load_workbook(io.BytesIO(client.get("/export/南湖区.xlsx").data))
+    cells = [c for row in book["设施"].iter_rows() for c in row if c.value == body["name"]]
+    assert len(cells) == 1 and cells[0].data_type == "s"  # text, not a formula
+    assert client.get("/").status_code == 200
+    # a second facility of the layer gets the next id; a duplicate id is a conflict
+    again = client.post(
+        "/api/admin/facilities", json={**body, "name": "二号"}, headers=tokens["city"]
+    )
+    assert again.get_json()["facility"]["id"] == "TB-330402-A002"
+    dup = client.post("/api/admin/facilities", json={**body, "id": fid}, headers=tokens["city"])
+    assert dup.status_code == 409
+    # the study the fixture holds was not modified (copy-on-write)
+    assert fid not in set(study.facilities["id"])
+
+
+def test_facility_body_errors(client, tokens, database):
+    url = "/api/admin/facilities"
+    base = {"layer": "training_base", "name": "新基地", "lon": 120.75, "lat": 30.76}
+    cases = [
+        ({**base, "layer": "zoo"}, "layer"),
+        ({**base, "lon": "east"}, "lon"),
+        ({**base, "lon": 116.4, "lat": 39.9}, "lon"),  # Beijing
+        ({**base, "crs": "utm"}, "crs"),
+        ({**base, "name": " "}, "name"),
+        ({**base, "capacity": -5}, "capacity"),
+        ({**base, "id": "../../etc"}, "id"),
+    ]
+    count = facility_count(client)
+    for body, field in cases:
+        resp = client.post(url, json=body, headers=tokens["city"])
+        assert resp.status_code == 400, body
+        assert field in resp.get_json()["fields"], (body, resp.get_json())
+    assert facility_count(client) == count
+    assert Store(database).count_audit("create") == 3  # the fixture's three tokens only
+
+
+def test_gcj02_input_is_converted(client, tokens):
+    # the same place given in GCJ-02 (as copied from 高德) lands ~500 m from the raw numbers
+    gcj = {
+        "layer": "experience_site",
+        "name": "体验点",
+        "lon": 120.76,
+        "lat": 30.76,
+        "crs": "gcj02",
+    }
+    made = client.post("/api/admin/facilities", json=gcj, headers=tokens["nanhu"]).get_json()
+    lon, lat = made["facility"]["lon"], made["facility"]["lat"]
+    assert 120.754 < lon < 120.757 and 30.761 < lat < 30.764
+    assert made["facility"]["location_quality"] == "admin_entered_gcj02"
+
+
+def test_move_recomputes_exactly_the_affected_layer(app, client, tokens, study):
+    """After a move, the incremental result equals a full recomputation from scratch."""
+    move = {"lon": 120.95, "lat": 30.70}  # 平湖市: needs the city token
+    resp = client.patch(f"/api/admin/facilities/{NANHU_BASE}", json=move, headers=tokens["city"])
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert body["recomputed"]["layers"] == ["training_base"]
+    assert body["facility"]["county"] == "平湖市"
+    assert body["recomputed"]["seconds"] < 60  # sanity only; measured in bench/
+    live = app.extensions["skillcircle"]
+    fresh = coverage_table(live.routers["ebike"], live.villages, live.facilities)
+    updated = live.coverage["ebike"]
+    for column in ("training_base_minutes", "any_minutes"):
+        np.testing.assert_array_equal(fresh[column].to_numpy(), updated[column].to_numpy())
+    assert (fresh["training_base_facility_id"] == updated["training_base_facility_id"]).all()
+    assert (fresh["covered"] == updated["covered"]).all()
+    # other layers' columns are the old objects' values, untouched
+    assert (
+        updated["technical_school_facility_id"]
+        == study.coverage["ebike"]["technical_school_facility_id"]
+    ).all()
+    # the isochrone moved with it
+    iso = live.isochrone("training_base", "ebike", 30)
+    assert iso.contains(__import__("shapely").Point(120.95, 30.70))
+    assert not study.isochrone("training_base", "ebike", 30).equals(iso)
+
+
+def test_text_edit_recomputes_nothing(client, tokens):
+    resp = client.patch(
+        f"/api/admin/facilities/{NANHU_SCHOOL}",
+        json={"phone": "0573-82222222"},
+        headers=tokens["nanhu"],
+    )
+    assert resp.status_code == 200
+    assert resp.get_json()["recomputed"]["layers"] == []
+    assert "0573-82222222" in client.get(f"/q/f/{NANHU_SCHOOL}").get_data(as_text=True)
+
+
+def test_delete_facility_removes_it_everywhere(client, tokens):
+    url = f"/api/admin/facilities/{NANHU_SCHOOL}"
+    assert client.post(url + "/courses", json=COURSE, headers=tokens["nanhu"]).status_code == 201
+    assert client.delete(url, headers=tokens["nanhu"]).status_code == 204
+    assert client.get(f"/api/facilities/{NANHU_SCHOOL}").status_code == 404
+    assert client.get(f"/q/f/{NANHU_SCHOOL}").status_code == 404
+    detail = client.get(f"/api/villages/{VILLAGE}").get_json()
+    for mode in detail["modes"].values():
+        facility = mode["layers"]["technical_school"]["facility"]
+        assert facility is None or facility["id"] != NANHU_SCHOOL
+    entry = client.get("/api/admin/audit?limit=1", headers=tokens["nanhu"]).get_json()["entries"][0]
+    assert entry["action"] == "delete" and entry["before"]["name"] == "嘉兴市建筑工业学校"
+
+
+# --------------------------------------------------------------------- uploads
+
+REGISTRY = "名称,经度,纬度,工种,电话\n{rows}"
+GOOD_ROWS = [
+    "南湖职业培训中心,120.7623,30.7531,电工、焊工,0573-81111111",
+    "东栅技能驿站,120.7901,30.7612,育婴员,",
+    "城南培训点,120.7800,30.7400,电工,",
+]
+
+
+def _upload(client, headers, text: str, *, encoding="utf-8", name="名录.csv", crs="gcj02"):
+    import io
+
+    data = {
+        "file": (io.BytesIO(text.encode(encoding)), name),
+        "crs": crs,
+        "layer": "training_institution",
+    }
+    return client.post(
+        "/api/admin/facilities/upload",
+        data=data,
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+
+
+def test_bad_upload_changes_nothing(client, tokens, database):
+    count = facility_count(client)
+    audit = Store(database).count_audit("upload")
+    rows = [*GOOD_ROWS, "坏行,120.80,纬度不详,电工,", "外省,116.40,39.90,电工,"]
+    resp = _upload(client, tokens["nanhu"], REGISTRY.format(rows="\n".join(rows)))
+    assert resp.status_code == 400
+    body = resp.get_json()
+    assert body["committed"] is False
+    assert [p["row"] for p in body["problems"]] == ["row 5", "row 6"]
+    assert "not numbers" in body["problems"][0]["message"]
+    assert facility_count(client) == count
+    assert Store(database).count_audit("upload") == audit
+
+
+def test_upload_gbk_csv_commits_all_rows(client, tokens):
+    count = facility_count(client)
+    resp = _upload(
+        client, tokens["nanhu"], REGISTRY.format(rows="\n".join(GOOD_ROWS)), encoding="gbk"
+    )
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert (body["added"], body["updated"]) == (3, 0)
+    assert body["ids"][0] == "TI-U1-0001"
+    assert body["recomputed"]["layers"] == ["training_institution"]
+    assert facility_count(client) == count + 3
+    fac = client.get("/api/facilities/TI-U1-0001").get_json()
+    assert fac["name"] == "南湖职业培训中心" and fac["county"] == "南湖区"
+    assert fac["source"] == "import:名录.csv" and fac["location_quality"] == "registry_gcj02"
+    # re-uploading with ids updates instead of duplicating
+    again = "编号,名称,经度,纬度\nTI-U1-0001,南湖职业培训中心（新址）,120.7623,30.7531\n"
+    resp = _upload(client, tokens["nanhu"], again)
+    assert resp.get_json()["updated"] == 1
+    assert facility_count(client) == count + 3
+
+
+def test_upload_outside_county_is_403_and_changes_nothing(client, tokens):
+    count = facility_count(client)
+    resp = _upload(client, tokens["xiuzhou"], REGISTRY.format(rows="\n".join(GOOD_ROWS)))
+    assert resp.status_code == 403 and len(resp.get_json()["problems"]) == 3
+    assert facility_count(client) == count
+
+
+def test_upload_needs_file_and_crs_and_size_limit(study, database, tokens, client):
+    assert client.post("/api/admin/facilities/upload", headers=tokens["city"]).status_code == 400
+    resp = _upload(client, tokens["city"], "x", crs="")
+    assert resp.status_code == 400 and "crs" in resp.get_json()["message"]
+    resp = _upload(client, tokens["city"], "x", name="evil.exe")
+    assert resp.status_code == 400
+    small = make_app(study, database, MAX_CONTENT_LENGTH=1024).test_client()
+    resp = _upload(small, tokens["city"], "名称,经度,纬度\n" + "x,1,1\n" * 500)
+    assert resp.status_code == 413 and resp.get_json()["error"] == "too large"
+
+
+# ----------------------------------------------------------- persistence, CLI
+
+
+def test_restart_keeps_changes(study, database, tokens, client):
+    client.post(
+        f"/api/admin/facilities/{NANHU_SCHOOL}/courses", json=COURSE, headers=tokens["nanhu"]
+    )
+    move = {"lon": 120.80, "lat": 30.78}
+    moved = client.patch(f"/api/admin/facilities/{NANHU_BASE}", json=move, headers=tokens["nanhu"])
+    assert moved.status_code == 200
+    # a new app on the same store, starting from the original study: the store wins
+    restarted = make_app(study, database)
+    again = restarted.test_client()
+    assert COURSE["title"] in again.get(f"/q/{VILLAGE}").get_data(as_text=True)
+    fac = again.get(f"/api/facilities/{NANHU_BASE}").get_json()
+    assert (fac["lon"], fac["lat"]) == (120.8, 30.78)
+    live = restarted.extensions["skillcircle"]
+    fresh = coverage_table(live.routers["drive"], live.villages, live.facilities)
+    np.testing.assert_array_equal(
+        fresh["training_base_minutes"].to_numpy(),
+        live.coverage["drive"]["training_base_minutes"].to_numpy(),
+    )
+    assert again.get("/api/admin/whoami", headers=tokens["nanhu"]).status_code == 200
+
+
+def test_auth_failures_are_rate_limited(study, database):
+    app = make_app(study, database, RATELIMIT_AUTH_FAILURES="3 per minute")
+    client = app.test_client()
+    bad = {"Authorization": "Bearer sc_guess"}
+    codes = [client.get("/api/admin/whoami", headers=bad).status_code for _ in range(5)]
+    assert codes == [401, 401, 401, 429, 429]
+    assert client.get("/api/layers").status_code == 429  # the guesser is shut out
+    assert (
+        app.test_client().get("/api/layers", environ_base={"REMOTE_ADDR": "10.0.0.9"}).status_code
+        == 200
+    )
+
+
+def test_security_headers(client):
+    resp = client.get(f"/q/{VILLAGE}")
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+def test_store_migrations(tmp_path):
+    store = Store(tmp_path / "s.sqlite3")
+    assert store.version == SCHEMA_VERSION
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"facilities", "courses", "evaluations", "tokens", "audit"} <= tables
+    store.close()
+    Store(tmp_path / "s.sqlite3").close()  # re-opening migrates nothing
+    conn = sqlite3.connect(tmp_path / "s.sqlite3")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this skillcircle"):
+        Store(tmp_path / "s.sqlite3")
+
+
+def test_admin_cli_tokens(tmp_path):
+    from geo.cli import main
+
+    db = str(tmp_path / "cli.sqlite3")
+    runner = CliRunner()
+    made = runner.invoke(main, ["admin", "create-token", "--county", "南湖区", "--database", db])
+    assert made.exit_code == 0, made.output
+    token = made.output.strip().splitlines()[-1]
+    assert token.startswith("sc_") and len(token) > 40
+    assert Store(db).authenticate(token).county == "南湖区"
+    listed = runner.invoke(main, ["admin", "list-tokens", "--database", db])
+    assert "南湖区总工会" in listed.output and token not in listed.output
+    assert runner.invoke(main, ["admin", "revoke-token", "1", "--database", db]).exit_code == 0
+    assert Store(db).authenticate(token) is None
+    bad = runner.invoke(main, ["admin", "create-token", "--county", "../etc", "--database", db])
+    assert bad.exit_code != 0 and "unknown county" in bad.output
+    both = runner.invoke(main, ["admin", "create-token", "--database", db])
+    assert both.exit_code != 0
+    gone = runner.invoke(main, ["admin", "revoke-token", "99", "--database", db])
+    assert gone.exit_code == 1 and "no token with id 99" in gone.output

@@ -1,0 +1,424 @@
+"""Admin API: facilities, courses and evaluation sessions kept current by county unions.
+
+``Authorization: Bearer <token>`` on every call (tokens from ``skillcircle admin
+create-token``). A county token may change only facilities in its county — a
+facility's county is where its point lies, so moving one across a county line
+needs both counties' rights. No token or a bad one: 401; another county's
+facility: 403; an invalid body: 400 with ``fields`` (field -> message) or, for
+uploads, ``problems`` (row -> message); nothing is written then.
+
+A facility change commits (with its audit entry), then the affected layers are
+recomputed and the new study published: the map, API, exports and 技能码 pages
+show it from the next request. Writes are serialised by one lock per app.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import shapely
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+)
+from pydantic import BaseModel, ValidationError
+
+from geo._errors import FacilityDataError, SettingsError
+from geo.coords import to_wgs84
+from geo.facilities import LAYER_PREFIXES, facilities_from_records, import_registry
+from geo.settings import COUNTIES, LAYERS
+from geo.study import Study, StudyChange
+
+from . import get_store, set_study
+from .schemas import BODIES, FacilityBody, as_stored, field_errors
+from .store import Principal, frame_records
+
+bp = Blueprint("admin", __name__, url_prefix="/api/admin")
+page = Blueprint("admin_page", __name__)
+
+UPLOAD_SUFFIXES = (".csv", ".xlsx", ".geojson", ".json")
+_FACILITY_FIELDS = tuple(FacilityBody.model_fields)
+
+
+def _fail(status: int, error: str, message: str, **extra: Any) -> NoReturn:
+    abort(make_response(jsonify(error=error, message=message, **extra), status))
+
+
+def _principal() -> Principal:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        response = make_response(
+            jsonify(error="unauthorized", message="send Authorization: Bearer <token>"), 401
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="skillcircle"'
+        abort(response)
+    principal = get_store().authenticate(token.strip())
+    if principal is None:
+        response = make_response(
+            jsonify(error="unauthorized", message="unknown or revoked token"), 401
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="skillcircle", error="invalid_token"'
+        abort(response)
+    return principal
+
+
+@bp.before_request
+def _authenticate() -> None:
+    g.principal = _principal()
+
+
+def _require_county(county: str, what: str) -> None:
+    principal: Principal = g.principal
+    if not principal.may_edit(county):
+        _fail(403, "forbidden", f"token {principal.name!r} ({principal.county}) may not {what}")
+
+
+def _validate(model: type[BaseModel], data: Any) -> BaseModel:
+    if not isinstance(data, dict):
+        _fail(400, "invalid body", "send a JSON object", fields={"_": "not a JSON object"})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        _fail(400, "invalid body", "some fields are invalid", fields=field_errors(exc))
+
+
+def _json_body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        _fail(400, "invalid body", "send a JSON object with Content-Type: application/json")
+    return data
+
+
+@contextmanager
+def _writing() -> Iterator[None]:
+    """Serialise facility writes (read-modify-write, then recompute) within the app."""
+    lock: threading.Lock = current_app.extensions.setdefault("skillcircle.lock", threading.Lock())
+    with lock:
+        yield
+
+
+def _publish() -> StudyChange:
+    """Recompute what the store's facilities changed and publish the new study."""
+    current: Study = current_app.extensions["skillcircle"]
+    study, change = current.with_facilities(get_store().facilities_frame())
+    set_study(study)
+    return change
+
+
+def _change_json(change: StudyChange) -> dict[str, Any]:
+    return {
+        "layers": list(change.layers),
+        "trades": list(change.trades),
+        "seconds": round(change.seconds, 3),
+    }
+
+
+# ------------------------------------------------------------------ facilities
+
+
+def _locate(lon: float, lat: float) -> tuple[str | None, str, str]:
+    """County, nearest town seat in it (name, code) of a WGS84 point."""
+    study: Study = current_app.extensions["skillcircle"]
+    point = shapely.Point(lon, lat)
+    hits = study.counties[study.counties.contains(point)]
+    if hits.empty:
+        return None, "", ""
+    county = str(hits["county"].iloc[0])
+    towns = study.towns[study.towns["county"] == county]
+    if towns.empty:
+        return county, "", ""
+    d2 = (towns.geometry.x - lon) ** 2 + (towns.geometry.y - lat) ** 2
+    nearest = towns.iloc[int(np.argmin(d2.to_numpy()))]
+    return county, str(nearest["town"]), str(nearest["town_code"])
+
+
+def _facility_record(body: FacilityBody, old: dict[str, Any] | None) -> dict[str, Any]:
+    """Validated store record of a facility body (new, or ``old`` edited)."""
+    principal: Principal = g.principal
+    x, y = to_wgs84([body.lon], [body.lat], body.crs)
+    lon, lat = round(float(x[0]), 7), round(float(y[0]), 7)
+    moved = old is None or (lon, lat) != (old["lon"], old["lat"])
+    county, town, town_code = _locate(lon, lat)
+    if county is None:
+        _fail(
+            400,
+            "invalid body",
+            "the point is outside the seven Jiaxing counties",
+            fields={"lon": f"({lon}, {lat}) is not in Jiaxing; check crs and lon/lat order"},
+        )
+    _require_county(county, f"place a facility in {county}")
+    if body.town:
+        town, town_code = body.town, _town_code(county, body.town)
+    fid = body.id or _new_id(body.layer, county)
+    record = {
+        "id": fid,
+        "layer": body.layer,
+        "layer_name": LAYERS[body.layer],
+        "name": body.name,
+        "county": county,
+        "town": town,
+        "town_code": town_code,
+        "address": body.address,
+        "phone": body.phone,
+        "trades": list(dict.fromkeys(body.trades)),
+        "capacity": body.capacity,
+        "source": old["source"] if old else f"admin:{principal.name}",
+        "is_sample": body.is_sample,
+        "location_quality": (
+            f"admin_entered_{body.crs}" if moved or old is None else old["location_quality"]
+        ),
+        "note": body.note,
+        "lon": lon,
+        "lat": lat,
+    }
+    try:
+        facilities_from_records([record], where=[f"facility {fid}"], label="body")
+    except FacilityDataError as exc:
+        _fail(400, "invalid body", str(exc), fields={"_": str(exc)})
+    return record
+
+
+def _town_code(county: str, town: str) -> str:
+    study: Study = current_app.extensions["skillcircle"]
+    hit = study.towns[(study.towns["county"] == county) & (study.towns["town"] == town)]
+    return "" if hit.empty else str(hit["town_code"].iloc[0])
+
+
+def _new_id(layer: str, county: str) -> str:
+    prefix = f"{LAYER_PREFIXES[layer]}-{COUNTIES[county]}-A"
+    store = get_store()
+    n = 1
+    while store.facility(f"{prefix}{n:03d}") is not None:
+        n += 1
+    return f"{prefix}{n:03d}"
+
+
+def _existing(fid: str) -> dict[str, Any]:
+    record = get_store().facility(fid)
+    if record is None:
+        _fail(404, "not found", f"no facility {fid!r}")
+    return record
+
+
+@bp.get("/whoami")
+def whoami() -> Any:
+    principal: Principal = g.principal
+    return jsonify(name=principal.name, county=principal.county, token_id=principal.token_id)
+
+
+@bp.get("/facilities")
+def list_facilities() -> Any:
+    principal: Principal = g.principal
+    records = get_store().facility_records()
+    mine = [r for r in records if principal.may_edit(r["county"])]
+    return jsonify(count=len(mine), facilities=mine)
+
+
+@bp.post("/facilities")
+def create_facility() -> Any:
+    data = _json_body()
+    with _writing():
+        body = _validate(FacilityBody, data)
+        assert isinstance(body, FacilityBody)
+        if body.id and get_store().facility(body.id) is not None:
+            _fail(409, "conflict", f"facility {body.id!r} exists; PATCH it instead")
+        record = _facility_record(body, None)
+        with get_store().write(g.principal, "create", "facility", record["id"]) as tx:
+            tx.put_facility(record)
+            tx.county, tx.after = record["county"], record
+        change = _publish()
+    return jsonify(facility=record, recomputed=_change_json(change)), 201
+
+
+@bp.patch("/facilities/<fid>")
+def update_facility(fid: str) -> Any:
+    patch = _json_body()
+    with _writing():
+        old = _existing(fid)
+        _require_county(old["county"], f"change facility {fid} in {old['county']}")
+        if "id" in patch and patch["id"] != fid:
+            _fail(400, "invalid body", "ids cannot change", fields={"id": "cannot change"})
+        merged = {k: old[k] for k in _FACILITY_FIELDS if k in old}
+        if ("lon" in patch or "lat" in patch) and "town" not in patch:
+            merged["town"] = ""  # moved: derive the town again
+        merged.update(patch)
+        body = _validate(FacilityBody, merged)
+        assert isinstance(body, FacilityBody)
+        record = _facility_record(body, old)
+        with get_store().write(g.principal, "update", "facility", fid) as tx:
+            tx.put_facility(record)
+            tx.county, tx.before, tx.after = record["county"], old, record
+        change = _publish()
+    return jsonify(facility=record, recomputed=_change_json(change))
+
+
+@bp.delete("/facilities/<fid>")
+def delete_facility(fid: str) -> Any:
+    with _writing():
+        old = _existing(fid)
+        _require_county(old["county"], f"delete facility {fid} in {old['county']}")
+        with get_store().write(g.principal, "delete", "facility", fid) as tx:
+            tx.delete_facility(fid)
+            tx.county, tx.before = old["county"], old
+        _publish()
+    return "", 204
+
+
+@bp.post("/facilities/upload")
+def upload() -> Any:
+    """Bulk upsert from a registry file: every row validated first, then all or nothing."""
+    file = request.files.get("file")
+    if file is None or not file.filename:
+        _fail(400, "invalid upload", "send the registry as multipart field 'file'")
+    name = _safe_name(file.filename)
+    suffix = Path(name).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        _fail(400, "invalid upload", f"file type {suffix or '(none)'}; use .csv, .xlsx or .geojson")
+    crs = request.form.get("crs", "")
+    layer = request.form.get("layer", "")
+    if not crs:
+        _fail(400, "invalid upload", "declare the coordinate system: crs=wgs84, gcj02 or bd09")
+    with _writing(), tempfile.TemporaryDirectory(prefix="skillcircle-upload-") as tmp:
+        path = Path(tmp) / name
+        file.save(path)
+        number = get_store().count_audit("upload") + 1
+        try:
+            rows = import_registry(path, layer or "training_institution", crs, id_tag=f"U{number}")
+        except (FacilityDataError, SettingsError) as exc:
+            problems = [{"row": where, "message": what} for where, what in exc.problems]
+            _fail(400, "invalid upload", str(exc), problems=problems, committed=False)
+        records = frame_records(rows)
+        problems = []
+        replaced = {}
+        for record in records:
+            county, town, town_code = _locate(record["lon"], record["lat"])
+            where = f"{record['id']}"
+            old = get_store().facility(record["id"])
+            if county is None:
+                problems.append({"row": where, "message": "point is outside the Jiaxing counties"})
+                continue
+            if not g.principal.may_edit(county) or (
+                old is not None and not g.principal.may_edit(old["county"])
+            ):
+                problems.append({"row": where, "message": f"not in {g.principal.county}"})
+                continue
+            record["county"] = record["county"] or county
+            if record["county"] != county:
+                problems.append(
+                    {"row": where, "message": f"county {record['county']} but point in {county}"}
+                )
+            record["town"] = record["town"] or town
+            record["town_code"] = record["town_code"] or town_code
+            record["source"] = f"import:{file.filename}"[:200]
+            if old is not None:
+                replaced[record["id"]] = old
+        if problems:
+            status = 403 if any("not in" in p["message"] for p in problems) else 400
+            _fail(
+                status,
+                "invalid upload",
+                f"{len(problems)} row(s) refused",
+                problems=problems,
+                committed=False,
+            )
+        with get_store().write(g.principal, "upload", "facility", file.filename[:200]) as tx:
+            for record in records:
+                tx.put_facility(record)
+            tx.county = g.principal.county
+            tx.before = replaced or None
+            tx.after = {"ids": [r["id"] for r in records], "crs": crs}
+        change = _publish()
+    return jsonify(
+        added=len(records) - len(replaced),
+        updated=len(replaced),
+        ids=[r["id"] for r in records],
+        recomputed=_change_json(change),
+    )
+
+
+def _safe_name(filename: str) -> str:
+    """A file name safe to create (path parts and odd characters removed; CJK kept)."""
+    base = re.sub(r"[^\w.\-]", "_", Path(filename.replace("\\", "/")).name)[-80:]
+    return base if base.strip("._") else "upload" + Path(filename).suffix.lower()
+
+
+# --------------------------------------------------------- courses, evaluations
+
+
+@bp.get("/facilities/<fid>/<any(courses, evaluations):table>")
+def list_items(fid: str, table: str) -> Any:
+    _existing(fid)
+    return jsonify(facility_id=fid, items=get_store().items(table, fid))
+
+
+@bp.post("/facilities/<fid>/<any(courses, evaluations):table>")
+def create_item(fid: str, table: str) -> Any:
+    data = _json_body()
+    facility = _existing(fid)
+    _require_county(facility["county"], f"add {table} to {fid} in {facility['county']}")
+    values = as_stored(_validate(BODIES[table], data))
+    with get_store().write(g.principal, "create", table[:-1], "?") as tx:
+        item_id = tx.insert_item(table, fid, values)
+        tx.entity_id, tx.county, tx.after = str(item_id), facility["county"], values
+    return jsonify(get_store().item(table, item_id)), 201
+
+
+def _item(fid: str, table: str, item_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    facility = _existing(fid)
+    item = get_store().item(table, item_id)
+    if item is None or item["facility_id"] != fid:
+        _fail(404, "not found", f"no {table[:-1]} {item_id} at facility {fid!r}")
+    _require_county(facility["county"], f"change {table} of {fid} in {facility['county']}")
+    return facility, item
+
+
+@bp.patch("/facilities/<fid>/<any(courses, evaluations):table>/<int:item_id>")
+def update_item(fid: str, table: str, item_id: int) -> Any:
+    patch = _json_body()
+    facility, item = _item(fid, table, item_id)
+    model = BODIES[table]
+    merged = {k: item[k] for k in model.model_fields if item.get(k) is not None} | patch
+    values = as_stored(_validate(model, merged))
+    with get_store().write(g.principal, "update", table[:-1], str(item_id)) as tx:
+        tx.update_item(table, item_id, values)
+        tx.county, tx.before, tx.after = facility["county"], item, values
+    return jsonify(get_store().item(table, item_id))
+
+
+@bp.delete("/facilities/<fid>/<any(courses, evaluations):table>/<int:item_id>")
+def delete_item(fid: str, table: str, item_id: int) -> Any:
+    facility, item = _item(fid, table, item_id)
+    with get_store().write(g.principal, "delete", table[:-1], str(item_id)) as tx:
+        tx.delete_item(table, item_id)
+        tx.county, tx.before = facility["county"], item
+    return "", 204
+
+
+@bp.get("/audit")
+def audit() -> Any:
+    limit = request.args.get("limit", "100")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        _fail(400, "bad request", "limit must be a whole number 1-1000")
+    principal: Principal = g.principal
+    return jsonify(entries=get_store().audit(principal.county, int(limit)))
+
+
+# ------------------------------------------------------------------------ page
+
+
+@page.get("/admin")
+def admin_page() -> str:
+    return render_template("admin.html", layers=LAYERS)

@@ -1,0 +1,439 @@
+"""The service's own data: facilities as edited, courses, evaluation sessions, tokens, audit.
+
+An embedded SQLite database (WAL mode, so readers never wait for the writer)
+under the Flask instance folder, created on first use and upgraded by
+:data:`MIGRATIONS` — a small versioned scheme: migration *k* takes the schema
+from ``PRAGMA user_version`` *k* to *k + 1* inside one transaction, so a
+crash mid-upgrade leaves the previous version intact.
+
+Facilities are seeded once from ``data/facilities.geojson``; afterwards the
+store is the truth and the web app computes coverage from it. Every write goes
+through :meth:`Store.write`, one ``BEGIN IMMEDIATE`` transaction that also
+appends to the audit log: a change and its audit entry land together or not
+at all, and once the transaction commits the change survives ``kill -9``.
+
+Tokens: only a SHA-256 hash is stored; the token itself is printed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+
+from geo.facilities import FACILITY_COLUMNS, facilities_from_records
+
+#: Schema migrations; index k upgrades user_version k -> k + 1.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE facilities (
+            id TEXT PRIMARY KEY,
+            county TEXT NOT NULL,
+            layer TEXT NOT NULL,
+            data TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX facilities_county ON facilities(county)",
+        """CREATE TABLE courses (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            facility_id TEXT NOT NULL REFERENCES facilities(id) ON DELETE CASCADE,
+            title TEXT NOT NULL,
+            trade TEXT NOT NULL,
+            start_date TEXT NOT NULL,
+            end_date TEXT,
+            seats INTEGER NOT NULL,
+            fee REAL,
+            subsidy_note TEXT,
+            register_url TEXT,
+            register_phone TEXT,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX courses_facility ON courses(facility_id, start_date)",
+        """CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            facility_id TEXT NOT NULL REFERENCES facilities(id) ON DELETE CASCADE,
+            trade TEXT NOT NULL,
+            level TEXT NOT NULL CHECK (level IN ('初级', '中级', '高级', '技师')),
+            date TEXT NOT NULL,
+            place TEXT,
+            seats INTEGER,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX evaluations_facility ON evaluations(facility_id, date)",
+        """CREATE TABLE tokens (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            county TEXT,
+            hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )""",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            token_id INTEGER,
+            who TEXT NOT NULL,
+            action TEXT NOT NULL,
+            entity TEXT NOT NULL,
+            entity_id TEXT NOT NULL,
+            county TEXT,
+            before TEXT,
+            after TEXT
+        )""",
+        "CREATE INDEX audit_county ON audit(county, id)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+COURSE_FIELDS = (
+    "title",
+    "trade",
+    "start_date",
+    "end_date",
+    "seats",
+    "fee",
+    "subsidy_note",
+    "register_url",
+    "register_phone",
+)
+EVALUATION_FIELDS = ("trade", "level", "date", "place", "seats")
+TABLE_FIELDS = {"courses": COURSE_FIELDS, "evaluations": EVALUATION_FIELDS}
+TOKEN_PREFIX = "sc_"
+
+
+class StoreError(Exception):
+    """The database is newer than this program, or a token/row cannot be found."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a token's id and name, and its county (None: city-wide)."""
+
+    token_id: int
+    name: str
+    county: str | None
+
+    def may_edit(self, county: str) -> bool:
+        return self.county is None or self.county == county
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    """One SQLite file; a connection per thread (waitress serves from a thread pool)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.migrate()
+
+    # ------------------------------------------------------------ connections
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # a 2xx means the change is on disk
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version."""
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this skillcircle "
+                f"({SCHEMA_VERSION}); upgrade skillcircle"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self._transaction() as conn:
+                for statement in MIGRATIONS[target - 1]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {target}")
+        return SCHEMA_VERSION
+
+    @property
+    def version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # ----------------------------------------------------------------- tokens
+
+    def create_token(self, name: str, county: str | None) -> tuple[int, str]:
+        """A new random token (returned once, never stored) and its id."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.write(None, "create", "token", name, county=county) as tx:
+            cur = tx.conn.execute(
+                "INSERT INTO tokens (name, county, hash, created_at) VALUES (?, ?, ?, ?)",
+                (name, county, hash_token(token), now()),
+            )
+            token_id = int(cur.lastrowid or 0)
+            tx.entity_id = str(token_id)
+            tx.after = {"id": token_id, "name": name, "county": county}
+        return token_id, token
+
+    def revoke_token(self, token_id: int) -> dict[str, Any]:
+        row = self.conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no token with id {token_id}; `skillcircle admin list-tokens`")
+        with self.write(None, "revoke", "token", str(token_id), county=row["county"]) as tx:
+            tx.conn.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now(), token_id),
+            )
+        return dict(row)
+
+    def tokens(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT id, name, county, created_at, revoked_at FROM tokens ORDER BY id"
+        )
+        return [dict(r) for r in rows]
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of a valid, unrevoked token, else None."""
+        digest = hash_token(token)
+        row = self.conn.execute(
+            "SELECT id, name, county, hash FROM tokens WHERE hash = ? AND revoked_at IS NULL",
+            (digest,),
+        ).fetchone()
+        if row is None or not hmac.compare_digest(row["hash"], digest):
+            return None
+        return Principal(int(row["id"]), row["name"], row["county"])
+
+    # ------------------------------------------------------------- facilities
+
+    def facility_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM facilities").fetchone()[0])
+
+    def seed(self, facilities: gpd.GeoDataFrame, who: str = "seed") -> int:
+        """Fill an empty store from a facilities frame; returns the number added."""
+        if self.facility_count():
+            return 0
+        records = frame_records(facilities)
+        with self.write(None, "seed", "facility", "*", who=who) as tx:
+            for record in records:
+                tx.put_facility(record)
+            tx.after = {"count": len(records)}
+        return len(records)
+
+    def facility(self, fid: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT data FROM facilities WHERE id = ?", (fid,)).fetchone()
+        return None if row is None else dict(json.loads(row["data"]))
+
+    def facility_records(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT data FROM facilities ORDER BY rowid")
+        return [json.loads(r["data"]) for r in rows]
+
+    def facilities_frame(self) -> gpd.GeoDataFrame:
+        """All facilities as a validated frame (the format of ``load_facilities``)."""
+        return facilities_from_records(self.facility_records(), bounds=None, label="store")
+
+    # ------------------------------------------------------- courses, evaluations
+
+    def items(self, table: str, facility_id: str) -> list[dict[str, Any]]:
+        _check_table(table)
+        order = "start_date" if table == "courses" else "date"
+        rows = self.conn.execute(
+            f"SELECT * FROM {table} WHERE facility_id = ? ORDER BY {order}, id", (facility_id,)
+        )
+        return [dict(r) for r in rows]
+
+    def item(self, table: str, item_id: int) -> dict[str, Any] | None:
+        _check_table(table)
+        row = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (item_id,)).fetchone()
+        return None if row is None else dict(row)
+
+    def upcoming(
+        self, facility_ids: Sequence[str], today: str, per_facility: int = 3
+    ) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        """Courses not yet ended and evaluation sessions not yet held, per facility id."""
+        out: dict[str, dict[str, list[dict[str, Any]]]] = {
+            fid: {"courses": [], "evaluations": []} for fid in facility_ids
+        }
+        if not facility_ids:
+            return out
+        marks = ",".join("?" * len(facility_ids))
+        courses = self.conn.execute(
+            f"SELECT * FROM courses WHERE facility_id IN ({marks}) "
+            "AND coalesce(end_date, start_date) >= ? ORDER BY start_date, id",
+            (*facility_ids, today),
+        )
+        for row in courses:
+            bucket = out[row["facility_id"]]["courses"]
+            if len(bucket) < per_facility:
+                bucket.append(dict(row))
+        sessions = self.conn.execute(
+            f"SELECT * FROM evaluations WHERE facility_id IN ({marks}) AND date >= ? "
+            "ORDER BY date, id",
+            (*facility_ids, today),
+        )
+        for row in sessions:
+            bucket = out[row["facility_id"]]["evaluations"]
+            if len(bucket) < per_facility:
+                bucket.append(dict(row))
+        return out
+
+    # ------------------------------------------------------------------ audit
+
+    def audit(self, county: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest entries first; a county sees its own entries only."""
+        if county is None:
+            rows = self.conn.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self.conn.execute(
+                "SELECT * FROM audit WHERE county = ? ORDER BY id DESC LIMIT ?", (county, limit)
+            )
+        out = []
+        for row in rows:
+            entry = dict(row)
+            for key in ("before", "after"):
+                entry[key] = json.loads(entry[key]) if entry[key] else None
+            out.append(entry)
+        return out
+
+    def count_audit(self, action: str) -> int:
+        query = "SELECT count(*) FROM audit WHERE action = ?"
+        return int(self.conn.execute(query, (action,)).fetchone()[0])
+
+    @contextmanager
+    def write(
+        self,
+        principal: Principal | None,
+        action: str,
+        entity: str,
+        entity_id: str,
+        *,
+        county: str | None = None,
+        who: str = "cli",
+    ) -> Iterator[Write]:
+        """One transaction that also records an audit entry (set ``before``/``after`` on it)."""
+        with self._transaction() as conn:
+            tx = Write(conn, entity_id=entity_id)
+            yield tx
+            conn.execute(
+                "INSERT INTO audit (at, token_id, who, action, entity, entity_id, county, "
+                "before, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    now(),
+                    principal.token_id if principal else None,
+                    principal.name if principal else who,
+                    action,
+                    entity,
+                    tx.entity_id,
+                    tx.county or county,
+                    _dump(tx.before),
+                    _dump(tx.after),
+                ),
+            )
+
+
+@dataclass
+class Write:
+    """An open write transaction: helpers for the statements, and the audit entry's fields."""
+
+    conn: sqlite3.Connection
+    entity_id: str
+    county: str | None = None
+    before: Any = None
+    after: Any = None
+
+    def put_facility(self, record: Mapping[str, Any]) -> None:
+        data = json.dumps(dict(record), ensure_ascii=False)
+        self.conn.execute(
+            "INSERT INTO facilities (id, county, layer, data, updated_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET county = excluded.county, layer = excluded.layer, "
+            "data = excluded.data, updated_at = excluded.updated_at",
+            (record["id"], record.get("county") or "", record["layer"], data, now()),
+        )
+
+    def delete_facility(self, fid: str) -> None:
+        self.conn.execute("DELETE FROM facilities WHERE id = ?", (fid,))
+
+    def insert_item(self, table: str, facility_id: str, values: Mapping[str, Any]) -> int:
+        fields = TABLE_FIELDS[table]
+        cur = self.conn.execute(
+            f"INSERT INTO {table} (facility_id, {', '.join(fields)}, updated_at) "
+            f"VALUES (?, {', '.join('?' * len(fields))}, ?)",
+            (facility_id, *(values.get(f) for f in fields), now()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def update_item(self, table: str, item_id: int, values: Mapping[str, Any]) -> None:
+        fields = [f for f in TABLE_FIELDS[table] if f in values]
+        assignments = ", ".join(f"{f} = ?" for f in [*fields, "updated_at"])
+        self.conn.execute(
+            f"UPDATE {table} SET {assignments} WHERE id = ?",
+            (*(values[f] for f in fields), now(), item_id),
+        )
+
+    def delete_item(self, table: str, item_id: int) -> None:
+        _check_table(table)
+        self.conn.execute(f"DELETE FROM {table} WHERE id = ?", (item_id,))
+
+
+def frame_records(facilities: gpd.GeoDataFrame) -> list[dict[str, Any]]:
+    """JSON-ready property dicts (``FACILITY_COLUMNS`` + ``lon``/``lat``) of a frame."""
+    records = []
+    for row in facilities.itertuples(index=False):
+        rec: dict[str, Any] = {}
+        for column in FACILITY_COLUMNS:
+            value = getattr(row, column)
+            if column == "trades":
+                value = list(value or [])
+            elif column == "capacity":
+                value = None if pd.isna(value) else int(value)
+            elif column == "is_sample":
+                value = bool(value)
+            rec[column] = value
+        rec["lon"] = round(float(row.geometry.x), 7)
+        rec["lat"] = round(float(row.geometry.y), 7)
+        records.append(rec)
+    return records
+
+
+def _check_table(table: str) -> None:
+    if table not in TABLE_FIELDS:
+        raise StoreError(f"unknown table {table!r}")
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
