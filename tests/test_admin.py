@@ -547,3 +547,11 @@ def test_admin_cli_tokens(tmp_path):
     assert both.exit_code != 0
     gone = runner.invoke(main, ["admin", "revoke-token", "99", "--database", db])
     assert gone.exit_code == 1 and "no token with id 99" in gone.output
+
+
+def test_admin_page_renders_without_inline_script(client):
+    resp = client.get("/admin")
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "批量导入设施名录" in html
+    assert "admin.js" in html and "<script>" not in html
+    assert client.get("/static/admin.js").status_code == 200

@@ -29,6 +29,13 @@ var skillcircleHere = (function () {
           li.appendChild(el("div", f.layer_name + " · " + Math.round(f.minutes) + " 分钟 · " +
             (f.distance_m / 1000).toFixed(1) + " 公里", "muted"));
           if (f.phone) { li.appendChild(el("div", "电话：" + f.phone)); }
+          (f.courses || []).forEach(function (c) {
+            li.appendChild(el("div", "近期课程：" + c.title + "（" + c.trade + "）" + c.start_date +
+              " · 名额 " + c.seats, "course"));
+          });
+          (f.evaluations || []).forEach(function (e) {
+            li.appendChild(el("div", "技能评价：" + e.trade + "（" + e.level + "）" + e.date, "evaluation"));
+          });
           list.appendChild(li);
         });
       })
