@@ -554,4 +554,6 @@ def test_admin_page_renders_without_inline_script(client):
     html = resp.get_data(as_text=True)
     assert resp.status_code == 200 and "批量导入设施名录" in html
     assert "admin.js" in html and "<script>" not in html
-    assert client.get("/static/admin.js").status_code == 200
+    script = client.get("/static/admin.js")
+    assert script.status_code == 200 and b"/api/admin/facilities/upload" in script.data
+    script.close()
