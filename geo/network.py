@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -441,7 +442,8 @@ def load_cached(cache_dir: Path, key: str) -> RoadNetwork | None:
             if meta.get("version") != CACHE_VERSION:
                 return None
             arrays = {k: data[k] for k in _ARRAYS}
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        # np.savez_compressed writes a zip: CRC-32 per array catches corrupt entries
         logger.warning("ignoring unreadable cache entry %s: %s", path, exc)
         return None
     src = NetworkSource(**meta["source"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import pickle
 import time
 from collections.abc import Iterable, Sequence
@@ -420,20 +421,38 @@ def _results_key(
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
+#: Results files start with this tag and the SHA-256 of the pickle that follows.
+_MAGIC = b"skillcircle-results\x00"
+#: Results files kept per cache directory (each admin change writes one).
+KEEP_RESULTS = 8
+
+
 def _read_cache(path: Path) -> Any:
+    """The cached results, or None when missing, truncated, corrupt or from another version."""
     if not path.exists():
         return None
+    size = len(_MAGIC) + 32
     try:
-        with path.open("rb") as fh:
-            return pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
-        logger.warning("ignoring unreadable results cache %s: %s", path, exc)
+        blob = path.read_bytes()
+        digest, payload = blob[len(_MAGIC) : size], blob[size:]
+        if not blob.startswith(_MAGIC) or hashlib.sha256(payload).digest() != digest:
+            raise ValueError("checksum mismatch (truncated or corrupt file)")
+        return pickle.loads(payload)  # our own file, checksum verified
+    except (OSError, ValueError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
+        logger.warning("ignoring unreadable results cache %s (rebuilding): %s", path, exc)
         return None
 
 
 def _write_cache(path: Path, value: Any) -> None:
+    """Write atomically (temp file + rename), then keep only the newest :data:`KEEP_RESULTS`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
     with tmp.open("wb") as fh:
-        pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        fh.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+        fh.flush()
+        os.fsync(fh.fileno())
     tmp.replace(path)
+    old = sorted(path.parent.glob("*.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in old[KEEP_RESULTS:]:
+        stale.unlink(missing_ok=True)

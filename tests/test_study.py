@@ -1,0 +1,49 @@
+"""Study: results cache integrity (checksum, version, pruning) and incremental updates."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+
+from geo import study as study_module
+from geo.settings import Settings
+from geo.study import KEEP_RESULTS, Study
+
+
+def test_corrupt_results_cache_is_detected_and_rebuilt(tmp_path, caplog):
+    settings = Settings(cache_dir=tmp_path)
+    first = Study.load(settings, iso_minutes=(30,), modes=("ebike",))
+    (cached,) = (tmp_path / "results").glob("*.pkl")
+    blob = bytearray(cached.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # one flipped byte in the middle of the pickle
+    cached.write_bytes(bytes(blob))
+    with caplog.at_level(logging.WARNING, logger="geo.study"):
+        again = Study.load(settings, iso_minutes=(30,), modes=("ebike",))
+    assert "checksum mismatch" in caplog.text
+    np.testing.assert_array_equal(
+        first.coverage["ebike"]["any_minutes"].to_numpy(),
+        again.coverage["ebike"]["any_minutes"].to_numpy(),
+    )
+    # rebuilt and rewritten: a third load reads it without complaint
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="geo.study"):
+        Study.load(settings, iso_minutes=(30,), modes=("ebike",))
+    assert "checksum" not in caplog.text
+    # a truncated file is refused the same way
+    cached.write_bytes(cached.read_bytes()[:1000])
+    assert study_module._read_cache(cached) is None
+
+
+def test_results_cache_keeps_the_newest_files(tmp_path):
+    for i in range(KEEP_RESULTS + 3):
+        path = tmp_path / f"{i:02d}.pkl"
+        study_module._write_cache(path, {"i": i})
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+    kept = sorted(p.stem for p in tmp_path.glob("*.pkl"))
+    assert kept == [f"{i:02d}" for i in range(3, KEEP_RESULTS + 3)]
+    assert study_module._read_cache(tmp_path / f"{KEEP_RESULTS + 2:02d}.pkl") == {
+        "i": KEEP_RESULTS + 2
+    }
+    assert not list(tmp_path.glob("*.tmp"))
