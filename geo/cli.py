@@ -239,6 +239,24 @@ def _load_inputs(
 @file_option("--villages", help="村点 GeoJSON/CSV (default data/boundaries/villages.geojson).")
 @file_option("--out", required=True, help="输出 .csv/.geojson/.xlsx")
 @trade_option
+@click.option(
+    "--dask",
+    "use_dask",
+    is_flag=True,
+    help="按区县分区并行 (Dask) / partition by county with an exact halo, run on Dask.",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="tcp://HOST:PORT",
+    help="Dask scheduler of a cluster (default: a LocalCluster on this machine).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 512),
+    default=None,
+    help="LocalCluster worker processes (default: CPU count).",
+)
 @click.pass_context
 @_friendly
 def coverage(
@@ -252,16 +270,33 @@ def coverage(
     villages: Path | None,
     trade: str | None,
     out: Path,
+    use_dask: bool,
+    scheduler: str | None,
+    workers: int | None,
 ) -> None:
     """每村到各层设施的最短时间与覆盖 / minutes from every village to each layer."""
     from geo.coverage import coverage_table
     from geo.export import write_table
 
     _check_out(out, "coverage")
+    if (scheduler or workers) and not use_dask:
+        raise click.UsageError("--scheduler and --workers need --dask")
     settings = _settings(minutes, max_minutes)
     fac, vil = _load_inputs(settings, facilities, villages, trade)
     net = _network(settings, osm, download)
-    table = coverage_table(_router(net, mode, settings, vil), vil, fac, minutes)
+    if use_dask:
+        from geo.partition import dask_client, partitioned_coverage
+
+        client = dask_client(scheduler, workers)
+        try:
+            click.echo(f"Dask scheduler {client.scheduler.address}", err=True)
+            table = partitioned_coverage(net, vil, fac, mode, settings, minutes, client=client)
+        finally:
+            client.close()
+            if scheduler is None:
+                client.cluster.close()
+    else:
+        table = coverage_table(_router(net, mode, settings, vil), vil, fac, minutes)
     if not out.name.lower().endswith(".geojson"):
         table = table.drop(columns="geometry")
     meta = _metadata(
