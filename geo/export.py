@@ -22,12 +22,14 @@ text cells beginning with ``=``, ``+``, ``-``, ``@``, tab or carriage return
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import json
 import logging
 import math
 import os
 import shutil
 import tempfile
+import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -87,6 +89,7 @@ def atomic_write(path: Path, writer: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         tmp = tmp_dir / path.name
@@ -97,6 +100,21 @@ def atomic_write(path: Path, writer: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return path
+
+
+#: A temporary directory of ``atomic_write`` older than this was left by a killed process.
+STALE_TEMPORARY_S = 3600.0
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove hidden temporaries of ``path`` left by a process killed mid-write (kill -9)."""
+    now = time.time()
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if now - leftover.stat().st_mtime > STALE_TEMPORARY_S:
+                shutil.rmtree(leftover, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def write_table(
