@@ -203,8 +203,18 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "附近培训 facilities reachable from a point, nearest first",
                     "parameters": [
-                        _param("lon", {"type": "number"}, "经度 WGS84", required=True),
-                        _param("lat", {"type": "number"}, "纬度 WGS84", required=True),
+                        _param(
+                            "lon",
+                            {"type": "number", "minimum": 119.5, "maximum": 122.5},
+                            "经度 WGS84 (Jiaxing region)",
+                            required=True,
+                        ),
+                        _param(
+                            "lat",
+                            {"type": "number", "minimum": 29.8, "maximum": 31.6},
+                            "纬度 WGS84 (Jiaxing region)",
+                            required=True,
+                        ),
                         MODE,
                         MINUTES,
                         LAYER,
