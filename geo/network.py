@@ -40,7 +40,7 @@ from geo.settings import NON_MOTOR_HIGHWAYS, Settings, check_mode
 logger = logging.getLogger(__name__)
 
 OSM_ATTRIBUTION = "© OpenStreetMap contributors, ODbL 1.0"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 #: OSM way tags kept on edges (besides ``highway``/``oneway``/``maxspeed``).
 _EXTRA_TAGS = ("foot", "bicycle", "motorroad", "motor_vehicle", "access", "area", "junction")
@@ -250,9 +250,10 @@ def network_from_osmnx_graph(graph: Any, source: NetworkSource) -> RoadNetwork:
             "oneway": bool(d.get("oneway", False)),
         }
         for u, v, d in graph.edges(data=True)
+        if d.get("highway")  # buildings, rivers, boundaries... are not roads
     ]
     if not rows:
-        raise NetworkError(f"{source.description}: the OSM data has no roads (no ways)")
+        raise NetworkError(f"{source.description}: the OSM data has no roads (no highway ways)")
     seg = pd.DataFrame(rows)
     ids = np.fromiter(graph.nodes, dtype=np.int64, count=graph.number_of_nodes())
     lon = np.array([graph.nodes[n]["x"] for n in ids], dtype=float)

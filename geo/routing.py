@@ -32,8 +32,9 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
+from geo._errors import NetworkError
 from geo.network import RoadNetwork, mode_edges
-from geo.settings import Settings, check_mode
+from geo.settings import MODES, Settings, check_mode
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,11 @@ class Router:
         self._to_wgs84 = Transformer.from_crs(settings.metric_crs, "EPSG:4326", always_xy=True)
         bx, by = self._to_metric.transform(net.lon, net.lat)
         u, v, sec = mode_edges(net, mode, settings)
+        if len(u) == 0:
+            raise NetworkError(
+                f"{net.source.description}: no road in this network can be used by {mode} "
+                f"({MODES[mode]}); use a network with such roads"
+            )
         x, y, u, v, sec = _densify(np.asarray(bx), np.asarray(by), u, v, sec, settings.segment_m)
         self.x, self.y = x, y
         self.n_nodes = len(x)
@@ -150,19 +156,32 @@ class Router:
 
     # ------------------------------------------------------------------ core
 
-    def _augmented(self, acc: Access, reverse: bool) -> tuple[csr_matrix, int]:
-        """Graph plus one virtual node per point, joined to its candidate nodes.
+    def _candidates(self, lon: ArrayLike, lat: ArrayLike) -> tuple[IntArray, IntArray, FloatArray]:
+        """Every usable access leg: (point, node, seconds) for all snap nodes within
+        ``access_max_m`` of each point — not only the nearest few, so that a point
+        beside a fast road reaches it even when slower streets are closer."""
+        x, y = self.to_metric(lon, lat)
+        found = self._tree.query_ball_point(
+            np.column_stack([x, y]), self.access_max_m, return_sorted=False
+        )
+        counts = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
+        point = np.repeat(np.arange(len(x)), counts)
+        if counts.sum() == 0:
+            return point, np.empty(0, dtype=np.int64), np.empty(0)
+        node = self.snap_nodes[np.concatenate([np.asarray(f, dtype=np.int64) for f in found])]
+        seconds = self.access_seconds(np.hypot(self.x[node] - x[point], self.y[node] - y[point]))
+        return point, node.astype(np.int64), seconds
+
+    def _augmented(self, lon: ArrayLike, lat: ArrayLike, reverse: bool) -> tuple[csr_matrix, int]:
+        """Graph plus one virtual node per point, joined to all its usable access nodes.
 
         With ``reverse`` the virtual nodes are sources in the reversed graph
         (paths *into* the points); otherwise sources in the forward graph.
         """
-        n, p = self.n_nodes, len(acc.node)
-        rows, cols = np.nonzero(acc.node >= 0)
-        virt = n + rows
-        real = acc.node[rows, cols]
-        w = acc.seconds[rows, cols]
+        point, real, w = self._candidates(lon, lat)
+        n, p = self.n_nodes, len(np.atleast_1d(np.asarray(lon, float)))
         base_u, base_v = (self.edge_v, self.edge_u) if reverse else (self.edge_u, self.edge_v)
-        u = np.concatenate([base_u, virt])
+        u = np.concatenate([base_u, n + point])
         v = np.concatenate([base_v, real])
         sec = np.concatenate([self.edge_seconds, w])
         return _csr(u, v, sec, n + p), n
@@ -174,9 +193,8 @@ class Router:
 
         Unreached nodes have ``inf`` seconds and target -1.
         """
-        acc = self.access(lon, lat)
-        graph, n = self._augmented(acc, reverse=True)
-        p = len(acc.node)
+        graph, n = self._augmented(lon, lat, reverse=True)
+        p = graph.shape[0] - n
         limit = np.inf if limit_s is None else float(limit_s)
         dist, _, src = dijkstra(
             graph,
@@ -250,8 +268,7 @@ class Router:
         t_lat = np.atleast_1d(np.asarray(target_lat, float))
         if len(t_lon) == 0:
             return np.empty(0)
-        acc = self.access([origin_lon], [origin_lat])
-        graph, n = self._augmented(acc, reverse=False)
+        graph, n = self._augmented([origin_lon], [origin_lat], reverse=False)
         node_s = dijkstra(graph, directed=True, indices=n, limit=limit)[:n]
         seconds, _ = self._best_node(t_lon, t_lat, node_s)
         ox_, oy = self.to_metric([origin_lon], [origin_lat])
@@ -318,10 +335,10 @@ class Router:
     ) -> pd.DataFrame:
         """All origin -> target pairs within ``max_minutes``.
 
-        Origins and targets use their ``access_candidates`` nearest nodes (plus
-        the direct leg); :meth:`nearest` additionally searches every node an
-        access leg could reach, so it can be marginally faster for a point far
-        from the road.
+        Targets join the graph at every node an access leg can reach; origins use
+        their ``access_candidates`` nearest nodes (plus the direct leg), where
+        :meth:`nearest` searches every node, so it can be marginally faster for a
+        point far from the road.
 
         Returns
         -------
@@ -333,9 +350,8 @@ class Router:
 
         limit = 60.0 * (self.settings.max_minutes if max_minutes is None else max_minutes)
         o_acc = self.access(origin_lon, origin_lat)
-        t_acc = self.access(target_lon, target_lat)
-        graph, n = self._augmented(t_acc, reverse=True)
-        n_t = len(t_acc.node)
+        graph, n = self._augmented(target_lon, target_lat, reverse=True)
+        n_t = graph.shape[0] - n
         ox_, oy = self.to_metric(origin_lon, origin_lat)
         tx, ty = self.to_metric(target_lon, target_lat)
         frames = []
@@ -370,10 +386,9 @@ class Router:
 
         Used for per-facility isochrones; bounded Dijkstra keeps it cheap.
         """
-        acc = self.access(lon, lat)
-        graph, n = self._augmented(acc, reverse=True)
+        graph, n = self._augmented(lon, lat, reverse=True)
         out = []
-        for i in range(len(acc.node)):
+        for i in range(graph.shape[0] - n):
             dist = dijkstra(graph, directed=True, indices=n + i, limit=limit_s)[:n]
             reached = np.flatnonzero(np.isfinite(dist))
             out.append((reached.astype(np.int64), dist[reached]))
