@@ -136,15 +136,16 @@ def start_server(
     env = dict(os.environ)
     env["SKILLCIRCLE_RATELIMIT_PUBLIC"] = "100000 per second"
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
-    )
+    errors = database.with_name("server.log")
+    with errors.open("w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
     assert proc.stdout is not None
     deadline = started + timeout
     while time.perf_counter() < deadline:
         line = proc.stdout.readline()
         if not line:
-            raise RuntimeError(f"web app exited during start-up (code {proc.wait()})")
+            tail = errors.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"web app exited during start-up (code {proc.wait()}):\n{tail}")
         if line.startswith("PORT "):
             return proc, int(line.split()[1]), time.perf_counter() - started
     proc.kill()

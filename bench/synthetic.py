@@ -312,11 +312,22 @@ def jiaxing_city(
     )
 
 
+def _road_nodes(net: RoadNetwork) -> IntArray:
+    """Nodes that some edge uses."""
+    used = np.zeros(net.n_nodes, dtype=bool)
+    used[net.u] = True
+    used[net.v] = True
+    return np.flatnonzero(used)
+
+
 def _near_nodes(
-    net: RoadNetwork, n: int, max_offset_m: float, rng: np.random.Generator
+    net: RoadNetwork,
+    nodes: IntArray,
+    n: int,
+    max_offset_m: float,
+    rng: np.random.Generator,
 ) -> tuple[FloatArray, FloatArray]:
-    """``n`` points at random nodes that some edge uses, moved by up to ``max_offset_m``."""
-    nodes = np.unique(np.concatenate([net.u, net.v]))
+    """``n`` points at random ``nodes`` of ``net``, moved by up to ``max_offset_m``."""
     pick = rng.choice(nodes, n, replace=len(nodes) < n)
     angle = rng.uniform(0, 2 * np.pi, n)
     dist = max_offset_m * np.sqrt(rng.uniform(0, 1, n))
@@ -339,7 +350,7 @@ def synthetic_villages(net: RoadNetwork, n: int = 1202, seed: int = 1) -> gpd.Ge
     the extent) and a running number.
     """
     rng = np.random.default_rng(seed)
-    lon, lat = _near_nodes(net, n, 120.0, rng)
+    lon, lat = _near_nodes(net, _road_nodes(net), n, 120.0, rng)
     names = list(COUNTY_SEEDS)
     county = [names[i] for i in _county(lon, lat)]
     lon_min, lat_min = lon.min(), lat.min()
@@ -380,11 +391,12 @@ def synthetic_facilities(
     counts = dict(LAYER_COUNTS if counts is None else counts)
     names = list(COUNTY_SEEDS)
     records: list[dict[str, Any]] = []
+    nodes = _road_nodes(net)
     for layer in LAYERS:
         n = counts.get(layer, 0)
         if n == 0:
             continue
-        lon, lat = _near_nodes(net, n, 80.0, rng)
+        lon, lat = _near_nodes(net, nodes, n, 80.0, rng)
         county = _county(lon, lat)
         for i in range(n):
             trades = rng.choice(_TRADES, int(rng.integers(1, 4)), replace=False).tolist()
