@@ -176,15 +176,18 @@ class Router:
         """Graph plus one virtual node per point, joined to all its usable access nodes.
 
         With ``reverse`` the virtual nodes are sources in the reversed graph
-        (paths *into* the points); otherwise sources in the forward graph.
+        (paths *into* the points); otherwise sources in the forward graph. The
+        virtual nodes are appended as extra CSR rows, so the graph itself is
+        copied, not rebuilt.
         """
         point, real, w = self._candidates(lon, lat)
         n, p = self.n_nodes, len(np.atleast_1d(np.asarray(lon, float)))
-        base_u, base_v = (self.edge_v, self.edge_u) if reverse else (self.edge_u, self.edge_v)
-        u = np.concatenate([base_u, n + point])
-        v = np.concatenate([base_v, real])
-        sec = np.concatenate([self.edge_seconds, w])
-        return _csr(u, v, sec, n + p), n
+        base = self.graph_rev if reverse else self.graph
+        extra = np.bincount(point, minlength=p)  # point is sorted: rows in order
+        indptr = np.concatenate([base.indptr, base.indptr[-1] + np.cumsum(extra)])
+        data = np.concatenate([base.data, np.maximum(w, _EPS)])
+        indices = np.concatenate([base.indices, real.astype(base.indices.dtype)])
+        return csr_matrix((data, indices, indptr), shape=(n + p, n + p)), n
 
     def node_seconds_to(
         self, lon: ArrayLike, lat: ArrayLike, limit_s: float | None = None
@@ -237,7 +240,7 @@ class Router:
         if len(t_lon) == 0:
             return NearestResult(np.full(len(o_lon), np.nan), np.full(len(o_lon), -1))
         node_s, node_t = self.node_seconds_to(target_lon, target_lat, limit)
-        seconds, node = self._best_node(origin_lon, origin_lat, node_s)
+        seconds, node = self._best_node(origin_lon, origin_lat, node_s, limit)
         target = np.where(node >= 0, node_t[np.maximum(node, 0)], -1)
         # direct access leg to the straight-line nearest target
         direct_s, direct_t = self._direct(origin_lon, origin_lat, target_lon, target_lat)
@@ -270,7 +273,7 @@ class Router:
             return np.empty(0)
         graph, n = self._augmented([origin_lon], [origin_lat], reverse=False)
         node_s = dijkstra(graph, directed=True, indices=n, limit=limit)[:n]
-        seconds, _ = self._best_node(t_lon, t_lat, node_s)
+        seconds, _ = self._best_node(t_lon, t_lat, node_s, limit)
         ox_, oy = self.to_metric([origin_lon], [origin_lat])
         tx, ty = self.to_metric(t_lon, t_lat)
         direct = np.hypot(tx - ox_[0], ty - oy[0])
@@ -279,7 +282,7 @@ class Router:
         return np.where(seconds <= limit, seconds, np.nan)
 
     def _best_node(
-        self, lon: ArrayLike, lat: ArrayLike, node_s: FloatArray
+        self, lon: ArrayLike, lat: ArrayLike, node_s: FloatArray, limit_s: float | None = None
     ) -> tuple[FloatArray, IntArray]:
         """Exact ``min_n (access(p, n) + node_s[n])`` per point, and the arg-min node (-1).
 
@@ -294,14 +297,25 @@ class Router:
         best_s = via[rows, pick]
         best_n = np.where(np.isfinite(best_s), acc.node[rows, pick], -1)
         x, y = self.to_metric(lon, lat)
-        bound = np.where(np.isfinite(best_s), best_s, self.settings.max_minutes * 60.0)
+        limit = self.settings.max_minutes * 60.0 if limit_s is None else float(limit_s)
+        bound = np.where(np.isfinite(best_s), best_s, limit)
         radius = self.access_radius(bound)
-        found = self._tree.query_ball_point(np.column_stack([x, y]), radius, return_sorted=False)
+        # search only nodes the Dijkstra reached: after a bounded search that is a
+        # small set, and a small tree beats ball queries over the whole network
+        reached = self.snap_nodes[np.isfinite(node_s[self.snap_nodes])]
+        if len(reached) == 0:
+            return best_s, best_n.astype(np.int64)
+        if len(reached) < len(self.snap_nodes) // 4:
+            nodes = reached
+            tree = cKDTree(np.column_stack([self.x[reached], self.y[reached]]))
+        else:
+            nodes, tree = self.snap_nodes, self._tree
+        found = tree.query_ball_point(np.column_stack([x, y]), radius, return_sorted=False)
         counts = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
         if counts.sum() == 0:
             return best_s, best_n.astype(np.int64)
         point = np.repeat(rows, counts)
-        cand = self.snap_nodes[np.concatenate([np.asarray(f, dtype=np.int64) for f in found])]
+        cand = nodes[np.concatenate([np.asarray(f, dtype=np.int64) for f in found])]
         total = self.access_seconds(np.hypot(self.x[cand] - x[point], self.y[cand] - y[point]))
         total += node_s[cand]
         # per point, the candidate with the smallest total (sort by point, then total)

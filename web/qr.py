@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import numpy as np
 import segno
 from flask import Blueprint, Response, abort, render_template, url_for
 
 from geo.settings import LAYERS, MODES
 
 from . import get_store, get_study, public_base
-from .records import facility_dict, today, village_detail, village_index
+from .records import clean, facility_dict, today, village_detail, village_index
 
 bp = Blueprint("qr", __name__, url_prefix="/q")
 
@@ -59,22 +60,21 @@ def village(code: str) -> str:
     index = _village_or_404(code)
     detail = village_detail(study, index)
     lon, lat = detail["lon"], detail["lat"]
-    # minutes from this village to the nearby facilities, for every mode
-    per_mode = {
-        mode: study.nearby(lon, lat, mode, minutes=study.settings.max_minutes, limit=400)
-        for mode in study.modes
-    }
+    # rank by one mode (e-bike if loaded), then time only the facilities shown in the others
+    rank_mode = "ebike" if "ebike" in study.modes else study.modes[-1]
+    ranked = study.nearby(lon, lat, rank_mode, minutes=study.settings.max_minutes, limit=10_000)
+    shown = ranked.groupby("layer", sort=False).head(PER_LAYER)
+    times = {rank_mode: dict(zip(shown["id"], shown["minutes"], strict=True))}
+    for mode in study.modes:
+        if mode != rank_mode:
+            seconds = study.routers[mode].one_to_many(lon, lat, shown["lon"], shown["lat"])
+            times[mode] = dict(zip(shown["id"], np.round(seconds / 60.0, 1), strict=True))
     sections = []
     for layer, layer_name in LAYERS.items():
-        rank = per_mode[study.modes[-1] if "ebike" not in study.modes else "ebike"]
-        rank = rank[rank["layer"] == layer].head(PER_LAYER)
         items = []
-        for _, row in rank.iterrows():
+        for _, row in shown[shown["layer"] == layer].iterrows():
             rec = facility_dict(row)
-            rec["times"] = {}
-            for mode, table in per_mode.items():
-                hit = table[table["id"] == row["id"]]
-                rec["times"][mode] = None if hit.empty else float(hit["minutes"].iloc[0])
+            rec["times"] = {m: clean(times[m][row["id"]]) for m in study.modes}
             items.append(rec)
         sections.append({"layer": layer, "layer_name": layer_name, "facilities": items})
     shown = [f["id"] for section in sections for f in section["facilities"]]
