@@ -275,20 +275,34 @@ class Study:
         """
         check_mode(mode)
         bound = self.settings.minutes if minutes is None else float(minutes)
-        fac = self.filter_facilities(layer=layer, trade=trade)
+        table, f_lon, f_lat, fx, fy = self._nearby_targets(layer, trade)
         router = self.routers[mode]
-        seconds = router.one_to_many(
-            lon, lat, fac.geometry.x.to_numpy(), fac.geometry.y.to_numpy(), max_minutes=bound
-        )
-        out = pd.DataFrame(fac.drop(columns="geometry"))
-        out["lon"] = fac.geometry.x.round(6).to_numpy()
-        out["lat"] = fac.geometry.y.round(6).to_numpy()
-        out["minutes"] = np.round(seconds / 60.0, 1)
+        seconds = router.one_to_many(lon, lat, f_lon, f_lat, max_minutes=bound)
+        minutes_ = np.round(seconds / 60.0, 1)
+        ok = np.flatnonzero(~np.isnan(minutes_))
         ox_, oy = router.to_metric([lon], [lat])
-        fx, fy = router.to_metric(out["lon"], out["lat"])
-        out["distance_m"] = np.round(np.hypot(fx - ox_[0], fy - oy[0])).astype(int)
-        out = out[out["minutes"].notna()].sort_values(["minutes", "distance_m", "id"])
-        return out.head(limit).reset_index(drop=True)
+        distance = np.round(np.hypot(fx[ok] - ox_[0], fy[ok] - oy[0])).astype(int)
+        order = np.lexsort((table["id"].to_numpy()[ok], distance, minutes_[ok]))[:limit]
+        out = table.iloc[ok[order]].reset_index(drop=True)
+        out["minutes"] = minutes_[ok[order]]
+        out["distance_m"] = distance[order]
+        return out
+
+    def _nearby_targets(
+        self, layer: str | None, trade: str | None
+    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Facilities of a layer/trade as a plain table with lon/lat, plus their coordinates
+        (WGS84 and metric), memoised per study: the per-request work is routing only."""
+        memo = self.memo.setdefault("nearby_targets", {})
+        if (layer, trade) not in memo:
+            fac = self.filter_facilities(layer=layer, trade=trade)
+            f_lon, f_lat = fac.geometry.x.to_numpy(), fac.geometry.y.to_numpy()
+            table = pd.DataFrame(fac.drop(columns="geometry")).reset_index(drop=True)
+            table["lon"] = np.round(f_lon, 6)
+            table["lat"] = np.round(f_lat, 6)
+            fx, fy = next(iter(self.routers.values())).to_metric(table["lon"], table["lat"])
+            memo[(layer, trade)] = (table, f_lon, f_lat, fx, fy)
+        return memo[(layer, trade)]  # type: ignore[no-any-return]
 
     def isochrone(self, layer: str, mode: str, minutes: float) -> BaseGeometry:
         """Precomputed union isochrone of a layer (minutes must be precomputed)."""

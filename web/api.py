@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import shapely
-from flask import Blueprint, abort, jsonify
+from flask import Blueprint, Response, abort, jsonify, make_response, request
 
 from geo._errors import SkillcircleError
 from geo.settings import LAYERS, MODES
@@ -28,17 +30,44 @@ from .records import (
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
+#: Memoised responses kept per study before the memo is emptied (bounds memory).
+MAX_MEMOISED = 4096
+
+
+def memoised(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Serve a GET whose answer depends only on the study and its arguments from the
+    study's memo (cleared whenever an admin change publishes a new study)."""
+
+    @functools.wraps(view)
+    def wrapper(**kwargs: Any) -> Any:
+        key = (view.__name__, tuple(sorted(kwargs.items())), tuple(sorted(request.args.items())))
+        cache = app_cache("responses")
+        hit = cache.get(key)
+        if hit is None:
+            response = make_response(view(**kwargs))
+            if response.status_code != 200:
+                return response
+            if len(cache) >= MAX_MEMOISED:
+                cache.clear()
+            hit = cache[key] = (response.get_data(), response.mimetype)
+        return Response(hit[0], mimetype=hit[1])
+
+    return wrapper
+
+
 @bp.errorhandler(SkillcircleError)
 def _our_error(exc: SkillcircleError) -> Any:
     return jsonify(error="bad request", message=str(exc)), 400
 
 
 @bp.get("/openapi.json")
+@memoised
 def openapi() -> Any:
     return jsonify(openapi_document())
 
 
 @bp.get("/layers")
+@memoised
 def layers() -> Any:
     study = get_study()
     fac = study.facilities
@@ -62,6 +91,7 @@ def layers() -> Any:
 
 
 @bp.get("/facilities")
+@memoised
 def facilities() -> Any:
     study = get_study()
     frame = study.filter_facilities(layer=p.layer(), county=p.county(), trade=p.trade())
@@ -80,6 +110,7 @@ def facility(fid: str) -> Any:
 
 
 @bp.get("/villages")
+@memoised
 def villages() -> Any:
     study = get_study()
     mode = p.mode()
@@ -114,6 +145,7 @@ def villages() -> Any:
 
 
 @bp.get("/villages/<code>")
+@memoised
 def village(code: str) -> Any:
     study = get_study()
     index = village_index(study, code)
@@ -134,10 +166,10 @@ def nearby() -> Any:
     )
     schedule = get_store().upcoming(list(found["id"]), today())
     rows = []
-    for _, row in found.iterrows():
-        rec = {k: clean(row[k]) for k in found.columns}
-        rec["trades"] = list(row["trades"] or [])
-        rec.update(schedule[row["id"]])
+    for record in found.astype(object).to_dict("records"):
+        rec = {k: clean(v) for k, v in record.items()}
+        rec["trades"] = list(record["trades"] or [])
+        rec.update(schedule[record["id"]])
         rows.append(rec)
     return jsonify(
         origin={"lon": lon, "lat": lat},
@@ -149,6 +181,7 @@ def nearby() -> Any:
 
 
 @bp.get("/isochrones")
+@memoised
 def isochrones() -> Any:
     study = get_study()
     mode = p.mode()
@@ -255,6 +288,7 @@ def _plan(
 
 
 @bp.get("/stats")
+@memoised
 def stats() -> Any:
     study = get_study()
     by = p.choice("by", ("county", "town"), "county")

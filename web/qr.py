@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, render_template, url_for
 
 from geo.settings import LAYERS, MODES
 
-from . import get_store, get_study, public_base
+from . import app_cache, get_store, get_study, public_base
 from .records import clean, facility_dict, today, village_detail, village_index
 
 bp = Blueprint("qr", __name__, url_prefix="/q")
@@ -59,7 +59,24 @@ def village(code: str) -> str:
     study = get_study()
     index = _village_or_404(code)
     detail = village_detail(study, index)
-    lon, lat = detail["lon"], detail["lat"]
+    sections = app_cache("village_sections").get(code)
+    if sections is None:  # per study: the facilities and times change only with the study
+        sections = _village_sections(study, detail["lon"], detail["lat"])
+        app_cache("village_sections")[code] = sections
+    shown = [f["id"] for section in sections for f in section["facilities"]]
+    return render_template(
+        "village.html",
+        study=study,
+        v=detail,
+        sections=sections,
+        schedule=get_store().upcoming(shown, today()),
+        modes=MODES,
+        qr_url=village_url(code),
+    )
+
+
+def _village_sections(study: Any, lon: float, lat: float) -> list[dict[str, Any]]:
+    """Per layer, the nearest facilities (by e-bike if loaded) with minutes for every mode."""
     # rank by one mode (e-bike if loaded), then time only the facilities shown in the others
     rank_mode = "ebike" if "ebike" in study.modes else study.modes[-1]
     ranked = study.nearby(lon, lat, rank_mode, minutes=study.settings.max_minutes, limit=10_000)
@@ -77,16 +94,7 @@ def village(code: str) -> str:
             rec["times"] = {m: clean(times[m][row["id"]]) for m in study.modes}
             items.append(rec)
         sections.append({"layer": layer, "layer_name": layer_name, "facilities": items})
-    shown = [f["id"] for section in sections for f in section["facilities"]]
-    return render_template(
-        "village.html",
-        study=study,
-        v=detail,
-        sections=sections,
-        schedule=get_store().upcoming(shown, today()),
-        modes=MODES,
-        qr_url=village_url(code),
-    )
+    return sections
 
 
 @bp.get("/<code>.<any(png, svg):fmt>")
