@@ -238,18 +238,12 @@ def bench_nx_multisource(
             lambda f_lon=f_lon, f_lat=f_lat: router.nearest(v_lon, v_lat, f_lon, f_lat)
         )
         t_ours += took
-        # same snapping as the Router: a virtual source per facility, joined to its
-        # access candidates by access-leg seconds; villages take their best candidate
-        f_acc = router.access(f_lon, f_lat)
-        rows, cols = np.nonzero(f_acc.node >= 0)
-        virt = n + rows
+        # same snapping as the Router: a virtual source per facility, joined to every
+        # node its access leg reaches, by access-leg seconds
+        point, real, leg = router._candidates(f_lon, f_lat)
+        virt = n + point
         graph.add_weighted_edges_from(
-            zip(
-                virt.tolist(),
-                f_acc.node[rows, cols].tolist(),
-                np.maximum(f_acc.seconds[rows, cols], EPS).tolist(),
-                strict=True,
-            )
+            zip(virt.tolist(), real.tolist(), np.maximum(leg, EPS).tolist(), strict=True)
         )
         sources = set(virt.tolist())
 
@@ -276,7 +270,7 @@ def bench_nx_multisource(
         nodes_equal &= same
         # check 2: villages' times from the networkx node times (Router's exact village
         # step: best node within reach + direct leg) equal Router.nearest
-        best, _ = router._best_node(v_lon, v_lat, node_s)
+        best, _ = router._best_node(v_lon, v_lat, node_s, limit)
         direct, _ = router._direct(v_lon, v_lat, f_lon, f_lat)
         via_nx = np.minimum(best, direct)
         via_nx = np.where(via_nx <= limit, via_nx, np.nan)

@@ -128,6 +128,8 @@ def read_feature_collection(path: Path, error: type[InputDataError]) -> list[Any
     features = data.get("features")
     if not isinstance(features, list):
         fail(error, path.name, "the FeatureCollection has no 'features' list; add one")
+    if not features:
+        fail(error, path.name, "the FeatureCollection is empty; add at least one Point feature")
     return features
 
 

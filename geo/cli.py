@@ -173,9 +173,12 @@ mode_option = click.option(
     show_default=True,
     help="出行方式 travel mode: walk 步行 / ebike 电动自行车 / drive 驾车.",
 )
+#: Longest trip we model (10 hours); more is a typing error, not a travel time.
+MAX_TRIP_MINUTES = 600.0
+
 minutes_option = click.option(
     "--minutes",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=MAX_TRIP_MINUTES),
     default=30.0,
     show_default=True,
     help="覆盖阈值（分钟）/ coverage threshold in minutes.",
@@ -229,7 +232,7 @@ def _load_inputs(
 @minutes_option
 @click.option(
     "--max-minutes",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=MAX_TRIP_MINUTES),
     default=None,
     help="超过即视为不可达 / times above are unreachable (default 120).",
 )
@@ -358,7 +361,7 @@ def isochrones(
 @file_option("--to", "targets", required=True, help="终点 CSV: id,lon,lat (WGS84)")
 @click.option(
     "--max-minutes",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(min=0, min_open=True, max=MAX_TRIP_MINUTES),
     default=120.0,
     show_default=True,
     help="只输出此时间内的组合 / only pairs within this.",

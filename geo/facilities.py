@@ -220,6 +220,7 @@ def import_registry(
         raise SettingsError(f"unknown coordinate system {crs!r}; use one of {', '.join(CRS_NAMES)}")
     path = Path(path)
     v.require_file(path, FacilityDataError, "check the path of the registry file")
+    _check_size(path)
     suffix = path.suffix.lower()
     if suffix in _GEOJSON_SUFFIXES:
         table, where = _registry_geojson(path)
@@ -416,6 +417,36 @@ def _to_frame(frame: pd.DataFrame, lon: np.ndarray, lat: np.ndarray) -> gpd.GeoD
     frame["capacity"] = pd.array(list(frame["capacity"]), dtype="Int64")
     frame["is_sample"] = frame["is_sample"].astype(bool)
     return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
+
+
+#: Registry files larger than this are refused (a county's registry is kilobytes).
+MAX_REGISTRY_BYTES = 50 * 1024 * 1024
+#: An .xlsx unpacking to more than this, or compressed more than MAX_XLSX_RATIO : 1,
+#: is refused before it is opened (a "zip bomb" would exhaust memory).
+MAX_XLSX_UNPACKED = 200 * 1024 * 1024
+MAX_XLSX_RATIO = 200
+
+
+def _check_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_REGISTRY_BYTES:
+        v.fail(
+            FacilityDataError,
+            path.name,
+            f"file is {size / 2**20:.0f} MB; registries over {MAX_REGISTRY_BYTES // 2**20} MB "
+            "are refused — split it by county",
+        )
+    if path.suffix.lower() != ".xlsx" or not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as archive:
+        unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > MAX_XLSX_UNPACKED or unpacked > MAX_XLSX_RATIO * max(size, 1):
+        v.fail(
+            FacilityDataError,
+            path.name,
+            f"the workbook unpacks to {unpacked / 2**20:.0f} MB from {size / 2**20:.1f} MB "
+            "(a zip bomb?); save the data as a plain .xlsx or .csv",
+        )
 
 
 def _registry_table(path: Path) -> pd.DataFrame:

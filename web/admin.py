@@ -293,7 +293,10 @@ def upload() -> Any:
         _fail(400, "invalid upload", "declare the coordinate system: crs=wgs84, gcj02 or bd09")
     with _writing(), tempfile.TemporaryDirectory(prefix="skillcircle-upload-") as tmp:
         path = Path(tmp) / name
-        file.save(path)
+        try:
+            file.save(path)
+        finally:
+            file.close()  # a large upload is spooled to a temporary file
         number = get_store().count_audit("upload") + 1
         try:
             rows = import_registry(path, layer or "training_institution", crs, id_tag=f"U{number}")

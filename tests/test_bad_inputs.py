@@ -1,0 +1,346 @@
+"""The bad-input corpus (tests/bad_inputs/ plus generated files): every case gets one
+readable error — CLI exit code != 0 and no output file, API 4xx JSON and no change in
+the store — or, for input that is odd but valid, a correct answer."""
+
+from __future__ import annotations
+
+import gc
+import io
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from geo.cli import main
+from web import create_app
+from web.store import Store
+
+CORPUS = Path(__file__).parent / "bad_inputs"
+
+
+def run_cli(args: list[str], out: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    return result.exit_code, result.output
+
+
+# ---------------------------------------------------------------- CLI corpus
+
+FACILITY_FILES = {
+    "truncated.geojson": "broken JSON",
+    "feature_not_collection.geojson": "not a GeoJSON FeatureCollection",
+    "json_array.geojson": "not a GeoJSON FeatureCollection",
+    "linestring.geojson": "not a Point",
+    "string_coordinates.geojson": "not numbers",
+    "nan_coordinates.geojson": "not numbers",
+    "null_coordinates.geojson": "not [lon, lat]",
+    "null_geometry.geojson": "has no geometry",
+    "swapped_lon_lat.geojson": "look swapped",
+    "outside_jiaxing.geojson": "outside the Jiaxing region",
+    "duplicate_ids.geojson": "repeats feature 1",
+    "unknown_layer.geojson": "unknown layer 'zoo'",
+    "missing_name.geojson": "name is missing",
+    "bad_capacity.geojson": "not a whole number",
+    "empty.geojson": "broken JSON",
+    "no_features.geojson": "is empty",
+    "binary_garbage.geojson": "cannot decode",
+}
+
+REGISTRY_FILES = {
+    "missing_latitude.csv": "missing column(s) lat",
+    "empty_name_and_text_coordinate.csv": "2 problems",
+    "outside_jiaxing.csv": "outside the Jiaxing region",
+    "swapped.csv": "look swapped",
+    "empty.csv": "empty",
+    "binary.csv": "cannot decode",
+    "not_a_zip.xlsx": "cannot read the workbook",
+    "registry.txt": "unknown registry file type",
+}
+
+OSM_FILES = {
+    "no_roads.osm": "no roads",
+    "one_node.osm": "no roads",
+    "truncated.osm": "broken OSM XML",
+    "empty.osm": "broken OSM XML",
+    "garbage.osm.pbf": "cannot read OSM PBF",
+}
+
+PARAMETERS = {
+    "minutes_zero": (["coverage", "--mode", "walk", "--minutes", "0"], "--minutes"),
+    "minutes_negative": (["coverage", "--mode", "walk", "--minutes", "-5"], "--minutes"),
+    "minutes_10000": (["coverage", "--mode", "walk", "--minutes", "10000"], "--minutes"),
+    "max_below_threshold": (
+        ["coverage", "--mode", "walk", "--minutes", "60", "--max-minutes", "30"],
+        "must not exceed max_minutes",
+    ),
+    "unknown_mode": (["coverage", "--mode", "teleport"], "--mode"),
+    "unknown_trade": (
+        ["coverage", "--mode", "walk", "--trade", "不存在工种"],
+        "no facility teaches",
+    ),
+    "unknown_layer": (["isochrones", "--layer", "zoo", "--mode", "walk"], "--layer"),
+    "unknown_by": (["stats", "--by", "province", "--mode", "walk"], "--by"),
+    "county_traversal": (
+        ["export", "--county", "../../etc/passwd", "--mode", "walk", "--format", "csv"],
+        "unknown county",
+    ),
+    "unknown_crs": (
+        ["import", str(CORPUS / "gbk_ok.csv"), "--layer", "training_base", "--crs", "utm"],
+        "--crs",
+    ),
+}
+
+
+def assert_refused(code: int, output: str, expected: str, out: Path) -> None:
+    assert code != 0, output
+    assert expected in output, output
+    assert not out.exists()
+    lines = [line for line in output.splitlines() if line.strip()]
+    if code == 1:  # our errors: one line, no traceback
+        assert len([x for x in lines if x.startswith("错误 error:")]) == 1, output
+        assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(("name", "expected"), FACILITY_FILES.items())
+def test_bad_facility_files(tmp_path, name, expected):
+    out = tmp_path / "out.csv"
+    args = ["coverage", "--mode", "walk", "--facilities", str(CORPUS / name)]
+    assert_refused(*run_cli(args, out), expected, out)
+
+
+@pytest.mark.parametrize(("name", "expected"), REGISTRY_FILES.items())
+def test_bad_registry_files(tmp_path, name, expected):
+    out = tmp_path / "out.geojson"
+    args = ["import", str(CORPUS / name), "--layer", "training_base", "--crs", "gcj02"]
+    assert_refused(*run_cli(args, out), expected, out)
+
+
+@pytest.mark.parametrize(("name", "expected"), OSM_FILES.items())
+def test_bad_osm_files(tmp_path, name, expected, monkeypatch):
+    monkeypatch.setenv("SKILLCIRCLE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out.csv"
+    args = ["coverage", "--mode", "walk", "--osm", str(CORPUS / name)]
+    assert_refused(*run_cli(args, out), expected, out)
+
+
+@pytest.mark.parametrize(("args", "expected"), PARAMETERS.values(), ids=PARAMETERS.keys())
+def test_bad_parameters(tmp_path, args, expected):
+    out = tmp_path / ("out.geojson" if args[0] in ("isochrones", "import") else "out.csv")
+    assert_refused(*run_cli(args, out), expected, out)
+
+
+# generated files: workbooks and sizes that cannot sit in the repository
+
+
+def workbook(rows: list[list[object]], merge: str | None = None) -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in rows:
+        sheet.append(row)
+    if merge:
+        sheet.merge_cells(merge)
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
+
+
+def zip_bomb() -> bytes:
+    """A valid-looking .xlsx whose sheet unpacks to ~300 MB of XML from ~300 KB."""
+    good = zipfile.ZipFile(io.BytesIO(workbook([["名称", "经度", "纬度"]])))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for info in good.infolist():
+            if info.filename != "xl/worksheets/sheet1.xml":
+                bomb.writestr(info, good.read(info))
+        with bomb.open("xl/worksheets/sheet1.xml", "w") as sheet:
+            block = b"<row><c><v>1</v></c></row>" * 40_000
+            for _ in range(300):
+                sheet.write(block)
+    return buf.getvalue()
+
+
+GENERATED = {
+    "missing_columns.xlsx": (
+        lambda: workbook([["名称", "地址"], ["培训点", "某路1号"]]),
+        "lon, lat",
+    ),
+    "merged_cells.xlsx": (
+        lambda: workbook(
+            [["名称", "经度", "纬度"], ["培训点", 120.75, 30.76], [None, 120.76, 30.77]], "A2:A3"
+        ),
+        "name is missing",
+    ),
+    "formula_cells.xlsx": (
+        lambda: workbook([["名称", "经度", "纬度"], ["培训点", "=1/0", "=B2*2"]]),
+        "not numbers",
+    ),
+    "zip_bomb.xlsx": (zip_bomb, "zip bomb"),
+}
+
+
+@pytest.mark.parametrize(("name", "expected"), [(k, v[1]) for k, v in GENERATED.items()])
+def test_generated_bad_workbooks(tmp_path, name, expected):
+    path = tmp_path / name
+    path.write_bytes(GENERATED[name][0]())
+    out = tmp_path / "out.geojson"
+    args = ["import", str(path), "--layer", "training_base", "--crs", "gcj02"]
+    assert_refused(*run_cli(args, out), expected, out)
+
+
+def test_200_mb_registry_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as fh:  # sparse: 200 MB on paper, nothing on disk
+        fh.write("名称,经度,纬度\n".encode())
+        fh.truncate(200 * 1024 * 1024)
+    out = tmp_path / "out.geojson"
+    args = ["import", str(path), "--layer", "training_base", "--crs", "gcj02"]
+    assert_refused(*run_cli(args, out), "200 MB", out)
+
+
+# odd but valid input: read correctly
+
+
+def test_gbk_registry_is_decoded(tmp_path):
+    out = tmp_path / "out.geojson"
+    args = ["import", str(CORPUS / "gbk_ok.csv"), "--layer", "training_base", "--crs", "gcj02"]
+    code, output = run_cli(args, out)
+    assert code == 0, output
+    assert "培训点" in out.read_text(encoding="utf-8")
+
+
+def test_extra_columns_are_ignored(tmp_path):
+    path = tmp_path / "extra.xlsx"
+    path.write_bytes(
+        workbook([["名称", "经度", "纬度", "负责人"], ["培训点", 120.75, 30.76, "张三"]])
+    )
+    code, output = run_cli(
+        ["import", str(path), "--layer", "training_base", "--crs", "gcj02"], tmp_path / "o.geojson"
+    )
+    assert code == 0, output
+    assert "张三" not in (tmp_path / "o.geojson").read_text(encoding="utf-8")
+
+
+def test_disconnected_network_warns_and_answers(tmp_path, monkeypatch):
+    monkeypatch.setenv("SKILLCIRCLE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "out.csv"
+    code, output = run_cli(
+        ["coverage", "--mode", "walk", "--osm", str(CORPUS / "disconnected.osm")], out
+    )
+    assert code == 0 and "警告 warning" in output and "right area" in output
+    assert out.exists()
+
+
+# ----------------------------------------------------------------- API corpus
+
+API_CASES = [
+    ("/api/nearby?lon=abc&lat=30.76", 400),
+    ("/api/nearby?lon=nan&lat=nan", 400),
+    ("/api/nearby?lon=inf&lat=30.76", 400),
+    ("/api/nearby?lon=116.40&lat=39.90", 400),
+    ("/api/nearby?lon=30.76&lat=120.75", 400),
+    ("/api/nearby?lon=120.75&lat=30.76&minutes=0", 400),
+    ("/api/nearby?lon=120.75&lat=30.76&minutes=-5", 400),
+    ("/api/nearby?lon=120.75&lat=30.76&minutes=10000", 400),
+    ("/api/nearby?lon=120.75&lat=30.76&mode=teleport", 400),
+    ("/api/nearby?lon=120.75&lat=30.76&trade=不存在工种", 400),
+    ("/api/nearby?lon=120.75&lat=30.76&limit=0", 400),
+    ("/api/villages/999999999999", 404),
+    ("/api/villages/..%2F..%2Fetc%2Fpasswd", 404),
+    ("/api/isochrones?layer=zoo", 400),
+    ("/api/isochrones?minutes=10000", 400),
+    ("/api/plan?county=..%2F..%2Fetc", 400),
+    ("/api/facilities?county=上海", 400),
+    ("/export/..%2F..%2Fetc%2Fpasswd.xlsx", 404),
+    ("/export/南湖区.exe", 404),
+]
+
+
+@pytest.fixture(scope="module")
+def api(study, new_database):
+    app = create_app(
+        {"TESTING": True, "STUDY": study, "TILE_URL": "none", "DATABASE": new_database()}
+    )
+    _, token = app.extensions["skillcircle.store"].create_token("corpus", "南湖区")
+    return app, {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize(("url", "status"), API_CASES)
+def test_bad_requests(api, url, status):
+    app, _ = api
+    resp = app.test_client().get(url)
+    assert resp.status_code == status, url
+    if url.startswith("/api/"):
+        assert resp.is_json and resp.get_json()["error"]
+
+
+def snapshot(app) -> tuple[int, int]:
+    store: Store = app.extensions["skillcircle.store"]
+    return store.facility_count(), len(store.audit(limit=100_000))
+
+
+ADMIN_BODIES = [
+    ({"layer": "training_base", "name": "x", "lon": "NaN", "lat": 30.76}, "lon"),
+    ({"layer": "training_base", "name": "x", "lon": None, "lat": None}, "lon"),
+    ({"layer": "training_base", "name": "x", "lon": 30.76, "lat": 120.75}, "lat"),
+    ({"layer": "training_base", "name": "x", "lon": 116.40, "lat": 39.90}, "lon"),
+    (
+        {"layer": "training_base", "name": "x", "lon": 120.75, "lat": 30.76, "trades": "电工"},
+        "trades",
+    ),
+    ({"layer": "training_base", "name": "", "lon": 120.75, "lat": 30.76}, "name"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), ADMIN_BODIES)
+def test_bad_admin_bodies_change_nothing(api, body, field):
+    app, auth = api
+    before = snapshot(app)
+    resp = app.test_client().post("/api/admin/facilities", json=body, headers=auth)
+    assert resp.status_code == 400 and field in resp.get_json()["fields"]
+    assert snapshot(app) == before
+
+
+UPLOADS = {
+    "zip_bomb.xlsx": (zip_bomb, 400, "zip bomb"),
+    "merged_cells.xlsx": (GENERATED["merged_cells.xlsx"][0], 400, "name is missing"),
+    "formula_cells.xlsx": (GENERATED["formula_cells.xlsx"][0], 400, "not numbers"),
+    "missing_columns.xlsx": (GENERATED["missing_columns.xlsx"][0], 400, "lon, lat"),
+    "huge.csv": (lambda: b"x" * (200 * 1024 * 1024), 413, "larger than"),
+    "binary.csv": (lambda: (CORPUS / "binary.csv").read_bytes(), 400, "cannot decode"),
+}
+
+
+# werkzeug's test client spools a large multipart body to a temporary file that it
+# never closes (client side, not the app: the upload view closes what it receives)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.parametrize("name", UPLOADS)
+def test_bad_uploads_change_nothing(api, name):
+    app, auth = api
+    make, status, expected = UPLOADS[name]
+    before = snapshot(app)
+    data = {"file": (io.BytesIO(make()), name), "crs": "gcj02", "layer": "training_base"}
+    resp = app.test_client().post(
+        "/api/admin/facilities/upload", data=data, headers=auth, content_type="multipart/form-data"
+    )
+    assert resp.status_code == status
+    assert expected in resp.get_json()["message"]
+    assert snapshot(app) == before
+    del data, resp
+    gc.collect()  # let the client's spool file go here, under this test's filter
+
+
+def test_markup_and_formulas_in_names_are_neutralised(api):
+    app, auth = api
+    client = app.test_client()
+    for name in ("<script>alert(1)</script>", '=HYPERLINK("http://evil","点我")'):
+        body = {"layer": "experience_site", "name": name, "lon": 120.755, "lat": 30.762}
+        resp = client.post("/api/admin/facilities", json=body, headers=auth)
+        assert resp.status_code == 201
+        fid = resp.get_json()["facility"]["id"]
+        page = client.get(f"/q/f/{fid}").get_data(as_text=True)
+        assert "<script>alert(1)</script>" not in page
+        book = openpyxl.load_workbook(io.BytesIO(client.get("/export/南湖区.xlsx").data))
+        cells = [c for row in book["设施"].iter_rows() for c in row if c.value == name]
+        assert cells and all(c.data_type == "s" for c in cells)
