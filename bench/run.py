@@ -579,7 +579,51 @@ def bench_osm_file(report: Report, path: Path, repeat: int, profile: Path | None
 
 # --------------------------------------------------------------------------- main
 
-SECTIONS = ("coverage", "nx", "isochrones", "pbf", "api", "rss", "osm")
+SECTIONS = ("coverage", "nx", "isochrones", "dask", "pbf", "api", "rss", "osm")
+
+
+def bench_dask(
+    report: Report,
+    net: RoadNetwork,
+    villages: gpd.GeoDataFrame,
+    facilities: gpd.GeoDataFrame,
+    routers: dict[str, Router],
+) -> None:
+    """Partitioned coverage (one task per county, exact halo) on LocalClusters of 1 and 2
+    workers, against the single-process table; ``max_minutes`` 60 keeps halos county-sized."""
+    import warnings
+
+    from geo.partition import dask_client, halo_m, partitioned_coverage
+
+    settings = Settings(max_minutes=60)
+    mode = "ebike"
+    single = coverage_table(Router(net, mode, settings), villages, facilities)
+    report.add("halo (ebike, max 60 min)", f"{halo_m(net, mode, settings) / 1000:.1f} km")
+    times = {}
+    for workers in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            client = dask_client(workers=workers)
+            try:
+                took, table = timed(
+                    lambda client=client: partitioned_coverage(
+                        net, villages, facilities, mode, settings, client=client
+                    )
+                )
+            finally:
+                client.close()
+                client.cluster.close()
+        same = table.drop(columns="geometry").equals(single.drop(columns="geometry"))
+        times[workers] = took
+        report.figures[f"dask_{workers}w_s"] = round(took, 2)
+        report.figures["dask_equal"] = bool(report.figures.get("dask_equal", True) and same)
+        report.add(
+            f"Dask LocalCluster, {workers} worker(s)",
+            _fmt_s(took),
+            note=f"7 county partitions incl. sub-graph shipping; equal to single process: {same}",
+        )
+    report.figures["dask_speedup_2w"] = round(times[1] / times[2], 2)
+    report.add("speed-up 2 vs 1 worker", f"{times[1] / times[2]:.2f} x", note="2-core machine")
 
 
 def main() -> None:
@@ -627,7 +671,7 @@ def main() -> None:
     )
     report.figures["quick"] = args.quick
 
-    need_city = only & {"coverage", "nx", "isochrones", "pbf"}
+    need_city = only & {"coverage", "nx", "isochrones", "dask", "pbf"}
     if need_city:
         report.section("synthetic Jiaxing graph")
         took, city = timed(lambda: jiaxing_city(args.nodes))
@@ -659,6 +703,9 @@ def main() -> None:
         if "isochrones" in only:
             report.section("30-minute isochrones, ebike")
             bench_isochrones(report, routers["ebike"], facilities, n_cookbook, 50, args.profile)
+        if "dask" in only:
+            report.section("partitioned coverage on Dask: 1 vs 2 workers")
+            bench_dask(report, net, villages, facilities, routers)
         del routers
         gc.collect()
         if "pbf" in only:
