@@ -24,6 +24,7 @@ import logging
 import re
 import time
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -443,7 +444,7 @@ def load_cached(cache_dir: Path, key: str) -> RoadNetwork | None:
             if meta.get("version") != CACHE_VERSION:
                 return None
             arrays = {k: data[k] for k in _ARRAYS}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         # np.savez_compressed writes a zip: CRC-32 per array catches corrupt entries
         logger.warning("ignoring unreadable cache entry %s: %s", path, exc)
         return None

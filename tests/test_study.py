@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -47,3 +48,20 @@ def test_results_cache_keeps_the_newest_files(tmp_path):
         "i": KEEP_RESULTS + 2
     }
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_corrupt_network_cache_is_rebuilt(tmp_path, caplog):
+    from geo.network import load_network
+
+    settings = Settings(cache_dir=tmp_path)
+    osm = Path(__file__).parent / "fixtures" / "grid.osm"
+    first = load_network(settings, osm)
+    (cached,) = (tmp_path / "networks").glob("*.npz")
+    blob = bytearray(cached.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    cached.write_bytes(bytes(blob))
+    with caplog.at_level(logging.WARNING, logger="geo.network"):
+        again = load_network(settings, osm)
+    assert "ignoring unreadable cache entry" in caplog.text
+    assert again.source.kind == "osm_file"  # rebuilt from the file, not served from the cache
+    np.testing.assert_array_equal(first.length_m, again.length_m)
