@@ -18,7 +18,6 @@ Sources, in order (:func:`load_network`):
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import logging
 import re
@@ -231,7 +230,7 @@ def _from_segments(
         v=v.astype(np.int64),
         length_m=np.asarray(length, dtype=float),
         highway=seg["highway"].fillna("").astype(str).to_numpy().astype(str),
-        maxspeed_kmh=np.array([parse_maxspeed(x) for x in seg.get("maxspeed", [None] * len(seg))]),
+        maxspeed_kmh=_maxspeeds(seg),
         oneway=seg["oneway"].to_numpy(dtype=bool),
         no_foot=flags["no_foot"],
         no_bicycle=flags["no_bicycle"],
@@ -239,6 +238,15 @@ def _from_segments(
         source=source,
         node_ids=node_ids.astype(np.int64),
     )
+
+
+def _maxspeeds(seg: pd.DataFrame) -> NDArray[np.float64]:
+    """``parse_maxspeed`` once per distinct tag value, not once per edge."""
+    if "maxspeed" not in seg:
+        return np.full(len(seg), np.nan)
+    values = seg["maxspeed"].astype(object).where(seg["maxspeed"].notna(), None)
+    parsed = {value: parse_maxspeed(value) for value in pd.unique(values)}
+    return np.fromiter((parsed[x] for x in values), dtype=float, count=len(values))
 
 
 def network_from_osmnx_graph(graph: Any, source: NetworkSource) -> RoadNetwork:
@@ -293,7 +301,12 @@ def network_from_pbf(path: Path) -> RoadNetwork:
     import osmium
 
     source = NetworkSource("osm_file", f"{path.name} (OSM PBF)")
-    rows: list[dict[str, Any]] = []
+    # per way: its tags once; per directed edge: two node ids and the way's index
+    way_tags: list[dict[str, Any]] = []
+    edge_u: list[int] = []
+    edge_v: list[int] = []
+    edge_way: list[int] = []
+    edge_oneway: list[bool] = []
     nodes: dict[int, tuple[float, float]] = {}
     try:
         processor = (
@@ -310,21 +323,33 @@ def network_from_pbf(path: Path) -> RoadNetwork:
                 if n.location.valid():
                     nodes[n.ref] = (n.location.lon, n.location.lat)
                     refs.append(n.ref)
+            if len(refs) < 2:
+                continue
             is_oneway = tags["oneway"] in _ONEWAY_VALUES or tags["junction"] == "roundabout"
             if is_oneway and tags["oneway"] in _REVERSED_VALUES:
                 refs.reverse()
-            pairs = list(itertools.pairwise(refs))
-            base = {k: tags[k] for k in ("highway", "maxspeed", *_EXTRA_TAGS)}
-            rows += [{"u": a, "v": b, **base, "oneway": is_oneway} for a, b in pairs]
+            index = len(way_tags)
+            way_tags.append({k: tags[k] for k in ("highway", "maxspeed", *_EXTRA_TAGS)})
+            pairs = len(refs) - 1
+            edge_u += refs[:-1]
+            edge_v += refs[1:]
             if not is_oneway:
-                rows += [{"u": b, "v": a, **base, "oneway": False} for a, b in pairs]
+                edge_u += refs[1:]
+                edge_v += refs[:-1]
+            count = pairs if is_oneway else 2 * pairs
+            edge_way += [index] * count
+            edge_oneway += [is_oneway] * count
     except RuntimeError as exc:
         raise NetworkError(f"{path}: cannot read OSM PBF ({exc})") from exc
-    if not rows:
+    if not edge_u:
         raise NetworkError(f"{path}: the OSM data has no roads (no highway ways)")
+    seg = pd.DataFrame(way_tags).iloc[edge_way].reset_index(drop=True)
+    seg.insert(0, "u", np.array(edge_u, dtype=np.int64))
+    seg.insert(1, "v", np.array(edge_v, dtype=np.int64))
+    seg["oneway"] = np.array(edge_oneway, dtype=bool)
     ids = np.fromiter(nodes.keys(), dtype=np.int64, count=len(nodes))
     coords = np.array(list(nodes.values()), dtype=float)
-    return _from_segments(ids, coords[:, 0], coords[:, 1], pd.DataFrame(rows), source)
+    return _from_segments(ids, coords[:, 0], coords[:, 1], seg, source)
 
 
 def load_coarse_network(settings: Settings) -> RoadNetwork:
