@@ -8,15 +8,27 @@ when it is that close to the facility itself. Nodes include the points that
 split long edges (``settings.segment_m``), so the shape follows the roads.
 The union of these discs, computed in the metric CRS and returned in WGS84, is
 exactly the set of places the coverage model (:mod:`geo.coverage`) reports as
-within T, up to the polygonal approximation of circles (< 0.5 % of a radius)
-and the bounded number of access candidates a village considers. Unreached
-areas stay holes.
+within T, up to the polygonal approximation of circles (< 0.5 % of a radius).
+Unreached areas stay holes.
+
+Two ways to draw that union (``settings.isochrone_resolution_m``):
+
+* ``0`` — exact: ``shapely.union_all`` of the disc polygons. A 30-minute e-bike
+  isochrone on a street network unions ~3,000 overlapping discs: ~200 ms.
+* a cell size (default 20 m) — the discs are stamped onto a boolean grid of that
+  cell size (each disc a precomputed mask) and the grid is outlined by contourpy's
+  filled contours (marching squares, holes kept): tens of milliseconds, and the
+  boundary lies within about one cell of the exact one (area within ~0.5 % on
+  the benchmark graph).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 
+import contourpy
 import geopandas as gpd
 import numpy as np
 import shapely
@@ -48,9 +60,61 @@ def _discs(
     keep = radius > 1.0
     if not keep.any():
         return shapely.Polygon()
-    polys = shapely.buffer(shapely.points(xs[keep], ys[keep]), radius[keep], quad_segs=_QUAD_SEGS)
-    merged = shapely.union_all(polys)
+    cell = router.settings.isochrone_resolution_m
+    if cell > 0:
+        merged = _raster_union(xs[keep], ys[keep], radius[keep], cell)
+    else:
+        discs = shapely.buffer(
+            shapely.points(xs[keep], ys[keep]), radius[keep], quad_segs=_QUAD_SEGS
+        )
+        merged = shapely.union_all(discs)
     return shapely.make_valid(merged) if not merged.is_valid else merged
+
+
+@functools.lru_cache(maxsize=2048)
+def _disc_mask(quarter_cells: int) -> NDArray[np.bool_]:
+    """Cells whose centres lie within ``quarter_cells / 4`` cells of the centre cell's
+    centre. Outlined by marching squares, a lone disc of 5 / 10 / 25 cells radius
+    comes out with 2.5 / 0.8 / 0.1 % more area than the true circle."""
+    inner = quarter_cells / 4.0
+    half = int(np.ceil(inner))
+    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
+    mask: NDArray[np.bool_] = (xx * xx + yy * yy) <= inner * inner
+    return mask
+
+
+def _raster_union(
+    xs: NDArray[np.float64], ys: NDArray[np.float64], radius: NDArray[np.float64], cell: float
+) -> BaseGeometry:
+    """Union of discs traced on a grid of ``cell`` metres (see the module docstring)."""
+    x0, y0 = float((xs - radius).min()) - cell, float((ys - radius).min()) - cell
+    width = int(np.ceil((float((xs + radius).max()) - x0) / cell)) + 2
+    height = int(np.ceil((float((ys + radius).max()) - y0) / cell)) + 2
+    grid = np.zeros((height, width), dtype=bool)
+    cx = np.round((xs - x0) / cell).astype(np.int64)
+    cy = np.round((ys - y0) / cell).astype(np.int64)
+    quarters = np.round(radius / cell * 4).astype(np.int64)
+    for x, y, q in zip(cx.tolist(), cy.tolist(), quarters.tolist(), strict=True):
+        mask = _disc_mask(q)
+        r = mask.shape[0] // 2
+        grid[y - r : y + r + 1, x - r : x + r + 1] |= mask
+    # outline the filled cells: filled contours (marching squares) at level 0.5
+    z = grid.astype(np.float64)
+    generator = contourpy.contour_generator(
+        x=x0 + np.arange(width) * cell,
+        y=y0 + np.arange(height) * cell,
+        z=z,
+        fill_type=contourpy.FillType.OuterOffset,
+        name="serial",
+    )
+    points, offsets = generator.filled(0.5, 2.0)
+    polygons = [
+        shapely.Polygon(pts[offs[0] : offs[1]], [pts[a:b] for a, b in itertools.pairwise(offs[1:])])
+        for pts, offs in zip(points, offsets, strict=True)
+    ]
+    if not polygons:
+        return shapely.Polygon()
+    return polygons[0] if len(polygons) == 1 else shapely.MultiPolygon(polygons)
 
 
 def _to_wgs84(router: Router, geom: BaseGeometry) -> BaseGeometry:
