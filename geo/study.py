@@ -275,7 +275,7 @@ class Study:
         """
         check_mode(mode)
         bound = self.settings.minutes if minutes is None else float(minutes)
-        table, f_lon, f_lat, fx, fy = self._nearby_targets(layer, trade)
+        table, f_lon, f_lat, fx, fy = self.facility_table(layer, trade)
         router = self.routers[mode]
         seconds = router.one_to_many(lon, lat, f_lon, f_lat, max_minutes=bound)
         minutes_ = np.round(seconds / 60.0, 1)
@@ -288,7 +288,7 @@ class Study:
         out["distance_m"] = distance[order]
         return out
 
-    def _nearby_targets(
+    def facility_table(
         self, layer: str | None, trade: str | None
     ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Facilities of a layer/trade as a plain table with lon/lat, plus their coordinates

@@ -6,6 +6,7 @@ import io
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import segno
 from flask import Blueprint, Response, abort, render_template, url_for
 
@@ -61,7 +62,7 @@ def village(code: str) -> str:
     detail = village_detail(study, index)
     sections = app_cache("village_sections").get(code)
     if sections is None:  # per study: the facilities and times change only with the study
-        sections = _village_sections(study, detail["lon"], detail["lat"])
+        sections = _village_sections(study, index, detail["lon"], detail["lat"])
         app_cache("village_sections")[code] = sections
     shown = [f["id"] for section in sections for f in section["facilities"]]
     return render_template(
@@ -75,12 +76,30 @@ def village(code: str) -> str:
     )
 
 
-def _village_sections(study: Any, lon: float, lat: float) -> list[dict[str, Any]]:
+#: The 技能码 page searches this far first; a layer with nothing that close shows its
+#: nearest facility from the precomputed coverage (up to ``max_minutes``).
+SEARCH_MINUTES = 60.0
+
+
+def _village_sections(study: Any, index: int, lon: float, lat: float) -> list[dict[str, Any]]:
     """Per layer, the nearest facilities (by e-bike if loaded) with minutes for every mode."""
     # rank by one mode (e-bike if loaded), then time only the facilities shown in the others
     rank_mode = "ebike" if "ebike" in study.modes else study.modes[-1]
-    ranked = study.nearby(lon, lat, rank_mode, minutes=study.settings.max_minutes, limit=10_000)
+    bound = min(SEARCH_MINUTES, study.settings.max_minutes)
+    ranked = study.nearby(lon, lat, rank_mode, minutes=bound, limit=10_000)
     shown = ranked.groupby("layer", sort=False).head(PER_LAYER)
+    coverage = study.coverage[rank_mode].iloc[index]
+    farther = [
+        coverage[f"{layer}_facility_id"]
+        for layer in LAYERS
+        if layer not in set(shown["layer"]) and coverage[f"{layer}_facility_id"]
+    ]
+    if farther:  # beyond the first search: the one nearest facility of those layers
+        table = study.facility_table(None, None)[0]
+        extra = table[table["id"].isin(farther)].copy()
+        seconds = study.routers[rank_mode].one_to_many(lon, lat, extra["lon"], extra["lat"])
+        extra["minutes"] = np.round(seconds / 60.0, 1)
+        shown = pd.concat([shown, extra], ignore_index=True)
     times = {rank_mode: dict(zip(shown["id"], shown["minutes"], strict=True))}
     for mode in study.modes:
         if mode != rank_mode:
