@@ -180,6 +180,30 @@ def request_paths(codes: list[str], n: int, seed: int = 0) -> list[tuple[str, st
     return out
 
 
+def send(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[http.client.HTTPConnection, int, float]:
+    """One request on a keep-alive connection: (connection to use next, status, ms).
+
+    A failed request counts as status -1 and the connection is replaced.
+    """
+    t0 = time.perf_counter()
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        status = resp.status
+    except (OSError, http.client.HTTPException):
+        status = -1
+        conn.close()
+        conn = http.client.HTTPConnection(conn.host, conn.port, timeout=conn.timeout)
+    return conn, status, (time.perf_counter() - t0) * 1e3
+
+
 def run_load(
     port: int, codes: list[str], duration: float, clients: int = 8, seed: int = 0
 ) -> LoadResult:
@@ -200,17 +224,8 @@ def run_load(
         while time.perf_counter() < deadline:
             kind, path = paths[i % len(paths)]
             i += clients
-            t0 = time.perf_counter()
-            try:
-                conn.request("GET", path)
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-            except (OSError, http.client.HTTPException):
-                status = -1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            mine.append((kind, (time.perf_counter() - t0) * 1e3, status))
+            conn, status, ms = send(conn, "GET", path)
+            mine.append((kind, ms, status))
         conn.close()
         with lock:
             for kind, ms, status in mine:

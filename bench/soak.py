@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from apiload import EXTENT, start_server, stop_server
+from apiload import EXTENT, send, start_server, stop_server
 
 from geo.places import load_villages
 from web.store import Store
@@ -89,17 +89,8 @@ def main() -> None:
                 kind, path = "village", f"/q/{code}"
             else:
                 kind, path = "qr_png", f"/q/{code}.png"
-            t0 = time.perf_counter()
-            try:
-                conn.request("GET", path)
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-            except (OSError, http.client.HTTPException):
-                status = -1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            record(kind, (time.perf_counter() - t0) * 1e3, status)
+            conn, status, ms = send(conn, "GET", path)
+            record(kind, ms, status)
         conn.close()
 
     def admin() -> None:
@@ -120,16 +111,8 @@ def main() -> None:
                 body = {"title": f"压测班{n:05d}", "trade": "电工", "start_date": "2099-01-01"}
                 body["seats"] = n
             t0 = time.perf_counter()
-            try:
-                conn.request(method, path, body=json.dumps(body), headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-            except (OSError, http.client.HTTPException):
-                status = -1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            record(kind, (time.perf_counter() - t0) * 1e3, status)
+            conn, status, ms = send(conn, method, path, json.dumps(body), headers)
+            record(kind, ms, status)
             if kind == "admin_course" and status == 201:
                 acked.append(str(body["title"]))
             elif status >= 400 or status < 0:

@@ -292,24 +292,20 @@ class Store:
         if not facility_ids:
             return out
         marks = ",".join("?" * len(facility_ids))
-        courses = self.conn.execute(
-            f"SELECT * FROM courses WHERE facility_id IN ({marks}) "
-            "AND coalesce(end_date, start_date) >= ? ORDER BY start_date, id",
-            (*facility_ids, today),
-        )
-        for row in courses:
-            bucket = out[row["facility_id"]]["courses"]
-            if len(bucket) < per_facility:
-                bucket.append(dict(row))
-        sessions = self.conn.execute(
-            f"SELECT * FROM evaluations WHERE facility_id IN ({marks}) AND date >= ? "
-            "ORDER BY date, id",
-            (*facility_ids, today),
-        )
-        for row in sessions:
-            bucket = out[row["facility_id"]]["evaluations"]
-            if len(bucket) < per_facility:
-                bucket.append(dict(row))
+        # (table, the date after which an item is past, the order shown)
+        for table, until, order in (
+            ("courses", "coalesce(end_date, start_date)", "start_date"),
+            ("evaluations", "date", "date"),
+        ):
+            rows = self.conn.execute(
+                f"SELECT * FROM {table} WHERE facility_id IN ({marks}) AND {until} >= ? "
+                f"ORDER BY {order}, id",
+                (*facility_ids, today),
+            )
+            for row in rows:
+                bucket = out[row["facility_id"]][table]
+                if len(bucket) < per_facility:
+                    bucket.append(dict(row))
         return out
 
     # ------------------------------------------------------------------ audit
