@@ -331,6 +331,20 @@ def test_bad_uploads_change_nothing(api, name):
     gc.collect()  # let the client's spool file go here, under this test's filter
 
 
+@pytest.mark.parametrize(("crs", "layer"), [("utm", "training_base"), ("gcj02", "zoo")])
+def test_upload_with_unknown_crs_or_layer_is_400(api, crs, layer):
+    app, auth = api
+    before = snapshot(app)
+    text = (CORPUS / "gbk_ok.csv").read_bytes()
+    data = {"file": (io.BytesIO(text), "ok.csv"), "crs": crs, "layer": layer}
+    resp = app.test_client().post(
+        "/api/admin/facilities/upload", data=data, headers=auth, content_type="multipart/form-data"
+    )
+    assert resp.status_code == 400
+    assert (crs if crs == "utm" else layer) in resp.get_json()["message"]
+    assert snapshot(app) == before
+
+
 def test_markup_and_formulas_in_names_are_neutralised(api):
     app, auth = api
     client = app.test_client()

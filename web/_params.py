@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import NoReturn
 
 from flask import abort, jsonify, make_response, request
 
@@ -16,7 +17,7 @@ LON_RANGE = (119.5, 122.5)
 LAT_RANGE = (29.8, 31.6)
 
 
-def bad_request(message: str) -> None:
+def bad_request(message: str) -> NoReturn:
     """Abort with 400 and a JSON body ``{"error": "bad request", "message": ...}``."""
     abort(make_response(jsonify(error="bad request", message=message), 400))
 

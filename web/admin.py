@@ -301,7 +301,8 @@ def upload() -> Any:
         try:
             rows = import_registry(path, layer or "training_institution", crs, id_tag=f"U{number}")
         except (FacilityDataError, SettingsError) as exc:
-            problems = [{"row": where, "message": what} for where, what in exc.problems]
+            listed = exc.problems if isinstance(exc, FacilityDataError) else []
+            problems = [{"row": where, "message": what} for where, what in listed]
             _fail(400, "invalid upload", str(exc), problems=problems, committed=False)
         records = frame_records(rows)
         problems = []
