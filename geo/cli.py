@@ -93,11 +93,24 @@ def _network(settings: Settings, osm: Path | None, download: bool) -> Any:
     return net
 
 
-def _router(net: Any, mode: str, settings: Settings, villages: Any) -> Any:
-    """Build the router and warn when the network does not reach most villages."""
-    from geo.routing import Router
+def _router(net: Any, mode: str, settings: Settings, villages: Any, facilities: Any = None) -> Any:
+    """Build the router; warn when the network does not reach most villages, and when
+    the facilities look like GCJ-02 coordinates read as WGS84."""
+    from geo.routing import Router, gcj02_hint
 
     router = Router(net, mode, settings)
+    hint = (
+        None
+        if facilities is None or facilities.empty
+        else gcj02_hint(router, facilities.geometry.x, facilities.geometry.y)
+    )
+    if hint is not None:
+        click.echo(
+            f"警告 warning: the facilities lie a median {hint[0]:.0f} m from the roads, but "
+            f"{hint[1]:.0f} m if their coordinates were GCJ-02 (高德/腾讯); were they copied "
+            "from a Chinese map? Re-import them with `skillcircle import --crs gcj02`.",
+            err=True,
+        )
     nearest = router.access(villages.geometry.x, villages.geometry.y).nearest_m
     far = int((nearest > router.access_max_m).sum())
     if far > 0.2 * len(nearest):
@@ -299,7 +312,7 @@ def coverage(
             if scheduler is None:
                 client.cluster.close()
     else:
-        table = coverage_table(_router(net, mode, settings, vil), vil, fac, minutes)
+        table = coverage_table(_router(net, mode, settings, vil, fac), vil, fac, minutes)
     if not out.name.lower().endswith(".geojson"):
         table = table.drop(columns="geometry")
     meta = _metadata(
@@ -444,7 +457,7 @@ def stats(
     settings = _settings(minutes)
     fac, vil = _load_inputs(settings, None, None, trade)
     net = _network(settings, osm, download)
-    table = coverage_table(_router(net, mode, settings, vil), vil, fac, minutes)
+    table = coverage_table(_router(net, mode, settings, vil, fac), vil, fac, minutes)
     counties = load_counties(settings=settings)
     population = counties.set_index("county")["population_2020"]
     result = coverage_stats(table, by, minutes, population=population)
@@ -543,7 +556,7 @@ def export(
     fac, vil = _load_inputs(settings, None, None, trade)
     people = load_population(population, vil["village_code"]) if population else None
     net = _network(settings, osm, False)
-    router = _router(net, mode, settings, vil)
+    router = _router(net, mode, settings, vil, fac)
     table = coverage_table(router, vil, fac, minutes)
     scores = access_scores(router, vil, fac, minutes, people)
     report = county_report(table, fac, which, minutes, people, scores)

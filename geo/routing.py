@@ -409,6 +409,31 @@ class Router:
         return out
 
 
+def gcj02_hint(
+    router: Router, lon: ArrayLike, lat: ArrayLike, min_gain_m: float = 100.0
+) -> tuple[float, float] | None:
+    """Do these "WGS84" points look like unconverted GCJ-02 (高德/腾讯) coordinates?
+
+    Compares the median distance to the nearest road node of the points as given
+    and after a GCJ-02 -> WGS84 conversion (a shift of ~500 m in Jiaxing). Returns
+    ``(as_given_m, if_converted_m)`` when the conversion would bring them at least
+    ``min_gain_m`` and half closer to the roads, else None.
+    """
+    from geo.coords import gcj02_to_wgs84, in_china
+
+    lon = np.atleast_1d(np.asarray(lon, float))
+    lat = np.atleast_1d(np.asarray(lat, float))
+    inside = in_china(lon, lat)
+    if not inside.any():
+        return None
+    given = float(np.median(router.access(lon[inside], lat[inside]).nearest_m))
+    c_lon, c_lat = gcj02_to_wgs84(lon[inside], lat[inside])
+    converted = float(np.median(router.access(c_lon, c_lat).nearest_m))
+    if converted < 0.5 * given and given - converted >= min_gain_m:
+        return given, converted
+    return None
+
+
 def _simple_edges(
     u: IntArray, v: IntArray, seconds: FloatArray
 ) -> tuple[IntArray, IntArray, FloatArray]:

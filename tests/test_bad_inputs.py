@@ -9,6 +9,7 @@ import io
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import openpyxl
 import pytest
 from click.testing import CliRunner
@@ -358,3 +359,34 @@ def test_markup_and_formulas_in_names_are_neutralised(api):
         book = openpyxl.load_workbook(io.BytesIO(client.get("/export/南湖区.xlsx").data))
         cells = [c for row in book["设施"].iter_rows() for c in row if c.value == name]
         assert cells and all(c.data_type == "s" for c in cells)
+
+
+def test_gcj02_points_read_as_wgs84_are_flagged(tmp_path):
+    """Points on real roads, shifted as 高德 would show them, then imported as WGS84."""
+    import json
+
+    from geo.coords import wgs84_to_gcj02
+    from geo.network import load_network
+    from geo.settings import Settings
+
+    net = load_network(Settings(cache_dir=tmp_path / "cache"))
+    pick = np.linspace(0, net.n_nodes - 1, 30).astype(int)
+    g_lon, g_lat = wgs84_to_gcj02(net.lon[pick], net.lat[pick])
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [float(x), float(y)]},
+            "properties": {"id": f"G{i}", "layer": "training_base", "name": f"点{i}"},
+        }
+        for i, (x, y) in enumerate(zip(g_lon, g_lat, strict=True))
+    ]
+    path = tmp_path / "gcj.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    code, output = run_cli(
+        ["coverage", "--mode", "drive", "--facilities", str(path)], tmp_path / "o.csv"
+    )
+    assert code == 0  # a warning, not an error: the user decides
+    assert "if their coordinates were GCJ-02" in output and "--crs gcj02" in output
+    # the bundled (WGS84) facilities raise no such warning
+    code, output = run_cli(["coverage", "--mode", "drive"], tmp_path / "p.csv")
+    assert code == 0 and "GCJ-02" not in output
