@@ -96,12 +96,13 @@ def main() -> None:
     def admin() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        n = 0
+        n = moves = 0
         next_move = time.perf_counter() + 20
         while time.perf_counter() < deadline:
             n += 1
             if time.perf_counter() >= next_move:
-                lon, lat = MOVES[n % len(MOVES)]
+                lon, lat = MOVES[moves % len(MOVES)]  # alternate: every move is a change
+                moves += 1
                 kind, method = "admin_move", "PATCH"
                 path, body = f"/api/admin/facilities/{MOVED}", {"lon": lon, "lat": lat}
                 next_move += 20
