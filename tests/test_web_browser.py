@@ -26,11 +26,16 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server(study, new_database) -> Iterator[str]:
+def database(new_database) -> str:
+    return new_database()
+
+
+@pytest.fixture(scope="module")
+def server(study, database) -> Iterator[str]:
     from werkzeug.serving import make_server
 
     # no tile URL: the test must not reach the internet, and the map must work without tiles
-    app = create_app({"STUDY": study, "TILE_URL": "none", "DATABASE": new_database()})
+    app = create_app({"STUDY": study, "TILE_URL": "none", "DATABASE": database})
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
@@ -188,3 +193,35 @@ def test_here_page_uses_the_phone_location(server, driver):
     assert "分钟" in items[0].text and "公里" in items[0].text
     assert severe(driver) == []
     driver.execute_cdp_cmd("Emulation.clearGeolocationOverride", {})
+
+
+def test_admin_page_adds_a_course_that_the_village_page_shows(server, driver, database):
+    from selenium.webdriver.common.by import By
+
+    from web.store import Store
+
+    _, token = Store(database).create_token("浏览器测试", "南湖区")
+    driver.get(server + "/admin")
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    wait_for(driver, "return document.getElementById('who').textContent.includes('已登录')")
+    form = driver.find_element(By.ID, "course")
+    values = {
+        "facility": "TS-330402-001",
+        "title": "浏览器录入的电工班",
+        "trade": "电工",
+        "seats": "25",
+        "register_phone": "0573-87654321",
+    }
+    for name, value in values.items():
+        form.find_element(By.NAME, name).send_keys(value)
+    # a date input takes the date through script (typing depends on the browser locale)
+    driver.execute_script(
+        "document.querySelector('#course [name=start_date]').value = '2099-05-01'"
+    )
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    wait_for(driver, "return document.getElementById('result').textContent.includes('HTTP 201')")
+    driver.get(server + "/q/330402007024")
+    wait_for(driver, "return document.readyState === 'complete'")
+    assert "浏览器录入的电工班" in driver.page_source
+    assert severe(driver) == []
