@@ -92,11 +92,7 @@ def coverage_table(
             "location_quality": villages["location_quality"].to_numpy(),
         }
     )
-    for layer in LAYERS:
-        minutes_, ids = layer_nearest(router, lon, lat, facilities[facilities["layer"] == layer])
-        out[f"{layer}_minutes"] = minutes_
-        out[f"{layer}_facility_id"] = ids
-    _summarise(out, threshold)
+    _fill_layers(out, router, lon, lat, facilities, LAYERS, threshold)
     nearest_m = router.access(lon, lat).nearest_m
     out["nearest_road_m"] = np.round(nearest_m, 0)
     out["far_from_road"] = nearest_m > router.settings.access_flag_m
@@ -122,8 +118,20 @@ def layer_nearest(
     return np.round(res.minutes, 2), facility_id
 
 
-def _summarise(table: pd.DataFrame, threshold: float) -> None:
-    """(Re)derive ``any_minutes`` and ``covered`` from the per-layer minutes, in place."""
+def _fill_layers(
+    table: pd.DataFrame,
+    router: Router,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    facilities: gpd.GeoDataFrame,
+    layers: Iterable[str],
+    threshold: float,
+) -> None:
+    """(Re)compute the columns of ``layers``, then ``any_minutes`` and ``covered``, in place."""
+    for layer in layers:
+        minutes_, ids = layer_nearest(router, lon, lat, facilities[facilities["layer"] == layer])
+        table[f"{layer}_minutes"] = minutes_
+        table[f"{layer}_facility_id"] = ids
     any_min = table[[f"{layer}_minutes" for layer in LAYERS]].min(axis=1, skipna=True)
     table["any_minutes"] = any_min
     table["covered"] = (any_min <= threshold).to_numpy()
@@ -145,11 +153,7 @@ def update_layers(
     out = table.copy()
     lon = out.geometry.x.to_numpy(float)
     lat = out.geometry.y.to_numpy(float)
-    for layer in layers:
-        minutes_, ids = layer_nearest(router, lon, lat, facilities[facilities["layer"] == layer])
-        out[f"{layer}_minutes"] = minutes_
-        out[f"{layer}_facility_id"] = ids
-    _summarise(out, threshold)
+    _fill_layers(out, router, lon, lat, facilities, layers, threshold)
     return out
 
 

@@ -98,13 +98,12 @@ def _raster_union(
     of kilometres on the coarse network) so that the grid keeps at most
     :data:`MAX_CELLS` cells: the boundary is then within one such cell.
     """
-    span = float((xs + radius).max() - (xs - radius).min()) * float(
-        (ys + radius).max() - (ys - radius).min()
-    )
-    cell = max(cell, float(np.sqrt(span / MAX_CELLS)))
-    x0, y0 = float((xs - radius).min()) - cell, float((ys - radius).min()) - cell
-    width = int(np.ceil((float((xs + radius).max()) - x0) / cell)) + 2
-    height = int(np.ceil((float((ys + radius).max()) - y0) / cell)) + 2
+    left, right = float((xs - radius).min()), float((xs + radius).max())
+    bottom, top = float((ys - radius).min()), float((ys + radius).max())
+    cell = max(cell, float(np.sqrt((right - left) * (top - bottom) / MAX_CELLS)))
+    x0, y0 = left - cell, bottom - cell
+    width = int(np.ceil((right - x0) / cell)) + 2
+    height = int(np.ceil((top - y0) / cell)) + 2
     grid = np.zeros((height, width), dtype=bool)
     cx = np.round((xs - x0) / cell).astype(np.int64)
     cy = np.round((ys - y0) / cell).astype(np.int64)

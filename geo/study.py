@@ -98,8 +98,7 @@ class Study:
         network = load_network(settings, osm_file, use_cache=use_cache)
         routers = {m: Router(network, m, settings) for m in modes}
 
-        key = _results_key(settings, network, facilities, villages, modes, iso_minutes)
-        cache_file = settings.cache_dir / "results" / f"{key}.pkl"
+        cache_file = _results_file(settings, network, facilities, villages, modes, iso_minutes)
         cached = _read_cache(cache_file) if use_cache else None
         if cached is not None:
             coverage, isos, trade_minutes, access = cached
@@ -152,7 +151,7 @@ class Study:
         started = time.perf_counter()
         layers, trades = _changed(self.facilities, facilities)
         coverage = dict(self.coverage)
-        access = {m: frame.copy() for m, frame in self.access.items()}
+        access = dict(self.access)
         isos = dict(self.isochrones)
         trade_minutes = dict(self.trade_minutes)
         if layers:
@@ -163,15 +162,16 @@ class Study:
                     fresh = access_scores(
                         router, self.villages, facilities, self.settings.minutes, layers=layers
                     )
-                    for column in fresh.columns:
-                        access[mode][column] = fresh[column].to_numpy()
+                    access[mode] = access[mode].assign(
+                        **{column: fresh[column].to_numpy() for column in fresh.columns}
+                    )
                 for layer in layers:
                     for minutes in self.iso_minutes:
                         isos[(layer, mode, minutes)] = _layer_isochrone(
                             router, facilities, layer, minutes
                         )
         if trades:
-            taught = {t for ts in facilities["trades"] for t in (ts or [])}
+            taught = _taught(facilities)
             for key in [k for k in trade_minutes if k[1] in trades]:
                 del trade_minutes[key]
             trade_minutes.update(
@@ -186,13 +186,10 @@ class Study:
             trade_minutes=trade_minutes,
         )
         if self.use_cache and (layers or trades):
-            key = _results_key(
+            cache_file = _results_file(
                 self.settings, self.network, facilities, self.villages, self.modes, self.iso_minutes
             )
-            _write_cache(
-                self.settings.cache_dir / "results" / f"{key}.pkl",
-                (coverage, isos, trade_minutes, access),
-            )
+            _write_cache(cache_file, (coverage, isos, trade_minutes, access))
         change = StudyChange(
             layers=tuple(sorted(layers)),
             trades=tuple(sorted(trades)),
@@ -211,7 +208,7 @@ class Study:
     @property
     def trades(self) -> list[str]:
         """All trades (工种) taught by some facility, sorted."""
-        return sorted({t for ts in self.facilities["trades"] for t in (ts or [])})
+        return sorted(_taught(self.facilities))
 
     def village_trade_minutes(self, mode: str, trade: str) -> np.ndarray:
         """Minutes from every village (in ``villages`` order) to the nearest facility
@@ -237,6 +234,11 @@ class Study:
 
             raise SettingsError(f"mode {mode!r} was not loaded; loaded: {', '.join(self.modes)}")
         return self.coverage[mode]
+
+    def facility_row(self, fid: str) -> pd.Series | None:
+        """The facility with this id, or None."""
+        hit = self.facilities[self.facilities["id"] == str(fid)]
+        return None if hit.empty else hit.iloc[0]
 
     def village_row(self, code: str) -> pd.Series | None:
         """The village with this 12-digit code, or None."""
@@ -387,7 +389,7 @@ def _trade_minutes(
     lon = villages.geometry.x.to_numpy()
     lat = villages.geometry.y.to_numpy()
     if trades is None:
-        trades = sorted({t for ts in facilities["trades"] for t in (ts or [])})
+        trades = sorted(_taught(facilities))
     out = {}
     for trade in trades:
         teach = facilities[facilities["trades"].map(lambda ts, t=trade: t in (ts or []))]
@@ -406,6 +408,24 @@ def _file_digest(frame: pd.DataFrame) -> str:
     for wkb in frame.geometry.to_wkb():
         digest.update(bytes(wkb))
     return digest.hexdigest()
+
+
+def _taught(facilities: gpd.GeoDataFrame) -> set[str]:
+    """Every trade (工种) some facility teaches."""
+    return {t for ts in facilities["trades"] for t in (ts or [])}
+
+
+def _results_file(
+    settings: Settings,
+    network: RoadNetwork,
+    facilities: gpd.GeoDataFrame,
+    villages: gpd.GeoDataFrame,
+    modes: tuple[str, ...],
+    iso_minutes: tuple[float, ...],
+) -> Path:
+    """Where the results of exactly these inputs are cached."""
+    key = _results_key(settings, network, facilities, villages, modes, iso_minutes)
+    return settings.cache_dir / "results" / f"{key}.pkl"
 
 
 def _results_key(

@@ -57,21 +57,21 @@ def _fail(status: int, error: str, message: str, **extra: Any) -> NoReturn:
     abort(make_response(jsonify(error=error, message=message, **extra), status))
 
 
+def _unauthorized(message: str, challenge: str) -> NoReturn:
+    response = make_response(jsonify(error="unauthorized", message=message), 401)
+    response.headers["WWW-Authenticate"] = challenge
+    abort(response)
+
+
 def _principal() -> Principal:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        response = make_response(
-            jsonify(error="unauthorized", message="send Authorization: Bearer <token>"), 401
-        )
-        response.headers["WWW-Authenticate"] = 'Bearer realm="skillcircle"'
-        abort(response)
+        _unauthorized("send Authorization: Bearer <token>", 'Bearer realm="skillcircle"')
     principal = get_store().authenticate(token.strip())
     if principal is None:
-        response = make_response(
-            jsonify(error="unauthorized", message="unknown or revoked token"), 401
+        _unauthorized(
+            "unknown or revoked token", 'Bearer realm="skillcircle", error="invalid_token"'
         )
-        response.headers["WWW-Authenticate"] = 'Bearer realm="skillcircle", error="invalid_token"'
-        abort(response)
     return principal
 
 
@@ -306,6 +306,7 @@ def upload() -> Any:
             _fail(400, "invalid upload", str(exc), problems=problems, committed=False)
         records = frame_records(rows)
         problems = []
+        forbidden = False  # a row outside the token's county makes the whole upload a 403
         replaced = {}
         for record in records:
             county, town, town_code = _locate(record["lon"], record["lat"])
@@ -318,6 +319,7 @@ def upload() -> Any:
                 old is not None and not g.principal.may_edit(old["county"])
             ):
                 problems.append({"row": where, "message": f"not in {g.principal.county}"})
+                forbidden = True
                 continue
             record["county"] = record["county"] or county
             if record["county"] != county:
@@ -330,7 +332,7 @@ def upload() -> Any:
             if old is not None:
                 replaced[record["id"]] = old
         if problems:
-            status = 403 if any("not in" in p["message"] for p in problems) else 400
+            status = 403 if forbidden else 400
             _fail(
                 status,
                 "invalid upload",

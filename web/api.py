@@ -100,11 +100,10 @@ def facilities() -> Any:
 
 @bp.get("/facilities/<fid>")
 def facility(fid: str) -> Any:
-    fac = get_study().facilities
-    hit = fac[fac["id"] == fid]
-    if hit.empty:
+    row = get_study().facility_row(fid)
+    if row is None:
         abort(404, description=f"no facility {fid!r}")
-    record = facility_dict(hit.iloc[0])
+    record = facility_dict(row)
     record.update(get_store().upcoming([fid], today(), per_facility=50)[fid])
     return jsonify(record)
 

@@ -94,11 +94,11 @@ def _village_sections(study: Any, index: int, lon: float, lat: float) -> list[di
         for layer in LAYERS
         if layer not in set(shown["layer"]) and coverage[f"{layer}_facility_id"]
     ]
-    if farther:  # beyond the first search: the one nearest facility of those layers
+    if farther:  # beyond the first search: the layer's nearest, already in the coverage
         table = study.facility_table(None, None)[0]
         extra = table[table["id"].isin(farther)].copy()
-        seconds = study.routers[rank_mode].one_to_many(lon, lat, extra["lon"], extra["lat"])
-        extra["minutes"] = np.round(seconds / 60.0, 1)
+        minutes = {coverage[f"{lay}_facility_id"]: coverage[f"{lay}_minutes"] for lay in LAYERS}
+        extra["minutes"] = np.round(extra["id"].map(minutes).to_numpy(float), 1)
         shown = pd.concat([shown, extra], ignore_index=True)
     times = {rank_mode: dict(zip(shown["id"], shown["minutes"], strict=True))}
     for mode in study.modes:
@@ -123,11 +123,10 @@ def village_qr(code: str, fmt: str) -> Response:
 
 
 def _facility_or_404(fid: str) -> Any:
-    fac = get_study().facilities
-    hit = fac[fac["id"] == fid]
-    if hit.empty:
+    row = get_study().facility_row(fid)
+    if row is None:
         abort(404)
-    return hit.iloc[0]
+    return row
 
 
 @bp.get("/f/<fid>")
