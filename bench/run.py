@@ -198,14 +198,15 @@ def bench_coverage(
 
 
 def nx_reversed(router: Router) -> nx.DiGraph:
-    """The Router's graph reversed (edges v -> u), as networkx needs for times *to* targets."""
+    """The Router's state graph reversed (arcs v -> u), as networkx needs for times *to*
+    targets (for drive: the edge-expanded graph with turn costs)."""
     graph = nx.DiGraph()
-    graph.add_nodes_from(range(router.n_nodes))
+    graph.add_nodes_from(range(router.n_states))
     graph.add_weighted_edges_from(
         zip(
-            router.edge_v.tolist(),
-            router.edge_u.tolist(),
-            router.edge_seconds.tolist(),
+            router.arc_v.tolist(),
+            router.arc_u.tolist(),
+            router.arc_seconds.tolist(),
             strict=True,
         )
     )
@@ -221,11 +222,14 @@ def bench_nx_multisource(
     """networkx multi-source Dijkstra per layer vs Router.nearest, same snapping, same answers."""
     settings = router.settings
     limit = settings.max_minutes * 60.0
-    n = router.n_nodes
+    n = router.n_states
     v_lon = villages.geometry.x.to_numpy(float)
     v_lat = villages.geometry.y.to_numpy(float)
     build, graph = timed(lambda: nx_reversed(router))
-    v_acc = router.access(v_lon, v_lat)
+    v_snap = router.snap(v_lon, v_lat)
+    # a village leaves along its edge, to that edge's end state
+    v_state = router.exit[v_snap.edge]
+    v_rest = v_snap.seconds + (1 - v_snap.t) * router.edge_seconds[v_snap.edge]
     router.nearest(v_lon[:10], v_lat[:10], v_lon[:3], v_lat[:3])  # warm-up
     t_ours = t_nx = 0.0
     nodes_equal = villages_equal = True
@@ -238,13 +242,17 @@ def bench_nx_multisource(
             lambda f_lon=f_lon, f_lat=f_lat: router.nearest(v_lon, v_lat, f_lon, f_lat)
         )
         t_ours += took
-        # same snapping as the Router: a virtual source per facility, joined to every
-        # node its access leg reaches, by access-leg seconds
-        point, real, leg = router._candidates(f_lon, f_lat)
-        virt = n + point
-        graph.add_weighted_edges_from(
-            zip(virt.tolist(), real.tolist(), np.maximum(leg, EPS).tolist(), strict=True)
-        )
+        # same snapping as the Router: a virtual source per facility, joined to the
+        # start state of each edge it snapped to, by leg + the part of the edge before it
+        f_snap = router.snap(f_lon, f_lat)
+        virt = n + f_snap.point
+        real = router.entry[f_snap.edge]
+        leg = f_snap.seconds + f_snap.t * router.edge_seconds[f_snap.edge]
+        for a, b, w in zip(
+            virt.tolist(), real.tolist(), np.maximum(leg, EPS).tolist(), strict=True
+        ):
+            if not graph.has_edge(a, b) or graph[a][b]["weight"] > w:
+                graph.add_edge(a, b, weight=w)
         sources = set(virt.tolist())
 
         def baseline(sources: set[int] = sources) -> tuple[np.ndarray, np.ndarray]:
@@ -253,26 +261,25 @@ def bench_nx_multisource(
             for node, sec in dist.items():
                 if node < n:
                     node_s[node] = sec
-            via = np.where(
-                v_acc.node >= 0, v_acc.seconds + node_s[np.maximum(v_acc.node, 0)], np.inf
-            )
-            return node_s, via.min(axis=1)
+            via = np.full(len(v_lon), np.inf)
+            np.minimum.at(via, v_snap.point, v_rest + node_s[v_state])
+            return node_s, via
 
-        took, (node_s, _) = timed(baseline)
+        took, (node_s, via_nx) = timed(baseline)
         t_nx += took
         graph.remove_nodes_from(range(n, n + len(f_lon)))
-        # check 1: node times equal those of the Router's own multi-source search
-        ours_node, _ = router.node_seconds_to(f_lon, f_lat, limit)
+        # check 1: state times equal those of the Router's own multi-source search
+        ours_node, _, _ = router.state_seconds_to(f_lon, f_lat, limit)
         fin = np.isfinite(ours_node)
         same = bool(np.array_equal(fin, np.isfinite(node_s))) and bool(
             np.allclose(ours_node[fin], node_s[fin], rtol=1e-9, atol=1e-6)
         )
         nodes_equal &= same
-        # check 2: villages' times from the networkx node times (Router's exact village
-        # step: best node within reach + direct leg) equal Router.nearest
-        best, _ = router._best_node(v_lon, v_lat, node_s, limit)
-        direct, _ = router._direct(v_lon, v_lat, f_lon, f_lat)
-        via_nx = np.minimum(best, direct)
+        # check 2: villages' times from the networkx state times (plus trips along one
+        # edge, the Router's own step) equal Router.nearest
+        along = router._same_edge(v_snap, f_snap)
+        if len(along):
+            np.minimum.at(via_nx, along["origin"].to_numpy(), along["seconds"].to_numpy())
         via_nx = np.where(via_nx <= limit, via_nx, np.nan)
         villages_equal &= bool(
             np.allclose(via_nx, res.seconds, rtol=1e-9, atol=1e-6, equal_nan=True)
@@ -369,7 +376,9 @@ def bench_isochrones(
 
     build, graph = timed(lambda: nx_forward(router))
     sample = rng.choice(len(facilities), n_cookbook, replace=False)
-    centers = router.access(lon[sample], lat[sample]).node[:, 0]  # ox.nearest_nodes, untimed
+    snap = router.snap(lon[sample], lat[sample])  # ox.nearest_nodes, untimed
+    first = np.unique(snap.point, return_index=True)[1]
+    centers = router.edge_v[snap.edge[first]]
     t_ours = t_book = t_hull = 0.0
     area_ours, area_book = [], []
     for i, center in zip(sample, centers, strict=True):
@@ -406,7 +415,7 @@ def bench_isochrones(
     report.add(
         "  mean area ours / cookbook",
         f"{np.mean(area_ours):.0f} / {np.mean(area_book):.0f} km²",
-        note="ours: access discs (≤ 500 m) of reached nodes; cookbook: 50 m buffers",
+        note="ours: reached edges + legs (≤ 50 m); cookbook: 50 m node buffers",
     )
 
 

@@ -117,7 +117,7 @@ def _router(net: Any, mode: str, settings: Settings, villages: Any, facilities: 
         click.echo(
             f"警告 warning: {far} of {len(nearest)} villages are more than "
             f"{router.access_max_m:g} m from any road of this network; is the OSM extract for "
-            "the right area? Their times use direct access legs only (or are empty).",
+            "the right area? They are unreachable (empty times, far_from_road).",
             err=True,
         )
     return router
@@ -131,8 +131,10 @@ def _metadata(settings: Settings, net: Any, mode: str, **extra: Any) -> dict[str
         "阈值 minutes": f"{settings.minutes:g}",
         "最长 max_minutes": f"{settings.max_minutes:g} (longer = unreachable, empty)",
         "接驳 access leg": (
-            f"straight line x {settings.detour_factor:g} at {settings.access_kmh[mode]:g} km/h, "
-            f"at most {settings.access_max_m(net.source.coarse):g} m"
+            "to the nearest usable road segment, straight line"
+            + (f" x {settings.detour_factor:g}" if net.source.coarse else "")
+            + f" at {settings.access_kmh[mode]:g} km/h, "
+            f"at most {settings.access_max_m(net.source.coarse):g} m (farther: unreachable)"
         ),
         "数据 attribution": "© OpenStreetMap contributors, ODbL 1.0; see data/README.md",
     }
@@ -381,7 +383,7 @@ def isochrones(
 )
 @osm_option
 @download_option
-@file_option("--out", required=True, help="输出 .csv: origin_id,target_id,minutes")
+@file_option("--out", required=True, help="输出 .csv: origin_id,target_id,minutes,metres")
 @click.pass_context
 @_friendly
 def times(
@@ -406,7 +408,13 @@ def times(
     net = _network(settings, osm, download)
     router = Router(net, mode, settings)
     pairs = router.matrix(
-        a["lon"], a["lat"], b["lon"], b["lat"], max_minutes=max_minutes, progress=ctx.obj["verbose"]
+        a["lon"],
+        a["lat"],
+        b["lon"],
+        b["lat"],
+        max_minutes=max_minutes,
+        progress=ctx.obj["verbose"],
+        metres=True,
     )
     import pandas as pd
 
@@ -415,6 +423,7 @@ def times(
             "origin_id": a["id"].to_numpy()[pairs["origin"].to_numpy(int)],
             "target_id": b["id"].to_numpy()[pairs["target"].to_numpy(int)],
             "minutes": (pairs["seconds"].to_numpy() / 60).round(2),
+            "metres": pairs["metres"].to_numpy().round(0),
         }
     )
     table["network_source"] = _source_cell(net)

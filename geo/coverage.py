@@ -76,7 +76,8 @@ def coverage_table(
         One row per village, contract columns first. Unreachable (beyond
         ``max_minutes``) is NaN minutes and an empty facility id. ``covered`` is
         ``any_minutes <= minutes``. ``far_from_road`` flags villages whose
-        nearest road node is farther than ``settings.access_flag_m``.
+        nearest road is farther than ``settings.access_flag_m`` or than the snap bound
+        ``access_max_m`` (then it is unreachable).
     """
     threshold = router.settings.minutes if minutes is None else float(minutes)
     lon = villages.geometry.x.to_numpy(float)
@@ -95,7 +96,8 @@ def coverage_table(
     _fill_layers(out, router, lon, lat, facilities, LAYERS, threshold)
     nearest_m = router.access(lon, lat).nearest_m
     out["nearest_road_m"] = np.round(nearest_m, 0)
-    out["far_from_road"] = nearest_m > router.settings.access_flag_m
+    # beyond the snap bound a village is unreachable; flag it (and far ones on the coarse network)
+    out["far_from_road"] = nearest_m > min(router.settings.access_flag_m, router.access_max_m)
     gdf = gpd.GeoDataFrame(out, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
     logger.info(
         "coverage %s: %d of %d villages within %g min of any facility",

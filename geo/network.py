@@ -138,16 +138,17 @@ def parse_maxspeed(value: object) -> float:
 
 def mode_edges(
     net: RoadNetwork, mode: str, settings: Settings
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-    """Directed edges usable by ``mode`` and their travel times in seconds.
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+    """Directed edges usable by ``mode``, their travel times in seconds, and which edge.
 
     One-way restrictions apply to ``drive`` only: for ``walk`` and ``ebike`` the
     reverse of every one-way edge is added.
 
     Returns
     -------
-    u, v, seconds
-        Edge endpoints (node indices) and traversal times.
+    u, v, seconds, index
+        Edge endpoints (node indices), traversal times, and the position of each
+        in the network's edge arrays (a reversed one-way edge keeps its own).
     """
     check_mode(mode)
     hwy = net.highway
@@ -169,13 +170,15 @@ def mode_edges(
         by_class = pd.Series(hwy).map(dict(settings.drive_speeds)).to_numpy(dtype=float)
         kmh = np.where(np.isnan(net.maxspeed_kmh), by_class, net.maxspeed_kmh)
         kmh = np.where(np.isnan(kmh), settings.drive_fallback_kmh, kmh)
+    index = np.flatnonzero(keep)
     u, v = net.u[keep], net.v[keep]
     seconds = net.length_m[keep] / (kmh[keep] / 3.6)
     if mode != "drive" and not net.source.coarse:
         one = net.oneway[keep]
         u, v = np.concatenate([u, v[one]]), np.concatenate([v, u[one]])
         seconds = np.concatenate([seconds, seconds[one]])
-    return u, v, seconds
+        index = np.concatenate([index, index[one]])
+    return u, v, seconds, index
 
 
 # --------------------------------------------------------------------------- building

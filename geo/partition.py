@@ -62,7 +62,7 @@ class Partition:
 
 def halo_m(net: RoadNetwork, mode: str, settings: Settings) -> float:
     """Largest straight-line distance (m) a ``max_minutes`` trip covers, access leg included."""
-    u, v, seconds = mode_edges(net, mode, settings)
+    u, v, seconds, _ = mode_edges(net, mode, settings)
     x, y = _metric(net.lon, net.lat, settings)
     straight = np.hypot(x[v] - x[u], y[v] - y[u])
     usable = seconds > 0
@@ -195,6 +195,6 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Any
 
 
 def _metric(lon: Any, lat: Any, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
-    to_metric = Transformer.from_crs("EPSG:4326", settings.metric_crs, always_xy=True)
+    to_metric = Transformer.from_crs("EPSG:4326", settings.metric_crs_for(lon, lat), always_xy=True)
     x, y = to_metric.transform(np.asarray(lon, float), np.asarray(lat, float))
     return np.asarray(x, float), np.asarray(y, float)

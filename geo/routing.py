@@ -1,20 +1,32 @@
-"""Travel times on arrays: densified CSR graphs, KD-tree snapping, multi-source Dijkstra.
+"""Travel times on arrays: edge snapping, a state graph per mode, multi-source Dijkstra.
 
 The model (documented in README and docs/architecture.md):
 
-* A :class:`Router` turns a :class:`~geo.network.RoadNetwork` into a directed
-  scipy CSR graph of travel seconds for one mode. Edges longer than
-  ``settings.segment_m`` are split into equal pieces so that points along long
-  roads have a nearby node (this changes no node-to-node time).
-* A point (village, facility, user location) reaches the network by an
-  **access leg** to one of its ``access_candidates`` nearest nodes (KD-tree in
-  the metric CRS): straight-line distance x ``detour_factor`` at the mode's
-  ``access_kmh``. Candidates farther than ``access_max_m`` are not used. Two
-  points closer than that may also be joined directly by such a leg.
+* **Snapping to edges**, as Valhalla and OSRM do. A point (village, facility,
+  user location) snaps to the nearest road segment usable by the mode (an
+  STRtree over the segments in a metric CRS chosen from the network), split
+  virtually at the projected point. The *access leg* is only the straight line
+  from the point to that projection, at the mode's ``access_kmh`` (times
+  ``detour_factor`` on the bundled coarse network, whose local streets are
+  missing). A point farther than ``access_max_m`` from every usable segment is
+  unreachable (NaN), never joined to something farther. Like OSRM, a point
+  whose nearest segment lies in a small disconnected piece of the network (an
+  extract cut at its border, a parking lot) also gets the nearest segment of the
+  largest strongly connected component as a second candidate.
+* On a two-way segment a point can leave in both directions; on a one-way
+  segment (drive) only along it, at both ends of a trip.
+* **Walk and e-bike are node-based**: the search states are the road nodes.
+  **Drive is edge-based** on OSM networks: the states are "at the start of
+  directed edge e" and "at its end", and the arcs between the end of one edge
+  and the start of the next carry a turn cost (OSRM's car turn function), the
+  delay of a traffic signal at the junction, and are absent where an OSM turn
+  restriction (``no_*``/``only_*``) forbids the turn or where it would be a
+  U-turn away from a dead end. The coarse network has no turn data: node-based.
 * Travel from many points to their nearest target is one multi-source Dijkstra
-  on the *reversed* graph from virtual target nodes (``min_only=True``), bounded
-  by ``max_minutes``. Times above the bound are NaN ("unreachable"), never a
-  magic number.
+  on the *reversed* state graph from virtual target nodes (``min_only=True``),
+  bounded by ``max_minutes``. Times above the bound are NaN ("unreachable"),
+  never a magic number. Two points on the same directed edge (origin before
+  target) also get the time along that edge.
 """
 
 from __future__ import annotations
@@ -26,11 +38,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import shapely
 from numpy.typing import ArrayLike, NDArray
 from pyproj import Transformer
 from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import dijkstra
-from scipy.spatial import cKDTree
+from scipy.sparse.csgraph import connected_components, dijkstra
 
 from geo._errors import NetworkError
 from geo.network import RoadNetwork, mode_edges
@@ -45,17 +57,48 @@ IntArray = NDArray[np.int64]
 
 
 @dataclass(frozen=True)
-class Access:
-    """Access legs of P points to their K candidate nodes.
+class Snap:
+    """Where P points join the network: C candidates (1 to 4 per point).
 
-    ``node`` is -1 and ``seconds`` is inf where a candidate is missing or
-    beyond ``access_max_m``. ``nearest_m`` is the distance to the nearest
-    network node (flag points far from any road with it).
+    Attributes
+    ----------
+    point
+        Which point each candidate belongs to (sorted).
+    edge
+        The directed edge (index into ``Router.edge_u``/``edge_v``).
+    t
+        Position of the projection along the edge, 0 at its tail, 1 at its head.
+    seconds
+        The access leg (point -> projection).
+    metres
+        Its straight-line length.
+    nearest_m
+        Per point, the distance to the nearest usable segment (``inf`` if the
+        network has none for the mode); flag points far from any road with it.
     """
 
-    node: IntArray
+    point: IntArray
+    edge: IntArray
+    t: FloatArray
     seconds: FloatArray
+    metres: FloatArray
     nearest_m: FloatArray
+
+    @property
+    def n_points(self) -> int:
+        return len(self.nearest_m)
+
+    def one(self, i: int) -> Snap:
+        """The candidates of point ``i`` alone, as point 0."""
+        keep = self.point == i
+        return Snap(
+            np.zeros(int(keep.sum()), dtype=np.int64),
+            self.edge[keep],
+            self.t[keep],
+            self.seconds[keep],
+            self.metres[keep],
+            self.nearest_m[i : i + 1],
+        )
 
 
 @dataclass(frozen=True)
@@ -80,7 +123,7 @@ class Router:
     mode
         ``walk``, ``ebike`` or ``drive``.
     settings
-        Speeds, access model, bounds and the metric CRS.
+        Speeds, access model, turn model, bounds and the metric CRS.
     """
 
     def __init__(self, net: RoadNetwork, mode: str, settings: Settings) -> None:
@@ -89,114 +132,236 @@ class Router:
         self.mode = check_mode(mode)
         self.settings = settings
         self.source = net.source
-        self._to_metric = Transformer.from_crs("EPSG:4326", settings.metric_crs, always_xy=True)
-        self._to_wgs84 = Transformer.from_crs(settings.metric_crs, "EPSG:4326", always_xy=True)
+        self.metric_crs = settings.metric_crs_for(net.lon, net.lat)
+        self._to_metric = Transformer.from_crs("EPSG:4326", self.metric_crs, always_xy=True)
+        self._to_wgs84 = Transformer.from_crs(self.metric_crs, "EPSG:4326", always_xy=True)
         bx, by = self._to_metric.transform(net.lon, net.lat)
-        u, v, sec = mode_edges(net, mode, settings)
+        self.x, self.y = np.asarray(bx, float), np.asarray(by, float)
+        self.n_nodes = net.n_nodes
+        u, v, sec, idx = mode_edges(net, mode, settings)
         if len(u) == 0:
             raise NetworkError(
                 f"{net.source.description}: no road in this network can be used by {mode} "
                 f"({MODES[mode]}); use a network with such roads"
             )
-        x, y, u, v, sec = _densify(np.asarray(bx), np.asarray(by), u, v, sec, settings.segment_m)
-        self.x, self.y = x, y
-        self.n_nodes = len(x)
-        # parallel edges keep their minimum; no self-loops; no zero weights
-        u, v, sec = _simple_edges(u, v, sec)
+        # parallel edges keep their minimum; no self-loops
+        u, v, sec, idx = _simple_edges(u, v, sec, idx)
         self.edge_u, self.edge_v, self.edge_seconds = u, v, sec
-        self.graph = _csr(u, v, sec, self.n_nodes)
-        self.graph_rev = _csr(v, u, sec, self.n_nodes)
-        # snap only to nodes this mode can use
-        self.snap_nodes = np.unique(np.concatenate([u, v]))
-        self._tree = cKDTree(np.column_stack([x[self.snap_nodes], y[self.snap_nodes]]))
+        self.edge_m = net.length_m[idx]
+        self.edge_way = _way_ids(net)[idx]
+        self.edge_based = mode == "drive" and not net.source.coarse
+        if self.edge_based:
+            e = len(u)
+            self.entry = np.arange(e, dtype=np.int64)
+            self.exit = np.arange(e, 2 * e, dtype=np.int64)
+            self.n_states = 2 * e
+            t_from, t_to, t_sec = turn_arcs(self, net, settings)
+            self.n_turns = len(t_from)
+            a_u = np.concatenate([self.entry, self.exit[t_from]])
+            a_v = np.concatenate([self.exit, self.entry[t_to]])
+            a_s = np.concatenate([sec, t_sec])
+            a_m = np.concatenate([self.edge_m, np.zeros(len(t_from))])
+        else:
+            self.entry, self.exit = u, v
+            self.n_states = self.n_nodes
+            self.n_turns = 0
+            a_u, a_v, a_s, a_m = u, v, sec, self.edge_m
+        self.arc_u, self.arc_v = a_u, a_v
+        self.arc_seconds, self.arc_m = np.maximum(a_s, _EPS), a_m
+        self.graph = _csr(a_u, a_v, self.arc_seconds, self.n_states)
+        self.graph_rev = _csr(a_v, a_u, self.arc_seconds, self.n_states)
+        self.coarse = net.source.coarse
+        self.detour = settings.detour_factor if self.coarse else 1.0
         self.access_mps = settings.access_kmh[mode] / 3.6
-        self.access_max_m = settings.access_max_m(net.source.coarse)
+        self.access_max_m = settings.access_max_m(self.coarse)
+        self._build_segments()
         logger.info(
-            "router %s: %d nodes (%d after splitting edges > %g m), %d directed edges in %.2f s",
+            "router %s: %d nodes, %d directed edges, %d segments%s in %.2f s",
             mode,
-            net.n_nodes,
             self.n_nodes,
-            settings.segment_m,
             len(u),
+            len(self.seg_a),
+            f", {self.n_turns} turns (edge-based)" if self.edge_based else "",
             time.perf_counter() - started,
         )
 
     # ------------------------------------------------------------------ geometry
 
     def to_metric(self, lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArray]:
-        """Project WGS84 lon/lat to the metric CRS."""
+        """Project WGS84 lon/lat to the router's metric CRS."""
         x, y = self._to_metric.transform(np.asarray(lon, float), np.asarray(lat, float))
         return np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
 
+    def to_wgs84(self, x: ArrayLike, y: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """Project metric coordinates back to WGS84 lon/lat."""
+        lon, lat = self._to_wgs84.transform(np.asarray(x, float), np.asarray(y, float))
+        return np.atleast_1d(np.asarray(lon, float)), np.atleast_1d(np.asarray(lat, float))
+
     def access_seconds(self, metres: ArrayLike) -> FloatArray:
         """Seconds of an access leg of the given straight-line length."""
-        return np.asarray(metres, float) * self.settings.detour_factor / self.access_mps
-
-    def leg_seconds(self, metres: ArrayLike) -> FloatArray:
-        """Seconds of an access leg, ``inf`` beyond ``access_max_m`` (not usable)."""
-        metres = np.asarray(metres, float)
-        return np.where(metres <= self.access_max_m, self.access_seconds(metres), np.inf)
+        return np.asarray(metres, float) * self.detour / self.access_mps
 
     def access_radius(self, seconds: ArrayLike) -> FloatArray:
         """Straight-line metres an access leg covers in ``seconds`` (capped)."""
-        r = np.asarray(seconds, float) * self.access_mps / self.settings.detour_factor
+        r = np.asarray(seconds, float) * self.access_mps / self.detour
         return np.minimum(r, self.access_max_m)
 
-    def access(self, lon: ArrayLike, lat: ArrayLike) -> Access:
-        """Candidate nodes and access-leg seconds for points."""
+    def _build_segments(self) -> None:
+        """Undirected segments of the usable edges, their directed edges, and STRtrees."""
+        a = np.minimum(self.edge_u, self.edge_v)
+        b = np.maximum(self.edge_u, self.edge_v)
+        pair = pd.DataFrame({"a": a, "b": b, "fwd": self.edge_u == a, "e": np.arange(len(a))})
+        table = pair.pivot_table(index=["a", "b"], columns="fwd", values="e", aggfunc="min")
+        self.seg_a = table.index.get_level_values("a").to_numpy(np.int64)
+        self.seg_b = table.index.get_level_values("b").to_numpy(np.int64)
+        self.seg_fwd = _column(table, True)  # edge a -> b, or -1
+        self.seg_bwd = _column(table, False)  # edge b -> a, or -1
+        coords = np.stack(
+            [
+                np.column_stack([self.x[self.seg_a], self.y[self.seg_a]]),
+                np.column_stack([self.x[self.seg_b], self.y[self.seg_b]]),
+            ],
+            axis=1,
+        )
+        self._segments = shapely.linestrings(coords)
+        self._tree = shapely.STRtree(self._segments)
+        # the largest strongly connected component of the node graph (OSRM snaps to
+        # it as well when the nearest segment lies in a small piece)
+        node_graph = _csr(self.edge_u, self.edge_v, np.ones(len(self.edge_u)), self.n_nodes)
+        _, label = connected_components(node_graph, directed=True, connection="strong")
+        used = np.unique(np.concatenate([self.edge_u, self.edge_v]))
+        main = np.bincount(label[used]).argmax()
+        seg_main = (label[self.seg_a] == main) & (label[self.seg_b] == main)
+        self._main_index = np.flatnonzero(seg_main)
+        self._main_tree = (
+            shapely.STRtree(self._segments[self._main_index])
+            if len(self._main_index) < len(self.seg_a)
+            else None
+        )
+        self._seg_main = seg_main
+
+    def snap(self, lon: ArrayLike, lat: ArrayLike) -> Snap:
+        """Snap points to their nearest usable segment (and to the main component's).
+
+        Returns
+        -------
+        Snap
+            Candidates within ``access_max_m``: per snapped segment, one candidate
+            per direction the mode may travel it.
+        """
         x, y = self.to_metric(lon, lat)
-        k = min(self.settings.access_candidates, len(self.snap_nodes))
-        dist, idx = self._tree.query(np.column_stack([x, y]), k=k)
-        dist = np.asarray(dist, float).reshape(len(x), k)
-        idx = np.asarray(idx).reshape(len(x), k)
-        node = self.snap_nodes[idx].astype(np.int64)
-        seconds = self.leg_seconds(dist)
-        ok = np.isfinite(seconds)
-        return Access(np.where(ok, node, -1), seconds, dist[:, 0])
+        p = len(x)
+        points = shapely.points(x, y)
+        (pi, si), dist = self._tree.query_nearest(points, return_distance=True, all_matches=False)
+        nearest = np.full(p, np.inf)
+        nearest[pi] = dist
+        seg = np.full(p, -1, dtype=np.int64)
+        seg[pi] = si
+        pts, segs = [np.arange(p)[seg >= 0]], [seg[seg >= 0]]
+        if self._main_tree is not None and len(pi):
+            off = pi[~self._seg_main[si]]
+            if len(off):
+                qi, mi = self._main_tree.query_nearest(
+                    points[off],
+                    all_matches=False,
+                    max_distance=self.access_max_m,
+                )
+                pts.append(off[qi])
+                segs.append(self._main_index[mi])
+        point = np.concatenate(pts)
+        seg_i = np.concatenate(segs)
+        t, metres = _project(x[point], y[point], self, seg_i)
+        ok = metres <= self.access_max_m
+        point, seg_i, t, metres = point[ok], seg_i[ok], t[ok], metres[ok]
+        fwd, bwd = self.seg_fwd[seg_i], self.seg_bwd[seg_i]
+        c_point = np.concatenate([point[fwd >= 0], point[bwd >= 0]])
+        c_edge = np.concatenate([fwd[fwd >= 0], bwd[bwd >= 0]])
+        c_t = np.concatenate([t[fwd >= 0], 1.0 - t[bwd >= 0]])
+        c_m = np.concatenate([metres[fwd >= 0], metres[bwd >= 0]])
+        order = np.argsort(c_point, kind="stable")
+        c_m = c_m[order]
+        return Snap(
+            c_point[order], c_edge[order], c_t[order], self.access_seconds(c_m), c_m, nearest
+        )
+
+    def access(self, lon: ArrayLike, lat: ArrayLike) -> Snap:
+        """Alias of :meth:`snap` (``.nearest_m`` is the distance to the road)."""
+        return self.snap(lon, lat)
 
     # ------------------------------------------------------------------ core
 
-    def _candidates(self, lon: ArrayLike, lat: ArrayLike) -> tuple[IntArray, IntArray, FloatArray]:
-        """Every usable access leg: (point, node, seconds) for all snap nodes within
-        ``access_max_m`` of each point — not only the nearest few, so that a point
-        beside a fast road reaches it even when slower streets are closer."""
-        x, y = self.to_metric(lon, lat)
-        found = self._tree.query_ball_point(
-            np.column_stack([x, y]), self.access_max_m, return_sorted=False
-        )
-        counts = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
-        point = np.repeat(np.arange(len(x)), counts)
-        if counts.sum() == 0:
-            return point, np.empty(0, dtype=np.int64), np.empty(0)
-        node = self.snap_nodes[np.concatenate([np.asarray(f, dtype=np.int64) for f in found])]
-        seconds = self.access_seconds(np.hypot(self.x[node] - x[point], self.y[node] - y[point]))
-        return point, node.astype(np.int64), seconds
+    def _seeds(
+        self, snap: Snap, reverse: bool
+    ) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+        """Arcs from each point's virtual node into the state graph.
 
-    def _augmented(self, lon: ArrayLike, lat: ArrayLike, reverse: bool) -> tuple[csr_matrix, int]:
-        """Graph plus one virtual node per point, joined to all its usable access nodes.
+        Forward (a trip *from* the point): to the end of its edge, after the rest
+        of the edge. Reverse (a trip *to* the point, searched backwards): to the
+        start of its edge, the part of the edge before the point.
+        """
+        c = self.edge_seconds[snap.edge]
+        m = self.edge_m[snap.edge]
+        if reverse:
+            state, along, metres = self.entry[snap.edge], snap.t, snap.t
+        else:
+            state, along, metres = self.exit[snap.edge], 1.0 - snap.t, 1.0 - snap.t
+        return snap.point, state, snap.seconds + along * c, metres * m
+
+    def _augmented(self, snap: Snap, reverse: bool, metres: bool = False) -> tuple[Any, ...]:
+        """State graph plus one virtual node per point, appended as extra CSR rows.
 
         With ``reverse`` the virtual nodes are sources in the reversed graph
-        (paths *into* the points); otherwise sources in the forward graph. The
-        virtual nodes are appended as extra CSR rows, so the graph itself is
-        copied, not rebuilt.
+        (trips *into* the points); otherwise in the forward graph. With ``metres``
+        also the same matrix with arc lengths (for route distances).
         """
-        point, real, w = self._candidates(lon, lat)
-        n, p = self.n_nodes, len(np.atleast_1d(np.asarray(lon, float)))
+        point, state, w, m = self._seeds(snap, reverse)
+        # one arc per (point, state): keep the fastest
+        order = np.lexsort((w, state, point))
+        point, state, w, m = point[order], state[order], w[order], m[order]
+        first = np.ones(len(point), dtype=bool)
+        first[1:] = (point[1:] != point[:-1]) | (state[1:] != state[:-1])
+        point, state, w, m = point[first], state[first], w[first], m[first]
+        n, p = self.n_states, snap.n_points
         base = self.graph_rev if reverse else self.graph
-        extra = np.bincount(point, minlength=p)  # point is sorted: rows in order
+        extra = np.bincount(point, minlength=p)
         indptr = np.concatenate([base.indptr, base.indptr[-1] + np.cumsum(extra)])
-        data = np.concatenate([base.data, np.maximum(w, _EPS)])
-        indices = np.concatenate([base.indices, real.astype(base.indices.dtype)])
-        return csr_matrix((data, indices, indptr), shape=(n + p, n + p)), n
+        indices = np.concatenate([base.indices, state.astype(base.indices.dtype)])
+        graph = csr_matrix(
+            (np.concatenate([base.data, np.maximum(w, _EPS)]), indices, indptr),
+            shape=(n + p, n + p),
+        )
+        if not metres:
+            return graph, n
+        lengths = self._arc_lengths(reverse)
+        meters = csr_matrix(
+            (np.concatenate([lengths.data, m]), indices, indptr), shape=(n + p, n + p)
+        )
+        return graph, n, meters
 
-    def node_seconds_to(
+    def _arc_lengths(self, reverse: bool) -> csr_matrix:
+        """Arc lengths in metres, in the same CSR layout as ``graph``/``graph_rev``."""
+        key = "_len_rev" if reverse else "_len_fwd"
+        if key not in self.__dict__:
+            a, b = (self.arc_v, self.arc_u) if reverse else (self.arc_u, self.arc_v)
+            # same construction as the time matrix, so the layouts agree entry by entry
+            lengths = csr_matrix((self.arc_m + 0.0, (a, b)), shape=(self.n_states,) * 2)
+            timing = self.graph_rev if reverse else self.graph
+            if not (
+                np.array_equal(lengths.indptr, timing.indptr)
+                and np.array_equal(lengths.indices, timing.indices)
+            ):
+                lengths = _align(lengths, timing)
+            self.__dict__[key] = lengths
+        out: csr_matrix = self.__dict__[key]
+        return out
+
+    def state_seconds_to(
         self, lon: ArrayLike, lat: ArrayLike, limit_s: float | None = None
-    ) -> tuple[FloatArray, IntArray]:
-        """Seconds from every node to the nearest of the given targets, and which target.
-
-        Unreached nodes have ``inf`` seconds and target -1.
-        """
-        graph, n = self._augmented(lon, lat, reverse=True)
+    ) -> tuple[FloatArray, IntArray, Snap]:
+        """Seconds from every state to the nearest of the given targets, which target,
+        and the targets' snap. Unreached states have ``inf`` seconds and target -1."""
+        snap = self.snap(lon, lat)
+        graph, n = self._augmented(snap, reverse=True)
         p = graph.shape[0] - n
         limit = np.inf if limit_s is None else float(limit_s)
         dist, _, src = dijkstra(
@@ -208,7 +373,33 @@ class Router:
             return_predecessors=True,
         )
         target = np.where(src[:n] >= 0, src[:n] - n, -1).astype(np.int64)
-        return np.asarray(dist[:n], float), target
+        return np.asarray(dist[:n], float), target, snap
+
+    def state_seconds_from_each(
+        self, lon: ArrayLike, lat: ArrayLike, limit_s: float
+    ) -> tuple[list[FloatArray], Snap]:
+        """For each target separately: seconds from every state to it (``inf`` beyond
+        ``limit_s``), and the targets' snap. Used for per-facility isochrones."""
+        snap = self.snap(lon, lat)
+        graph, n = self._augmented(snap, reverse=True)
+        out = [
+            np.asarray(dijkstra(graph, directed=True, indices=n + i, limit=limit_s)[:n], float)
+            for i in range(graph.shape[0] - n)
+        ]
+        return out, snap
+
+    def _arrive(self, snap: Snap, state_s: FloatArray, reverse: bool) -> FloatArray:
+        """Per candidate, the trip time through the state graph.
+
+        ``reverse``: ``state_s`` are seconds *from* states to a target; the
+        candidate's point travels to the end of its edge first. Otherwise
+        ``state_s`` are seconds from a source *to* states; the trip enters the
+        candidate's edge at its start.
+        """
+        return self._seeds(snap, not reverse)[2] + state_s[self._states(snap, reverse)]
+
+    def _states(self, snap: Snap, reverse: bool) -> IntArray:
+        return self.exit[snap.edge] if reverse else self.entry[snap.edge]
 
     def nearest(
         self,
@@ -232,21 +423,29 @@ class Router:
         NearestResult
             Seconds (NaN where unreachable) and target index (-1 there).
         """
-        limit = 60.0 * (self.settings.max_minutes if max_minutes is None else max_minutes)
+        limit = self._limit(max_minutes)
         o_lon = np.atleast_1d(np.asarray(origin_lon, float))
         t_lon = np.atleast_1d(np.asarray(target_lon, float))
         if len(o_lon) == 0:
             return NearestResult(np.empty(0), np.empty(0, dtype=np.int64))
         if len(t_lon) == 0:
             return NearestResult(np.full(len(o_lon), np.nan), np.full(len(o_lon), -1))
-        node_s, node_t = self.node_seconds_to(target_lon, target_lat, limit)
-        seconds, node = self._best_node(origin_lon, origin_lat, node_s, limit)
-        target = np.where(node >= 0, node_t[np.maximum(node, 0)], -1)
-        # direct access leg to the straight-line nearest target
-        direct_s, direct_t = self._direct(origin_lon, origin_lat, target_lon, target_lat)
-        use_direct = direct_s < seconds
-        seconds = np.where(use_direct, direct_s, seconds)
-        target = np.where(use_direct, direct_t, target)
+        state_s, state_t, t_snap = self.state_seconds_to(target_lon, target_lat, limit)
+        o_snap = self.snap(origin_lon, origin_lat)
+        total = self._arrive(o_snap, state_s, reverse=True)
+        which = state_t[self._states(o_snap, reverse=True)]
+        seconds, target = _min_per_point(o_snap.point, total, which, len(o_lon))
+        pairs = self._same_edge(o_snap, t_snap)
+        if self.coarse:
+            pairs = pd.concat(
+                [pairs, self._direct_pairs(origin_lon, origin_lat, target_lon, target_lat)]
+            )
+        if len(pairs):
+            best = pairs.sort_values("seconds").drop_duplicates("origin")
+            o = best["origin"].to_numpy(np.int64)
+            better = best["seconds"].to_numpy() < seconds[o]
+            seconds[o[better]] = best["seconds"].to_numpy()[better]
+            target[o[better]] = best["target"].to_numpy(np.int64)[better]
         unreachable = ~(seconds <= limit)
         return NearestResult(
             np.where(unreachable, np.nan, seconds),
@@ -263,79 +462,32 @@ class Router:
     ) -> FloatArray:
         """Seconds from one origin to each target (NaN beyond ``max_minutes``).
 
-        One forward Dijkstra from the origin's virtual node; each target then
-        takes its best access node (exact, see :meth:`_best_node`) or the direct leg.
+        One forward Dijkstra from the origin's virtual node; each target is then
+        reached at the start of its edge (or along the origin's own edge).
         """
-        limit = 60.0 * (self.settings.max_minutes if max_minutes is None else max_minutes)
+        limit = self._limit(max_minutes)
         t_lon = np.atleast_1d(np.asarray(target_lon, float))
         t_lat = np.atleast_1d(np.asarray(target_lat, float))
         if len(t_lon) == 0:
             return np.empty(0)
-        graph, n = self._augmented([origin_lon], [origin_lat], reverse=False)
-        node_s = dijkstra(graph, directed=True, indices=n, limit=limit)[:n]
-        seconds, _ = self._best_node(t_lon, t_lat, node_s, limit)
-        ox_, oy = self.to_metric([origin_lon], [origin_lat])
-        tx, ty = self.to_metric(t_lon, t_lat)
-        direct = np.hypot(tx - ox_[0], ty - oy[0])
-        direct_s = self.leg_seconds(direct)
-        seconds = np.minimum(seconds, direct_s)
+        o_snap = self.snap([origin_lon], [origin_lat])
+        graph, n = self._augmented(o_snap, reverse=False)
+        state_s = np.asarray(dijkstra(graph, directed=True, indices=n, limit=limit)[:n], float)
+        t_snap = self.snap(t_lon, t_lat)
+        seconds, _ = _min_per_point(
+            t_snap.point,
+            self._arrive(t_snap, state_s, reverse=False),
+            t_snap.point,
+            len(t_lon),
+        )
+        pairs = self._same_edge(o_snap, t_snap)
+        if self.coarse:
+            pairs = pd.concat([pairs, self._direct_pairs([origin_lon], [origin_lat], t_lon, t_lat)])
+        if len(pairs):
+            best = pairs.groupby("target")["seconds"].min()
+            i = best.index.to_numpy(np.int64)
+            seconds[i] = np.minimum(seconds[i], best.to_numpy())
         return np.where(seconds <= limit, seconds, np.nan)
-
-    def _best_node(
-        self, lon: ArrayLike, lat: ArrayLike, node_s: FloatArray, limit_s: float | None = None
-    ) -> tuple[FloatArray, IntArray]:
-        """Exact ``min_n (access(p, n) + node_s[n])`` per point, and the arg-min node (-1).
-
-        The nearest candidates give an upper bound U; only nodes whose access leg
-        alone is shorter than U can do better, so a ball query of that radius
-        makes the minimum exact (not limited to the K nearest nodes).
-        """
-        acc = self.access(lon, lat)
-        via = np.where(acc.node >= 0, acc.seconds + node_s[np.maximum(acc.node, 0)], np.inf)
-        rows = np.arange(len(via))
-        pick = np.argmin(via, axis=1)
-        best_s = via[rows, pick]
-        best_n = np.where(np.isfinite(best_s), acc.node[rows, pick], -1)
-        x, y = self.to_metric(lon, lat)
-        limit = self.settings.max_minutes * 60.0 if limit_s is None else float(limit_s)
-        bound = np.where(np.isfinite(best_s), best_s, limit)
-        radius = self.access_radius(bound)
-        # search only nodes the Dijkstra reached: after a bounded search that is a
-        # small set, and a small tree beats ball queries over the whole network
-        reached = self.snap_nodes[np.isfinite(node_s[self.snap_nodes])]
-        if len(reached) == 0:
-            return best_s, best_n.astype(np.int64)
-        if len(reached) < len(self.snap_nodes) // 4:
-            nodes = reached
-            tree = cKDTree(np.column_stack([self.x[reached], self.y[reached]]))
-        else:
-            nodes, tree = self.snap_nodes, self._tree
-        found = tree.query_ball_point(np.column_stack([x, y]), radius, return_sorted=False)
-        counts = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
-        if counts.sum() == 0:
-            return best_s, best_n.astype(np.int64)
-        point = np.repeat(rows, counts)
-        cand = nodes[np.concatenate([np.asarray(f, dtype=np.int64) for f in found])]
-        total = self.access_seconds(np.hypot(self.x[cand] - x[point], self.y[cand] - y[point]))
-        total += node_s[cand]
-        # per point, the candidate with the smallest total (sort by point, then total)
-        order = np.lexsort((total, point))
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = point[order][1:] != point[order][:-1]
-        win = order[first]
-        better = total[win] < best_s[point[win]]
-        best_s[point[win][better]] = total[win][better]
-        best_n[point[win][better]] = cand[win][better]
-        return best_s, best_n.astype(np.int64)
-
-    def _direct(
-        self, o_lon: ArrayLike, o_lat: ArrayLike, t_lon: ArrayLike, t_lat: ArrayLike
-    ) -> tuple[FloatArray, IntArray]:
-        ox_, oy = self.to_metric(o_lon, o_lat)
-        tx, ty = self.to_metric(t_lon, t_lat)
-        dist, idx = cKDTree(np.column_stack([tx, ty])).query(np.column_stack([ox_, oy]), k=1)
-        seconds = self.leg_seconds(dist)
-        return seconds, np.asarray(idx, dtype=np.int64)
 
     def matrix(
         self,
@@ -346,67 +498,279 @@ class Router:
         max_minutes: float | None = None,
         batch: int = 64,
         progress: bool = False,
+        metres: bool = False,
     ) -> pd.DataFrame:
         """All origin -> target pairs within ``max_minutes``.
 
-        Targets join the graph at every node an access leg can reach; origins use
-        their ``access_candidates`` nearest nodes (plus the direct leg), where
-        :meth:`nearest` searches every node, so it can be marginally faster for a
-        point far from the road.
+        One bounded reverse Dijkstra per target (in batches); origins and targets
+        snap by the same rule, so swapping them gives the reverse trips.
+
+        Parameters
+        ----------
+        metres
+            Also return the route length (``metres``): along the network from the
+            origin's projection to the target's, access legs excluded (as Valhalla
+            and OSRM report it); straight line x detour for direct legs.
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``origin`` and ``target`` (positional indices) and
-            ``seconds``; pairs beyond the bound are absent.
+            Columns ``origin`` and ``target`` (positional indices), ``seconds``
+            (and ``metres``); pairs beyond the bound are absent.
         """
         from tqdm import tqdm
 
-        limit = 60.0 * (self.settings.max_minutes if max_minutes is None else max_minutes)
-        o_acc = self.access(origin_lon, origin_lat)
-        graph, n = self._augmented(target_lon, target_lat, reverse=True)
+        limit = self._limit(max_minutes)
+        o_snap = self.snap(origin_lon, origin_lat)
+        t_snap = self.snap(target_lon, target_lat)
+        n_o = o_snap.n_points
+        built = self._augmented(t_snap, reverse=True, metres=metres)
+        graph, n = built[0], built[1]
         n_t = graph.shape[0] - n
-        ox_, oy = self.to_metric(origin_lon, origin_lat)
-        tx, ty = self.to_metric(target_lon, target_lat)
+        o_states = self._states(o_snap, reverse=True)
+        o_rest, o_rest_m = self._seeds(o_snap, reverse=False)[2:]
         frames = []
         starts = range(0, n_t, batch)
         for start in tqdm(starts, desc="路径计算 routing", disable=not progress, unit="batch"):
             stop = min(start + batch, n_t)
-            dist = dijkstra(
-                graph, directed=True, indices=np.arange(n + start, n + stop), limit=limit
+            found = dijkstra(
+                graph,
+                directed=True,
+                indices=np.arange(n + start, n + stop),
+                limit=limit,
+                return_predecessors=metres,
             )
-            dist = np.atleast_2d(dist)[:, :n]  # (targets in batch) x nodes
-            safe = np.maximum(o_acc.node, 0)
-            via = dist[:, safe] + np.where(o_acc.node >= 0, o_acc.seconds, np.inf)[None]
-            best = via.min(axis=2)  # batch x origins
-            direct = np.hypot(
-                ox_[None, :] - tx[start:stop, None], oy[None, :] - ty[start:stop, None]
+            dist = np.atleast_2d(found[0] if metres else found)
+            via = dist[:, o_states] + o_rest[None, :]  # batch x candidates
+            for row in range(stop - start):
+                secs, cand = _min_per_point(o_snap.point, via[row], np.arange(len(via[row])), n_o)
+                oi = np.flatnonzero(secs <= limit)
+                frame = pd.DataFrame({"origin": oi, "target": start + row, "seconds": secs[oi]})
+                if metres:
+                    lengths = _tree_metres(np.atleast_2d(found[1])[row], built[2], n + start + row)
+                    c = cand[oi]
+                    frame["metres"] = o_rest_m[c] + lengths[o_states[c]]
+                frames.append(frame)
+        pairs = self._same_edge(o_snap, t_snap, metres=metres)
+        if self.coarse:
+            pairs = pd.concat(
+                [
+                    pairs,
+                    self._direct_pairs(
+                        origin_lon, origin_lat, target_lon, target_lat, metres=metres
+                    ),
+                ]
             )
-            direct_s = self.leg_seconds(direct)
-            best = np.minimum(best, direct_s)
-            ti, oi = np.nonzero(best <= limit)
-            frames.append(
-                pd.DataFrame({"origin": oi, "target": ti + start, "seconds": best[ti, oi]})
-            )
-        if not frames:
-            return pd.DataFrame({"origin": [], "target": [], "seconds": []})
-        out = pd.concat(frames, ignore_index=True)
+        frames.append(pairs)
+        out = pd.concat([f for f in frames if len(f)], ignore_index=True) if frames else None
+        columns = ["origin", "target", "seconds", *(["metres"] if metres else [])]
+        if out is None or out.empty:
+            return pd.DataFrame({c: [] for c in columns})
+        out = out[out["seconds"] <= limit][columns]
+        out = out.sort_values("seconds").drop_duplicates(["origin", "target"])
+        out = out.astype({"origin": np.int64, "target": np.int64})
         return out.sort_values(["origin", "seconds", "target"], ignore_index=True)
 
-    def node_seconds_from_each(
-        self, lon: ArrayLike, lat: ArrayLike, limit_s: float
-    ) -> list[tuple[IntArray, FloatArray]]:
-        """For each target separately: the nodes that reach it within ``limit_s`` and their seconds.
+    # ------------------------------------------------------------------ pieces
 
-        Used for per-facility isochrones; bounded Dijkstra keeps it cheap.
-        """
-        graph, n = self._augmented(lon, lat, reverse=True)
-        out = []
-        for i in range(graph.shape[0] - n):
-            dist = dijkstra(graph, directed=True, indices=n + i, limit=limit_s)[:n]
-            reached = np.flatnonzero(np.isfinite(dist))
-            out.append((reached.astype(np.int64), dist[reached]))
+    def _limit(self, max_minutes: float | None) -> float:
+        return 60.0 * (self.settings.max_minutes if max_minutes is None else max_minutes)
+
+    def _same_edge(self, o_snap: Snap, t_snap: Snap, metres: bool = False) -> pd.DataFrame:
+        """Trips that stay on one directed edge: origin at or before the target."""
+        o = pd.DataFrame(
+            {"origin": o_snap.point, "edge": o_snap.edge, "to": o_snap.t, "lo": o_snap.seconds}
+        )
+        t = pd.DataFrame(
+            {"target": t_snap.point, "edge": t_snap.edge, "tt": t_snap.t, "lt": t_snap.seconds}
+        )
+        both = o.merge(t, on="edge")
+        both = both[both["tt"] >= both["to"]]
+        frac = (both["tt"] - both["to"]).to_numpy()
+        edge = both["edge"].to_numpy(np.int64)
+        out = pd.DataFrame(
+            {
+                "origin": both["origin"].to_numpy(np.int64),
+                "target": both["target"].to_numpy(np.int64),
+                "seconds": both["lo"].to_numpy()
+                + both["lt"].to_numpy()
+                + frac * self.edge_seconds[edge],
+            }
+        )
+        if metres:
+            out["metres"] = frac * self.edge_m[edge]
         return out
+
+    def _direct_pairs(
+        self,
+        o_lon: ArrayLike,
+        o_lat: ArrayLike,
+        t_lon: ArrayLike,
+        t_lat: ArrayLike,
+        metres: bool = False,
+    ) -> pd.DataFrame:
+        """Coarse network only: straight access legs between points (local roads are
+        missing there), within ``access_max_m``."""
+        ox_, oy = self.to_metric(o_lon, o_lat)
+        tx, ty = self.to_metric(t_lon, t_lat)
+        tree = shapely.STRtree(shapely.points(tx, ty))
+        (oi, ti) = tree.query(
+            shapely.points(ox_, oy), predicate="dwithin", distance=self.access_max_m
+        )
+        d = np.hypot(ox_[oi] - tx[ti], oy[oi] - ty[ti])
+        out = pd.DataFrame({"origin": oi, "target": ti, "seconds": self.access_seconds(d)})
+        if metres:
+            out["metres"] = d * self.detour
+        return out
+
+
+def turn_arcs(
+    router: Router, net: RoadNetwork, settings: Settings
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Allowed turns ``e -> f`` (edge indices, head of e = tail of f) and their seconds.
+
+    The cost follows OSRM's car profile: at a junction of more than two roads a
+    sigmoid of the turn angle (``turn_penalty_s``, asymmetric by ``turn_bias``:
+    turns across traffic cost more), ``u_turn_penalty_s`` on top for a U-turn,
+    and ``signal_delay_s`` where the junction node has traffic signals. U-turns
+    are allowed only at dead ends; OSM turn restrictions remove turns.
+    """
+    u, v = router.edge_u, router.edge_v
+    e_count = len(u)
+    order = np.argsort(u, kind="stable")
+    out_deg = np.bincount(u, minlength=router.n_nodes)
+    first_out = np.concatenate([[0], np.cumsum(out_deg)[:-1]])
+    reps = out_deg[v]
+    e = np.repeat(np.arange(e_count), reps)
+    k = np.arange(len(e)) - np.repeat(np.concatenate([[0], np.cumsum(reps)[:-1]]), reps)
+    f = order[first_out[v[e]] + k]
+    via = v[e]
+    # distinct neighbours of each node in the drive graph
+    a, b = np.minimum(u, v), np.maximum(u, v)
+    pairs = np.unique(np.column_stack([a, b]), axis=0)
+    roads = np.bincount(pairs.ravel(), minlength=router.n_nodes)
+    is_u = v[f] == u[e]
+    keep = ~is_u | (roads[via] == 1)
+    # turn angle, positive to the right (x east, y north)
+    dx1, dy1 = router.x[v[e]] - router.x[u[e]], router.y[v[e]] - router.y[u[e]]
+    dx2, dy2 = router.x[v[f]] - router.x[u[f]], router.y[v[f]] - router.y[u[f]]
+    angle = -np.degrees(np.arctan2(dx1 * dy2 - dy1 * dx2, dx1 * dx2 + dy1 * dy2))
+    angle = np.where(is_u, 180.0, angle)
+    bias = settings.turn_bias
+    right = settings.turn_penalty_s / (1 + np.exp(-((13 / bias) * angle / 180 - 6.5 * bias)))
+    left = settings.turn_penalty_s / (1 + np.exp(-((13 * bias) * -angle / 180 - 6.5 / bias)))
+    cost = np.where((roads[via] > 2) | is_u, np.where(angle >= 0, right, left), 0.0)
+    cost = cost + np.where(is_u, settings.u_turn_penalty_s, 0.0)
+    signal = getattr(net, "signal", None)
+    if signal is not None and len(signal):
+        cost = cost + np.where(signal[via], settings.signal_delay_s, 0.0)
+    keep &= _allowed_by_restrictions(router, net, e, f, via)
+    return e[keep], f[keep], cost[keep]
+
+
+def _allowed_by_restrictions(
+    router: Router, net: RoadNetwork, e: IntArray, f: IntArray, via: IntArray
+) -> NDArray[np.bool_]:
+    """False for turns an OSM ``type=restriction`` relation forbids (via a node)."""
+    rules = getattr(net, "restrictions", None)
+    allowed = np.ones(len(e), dtype=bool)
+    if rules is None or len(rules) == 0:
+        return allowed
+    way = router.edge_way
+    turns = pd.DataFrame({"from": way[e], "via": via, "to": way[f]})
+    rules = pd.DataFrame(np.asarray(rules, np.int64), columns=["from", "via", "to", "only"])
+    keys = ["from", "via", "to"]
+    no = pd.MultiIndex.from_frame(rules.loc[rules["only"] == 0, keys])
+    only = rules.loc[rules["only"] == 1]
+    named = pd.MultiIndex.from_frame(only[keys])
+    guarded = pd.MultiIndex.from_frame(only[["from", "via"]])
+    banned = pd.MultiIndex.from_frame(turns[keys]).isin(no)
+    limited = pd.MultiIndex.from_frame(turns[["from", "via"]]).isin(guarded)
+    listed = pd.MultiIndex.from_frame(turns[keys]).isin(named)
+    return ~banned & (~limited | listed)
+
+
+def _way_ids(net: RoadNetwork) -> IntArray:
+    way = getattr(net, "way_id", None)
+    if way is None or len(way) != net.n_edges:
+        return np.full(net.n_edges, -1, dtype=np.int64)
+    return np.asarray(way, np.int64)
+
+
+def _column(table: pd.DataFrame, key: bool) -> IntArray:
+    if key not in table:
+        return np.full(len(table), -1, dtype=np.int64)
+    return table[key].fillna(-1).to_numpy(np.int64)
+
+
+def _project(
+    x: FloatArray, y: FloatArray, router: Router, seg: IntArray
+) -> tuple[FloatArray, FloatArray]:
+    """Fraction along segments (from ``seg_a``) of the projections of points, and distance."""
+    ax, ay = router.x[router.seg_a[seg]], router.y[router.seg_a[seg]]
+    dx, dy = router.x[router.seg_b[seg]] - ax, router.y[router.seg_b[seg]] - ay
+    length2 = dx * dx + dy * dy
+    t = np.where(
+        length2 > 0, ((x - ax) * dx + (y - ay) * dy) / np.where(length2 > 0, length2, 1), 0
+    )
+    t = np.clip(t, 0.0, 1.0)
+    return t, np.hypot(ax + t * dx - x, ay + t * dy - y)
+
+
+def _min_per_point(
+    point: IntArray, value: FloatArray, label: IntArray, n: int
+) -> tuple[FloatArray, IntArray]:
+    """Per point (``point`` sorted), the smallest ``value`` and its ``label`` (inf / -1)."""
+    best = np.full(n, np.inf)
+    which = np.full(n, -1, dtype=np.int64)
+    if len(point) == 0:
+        return best, which
+    order = np.lexsort((value, point))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = point[order][1:] != point[order][:-1]
+    win = order[first]
+    best[point[win]] = value[win]
+    which[point[win]] = np.where(np.isfinite(value[win]), label[win], -1)
+    return best, which
+
+
+def _tree_metres(pred: NDArray[np.int32], lengths: csr_matrix, root: int) -> FloatArray:
+    """Metres from every state to ``root`` along a shortest-path tree (pointer jumping).
+
+    ``pred`` are scipy's predecessors of a search from ``root``; ``lengths`` the
+    arc lengths in the searched graph's layout (arc ``pred[s] -> s``).
+    """
+    n = lengths.shape[0]
+    pred = np.asarray(pred, np.int64)
+    reached = np.flatnonzero(pred >= 0)
+    acc = np.zeros(n)
+    if len(reached):
+        acc[reached] = _lookup(lengths, pred[reached], reached)
+    jump = np.where(pred >= 0, pred, root)
+    jump[root] = root
+    for _ in range(64):  # depth doubles each round: 2**64 arcs is beyond any tree
+        if (jump == root).all():
+            break
+        acc = acc + acc[jump]
+        jump = jump[jump]
+    return acc[:n]
+
+
+def _lookup(matrix: csr_matrix, rows: IntArray, cols: IntArray) -> FloatArray:
+    """Entries ``matrix[rows[i], cols[i]]`` of a CSR matrix with sorted indices."""
+    n = matrix.shape[1]
+    row_of = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+    keys = row_of * n + matrix.indices
+    pos = np.searchsorted(keys, rows * n + cols)
+    return np.asarray(matrix.data[pos], float)
+
+
+def _align(values: csr_matrix, layout: csr_matrix) -> csr_matrix:
+    """``values`` re-laid in the sparsity pattern of ``layout`` (same set of entries)."""
+    values.sort_indices()
+    row_of = np.repeat(np.arange(layout.shape[0], dtype=np.int64), np.diff(layout.indptr))
+    data = _lookup(values, row_of, layout.indices.astype(np.int64))
+    return csr_matrix((data, layout.indices, layout.indptr), shape=layout.shape)
 
 
 def gcj02_hint(
@@ -414,8 +778,8 @@ def gcj02_hint(
 ) -> tuple[float, float] | None:
     """Do these "WGS84" points look like unconverted GCJ-02 (高德/腾讯) coordinates?
 
-    Compares the median distance to the nearest road node of the points as given
-    and after a GCJ-02 -> WGS84 conversion (a shift of ~500 m in Jiaxing). Returns
+    Compares the median distance to the nearest road of the points as given and
+    after a GCJ-02 -> WGS84 conversion (a shift of ~500 m in Jiaxing). Returns
     ``(as_given_m, if_converted_m)`` when the conversion would bring them at least
     ``min_gain_m`` and half closer to the roads, else None.
     """
@@ -426,88 +790,35 @@ def gcj02_hint(
     inside = in_china(lon, lat)
     if not inside.any():
         return None
-    given = float(np.median(router.access(lon[inside], lat[inside]).nearest_m))
+    given = float(np.median(router.snap(lon[inside], lat[inside]).nearest_m))
     c_lon, c_lat = gcj02_to_wgs84(lon[inside], lat[inside])
-    converted = float(np.median(router.access(c_lon, c_lat).nearest_m))
+    converted = float(np.median(router.snap(c_lon, c_lat).nearest_m))
     if converted < 0.5 * given and given - converted >= min_gain_m:
         return given, converted
     return None
 
 
 def _simple_edges(
-    u: IntArray, v: IntArray, seconds: FloatArray
-) -> tuple[IntArray, IntArray, FloatArray]:
+    u: IntArray, v: IntArray, seconds: FloatArray, idx: IntArray
+) -> tuple[IntArray, IntArray, FloatArray, IntArray]:
     """Drop self-loops and keep the *minimum* weight of parallel edges.
 
     scipy would *sum* duplicate entries when building a CSR matrix, and treats
     explicit zeros as missing edges, so weights are floored at a microsecond.
     """
     order = np.lexsort((seconds, v, u))
-    u, v, seconds = u[order], v[order], seconds[order]
+    u, v, seconds, idx = u[order], v[order], seconds[order], idx[order]
     first = np.ones(len(u), dtype=bool)
     first[1:] = (u[1:] != u[:-1]) | (v[1:] != v[:-1])
     keep = first & (u != v)
-    return u[keep], v[keep], np.maximum(seconds[keep], _EPS)
+    return u[keep], v[keep], np.maximum(seconds[keep], _EPS), idx[keep]
 
 
 def _csr(u: IntArray, v: IntArray, seconds: FloatArray, n: int) -> csr_matrix:
-    """CSR matrix of edges that contain no duplicates (see :func:`_simple_edges`)."""
-    return csr_matrix((np.maximum(seconds, _EPS), (u, v)), shape=(n, n))
-
-
-def _densify(
-    x: FloatArray, y: FloatArray, u: IntArray, v: IntArray, seconds: FloatArray, segment_m: float
-) -> tuple[FloatArray, FloatArray, IntArray, IntArray, FloatArray]:
-    """Split edges longer than ``segment_m`` into equal pieces with shared new nodes.
-
-    Both directions of a two-way road share the same intermediate nodes, so a
-    point snapped to one of them can travel either way.
-    """
-    a, b = np.minimum(u, v), np.maximum(u, v)
-    forward = u <= v
-    frame = pd.DataFrame({"a": a, "b": b, "fwd": forward, "s": seconds})
-    frame = frame[frame["a"] != frame["b"]]
-    pair = frame.groupby(["a", "b", "fwd"], sort=True)["s"].min().unstack("fwd")
-    for col in (True, False):
-        if col not in pair:
-            pair[col] = np.nan
-    a = pair.index.get_level_values("a").to_numpy(np.int64)
-    b = pair.index.get_level_values("b").to_numpy(np.int64)
-    s_ab = pair[True].to_numpy(float)
-    s_ba = pair[False].to_numpy(float)
-    length = np.hypot(x[b] - x[a], y[b] - y[a])
-    pieces = np.maximum(1, np.ceil(length / segment_m)).astype(np.int64)
-    n0 = len(x)
-    n_new = int((pieces - 1).sum())
-    # intermediate node coordinates
-    seg_of_new = np.repeat(np.arange(len(a)), pieces - 1)
-    first_new = n0 + np.concatenate([[0], np.cumsum(pieces - 1)[:-1]]) if len(a) else np.array([])
-    step = np.arange(n_new) - np.repeat(first_new - n0, pieces - 1) + 1  # 1..pieces-1
-    frac = step / pieces[seg_of_new]
-    new_x = x[a[seg_of_new]] + frac * (x[b[seg_of_new]] - x[a[seg_of_new]])
-    new_y = y[a[seg_of_new]] + frac * (y[b[seg_of_new]] - y[a[seg_of_new]])
-    # chain nodes for each piece: start = a or previous new node, end = next new node or b
-    seg_of_piece = np.repeat(np.arange(len(a)), pieces)
-    k = np.arange(int(pieces.sum())) - np.repeat(
-        np.concatenate([[0], np.cumsum(pieces)[:-1]]), pieces
-    )
-    base = np.repeat(first_new, pieces) if len(a) else np.array([], dtype=np.int64)
-    start = np.where(k == 0, a[seg_of_piece], base + k - 1)
-    last = k == pieces[seg_of_piece] - 1
-    end = np.where(last, b[seg_of_piece], base + k)
-    s_f = (s_ab / pieces)[seg_of_piece]
-    s_b = (s_ba / pieces)[seg_of_piece]
-    has_f, has_b = ~np.isnan(s_f), ~np.isnan(s_b)
-    out_u = np.concatenate([start[has_f], end[has_b]]).astype(np.int64)
-    out_v = np.concatenate([end[has_f], start[has_b]]).astype(np.int64)
-    out_s = np.concatenate([s_f[has_f], s_b[has_b]])
-    return (
-        np.concatenate([x, new_x]),
-        np.concatenate([y, new_y]),
-        out_u,
-        out_v,
-        out_s,
-    )
+    """CSR matrix of arcs that contain no duplicates."""
+    graph = csr_matrix((np.maximum(seconds, _EPS), (u, v)), shape=(n, n))
+    graph.sort_indices()
+    return graph
 
 
 def settings_summary(settings: Settings, mode: str) -> dict[str, Any]:
@@ -518,10 +829,9 @@ def settings_summary(settings: Settings, mode: str) -> dict[str, Any]:
         "max_minutes": settings.max_minutes,
         "access_kmh": settings.access_kmh[mode],
         "detour_factor": settings.detour_factor,
-        "segment_m": settings.segment_m,
         "walk_kmh": settings.walk_kmh,
         "ebike_kmh": settings.ebike_kmh,
     }
 
 
-__all__ = ["Access", "NearestResult", "Router", "settings_summary"]
+__all__ = ["NearestResult", "Router", "Snap", "settings_summary", "turn_arcs"]

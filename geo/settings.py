@@ -145,21 +145,26 @@ class Settings:
     access_max_m_osm, access_max_m_coarse
         Longest usable access leg on a street-level OSM network (short: the streets
         are there) and on the bundled coarse network (long: local roads are missing).
-    access_candidates
-        How many nearest network nodes a point may use as its access node.
     minutes
         The coverage threshold (the "30-minute circle").
     max_minutes
         Travel times above this are reported as unreachable (empty), never as a number.
-    segment_m
-        Network edges longer than this are split so that points along long
-        roads can be reached (and isochrones follow roads).
     isochrone_resolution_m
-        Isochrone polygons are traced on a grid of this cell size (fast: tens of
-        milliseconds per facility; boundaries within about one cell of the exact
-        shape); ``0`` unions the exact access discs instead (slower, exact).
+        Isochrone polygons are traced on a grid of this cell size (metres); their
+        boundary lies within about one cell of the exact shape.
+    isochrone_buffer_m
+        On a street network, an isochrone covers the reached streets and the
+        places at most this far from them (less near the frontier, where the
+        time left for the access leg runs out). On the coarse network the access
+        leg itself (``access_max_m_coarse``) is the limit: its local roads are missing.
+    turn_penalty_s, turn_bias, u_turn_penalty_s, signal_delay_s
+        Drive turn model of OSRM's car profile (see :func:`geo.routing.turn_arcs`):
+        the largest turn cost, its asymmetry (> 1: right-hand traffic, left turns
+        cost more), the extra cost of a U-turn (allowed at dead ends only) and the
+        delay at a junction with traffic signals.
     metric_crs
-        Projected CRS for distances (UTM 51N covers Jiaxing, 120-126 E).
+        Projected CRS for distances; ``None`` (default) chooses the UTM zone at the
+        centre of the data (:meth:`metric_crs_for`).
     """
 
     walk_kmh: float = 5.0
@@ -176,12 +181,15 @@ class Settings:
     access_flag_m: float = 2000.0
     access_max_m_osm: float = 500.0
     access_max_m_coarse: float = 15000.0
-    access_candidates: int = 8
     minutes: float = 30.0
     max_minutes: float = 120.0
-    segment_m: float = 250.0
     isochrone_resolution_m: float = 20.0
-    metric_crs: str = "EPSG:32651"
+    isochrone_buffer_m: float = 50.0
+    turn_penalty_s: float = 7.5
+    turn_bias: float = 1.075
+    u_turn_penalty_s: float = 20.0
+    signal_delay_s: float = 2.0
+    metric_crs: str | None = None
     data_dir: Path = field(default_factory=_default_data_dir)
     cache_dir: Path = field(default_factory=_default_cache_dir)
 
@@ -193,7 +201,9 @@ class Settings:
             "detour_factor": self.detour_factor,
             "minutes": self.minutes,
             "max_minutes": self.max_minutes,
-            "segment_m": self.segment_m,
+            "isochrone_resolution_m": self.isochrone_resolution_m,
+            "isochrone_buffer_m": self.isochrone_buffer_m,
+            "turn_bias": self.turn_bias,
             "access_flag_m": self.access_flag_m,
             "access_max_m_osm": self.access_max_m_osm,
             "access_max_m_coarse": self.access_max_m_coarse,
@@ -201,10 +211,9 @@ class Settings:
         for name, value in positive.items():
             if not (value > 0):  # also rejects NaN
                 raise SettingsError(f"setting {name} must be a positive number, got {value!r}")
-        if not (self.isochrone_resolution_m >= 0):
-            raise SettingsError(
-                f"isochrone_resolution_m must be >= 0, got {self.isochrone_resolution_m!r}"
-            )
+        for name in ("turn_penalty_s", "u_turn_penalty_s", "signal_delay_s"):
+            if not (getattr(self, name) >= 0):
+                raise SettingsError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
         if self.detour_factor < 1:
             raise SettingsError(f"detour_factor must be >= 1, got {self.detour_factor}")
         if self.minutes > self.max_minutes:
@@ -212,8 +221,6 @@ class Settings:
                 f"threshold minutes ({self.minutes}) must not exceed max_minutes "
                 f"({self.max_minutes}); raise --max-minutes or lower --minutes"
             )
-        if self.access_candidates < 1:
-            raise SettingsError("access_candidates must be at least 1")
         for table_name in ("coarse_speed_kmh", "access_kmh"):
             table = getattr(self, table_name)
             missing = set(MODES) - set(table)
@@ -239,6 +246,15 @@ class Settings:
     def access_max_m(self, coarse: bool) -> float:
         """Longest usable access leg for the kind of network."""
         return self.access_max_m_coarse if coarse else self.access_max_m_osm
+
+    def metric_crs_for(self, lon: Any, lat: Any) -> str:
+        """The metric CRS for data at these WGS84 coordinates: ``metric_crs`` if set,
+        else the UTM zone at their centre."""
+        if self.metric_crs:
+            return self.metric_crs
+        from geo.projection import utm_crs
+
+        return utm_crs(lon, lat)
 
     def road_kmh(self, mode: str) -> float:
         """Uniform road speed of ``walk``/``ebike`` on a classed (OSM) network."""

@@ -27,3 +27,23 @@ def coarse_ring(side_deg: float = 0.04) -> RoadNetwork:
         np.array([1, 2, 3, 0]),
         NetworkSource("test", "ring", coarse=True),
     )
+
+
+def street_grid(
+    n: int = 8, spacing_m: float = 200.0, lon0: float = 24.90, lat0: float = 60.16
+) -> RoadNetwork:
+    """An n x n grid of two-way residential streets (a street-level OSM-like network,
+    not coarse), by default in Helsinki: nothing here assumes Jiaxing."""
+    import math
+
+    dlon = spacing_m / (111_320 * math.cos(math.radians(lat0)))
+    dlat = spacing_m / 110_574
+    ix, iy = np.meshgrid(np.arange(n), np.arange(n))
+    lon = lon0 + dlon * ix.ravel()
+    lat = lat0 + dlat * iy.ravel()
+    node = np.arange(n * n).reshape(n, n)
+    a = np.concatenate([node[:, :-1].ravel(), node[:-1, :].ravel()])
+    b = np.concatenate([node[:, 1:].ravel(), node[1:, :].ravel()])
+    net = undirected_network(lon, lat, a, b, NetworkSource("test", "street grid"))
+    net.highway = np.full(net.n_edges, "residential")
+    return net

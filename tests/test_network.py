@@ -62,14 +62,14 @@ def test_mode_rules_on_grid(grid_osm, settings):
     ids = net.node_ids
 
     def pairs(mode):
-        u, v, _ = mode_edges(net, mode, settings)
+        u, v, _, _ = mode_edges(net, mode, settings)
         return {(int(ids[a]), int(ids[b])) for a, b in zip(u, v, strict=True)}
 
     walk, ebike, drive = pairs("walk"), pairs("ebike"), pairs("drive")
     assert (3, 6) not in walk and (3, 6) in drive  # no motorway on foot
     assert (1, 4) in walk and (1, 4) not in ebike and (1, 4) not in drive  # footway
     assert (5, 4) in walk and (5, 4) not in drive  # oneway binds drivers only
-    u, v, sec = mode_edges(net, "drive", settings)
+    u, v, sec, _ = mode_edges(net, "drive", settings)
     primary = next(s for a, b, s in zip(u, v, sec, strict=True) if (ids[a], ids[b]) == (4, 5))
     length = net.length_m[(ids[net.u] == 4) & (ids[net.v] == 5)][0]
     assert primary == pytest.approx(length / (60 / 3.6))  # maxspeed=60
