@@ -362,7 +362,7 @@ def road_points(
     net: RoadNetwork, mode: str, settings: Settings, n: int, rng: np.random.Generator
 ) -> Points:
     """``n`` points at uniform positions along the roads ``mode`` may use, 2-8 m off them."""
-    u, v, _ = mode_edges(net, mode, settings)
+    u, v, _, _ = mode_edges(net, mode, settings)
     kx, ky = local_metres(float(net.lat.mean()))
     dx, dy = (net.lon[v] - net.lon[u]) * kx, (net.lat[v] - net.lat[u]) * ky
     length = np.hypot(dx, dy)
@@ -377,7 +377,7 @@ def road_points(
 
 def iso_centre(net: RoadNetwork, settings: Settings) -> tuple[float, float]:
     """The walkable node nearest the extract's centre, not on a trunk or motorway."""
-    u, v, _ = mode_edges(net, "walk", settings)
+    u, v, _, _ = mode_edges(net, "walk", settings)
     street = ~np.isin(net.highway, NOT_CENTRE)
     nodes = np.intersect1d(np.union1d(u, v), np.union1d(net.u[street], net.v[street]))
     mid_lon, mid_lat = (net.lon.min() + net.lon.max()) / 2, (net.lat.min() + net.lat.max()) / 2
@@ -413,7 +413,7 @@ class Table:
 
 def ours_table(router: Router, o: Points, t: Points) -> Table:
     def call() -> Any:
-        return router.matrix(o[0], o[1], t[0], t[1], max_minutes=MAX_MINUTES)
+        return router.matrix(o[0], o[1], t[0], t[1], max_minutes=MAX_MINUTES, metres=True)
 
     call()  # warm-up
     took, df = timed(call, REPEAT)
@@ -597,7 +597,7 @@ def compare_isochrone(
     report.add(
         "area_km2 / geodesic area - 1, ours",
         f"{rel:+.2%}",
-        note=f"area_km2 {reported:.3f} (in {settings.metric_crs}), geodesic {geodesic:.3f} km2",
+        note=f"area_km2 {reported:.3f} (router CRS {router.metric_crs}), geodesic {geodesic:.3f} km2",
     )
     report.add("isochrone time, ours", f"{t_ours * 1e3:.1f} ms", note=f"best of {REPEAT}")
     if "valhalla" not in ports:

@@ -121,10 +121,13 @@ def test_times_matrix(runner, tmp_path):
     )
     assert result.exit_code == 0, result.output
     t = pd.read_csv(out, encoding="utf-8-sig")
-    assert list(t.columns) == ["origin_id", "target_id", "minutes", "network_source"]
-    pairs = {(o, d): m for o, d, m, _ in t.itertuples(index=False)}
+    assert list(t.columns) == ["origin_id", "target_id", "minutes", "metres", "network_source"]
+    pairs = {(o, d): m for o, d, m, _, _ in t.itertuples(index=False)}
     assert pairs[("v1", "f1")] < pairs[("v1", "f2")]
     assert pairs[("v2", "f2")] < pairs[("v2", "f1")]
+    # route metres grow with the minutes on this one-speed (coarse) network
+    ordered = t.sort_values("minutes")
+    assert ordered["metres"].is_monotonic_increasing and (t["metres"] > 0).all()
 
 
 @pytest.mark.parametrize("by", ["county", "town"])
