@@ -87,6 +87,7 @@ class Router:
         started = time.perf_counter()
         self.net = net
         self.mode = check_mode(mode)
+        settings = settings.with_(metric_crs=settings.metric_crs_for(net.lon, net.lat))
         self.settings = settings
         self.source = net.source
         self._to_metric = Transformer.from_crs("EPSG:4326", settings.metric_crs, always_xy=True)
