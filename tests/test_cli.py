@@ -475,3 +475,22 @@ def test_commands_on_the_bundled_counties_refuse_a_foreign_network(runner, tmp_p
     assert result.exit_code == 1, result.output
     assert f"`skillcircle {command}` works on the bundled Jiaxing villages" in result.output
     assert "pass an OSM extract of Jiaxing" in result.output and not out.exists()
+
+
+def test_the_network_is_loaded_once_before_the_inputs(runner, tmp_path, monkeypatch):
+    import geo.network
+
+    calls = []
+    real = geo.network.load_network
+    monkeypatch.setattr(
+        geo.network, "load_network", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    lon0, lat0 = ABROAD["Helsinki"]
+    osm = street(tmp_path, "Helsinki")
+    v = tmp_path / "v.csv"
+    v.write_text(f"village_code,village_name,lon,lat\n1,Kallio,{lon0},{lat0}\n", encoding="utf-8")
+    f = bad(tmp_path, "f.geojson", fac_doc(feature("H", lon=lon0, lat=lat0)))
+    out = tmp_path / "c.csv"
+    args = ["coverage", "--osm", str(osm), "--villages", str(v), "--facilities", str(f)]
+    assert run(runner, *args, "--out", str(out)).exit_code == 0
+    assert calls == [1]
