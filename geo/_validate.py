@@ -31,6 +31,55 @@ Bounds = tuple[float, float, float, float]
 #: A generous box around Jiaxing (the city spans about 120.3-121.3 E, 30.2-31.0 N).
 JIAXING_BOUNDS: Bounds = (119.5, 29.8, 122.5, 31.6)
 
+
+@dataclass(frozen=True)
+class Area:
+    """A lon/lat box that input points must lie in, and how a message names it.
+
+    Attributes
+    ----------
+    bounds
+        ``(min_lon, min_lat, max_lon, max_lat)`` in WGS84 degrees.
+    name
+        Words after "is outside", e.g. ``"the Jiaxing region"``.
+    hint
+        What else to try for a point outside it, appended to the loader's own
+        hint (which is about the coordinate system), e.g. "use an OSM extract
+        that covers it".
+    """
+
+    bounds: Bounds
+    name: str
+    hint: str = ""
+
+
+#: The bundled data's study area: inputs on the bundled network must lie in it.
+JIAXING = Area(JIAXING_BOUNDS, "the Jiaxing region")
+
+
+def as_area(bounds: Area | Bounds | None) -> Area | None:
+    """An :class:`Area` for ``bounds``; a bare tuple is named "the given bounds"."""
+    if bounds is None or isinstance(bounds, Area):
+        return bounds
+    min_lon, min_lat, max_lon, max_lat = (float(b) for b in bounds)
+    return Area((min_lon, min_lat, max_lon, max_lat), "the given bounds")
+
+
+def overlaps(a: Bounds, b: Bounds) -> bool:
+    """Whether two lon/lat boxes share at least a point."""
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def describe_bounds(bounds: Bounds) -> str:
+    """``lon 119.5 to 122.5, lat 29.8 to 31.6`` (at most 4 decimals, about 10 m)."""
+
+    def deg(value: float) -> str:
+        return f"{round(value, 4):g}"
+
+    min_lon, min_lat, max_lon, max_lat = bounds
+    return f"lon {deg(min_lon)} to {deg(max_lon)}, lat {deg(min_lat)} to {deg(max_lat)}"
+
+
 #: How many problems a message lists before "and N more".
 MAX_LISTED = 5
 
@@ -188,7 +237,7 @@ def coordinate_problems(
     lon: np.ndarray,
     lat: np.ndarray,
     where: Sequence[str],
-    bounds: Bounds | None,
+    bounds: Area | Bounds | None,
     hint: str,
     raw: Sequence[tuple[str, str]] | None = None,
 ) -> list[Problem]:
@@ -201,12 +250,15 @@ def coordinate_problems(
     where
         How to name each row in a message (``row 5``, ``feature 3 (id 'X')``).
     bounds
-        ``(min_lon, min_lat, max_lon, max_lat)``; ``None`` skips the region check.
+        The :class:`Area` (or a bare ``(min_lon, min_lat, max_lon, max_lat)``)
+        points must lie in; ``None`` skips the region check.
     hint
-        What to do about out-of-region points (e.g. which ``--crs`` to use).
+        What to do about out-of-region points (e.g. which ``--crs`` to use);
+        the area's own hint follows it.
     raw
         The cells as the user typed them, shown when they are not numbers.
     """
+    area = as_area(bounds)
     problems = []
     for i, (x, y) in enumerate(zip(lon, lat, strict=True)):
         if not (np.isfinite(x) and np.isfinite(y)):
@@ -220,19 +272,20 @@ def coordinate_problems(
                 )
             )
             continue
-        if bounds is None:
+        if area is None:
             continue
-        min_lon, min_lat, max_lon, max_lat = bounds
+        min_lon, min_lat, max_lon, max_lat = area.bounds
         if min_lon <= x <= max_lon and min_lat <= y <= max_lat:
             continue
-        region = f"lon {min_lon}-{max_lon}, lat {min_lat}-{max_lat}"
         if min_lon <= y <= max_lon and min_lat <= x <= max_lat:
             todo = "longitude and latitude look swapped; swap the two columns"
         else:
-            todo = hint
+            todo = f"{hint}; {area.hint}" if area.hint else hint
         problems.append(
             Problem(
-                i, where[i], f"point ({x}, {y}) is outside the Jiaxing region ({region}); {todo}"
+                i,
+                where[i],
+                f"point ({x}, {y}) is outside {area.name} ({describe_bounds(area.bounds)}); {todo}",
             )
         )
     return problems

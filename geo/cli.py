@@ -3,6 +3,16 @@
 Every command logs the road-network source and writes it into its output's
 metadata. Bad input ends with one readable line and exit code 1, no traceback
 and no output file (outputs are written to a temp file, then renamed).
+
+The study area follows the road network (:func:`geo.network.input_area`): on
+the bundled coarse network, input points must lie in the Jiaxing region; with
+``--osm FILE`` (or ``--download``) they must lie in that network's area, its
+nodes' box grown by 2 km, wherever on Earth it is. The bundled villages and
+facilities are Jiaxing's: they are used only with a network whose area meets
+Jiaxing; elsewhere the user must pass ``--villages``/``--facilities`` (or, for
+the commands that work on the bundled counties only, an extract of Jiaxing).
+The network is loaded once, before the inputs (their check needs its area),
+and announced once the inputs are valid.
 """
 
 from __future__ import annotations
@@ -10,15 +20,18 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from geo._errors import SkillcircleError
 from geo.settings import LAYERS, MODES, Settings
+
+if TYPE_CHECKING:
+    from geo._validate import Area
 
 logger = logging.getLogger("skillcircle")
 
@@ -36,7 +49,7 @@ _OUT_TYPES = {
 }
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"错误 error: {message}", err=True)
     sys.exit(1)
 
@@ -81,6 +94,7 @@ def _settings(minutes: float | None = None, max_minutes: float | None = None) ->
 
 
 def _network(settings: Settings, osm: Path | None, download: bool) -> Any:
+    """Load the road network (once per command; :func:`_announce` reports it)."""
     from geo.network import load_network
 
     polygon = None
@@ -88,9 +102,45 @@ def _network(settings: Settings, osm: Path | None, download: bool) -> Any:
         from geo.places import load_city
 
         polygon = load_city(settings=settings).geometry.union_all()
-    net = load_network(settings, osm, download_polygon=polygon)
+    return load_network(settings, osm, download_polygon=polygon)
+
+
+def _announce(net: Any) -> None:
+    """Name the network source on stderr (after the inputs passed, so that a bad
+    input still ends with one line)."""
     click.echo(f"路网 network: {net.source.label}", err=True)
-    return net
+
+
+def _input_area(settings: Settings, net: Any, command: str, defaults: Sequence[str] | None) -> Area:
+    """The area user input points must lie in; refuse bundled data on a foreign network.
+
+    Parameters
+    ----------
+    defaults
+        The input options (``--villages``, ``--facilities``) the user left out,
+        so the bundled Jiaxing files stand in for them (empty: none); ``None``
+        for the commands that always work on the bundled villages and counties.
+    """
+    from geo._validate import JIAXING_BOUNDS, describe_bounds, overlaps
+    from geo.network import input_area
+
+    area = input_area(net, settings)
+    uses_bundled = defaults is None or len(defaults) > 0
+    if not uses_bundled or net.source.coarse or overlaps(area.bounds, JIAXING_BOUNDS):
+        return area
+    where = (
+        f"the road network {net.source.description} covers {describe_bounds(area.bounds)}, "
+        "outside Jiaxing"
+    )
+    if defaults is None:
+        _fail(
+            f"{where}, but `skillcircle {command}` works on the bundled Jiaxing villages and "
+            "counties; pass an OSM extract of Jiaxing, or use `skillcircle coverage "
+            "--villages FILE --facilities FILE` for another area"
+        )
+    names = " and ".join(option.removeprefix("--") for option in defaults)
+    files = " and ".join(f"{option} FILE" for option in defaults)
+    _fail(f"{where}, but the bundled {names} are Jiaxing's; pass {files} for that area")
 
 
 def _router(net: Any, mode: str, settings: Settings, villages: Any, facilities: Any = None) -> Any:
@@ -174,7 +224,18 @@ def file_option(*decls: str, required: bool = False, help: str = "") -> Callable
 
 osm_option = file_option(
     "--osm",
-    help="OSM 路网文件 .osm/.xml/.osm.pbf (default: cache, else the bundled coarse network).",
+    help=(
+        "OSM 路网文件 .osm/.xml/.osm.pbf (default: the bundled coarse Jiaxing network). "
+        "Its area (nodes + 2 km) is the study area: input points must lie in it; "
+        "outside Jiaxing also pass your own villages/facilities / 嘉兴以外须自备村点与设施."
+    ),
+)
+jiaxing_osm_option = file_option(
+    "--osm",
+    help=(
+        "嘉兴 OSM 路网文件 .osm/.xml/.osm.pbf (default: the bundled coarse network); "
+        "this command uses the bundled Jiaxing villages and counties, so it must cover Jiaxing."
+    ),
 )
 download_option = click.option(
     "--download",
@@ -227,13 +288,27 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 def _load_inputs(
-    settings: Settings, facilities: Path | None, villages: Path | None, trade: str | None = None
+    settings: Settings,
+    net: Any,
+    command: str,
+    facilities: Path | None = None,
+    villages: Path | None = None,
+    trade: str | None = None,
+    *,
+    own_inputs: bool = True,
 ) -> tuple[Any, Any]:
+    """Facilities and villages: the user's files checked against the network's area,
+    the bundled ones (``None``) against Jiaxing. ``own_inputs`` is False for the
+    commands that have no ``--villages``/``--facilities`` options."""
+    from geo._validate import JIAXING
     from geo.facilities import load_facilities
     from geo.places import load_villages
 
-    fac = load_facilities(facilities, settings)
-    vil = load_villages(villages, settings)
+    given = {"--villages": villages, "--facilities": facilities}
+    left_out = [option for option, path in given.items() if path is None]
+    area = _input_area(settings, net, command, left_out if own_inputs else None)
+    fac = load_facilities(facilities, settings, bounds=JIAXING if facilities is None else area)
+    vil = load_villages(villages, settings, bounds=JIAXING if villages is None else area)
     if trade:
         teaches = fac["trades"].map(lambda ts: trade in (ts or []))
         if not teaches.any():
@@ -292,7 +367,13 @@ def coverage(
     scheduler: str | None,
     workers: int | None,
 ) -> None:
-    """每村到各层设施的最短时间与覆盖 / minutes from every village to each layer."""
+    """每村到各层设施的最短时间与覆盖 / minutes from every village to each layer.
+
+    默认使用内置的嘉兴村点与设施；--osm 为嘉兴以外的路网时须提供 --villages 与 --facilities。
+    The bundled villages and facilities are Jiaxing's: with an --osm network
+    elsewhere, pass --villages and --facilities for that area (they must lie in
+    the network's area, its nodes + 2 km).
+    """
     from geo.coverage import coverage_table
     from geo.export import write_table
 
@@ -300,8 +381,9 @@ def coverage(
     if (scheduler or workers) and not use_dask:
         raise click.UsageError("--scheduler and --workers need --dask")
     settings = _settings(minutes, max_minutes)
-    fac, vil = _load_inputs(settings, facilities, villages, trade)
     net = _network(settings, osm, download)
+    fac, vil = _load_inputs(settings, net, "coverage", facilities, villages, trade)
+    _announce(net)
     if use_dask:
         from geo.partition import dask_client, partitioned_coverage
 
@@ -351,7 +433,12 @@ def isochrones(
     facilities: Path | None,
     out: Path,
 ) -> None:
-    """设施等时圈 / isochrone polygons per facility or per layer (--union)."""
+    """设施等时圈 / isochrone polygons per facility or per layer (--union).
+
+    --osm 为嘉兴以外的路网时须提供 --facilities / with an --osm network outside
+    Jiaxing, pass --facilities for that area (the bundled ones are Jiaxing's).
+    """
+    from geo._validate import JIAXING
     from geo.export import write_table
     from geo.facilities import load_facilities
     from geo.isochrones import isochrones as make_isochrones
@@ -359,9 +446,11 @@ def isochrones(
 
     _check_out(out, "isochrones")
     settings = _settings(minutes)
-    fac = load_facilities(facilities, settings)
-    fac = fac[fac["layer"] == layer].reset_index(drop=True)
     net = _network(settings, osm, download)
+    area = _input_area(settings, net, "isochrones", [] if facilities else ["--facilities"])
+    fac = load_facilities(facilities, settings, bounds=JIAXING if facilities is None else area)
+    fac = fac[fac["layer"] == layer].reset_index(drop=True)
+    _announce(net)
     polys = make_isochrones(
         Router(net, mode, settings), fac, minutes, union=union, progress=ctx.obj["verbose"]
     )
@@ -396,16 +485,22 @@ def times(
     download: bool,
     out: Path,
 ) -> None:
-    """起终点出行时间矩阵 / travel-time matrix origin -> target (pairs within the bound)."""
+    """起终点出行时间矩阵 / travel-time matrix origin -> target (pairs within the bound).
+
+    起终点须在路网范围内 / the points must lie in the network's area: Jiaxing on
+    the bundled network, the --osm network's nodes + 2 km anywhere else.
+    """
     from geo.export import write_table
     from geo.places import load_points
     from geo.routing import Router
 
     _check_out(out, "times")
     settings = _settings(max_minutes=max_minutes)
-    a = load_points(origins)
-    b = load_points(targets)
     net = _network(settings, osm, download)
+    area = _input_area(settings, net, "times", [])
+    a = load_points(origins, bounds=area)
+    b = load_points(targets, bounds=area)
+    _announce(net)
     router = Router(net, mode, settings)
     pairs = router.matrix(
         a["lon"],
@@ -441,7 +536,7 @@ def times(
 )
 @mode_option
 @minutes_option
-@osm_option
+@jiaxing_osm_option
 @download_option
 @file_option("--out", required=True, help="输出 .csv/.xlsx")
 @trade_option
@@ -464,8 +559,9 @@ def stats(
 
     _check_out(out, "stats")
     settings = _settings(minutes)
-    fac, vil = _load_inputs(settings, None, None, trade)
     net = _network(settings, osm, download)
+    fac, vil = _load_inputs(settings, net, "stats", trade=trade, own_inputs=False)
+    _announce(net)
     table = coverage_table(_router(net, mode, settings, vil, fac), vil, fac, minutes)
     counties = load_counties(settings=settings)
     population = counties.set_index("county")["population_2020"]
@@ -537,7 +633,7 @@ def import_(file: Path, layer: str, crs: str, out: Path) -> None:
 @click.option(
     "--trade", default=None, help="只看教授该工种的设施 / only facilities teaching this trade."
 )
-@osm_option
+@jiaxing_osm_option
 @file_option("--out", required=True)
 @click.pass_context
 @_friendly
@@ -562,9 +658,10 @@ def export(
     _check_out(out, "export")
     which = check_county(county)
     settings = _settings(minutes)
-    fac, vil = _load_inputs(settings, None, None, trade)
-    people = load_population(population, vil["village_code"]) if population else None
     net = _network(settings, osm, False)
+    fac, vil = _load_inputs(settings, net, "export", trade=trade, own_inputs=False)
+    people = load_population(population, vil["village_code"]) if population else None
+    _announce(net)
     router = _router(net, mode, settings, vil, fac)
     table = coverage_table(router, vil, fac, minutes)
     scores = access_scores(router, vil, fac, minutes, people)
@@ -620,7 +717,7 @@ def export(
     help="精确整数规划或贪心 / exact MILP (HiGHS) or greedy.",
 )
 @file_option("--population", help="村人口文件 (村代码, 人口) -> 按人口最大化 / weight by people.")
-@osm_option
+@jiaxing_osm_option
 @file_option("--out", required=True, help="输出 .csv/.geojson")
 @_friendly
 def plan(
@@ -646,12 +743,13 @@ def plan(
     if check_county(county) is None:
         _fail("plan works on one county at a time; pass --county 南湖区 (etc.)")
     settings = _settings(minutes)
-    fac, vil = _load_inputs(settings, None, None)
+    net = _network(settings, osm, False)
+    fac, vil = _load_inputs(settings, net, "plan", own_inputs=False)
     cand: Any = candidates
     if candidates not in ("villages", "towns"):
-        cand = load_points(Path(candidates))
+        cand = load_points(Path(candidates), bounds=_input_area(settings, net, "plan", []))
     people = load_population(population, vil["village_code"]) if population else None
-    net = _network(settings, osm, False)
+    _announce(net)
     result = plan_county(
         Router(net, mode, settings),
         vil,
@@ -705,7 +803,7 @@ def plan(
     show_default=True,
     help="二维码中的网址前缀 / base URL of the 技能码 pages (env SKILLCIRCLE_PUBLIC_URL).",
 )
-@osm_option
+@jiaxing_osm_option
 @file_option("--out", required=True, help="输出 .pdf")
 @_friendly
 def posters(county: str, town: str | None, public_url: str, osm: Path | None, out: Path) -> None:
@@ -719,14 +817,15 @@ def posters(county: str, town: str | None, public_url: str, osm: Path | None, ou
     if check_county(county) is None:
         _fail("posters are printed per county; pass --county 桐乡市 (etc.)")
     settings = _settings()
-    fac, vil = _load_inputs(settings, None, None)
+    net = _network(settings, osm, False)
+    fac, vil = _load_inputs(settings, net, "posters", own_inputs=False)
     vil = vil[vil["county"] == county]
     if town is not None:
         if town not in set(vil["town"]):
             towns = "、".join(sorted(set(vil["town"])))
             _fail(f"{town!r} is not a town of {county}; use one of {towns}")
         vil = vil[vil["town"] == town]
-    net = _network(settings, osm, False)
+    _announce(net)
     routers = {m: Router(net, m, settings) for m in MODES}
     nearest = coverage_table(routers["ebike"], vil, fac)  # the facilities listed per layer
     by_id = fac.set_index("id")

@@ -90,7 +90,7 @@ def load_facilities(
     path: Path | None = None,
     settings: Settings | None = None,
     *,
-    bounds: v.Bounds | None = v.JIAXING_BOUNDS,
+    bounds: v.Area | v.Bounds | None = v.JIAXING,
 ) -> gpd.GeoDataFrame:
     """Load and validate a facilities GeoJSON (the ``data/facilities.geojson`` format).
 
@@ -103,8 +103,9 @@ def load_facilities(
     settings
         Supplies the default path; ``Settings()`` if omitted.
     bounds
-        ``(min_lon, min_lat, max_lon, max_lat)`` every facility must lie in;
-        ``None`` disables the check.
+        The area every facility must lie in, as in
+        :func:`geo.places.load_villages` (default: around Jiaxing); ``None``
+        disables the check.
 
     Returns
     -------
@@ -171,7 +172,7 @@ def import_registry(
     *,
     id_prefix: str | None = None,
     id_tag: str = "IMP",
-    bounds: v.Bounds | None = v.JIAXING_BOUNDS,
+    bounds: v.Area | v.Bounds | None = v.JIAXING,
 ) -> gpd.GeoDataFrame:
     """Convert a published registry into validated facilities.
 
@@ -288,7 +289,7 @@ def facilities_from_records(
     records: Sequence[Mapping[str, Any]],
     *,
     where: Sequence[str] | None = None,
-    bounds: v.Bounds | None = v.JIAXING_BOUNDS,
+    bounds: v.Area | v.Bounds | None = v.JIAXING,
     label: str = "facilities",
 ) -> gpd.GeoDataFrame:
     """Validate property dicts with WGS84 ``lon``/``lat`` into a facilities frame.

@@ -35,6 +35,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from geo._errors import NetworkError
+from geo._validate import JIAXING, Area, Bounds
 from geo.settings import NON_MOTOR_HIGHWAYS, Settings, check_mode
 
 logger = logging.getLogger(__name__)
@@ -421,6 +422,81 @@ def undirected_network(
         no_motor=np.zeros(n, dtype=bool),
         source=source,
         node_ids=np.arange(len(lon), dtype=np.int64) if node_ids is None else node_ids,
+    )
+
+
+# --------------------------------------------------------------------------- study area
+
+
+def network_bounds(net: RoadNetwork, margin_m: float) -> Bounds:
+    """The lon/lat box of the network's nodes grown by ``margin_m`` metres on every side.
+
+    The margin is converted to degrees on the WGS84 ellipsoid (pyproj ``Geod``):
+    north of the northern edge, south of the southern edge, and east/west at the
+    latitude farthest from the equator, where a degree of longitude is shortest,
+    so the box contains every point within ``margin_m`` of the nodes' box.
+    Latitudes are clipped to ±90° and longitudes to ±180° (a network across the
+    antimeridian gets a box around the whole globe's width, never a wrong one).
+
+    Parameters
+    ----------
+    net
+        The road network (WGS84 nodes).
+    margin_m
+        How far outside the outermost nodes a point may still lie.
+
+    Returns
+    -------
+    tuple
+        ``(min_lon, min_lat, max_lon, max_lat)`` in degrees.
+
+    Raises
+    ------
+    NetworkError
+        If the network has no node with finite coordinates.
+    """
+    from pyproj import Geod
+
+    finite = np.isfinite(net.lon) & np.isfinite(net.lat)
+    if not finite.any():
+        raise NetworkError(f"{net.source.description}: the network has no nodes with coordinates")
+    lon, lat = net.lon[finite], net.lat[finite]
+    min_lon, max_lon = float(lon.min()), float(lon.max())
+    min_lat, max_lat = float(lat.min()), float(lat.max())
+    geod = Geod(ellps="WGS84")
+    _, north, _ = geod.fwd(0.0, max_lat, 0.0, margin_m)
+    _, south, _ = geod.fwd(0.0, min_lat, 180.0, margin_m)
+    far = max(min_lat, max_lat, key=abs)
+    far = float(np.clip(far, -89.0, 89.0))  # the pole has no east
+    east, _, _ = geod.fwd(0.0, far, 90.0, margin_m)
+    return (
+        max(min_lon - east, -180.0),
+        max(south if south <= min_lat else -90.0, -90.0),
+        min(max_lon + east, 180.0),
+        min(north if north >= max_lat else 90.0, 90.0),
+    )
+
+
+def input_area(net: RoadNetwork, settings: Settings) -> Area:
+    """Where a user's input points (villages, facilities, origins) must lie for ``net``.
+
+    * On the bundled coarse network: the Jiaxing region
+      (:data:`geo._validate.JIAXING`), as always.
+    * On any other network (``--osm FILE``, a download, their cache): the
+      network's own area, :func:`network_bounds` grown by the longest distance at
+      which the model still places a point near a road: ``max(access_flag_m,
+      access_max_m_osm)`` (2 km by default; farther from every node, a point is
+      flagged ``far_from_road``). So the study area follows the user's network,
+      wherever on Earth it is.
+    """
+    if net.source.coarse:
+        return JIAXING
+    margin_m = max(settings.access_flag_m, settings.access_max_m(coarse=False))
+    return Area(
+        network_bounds(net, margin_m),
+        "the road network's area",
+        f"or pass an OSM extract (--osm) that covers the point (the area is the box of "
+        f"the network's nodes + {margin_m / 1000:g} km)",
     )
 
 

@@ -63,7 +63,7 @@ class Partition:
 def halo_m(net: RoadNetwork, mode: str, settings: Settings) -> float:
     """Largest straight-line distance (m) a ``max_minutes`` trip covers, access leg included."""
     u, v, seconds, _ = mode_edges(net, mode, settings)
-    x, y = _metric(net.lon, net.lat, settings)
+    x, y = _metric(net.lon, net.lat, settings.metric_crs_for(net.lon, net.lat))
     straight = np.hypot(x[v] - x[u], y[v] - y[u])
     usable = seconds > 0
     v_max = float(np.max(straight[usable] / seconds[usable])) if usable.any() else 0.0
@@ -79,18 +79,25 @@ def partitions(
     minutes: float | None = None,
     by: str = "county",
 ) -> Iterator[Partition]:
-    """Split the work by the ``by`` column of ``villages``; each part carries its halo."""
+    """Split the work by the ``by`` column of ``villages``; each part carries its halo.
+
+    Every part is computed in the metric CRS of the whole network (its
+    ``settings.metric_crs`` is pinned to it), so a partition's sub-network never
+    picks another UTM zone than the single-graph computation.
+    """
     check_mode(mode)
     if by not in villages.columns:
         raise SettingsError(f"villages have no column {by!r} to partition by")
     threshold = settings.minutes if minutes is None else float(minutes)
+    crs = settings.metric_crs_for(net.lon, net.lat)
+    settings = settings.with_(metric_crs=crs)
     radius = halo_m(net, mode, settings)
     access = settings.access_max_m(net.source.coarse)
-    nx_, ny_ = _metric(net.lon, net.lat, settings)
+    nx_, ny_ = _metric(net.lon, net.lat, crs)
     ex0, ex1 = np.minimum(nx_[net.u], nx_[net.v]), np.maximum(nx_[net.u], nx_[net.v])
     ey0, ey1 = np.minimum(ny_[net.u], ny_[net.v]), np.maximum(ny_[net.u], ny_[net.v])
-    fx, fy = _metric(facilities.geometry.x, facilities.geometry.y, settings)
-    vx, vy = _metric(villages.geometry.x, villages.geometry.y, settings)
+    fx, fy = _metric(facilities.geometry.x, facilities.geometry.y, crs)
+    vx, vy = _metric(villages.geometry.x, villages.geometry.y, crs)
     keys = villages[by].astype(str).to_numpy()
     for name in pd.unique(keys):
         rows = np.flatnonzero(keys == name)
@@ -194,7 +201,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Any
     return Client(cluster)
 
 
-def _metric(lon: Any, lat: Any, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
-    to_metric = Transformer.from_crs("EPSG:4326", settings.metric_crs_for(lon, lat), always_xy=True)
+def _metric(lon: Any, lat: Any, crs: str) -> tuple[np.ndarray, np.ndarray]:
+    to_metric = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     x, y = to_metric.transform(np.asarray(lon, float), np.asarray(lat, float))
     return np.asarray(x, float), np.asarray(y, float)

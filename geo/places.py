@@ -55,7 +55,7 @@ def load_villages(
     path: Path | None = None,
     settings: Settings | None = None,
     *,
-    bounds: v.Bounds | None = v.JIAXING_BOUNDS,
+    bounds: v.Area | v.Bounds | None = v.JIAXING,
 ) -> gpd.GeoDataFrame:
     """Load and validate village points.
 
@@ -69,8 +69,11 @@ def load_villages(
     settings
         Supplies the default path; ``Settings()`` if omitted.
     bounds
-        ``(min_lon, min_lat, max_lon, max_lat)`` every village must lie in;
-        ``None`` disables the check. The default is a generous box around Jiaxing.
+        The area every village must lie in: a :class:`geo._validate.Area` (its
+        name and hint go into the message, e.g. the road network's area from
+        :func:`geo.network.input_area`) or a bare ``(min_lon, min_lat, max_lon,
+        max_lat)``; ``None`` disables the check. The default is a generous box
+        around Jiaxing.
 
     Returns
     -------
@@ -98,7 +101,7 @@ def load_villages(
     return villages
 
 
-def load_points(path: Path, *, bounds: v.Bounds | None = v.JIAXING_BOUNDS) -> gpd.GeoDataFrame:
+def load_points(path: Path, *, bounds: v.Area | v.Bounds | None = v.JIAXING) -> gpd.GeoDataFrame:
     """Load any points with an ``id`` (origins/targets of a travel-time matrix).
 
     Parameters
@@ -131,7 +134,12 @@ def load_points(path: Path, *, bounds: v.Bounds | None = v.JIAXING_BOUNDS) -> gp
 
 
 def _read_points(
-    path: Path, key: str, name: str | None, what: str, hint: str, bounds: v.Bounds | None
+    path: Path,
+    key: str,
+    name: str | None,
+    what: str,
+    hint: str,
+    bounds: v.Area | v.Bounds | None,
 ) -> pd.DataFrame:
     """Read and validate a point table: ``key`` non-empty and unique, coordinates in ``bounds``.
 

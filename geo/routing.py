@@ -130,9 +130,11 @@ class Router:
         started = time.perf_counter()
         self.net = net
         self.mode = check_mode(mode)
+        # the CRS is pinned in the router's settings: everything it measures agrees
+        self.metric_crs = settings.metric_crs_for(net.lon, net.lat)
+        settings = settings.with_(metric_crs=self.metric_crs)
         self.settings = settings
         self.source = net.source
-        self.metric_crs = settings.metric_crs_for(net.lon, net.lat)
         self._to_metric = Transformer.from_crs("EPSG:4326", self.metric_crs, always_xy=True)
         self._to_wgs84 = Transformer.from_crs(self.metric_crs, "EPSG:4326", always_xy=True)
         bx, by = self._to_metric.transform(net.lon, net.lat)

@@ -22,14 +22,18 @@ straight-line distance x ``detour_factor`` at the mode's ``access_kmh``.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from geo._errors import SettingsError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 #: Facility layers in display order: key -> Chinese label.
 LAYERS: Mapping[str, str] = MappingProxyType(
@@ -163,8 +167,10 @@ class Settings:
         cost more), the extra cost of a U-turn (allowed at dead ends only) and the
         delay at a junction with traffic signals.
     metric_crs
-        Projected CRS for distances; ``None`` (default) chooses the UTM zone at the
-        centre of the data (:meth:`metric_crs_for`).
+        Projected CRS (metres) for distances, access legs and areas. ``None``
+        (the default) means "choose from the data": the UTM zone at the median
+        of the network's nodes (:meth:`metric_crs_for`), e.g. EPSG:32651 for
+        Jiaxing and Shanghai, EPSG:32635 for Helsinki. Set it to pin one CRS.
     """
 
     walk_kmh: float = 5.0
@@ -229,6 +235,8 @@ class Settings:
             for mode, kmh in table.items():
                 if not (kmh > 0):
                     raise SettingsError(f"{table_name}[{mode}] must be positive, got {kmh!r}")
+        if self.metric_crs is not None:
+            _check_metric_crs(self.metric_crs)
         for hwy, kmh in self.drive_speeds.items():
             if not (kmh > 0):
                 raise SettingsError(f"drive_speeds[{hwy}] must be positive, got {kmh!r}")
@@ -243,18 +251,34 @@ class Settings:
         """Return a copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
-    def access_max_m(self, coarse: bool) -> float:
-        """Longest usable access leg for the kind of network."""
-        return self.access_max_m_coarse if coarse else self.access_max_m_osm
+    def metric_crs_for(self, lon: ArrayLike, lat: ArrayLike) -> str:
+        """The metric CRS for data at these WGS84 coordinates.
 
-    def metric_crs_for(self, lon: Any, lat: Any) -> str:
-        """The metric CRS for data at these WGS84 coordinates: ``metric_crs`` if set,
-        else the UTM zone at their centre."""
-        if self.metric_crs:
+        Parameters
+        ----------
+        lon, lat
+            WGS84 degrees, typically a network's nodes (``net.lon, net.lat``).
+
+        Returns
+        -------
+        str
+            ``metric_crs`` if it is set, else :func:`geo.projection.utm_crs` of
+            the coordinates (the UTM zone at their median).
+
+        Raises
+        ------
+        SettingsError
+            If ``metric_crs`` is unset and no UTM zone fits the coordinates.
+        """
+        if self.metric_crs is not None:
             return self.metric_crs
         from geo.projection import utm_crs
 
         return utm_crs(lon, lat)
+
+    def access_max_m(self, coarse: bool) -> float:
+        """Longest usable access leg for the kind of network."""
+        return self.access_max_m_coarse if coarse else self.access_max_m_osm
 
     def road_kmh(self, mode: str) -> float:
         """Uniform road speed of ``walk``/``ebike`` on a classed (OSM) network."""
@@ -288,6 +312,27 @@ class Settings:
     @property
     def coarse_network_dir(self) -> Path:
         return self.data_dir / "network"
+
+
+@functools.cache
+def _check_metric_crs(crs: str) -> None:
+    """Raise a :class:`SettingsError` unless ``crs`` is a projected CRS in metres."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        parsed = CRS.from_user_input(crs)
+    except CRSError as exc:
+        raise SettingsError(
+            f"metric_crs {crs!r} is not a CRS pyproj knows ({exc}); use an EPSG code "
+            "such as 'EPSG:32651', or None to choose the UTM zone from the data"
+        ) from exc
+    units = {axis.unit_name for axis in parsed.axis_info}
+    if not parsed.is_projected or units != {"metre"}:
+        raise SettingsError(
+            f"metric_crs {crs!r} is not a projected CRS in metres; use a UTM zone such as "
+            "'EPSG:32651', or None to choose it from the data"
+        )
 
 
 def check_mode(mode: str) -> str:

@@ -12,6 +12,8 @@ from geo.coords import gcj02_to_wgs84
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO.parent / "shared" / "data"
+#: The scripts build Jiaxing data only, and Jiaxing (120.3-121.3 E) lies in UTM zone 51N
+#: (120-126 E); what geo.projection.utm_crs would choose for it, fixed here on purpose.
 METRIC_CRS = "EPSG:32651"
 COMMITTEE_SUFFIXES = ("村民委员会", "居民委员会", "村委会", "居委会", "委员会")
 

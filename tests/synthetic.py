@@ -1,8 +1,11 @@
-"""Small synthetic networks with coarse-network semantics (unclassed two-way roads)."""
+"""Small synthetic networks: coarse-network semantics near Jiaxing, OSM street grids anywhere."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from pyproj import Geod
 
 from geo.network import NetworkSource, RoadNetwork, undirected_network
 
@@ -47,3 +50,37 @@ def street_grid(
     net = undirected_network(lon, lat, a, b, NetworkSource("test", "street grid"))
     net.highway = np.full(net.n_edges, "residential")
     return net
+
+
+def write_osm_grid(
+    path: Path,
+    lon0: float,
+    lat0: float,
+    cols: int = 6,
+    rows: int = 6,
+    spacing_m: float = 200.0,
+) -> Path:
+    """Write an OSM XML street grid of ``rows`` x ``cols`` nodes anywhere on Earth.
+
+    The south-west node sits at ``(lon0, lat0)``; rows and columns are
+    ``spacing_m`` apart on the WGS84 ellipsoid (pyproj ``Geod``: north first,
+    then east), all ways ``highway=residential``, two-way. Node ids are
+    ``row * cols + col + 1``. ``rows=1`` gives one straight east-west street.
+    """
+    geod = Geod(ellps="WGS84")
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<osm version="0.6" generator="tests">']
+    for row in range(rows):
+        _, lat, _ = geod.fwd(lon0, lat0, 0.0, row * spacing_m)
+        for col in range(cols):
+            lon, _, _ = geod.fwd(lon0, lat, 90.0, col * spacing_m)
+            node = row * cols + col + 1
+            lines.append(f'  <node id="{node}" version="1" lat="{lat:.7f}" lon="{lon:.7f}"/>')
+    ways = [[r * cols + c + 1 for c in range(cols)] for r in range(rows)] if cols > 1 else []
+    if rows > 1:
+        ways += [[r * cols + c + 1 for r in range(rows)] for c in range(cols)]
+    for way, refs in enumerate(ways, start=1001):
+        nds = "".join(f'<nd ref="{ref}"/>' for ref in refs)
+        lines.append(f'  <way id="{way}" version="1">{nds}<tag k="highway" v="residential"/></way>')
+    lines.append("</osm>")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -6,14 +6,20 @@ import json
 from pathlib import Path
 
 import geopandas as gpd
+import networkx as nx
+import numpy as np
 import openpyxl
+import osmnx as ox
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from pyproj import Geod
 
 from geo.cli import main
 from geo.coverage import coverage_columns
-from geo.settings import LAYERS
+from geo.settings import LAYERS, Settings
+
+from synthetic import write_osm_grid
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -305,3 +311,189 @@ def test_warns_when_the_osm_file_misses_the_villages(runner, tmp_path):
     assert (table["nearest_road_m"] > 500).sum() > 1100
     quiet = runner.invoke(main, ["coverage", "--out", str(tmp_path / "c.csv")])
     assert "警告" not in quiet.output  # the bundled network reaches the villages
+
+
+# ----------------------------------------------------------------------------- outside Jiaxing
+
+#: West ends of synthetic streets (and south-west corners of grids) far from China.
+ABROAD = {"Helsinki": (24.90, 60.16), "Wellington": (174.77, -41.29)}
+
+
+def grid_point(lon0: float, lat0: float, east_m: float, north_m: float) -> tuple[float, float]:
+    """The point ``east_m``/``north_m`` from a grid's south-west node (as the grid is drawn)."""
+    geod = Geod(ellps="WGS84")
+    _, lat, _ = geod.fwd(lon0, lat0, 0.0, north_m)
+    lon, _, _ = geod.fwd(lon0, lat, 90.0, east_m)
+    return round(lon, 7), round(lat, 7)
+
+
+def street(tmp_path: Path, city: str) -> Path:
+    """One straight 1 km street (nodes 1-6, 200 m apart) at ``ABROAD[city]``."""
+    return write_osm_grid(tmp_path / f"{city}.osm", *ABROAD[city], cols=6, rows=1)
+
+
+def reference_minutes(osm: Path, origin_node: int, target: tuple[float, float]) -> float:
+    """The access-leg model by hand for an origin on a node of a straight street (where
+    its own node is its best access): osmnx graph + networkx Dijkstra, then the best
+    geodesic access leg (x detour, walking) to the target, or the direct leg."""
+    settings = Settings()
+    graph = ox.graph_from_xml(osm, simplify=False, retain_all=True, bidirectional=False)
+    road = nx.single_source_dijkstra_path_length(graph, origin_node, weight="length")
+    geod = Geod(ellps="WGS84")
+    walk, access = settings.walk_kmh / 3.6, settings.access_kmh["walk"] / 3.6
+    origin = graph.nodes[origin_node]["x"], graph.nodes[origin_node]["y"]
+    usable = settings.access_max_m_osm
+
+    def leg_seconds(x: float, y: float) -> float:
+        metres = geod.inv(x, y, *target)[2]
+        return metres * settings.detour_factor / access if metres <= usable else np.inf
+
+    best = leg_seconds(*origin)  # the direct leg
+    for node, metres in road.items():
+        x, y = graph.nodes[node]["x"], graph.nodes[node]["y"]
+        best = min(best, metres / walk + leg_seconds(x, y))
+    return best / 60
+
+
+def write_points(path: Path, points: dict[str, tuple[float, float]]) -> Path:
+    rows = "".join(f"{key},{lon},{lat}\n" for key, (lon, lat) in points.items())
+    path.write_text("id,lon,lat\n" + rows, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("city", sorted(ABROAD))
+def test_times_on_a_network_outside_china(runner, tmp_path, city):
+    lon0, lat0 = ABROAD[city]
+    osm = street(tmp_path, city)
+    # origins on nodes 1 (west end) and 3 (400 m east); targets off the street
+    origins = {"west": (lon0, lat0), "mid": grid_point(lon0, lat0, 400, 0)}
+    targets = {"ne": grid_point(lon0, lat0, 900, 100), "sw": grid_point(lon0, lat0, 100, -120)}
+    a = write_points(tmp_path / "a.csv", origins)
+    b = write_points(tmp_path / "b.csv", targets)
+    out = tmp_path / "t.csv"
+    args = ["times", "--osm", str(osm), "--from", str(a), "--to", str(b), "--mode", "walk"]
+    result = run(runner, *args, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, encoding="utf-8-sig")
+    got = {(o, t): m for o, t, m in table[["origin_id", "target_id", "minutes"]].itertuples(False)}
+    assert set(got) == {(o, t) for o in origins for t in targets}
+    for (origin, target), minutes in got.items():
+        node = 1 if origin == "west" else 3
+        want = reference_minutes(osm, node, targets[target])
+        assert minutes == pytest.approx(want, abs=0.006), (origin, target)
+    # west -> ne: 800 m of street, then 141 m off it x 1.3, walking at 5 km/h
+    assert got[("west", "ne")] == pytest.approx((800 + 141.4 * 1.3) / (5000 / 60), rel=0.005)
+
+
+def test_a_point_outside_the_network_is_one_line_and_no_file(runner, tmp_path):
+    lon0, lat0 = ABROAD["Helsinki"]
+    osm = write_osm_grid(tmp_path / "hel.osm", lon0, lat0)
+    a = write_points(tmp_path / "a.csv", {"sw": (lon0, lat0)})
+    # 3 km east of the grid (1 km wide): beyond its nodes + 2 km
+    b = write_points(
+        tmp_path / "b.csv", {"ok": (lon0, lat0), "far": grid_point(lon0, lat0, 4000, 0)}
+    )
+    out = tmp_path / "t.csv"
+    args = ["times", "--osm", str(osm), "--from", str(a), "--to", str(b), "--out", str(out)]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith("错误 error: b.csv row 3: point (")
+    assert "is outside the road network's area (lon 24.8" in lines[0]
+    assert "GCJ-02" in lines[0] and "OSM extract (--osm) that covers the point" in lines[0]
+    assert not out.exists()
+    # 1.5 km east of the grid is still inside its area (nodes + 2 km)
+    near = write_points(tmp_path / "n.csv", {"near": grid_point(lon0, lat0, 2500, 0)})
+    args = ["times", "--osm", str(osm), "--from", str(a), "--to", str(near), "--out", str(out)]
+    assert run(runner, *args).exit_code == 0 and out.exists()
+
+
+def test_without_osm_a_point_in_helsinki_is_outside_jiaxing(runner, tmp_path):
+    a = write_points(tmp_path / "a.csv", {"hel": (24.94, 60.17)})
+    b = write_points(tmp_path / "b.csv", {"jx": (120.76, 30.75)})
+    out = tmp_path / "t.csv"
+    result = runner.invoke(main, ["times", "--from", str(a), "--to", str(b), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "a.csv row 2: point (24.94, 60.17) is outside the Jiaxing region" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_coverage_abroad_needs_its_own_villages_and_facilities(runner, tmp_path):
+    lon0, lat0 = ABROAD["Helsinki"]
+    osm = street(tmp_path, "Helsinki")
+    m_lon, m_lat = grid_point(lon0, lat0, 400, 0)
+    villages = tmp_path / "v.csv"
+    villages.write_text(
+        f"village_code,village_name,lon,lat\n1,Kallio,{lon0},{lat0}\n2,Töölö,{m_lon},{m_lat}\n",
+        encoding="utf-8",
+    )
+    f_lon, f_lat = grid_point(lon0, lat0, 900, 100)
+    facilities = bad(tmp_path, "f.geojson", fac_doc(feature("HEL-1", lon=f_lon, lat=f_lat)))
+    out = tmp_path / "c.csv"
+    base = ["coverage", "--osm", str(osm), "--mode", "walk", "--out", str(out)]
+    for given, needle in [
+        ([], "pass --villages FILE and --facilities FILE for that area"),
+        (["--villages", str(villages)], "the bundled facilities are Jiaxing's; pass --facilities"),
+        (["--facilities", str(facilities)], "the bundled villages are Jiaxing's; pass --villages"),
+    ]:
+        result = runner.invoke(main, [*base, *given])
+        assert result.exit_code == 1 and needle in result.output, result.output
+        assert "outside Jiaxing" in result.output and not out.exists()
+    result = run(runner, *base, "--villages", str(villages), "--facilities", str(facilities))
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out, dtype={"village_code": str}, encoding="utf-8-sig")
+    minutes = dict(zip(table["village_code"], table["training_base_minutes"], strict=True))
+    assert minutes["1"] == pytest.approx(reference_minutes(osm, 1, (f_lon, f_lat)), abs=0.011)
+    assert minutes["2"] == pytest.approx(reference_minutes(osm, 3, (f_lon, f_lat)), abs=0.011)
+
+
+def test_isochrone_areas_abroad_are_measured_in_the_local_utm_zone(runner, tmp_path):
+    lon0, lat0 = ABROAD["Helsinki"]
+    osm = write_osm_grid(tmp_path / "hel.osm", lon0, lat0)
+    f_lon, f_lat = grid_point(lon0, lat0, 500, 500)
+    facilities = bad(tmp_path, "f.geojson", fac_doc(feature("HEL-1", lon=f_lon, lat=f_lat)))
+    out = tmp_path / "i.geojson"
+    args = ["isochrones", "--layer", "training_base", "--mode", "walk", "--minutes", "10"]
+    result = run(
+        runner, *args, "--osm", str(osm), "--facilities", str(facilities), "--out", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    frame = gpd.read_file(out)
+    geodesic_km2 = abs(Geod(ellps="WGS84").geometry_area_perimeter(frame.geometry.iloc[0])[0]) / 1e6
+    assert frame["area_km2"].iloc[0] == pytest.approx(geodesic_km2, rel=2e-3)  # 51N: +32 %
+    without = runner.invoke(
+        main, [*args, "--osm", str(osm), "--out", str(out.with_name("x.geojson"))]
+    )
+    assert without.exit_code == 1 and "pass --facilities FILE" in without.output
+
+
+@pytest.mark.parametrize("command", ["stats", "export", "plan", "posters"])
+def test_commands_on_the_bundled_counties_refuse_a_foreign_network(runner, tmp_path, command):
+    osm = write_osm_grid(tmp_path / "hel.osm", *ABROAD["Helsinki"])
+    suffix = {"stats": ".csv", "export": ".xlsx", "plan": ".csv", "posters": ".pdf"}[command]
+    out = tmp_path / f"o{suffix}"
+    county = [] if command == "stats" else ["--county", "南湖区"]
+    result = runner.invoke(main, [command, *county, "--osm", str(osm), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"`skillcircle {command}` works on the bundled Jiaxing villages" in result.output
+    assert "pass an OSM extract of Jiaxing" in result.output and not out.exists()
+
+
+def test_the_network_is_loaded_once_before_the_inputs(runner, tmp_path, monkeypatch):
+    import geo.network
+
+    calls = []
+    real = geo.network.load_network
+    monkeypatch.setattr(
+        geo.network, "load_network", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    lon0, lat0 = ABROAD["Helsinki"]
+    osm = street(tmp_path, "Helsinki")
+    v = tmp_path / "v.csv"
+    v.write_text(f"village_code,village_name,lon,lat\n1,Kallio,{lon0},{lat0}\n", encoding="utf-8")
+    f = bad(tmp_path, "f.geojson", fac_doc(feature("H", lon=lon0, lat=lat0)))
+    out = tmp_path / "c.csv"
+    args = ["coverage", "--osm", str(osm), "--villages", str(v), "--facilities", str(f)]
+    assert run(runner, *args, "--out", str(out)).exit_code == 0
+    assert calls == [1]

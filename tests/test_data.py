@@ -18,7 +18,7 @@ from geo.settings import COUNTIES, LAYERS, Settings
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 SHARED = REPO.parent / "shared" / "data"
-METRIC = "EPSG:32651"
+METRIC = "EPSG:32651"  # Jiaxing lies in UTM zone 51N
 
 LAYER_COUNTS = {
     "technical_school": 16,

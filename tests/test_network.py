@@ -7,16 +7,23 @@ from pathlib import Path
 import numpy as np
 import osmium
 import pytest
+from pyproj import Geod
 
 from geo._errors import NetworkError
+from geo._validate import JIAXING
 from geo.network import (
+    input_area,
+    load_coarse_network,
     load_network,
     mode_edges,
+    network_bounds,
     network_from_osm_xml,
     network_from_pbf,
     parse_maxspeed,
 )
 from geo.settings import Settings
+
+from synthetic import write_osm_grid
 
 # the Shanghai fixture was written by osmnx; osmnx warns about re-reading such files
 pytestmark = pytest.mark.filterwarnings(
@@ -149,3 +156,44 @@ def test_bad_osm_files(tmp_path, content, name, message):
         path.write_text(content)
     with pytest.raises(NetworkError, match=message):
         load_network(Settings(cache_dir=tmp_path / "c"), path)
+
+
+# --------------------------------------------------------------------------- study area
+
+
+@pytest.mark.parametrize(
+    ("lon0", "lat0"),
+    [(24.90, 60.16), (174.77, -41.29), (-78.50, -0.20), (120.75, 30.75)],
+    ids=["Helsinki", "Wellington", "Quito", "Jiaxing"],
+)
+def test_network_bounds_grow_by_the_margin_on_the_ellipsoid(tmp_path, lon0, lat0):
+    net = network_from_osm_xml(write_osm_grid(tmp_path / "g.osm", lon0, lat0))
+    min_lon, min_lat, max_lon, max_lat = network_bounds(net, 2000.0)
+    assert (min_lon, min_lat) < (net.lon.min(), net.lat.min())
+    geod = Geod(ellps="WGS84")
+    # north and south: exactly 2 km of meridian beyond the outermost nodes
+    assert geod.inv(lon0, net.lat.max(), lon0, max_lat)[2] == pytest.approx(2000.0, rel=1e-9)
+    assert geod.inv(lon0, net.lat.min(), lon0, min_lat)[2] == pytest.approx(2000.0, rel=1e-9)
+    # east and west: at least 2 km at every latitude of the network, and 2 km
+    # (within the curvature of a 2 km geodesic) where a degree is shortest
+    for lat in (net.lat.min(), net.lat.max()):
+        east = geod.inv(net.lon.max(), lat, max_lon, lat)[2]
+        west = geod.inv(net.lon.min(), lat, min_lon, lat)[2]
+        assert 2000.0 - 1e-3 <= east == pytest.approx(west, rel=1e-9)
+        assert east < 2000.0 * 1.001
+
+
+def test_network_bounds_are_clipped_at_the_antimeridian(tmp_path):
+    net = network_from_osm_xml(write_osm_grid(tmp_path / "g.osm", 179.99, -16.5))  # Fiji
+    min_lon, _, max_lon, _ = network_bounds(net, 2000.0)
+    assert max_lon == 180.0 and min_lon < 179.99
+
+
+def test_input_area_follows_the_network(tmp_path, settings):
+    assert input_area(load_coarse_network(settings), settings) is JIAXING
+    net = network_from_osm_xml(write_osm_grid(tmp_path / "g.osm", 24.90, 60.16))
+    area = input_area(net, settings)
+    assert area.name == "the road network's area" and "--osm" in area.hint
+    assert area.bounds == network_bounds(net, 2000.0)  # max(access_flag_m, access_max_m_osm)
+    wider = settings.with_(access_max_m_osm=3000.0)
+    assert input_area(net, wider).bounds == network_bounds(net, 3000.0)

@@ -93,3 +93,10 @@ def test_cli_dask_matches_single_process(tmp_path):
     bad = runner.invoke(main, [*args, "--workers", "2", "--out", str(tmp_path / "x.csv")])
     assert bad.exit_code == 2 and "need --dask" in bad.output
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_every_partition_uses_the_crs_of_the_whole_network(inputs):
+    settings, net, villages, facilities = inputs
+    assert settings.metric_crs is None  # chosen from the data
+    parts = list(partitions(net, villages, facilities, "walk", settings))
+    assert {p.settings.metric_crs for p in parts} == {"EPSG:32651"}  # Jiaxing: UTM 51N

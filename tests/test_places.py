@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from geo._errors import InputDataError
+from geo._validate import Area
 from geo.places import (
     VILLAGE_COLUMNS,
     load_city,
@@ -210,6 +211,23 @@ def test_bounds_are_configurable(tmp_path: Path) -> None:
     assert len(load_villages(path, bounds=(116.0, 39.0, 117.0, 40.0))) == 1
     with pytest.raises(InputDataError, match="outside"):
         load_villages(write_fc(tmp_path / "j.geojson", GOOD_FEATURES), bounds=(116, 39, 117, 40))
+
+
+def test_an_area_names_itself_and_adds_its_hint(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "v.csv", "village_code,village_name,lon,lat\n1,甲,120.7,30.7\n")
+    helsinki = Area((24.8, 60.1, 25.1, 60.3), "the road network's area", "or pass another --osm")
+    with pytest.raises(InputDataError) as info:
+        load_villages(path, bounds=helsinki)
+    assert str(info.value) == (
+        "v.csv row 2: point (120.7, 30.7) is outside the road network's area "
+        "(lon 24.8 to 25.1, lat 60.1 to 60.3); is it GCJ-02/BD-09? convert with "
+        "`skillcircle import --crs gcj02` (or bd09); coordinates must be WGS84; "
+        "or pass another --osm"
+    )
+    with pytest.raises(InputDataError, match=r"outside the given bounds \(lon 116 to 117"):
+        load_villages(path, bounds=(116, 39, 117, 40))
+    with pytest.raises(InputDataError, match=r"outside the Jiaxing region \(lon 119.5 to 122.5"):
+        load_points(write_csv(tmp_path / "p.csv", "id,lon,lat\nH,24.94,60.17\n"))
 
 
 def test_several_problems_in_one_line(tmp_path: Path) -> None:
