@@ -597,7 +597,8 @@ def compare_isochrone(
     report.add(
         "area_km2 / geodesic area - 1, ours",
         f"{rel:+.2%}",
-        note=f"area_km2 {reported:.3f} (router CRS {router.metric_crs}), geodesic {geodesic:.3f} km2",
+        note=f"area_km2 {reported:.3f} (router CRS {router.metric_crs}), "
+        f"geodesic {geodesic:.3f} km2",
     )
     report.add("isochrone time, ours", f"{t_ours * 1e3:.1f} ms", note=f"best of {REPEAT}")
     if "valhalla" not in ports:

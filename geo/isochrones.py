@@ -19,10 +19,10 @@ location within the buffer from which it is reached within T.
 
 The pieces are sampled every grid cell and stamped as discs onto a boolean grid
 of ``settings.isochrone_resolution_m`` (20 m) cells (discs of one radius at once
-by a binary dilation or an FFT convolution where that is cheaper than one by one), and the grid is outlined by
-contourpy's filled contours (marching squares, holes kept). The grid keeps at
-most a million cells: for a city-wide union the cell grows accordingly. Areas
-(``area_km2``) are geodesic (pyproj ``Geod`` on the WGS84 ellipsoid).
+by a binary dilation or an FFT convolution where that is cheaper than one by
+one), and the grid is outlined by contourpy's filled contours (marching squares,
+holes kept). The grid keeps at most a million cells: for a city-wide union the
+cell grows accordingly. Areas (``area_km2``) are geodesic (pyproj ``Geod`` on the WGS84 ellipsoid).
 """
 
 from __future__ import annotations

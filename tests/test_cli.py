@@ -12,8 +12,9 @@ import openpyxl
 import osmnx as ox
 import pandas as pd
 import pytest
+import shapely
 from click.testing import CliRunner
-from pyproj import Geod
+from pyproj import Geod, Transformer
 
 from geo.cli import main
 from geo.coverage import coverage_columns
@@ -333,26 +334,31 @@ def street(tmp_path: Path, city: str) -> Path:
 
 
 def reference_minutes(osm: Path, origin_node: int, target: tuple[float, float]) -> float:
-    """The access-leg model by hand for an origin on a node of a straight street (where
-    its own node is its best access): osmnx graph + networkx Dijkstra, then the best
-    geodesic access leg (x detour, walking) to the target, or the direct leg."""
+    """The snapping model by hand for an origin on a node of a street: the target joins
+    its nearest street segment at the perpendicular foot (a straight leg at the access
+    speed, in the local UTM zone), and the trip runs along the street to that foot
+    (osmnx lengths, networkx Dijkstra)."""
     settings = Settings()
     graph = ox.graph_from_xml(osm, simplify=False, retain_all=True, bidirectional=False)
     road = nx.single_source_dijkstra_path_length(graph, origin_node, weight="length")
-    geod = Geod(ellps="WGS84")
+    point = gpd.GeoSeries([shapely.Point(target)], crs="EPSG:4326")
+    to_utm = Transformer.from_crs("EPSG:4326", point.estimate_utm_crs(), always_xy=True)
+    p = shapely.Point(to_utm.transform(*target))
     walk, access = settings.walk_kmh / 3.6, settings.access_kmh["walk"] / 3.6
-    origin = graph.nodes[origin_node]["x"], graph.nodes[origin_node]["y"]
-    usable = settings.access_max_m_osm
-
-    def leg_seconds(x: float, y: float) -> float:
-        metres = geod.inv(x, y, *target)[2]
-        return metres * settings.detour_factor / access if metres <= usable else np.inf
-
-    best = leg_seconds(*origin)  # the direct leg
-    for node, metres in road.items():
-        x, y = graph.nodes[node]["x"], graph.nodes[node]["y"]
-        best = min(best, metres / walk + leg_seconds(x, y))
-    return best / 60
+    segments = []
+    for a, b, data in graph.edges(data=True):
+        line = shapely.LineString(
+            [to_utm.transform(graph.nodes[n]["x"], graph.nodes[n]["y"]) for n in (a, b)]
+        )
+        segments.append((line.distance(p), line.project(p) / line.length, a, data["length"]))
+    leg = min(segments)[0]
+    assert leg <= settings.access_max_m_osm
+    best = min(
+        road.get(a, np.inf) / walk + t * length / walk
+        for d, t, a, length in segments
+        if d <= leg + 1e-6  # both directions of the nearest segment
+    )
+    return (best + leg / access) / 60
 
 
 def write_points(path: Path, points: dict[str, tuple[float, float]]) -> Path:
@@ -381,8 +387,8 @@ def test_times_on_a_network_outside_china(runner, tmp_path, city):
         node = 1 if origin == "west" else 3
         want = reference_minutes(osm, node, targets[target])
         assert minutes == pytest.approx(want, abs=0.006), (origin, target)
-    # west -> ne: 800 m of street, then 141 m off it x 1.3, walking at 5 km/h
-    assert got[("west", "ne")] == pytest.approx((800 + 141.4 * 1.3) / (5000 / 60), rel=0.005)
+    # west -> ne: 900 m of street, then 100 m straight off it, walking at 5 km/h
+    assert got[("west", "ne")] == pytest.approx((900 + 100) / (5000 / 60), rel=0.005)
 
 
 def test_a_point_outside_the_network_is_one_line_and_no_file(runner, tmp_path):
