@@ -242,12 +242,11 @@ def bench_nx_multisource(
             lambda f_lon=f_lon, f_lat=f_lat: router.nearest(v_lon, v_lat, f_lon, f_lat)
         )
         t_ours += took
-        # same snapping as the Router: a virtual source per facility, joined to the
-        # start state of each edge it snapped to, by leg + the part of the edge before it
+        # same snapping as the Router: a virtual source per facility, joined to each
+        # way into the edge it snapped to, by leg + the part of the edge before it
         f_snap = router.snap(f_lon, f_lat)
-        virt = n + f_snap.point
-        real = router.entry[f_snap.edge]
-        leg = f_snap.seconds + f_snap.t * router.edge_seconds[f_snap.edge]
+        point, real, leg, _ = router._seeds(f_snap, reverse=True)
+        virt = n + point
         for a, b, w in zip(
             virt.tolist(), real.tolist(), np.maximum(leg, EPS).tolist(), strict=True
         ):

@@ -135,8 +135,8 @@ def _polygon(
     keep = radius > 0.5 * cell
     if not keep.any():
         return shapely.Polygon()
-    merged = _raster_union(xs[keep], ys[keep], radius[keep], cell)
-    return shapely.make_valid(merged) if not merged.is_valid else merged
+    # validity is checked once, on the WGS84 result (_to_wgs84)
+    return _raster_union(xs[keep], ys[keep], radius[keep], cell)
 
 
 #: Largest grid a traced isochrone uses (the cell grows beyond).

@@ -153,20 +153,25 @@ class Router:
         self.edge_way = _way_ids(net)[idx]
         self.edge_based = mode == "drive" and not net.source.coarse
         if self.edge_based:
+            # one state per directed edge: "at its end, having driven it"; a turn arc
+            # e -> f costs the turn and the drive along f
             e = len(u)
-            self.entry = np.arange(e, dtype=np.int64)
-            self.exit = np.arange(e, 2 * e, dtype=np.int64)
-            self.n_states = 2 * e
+            self.exit = np.arange(e, dtype=np.int64)
+            self.n_states = e
             t_from, t_to, t_sec = turn_arcs(self, net, settings)
             self.n_turns = len(t_from)
-            a_u = np.concatenate([self.entry, self.exit[t_from]])
-            a_v = np.concatenate([self.exit, self.entry[t_to]])
-            a_s = np.concatenate([sec, t_sec])
-            a_m = np.concatenate([self.edge_m, np.zeros(len(t_from))])
+            a_u, a_v = t_from, t_to
+            a_s, a_m = t_sec + sec[t_to], self.edge_m[t_to]
+            # the ways into edge f: from the end of each edge that may turn into it
+            order = np.argsort(t_to, kind="stable")
+            self._entry_state, self._entry_cost = t_from[order], t_sec[order]
+            self._entry_ptr = np.concatenate([[0], np.cumsum(np.bincount(t_to, minlength=e))])
         else:
-            self.entry, self.exit = u, v
+            self.exit = v
             self.n_states = self.n_nodes
             self.n_turns = 0
+            self._entry_state, self._entry_cost = u, np.zeros(len(u))
+            self._entry_ptr = np.arange(len(u) + 1)
             a_u, a_v, a_s, a_m = u, v, sec, self.edge_m
         self.arc_u, self.arc_v = a_u, a_v
         self.arc_seconds, self.arc_m = np.maximum(a_s, _EPS), a_m
@@ -292,22 +297,36 @@ class Router:
 
     # ------------------------------------------------------------------ core
 
+    def entries(self, edge: IntArray) -> tuple[IntArray, IntArray, FloatArray]:
+        """The ways into the start of each given edge: (which edge of ``edge``, state,
+        extra seconds). Node-based: the edge's tail node; edge-based: the end of every
+        edge that may turn into it, with the turn's cost."""
+        start, stop = self._entry_ptr[edge], self._entry_ptr[edge + 1]
+        which = np.repeat(np.arange(len(edge)), stop - start)
+        pos = np.arange(len(which)) - np.repeat(
+            np.cumsum(stop - start) - (stop - start), stop - start
+        )
+        pos = start[which] + pos
+        return which, self._entry_state[pos], self._entry_cost[pos]
+
     def _seeds(
         self, snap: Snap, reverse: bool
     ) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
-        """Arcs from each point's virtual node into the state graph.
+        """Arcs between each point's virtual node and the state graph: (point, state,
+        seconds, metres along the network).
 
         Forward (a trip *from* the point): to the end of its edge, after the rest
-        of the edge. Reverse (a trip *to* the point, searched backwards): to the
-        start of its edge, the part of the edge before the point.
+        of the edge. Reverse (a trip *to* the point, searched backwards): from each
+        way into its edge, then the part of the edge before the point.
         """
         c = self.edge_seconds[snap.edge]
         m = self.edge_m[snap.edge]
-        if reverse:
-            state, along, metres = self.entry[snap.edge], snap.t, snap.t
-        else:
-            state, along, metres = self.exit[snap.edge], 1.0 - snap.t, 1.0 - snap.t
-        return snap.point, state, snap.seconds + along * c, metres * m
+        if not reverse:
+            rest = 1.0 - snap.t
+            return snap.point, self.exit[snap.edge], snap.seconds + rest * c, rest * m
+        which, state, turn = self.entries(snap.edge)
+        t = snap.t[which]
+        return snap.point[which], state, snap.seconds[which] + t * c[which] + turn, t * m[which]
 
     def _augmented(self, snap: Snap, reverse: bool, metres: bool = False) -> tuple[Any, ...]:
         """State graph plus one virtual node per point, appended as extra CSR rows.
@@ -392,18 +411,17 @@ class Router:
         ]
         return out, snap
 
-    def _arrive(self, snap: Snap, state_s: FloatArray, reverse: bool) -> FloatArray:
-        """Per candidate, the trip time through the state graph.
+    def _arrive(
+        self, snap: Snap, state_s: FloatArray, reverse: bool
+    ) -> tuple[IntArray, FloatArray]:
+        """Per way of each candidate: (point, trip seconds through the state graph).
 
-        ``reverse``: ``state_s`` are seconds *from* states to a target; the
-        candidate's point travels to the end of its edge first. Otherwise
-        ``state_s`` are seconds from a source *to* states; the trip enters the
-        candidate's edge at its start.
+        ``reverse``: ``state_s`` are seconds *from* states to a target; the point
+        travels to the end of its edge first. Otherwise ``state_s`` are seconds
+        from a source *to* states; the trip enters the point's edge at its start.
         """
-        return self._seeds(snap, not reverse)[2] + state_s[self._states(snap, reverse)]
-
-    def _states(self, snap: Snap, reverse: bool) -> IntArray:
-        return self.exit[snap.edge] if reverse else self.entry[snap.edge]
+        point, state, seconds, _ = self._seeds(snap, not reverse)
+        return point, seconds + state_s[state]
 
     def nearest(
         self,
@@ -436,8 +454,8 @@ class Router:
             return NearestResult(np.full(len(o_lon), np.nan), np.full(len(o_lon), -1))
         state_s, state_t, t_snap = self.state_seconds_to(target_lon, target_lat, limit)
         o_snap = self.snap(origin_lon, origin_lat)
-        total = self._arrive(o_snap, state_s, reverse=True)
-        which = state_t[self._states(o_snap, reverse=True)]
+        _, total = self._arrive(o_snap, state_s, reverse=True)
+        which = state_t[self.exit[o_snap.edge]]
         seconds, target = _min_per_point(o_snap.point, total, which, len(o_lon))
         pairs = self._same_edge(o_snap, t_snap)
         if self.coarse:
@@ -478,12 +496,8 @@ class Router:
         graph, n = self._augmented(o_snap, reverse=False)
         state_s = np.asarray(dijkstra(graph, directed=True, indices=n, limit=limit)[:n], float)
         t_snap = self.snap(t_lon, t_lat)
-        seconds, _ = _min_per_point(
-            t_snap.point,
-            self._arrive(t_snap, state_s, reverse=False),
-            t_snap.point,
-            len(t_lon),
-        )
+        point, total = self._arrive(t_snap, state_s, reverse=False)
+        seconds, _ = _min_per_point(point, total, point, len(t_lon))
         pairs = self._same_edge(o_snap, t_snap)
         if self.coarse:
             pairs = pd.concat([pairs, self._direct_pairs([origin_lon], [origin_lat], t_lon, t_lat)])
@@ -531,7 +545,7 @@ class Router:
         built = self._augmented(t_snap, reverse=True, metres=metres)
         graph, n = built[0], built[1]
         n_t = graph.shape[0] - n
-        o_states = self._states(o_snap, reverse=True)
+        o_states = self.exit[o_snap.edge]
         o_rest, o_rest_m = self._seeds(o_snap, reverse=False)[2:]
         frames = []
         starts = range(0, n_t, batch)

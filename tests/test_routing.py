@@ -13,7 +13,7 @@ import shapely
 from scipy.sparse.csgraph import dijkstra
 
 from geo.network import NetworkSource, network_from_osm_xml, undirected_network
-from geo.routing import Router
+from geo.routing import Router, Snap
 from geo.settings import NON_MOTOR_HIGHWAYS, Settings
 
 from synthetic import coarse_line
@@ -49,13 +49,22 @@ def node_seconds(router: Router, sources: list[int]) -> np.ndarray:
     """Seconds from road nodes to every road node through the router's state graph."""
     if not router.edge_based:
         return dijkstra(router.graph, indices=sources)
-    # leave a node by any of its out-edges: start at their entry states
+    # edge states: start by driving any out-edge of the node (a virtual source, as a
+    # point on the node would), then arrive at a node at the end of any edge into it
     out = np.full((len(sources), router.n_nodes), np.inf)
     for row, node in enumerate(sources):
-        starts = router.entry[router.edge_u == node]
-        dist = dijkstra(router.graph, indices=starts, min_only=True)
-        arrive = dist[router.exit]  # at the end of each edge
-        np.minimum.at(out[row], router.edge_v, arrive)
+        first = np.flatnonzero(router.edge_u == node)
+        snap = Snap(
+            np.zeros(len(first), dtype=np.int64),
+            first,
+            np.zeros(len(first)),
+            np.zeros(len(first)),
+            np.zeros(len(first)),
+            np.zeros(1),
+        )
+        graph, n = router._augmented(snap, reverse=False)
+        dist = dijkstra(graph, indices=n)[:n]
+        np.minimum.at(out[row], router.edge_v, dist[router.exit])
         out[row, node] = 0.0
     return out
 
@@ -284,12 +293,10 @@ def test_turn_costs_follow_the_osrm_sigmoid():
 
 def test_u_turns_only_at_dead_ends():
     router, _, _ = crossroads()
-    edges = router.entry.size
-    turn = router.arc_u >= edges  # arcs from the end of one edge to the start of the next
-    e, f = router.arc_u[turn] - edges, router.arc_v[turn]
+    e, f = router.arc_u, router.arc_v  # edge states: every arc is a turn e -> f
     u_turn = router.edge_v[f] == router.edge_u[e]
     assert set(router.edge_v[e[u_turn]].tolist()) == {1, 2, 3, 4}  # the four arm ends
-    assert turn.sum() == 4 * 3 + 4  # at the junction 4 x 3 turns, one U-turn per dead end
+    assert len(e) == 4 * 3 + 4  # at the junction 4 x 3 turns, one U-turn per dead end
 
 
 # --------------------------------------------------------------------------- coarse
