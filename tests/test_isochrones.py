@@ -94,6 +94,7 @@ def test_polygon_equals_an_independent_construction(mode):
     lon += 0.0004  # between two junctions
     minutes = 6.0
     ours = union_isochrone(router, np.array([lon]), np.array([lat]), minutes)
+    assert ours.is_valid
     metric = shapely.transform(ours, lambda c: np.column_stack(router.to_metric(c[:, 0], c[:, 1])))
     ref = reference_polygon(router, lon, lat, minutes)
     cell = router.settings.isochrone_resolution_m
@@ -180,3 +181,17 @@ def test_per_facility_union_equals_layer_union(tolerance):
 def test_no_facilities_gives_empty_polygon():
     router = Router(coarse_line(3), "walk", Settings())
     assert union_isochrone(router, np.array([]), np.array([]), 30).is_empty
+
+
+@pytest.mark.filterwarnings("ignore:The XML file you are loading appears to have been generated")
+def test_traced_isochrones_are_valid_on_real_streets(shanghai_osm):
+    from geo.network import network_from_osm_xml
+
+    net = network_from_osm_xml(shanghai_osm)
+    rng = np.random.default_rng(4)
+    pick = rng.choice(net.n_nodes, 12, replace=False)
+    for mode in ("walk", "ebike", "drive"):
+        router = Router(net, mode, Settings())
+        fac = facilities_frame(net.lon[pick], net.lat[pick])
+        out = isochrones(router, fac, 10.0)
+        assert out.geometry.is_valid.all() and (out["area_km2"] > 0).all()
