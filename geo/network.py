@@ -36,17 +36,22 @@ from numpy.typing import NDArray
 
 from geo._errors import NetworkError
 from geo._validate import JIAXING, Area, Bounds
-from geo.settings import NON_MOTOR_HIGHWAYS, Settings, check_mode
+from geo.settings import Settings, check_mode
 
 logger = logging.getLogger(__name__)
 
 OSM_ATTRIBUTION = "© OpenStreetMap contributors, ODbL 1.0"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 #: OSM way tags kept on edges (besides ``highway``/``oneway``/``maxspeed``).
 _EXTRA_TAGS = ("foot", "bicycle", "motorroad", "motor_vehicle", "access", "area", "junction")
 _ONEWAY_VALUES = {"yes", "true", "1", "-1", "reverse"}
 _REVERSED_VALUES = {"-1", "reverse"}
+#: ``access`` values that close a way, and mode tag values that open it again
+#: (OSRM's foot/bicycle/car profiles: ``access_tag_blacklist`` / ``_whitelist``).
+_ACCESS_BLACKLIST = frozenset({"no", "private", "agricultural", "forestry", "delivery"})
+_MEMBER_KIND = {"n": "node", "w": "way", "r": "relation"}  # pyosmium member types
+_ACCESS_WHITELIST = frozenset({"yes", "permissive", "designated", "destination"})
 _MPH = 1.609344
 
 
@@ -103,6 +108,22 @@ class RoadNetwork:
     no_motor: NDArray[np.bool_]
     source: NetworkSource
     node_ids: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    #: OSM way id per directed edge (-1 where unknown: coarse and synthetic networks).
+    way_id: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    #: Per node: tagged ``highway=traffic_signals`` (both directions).
+    signal: NDArray[np.bool_] = field(default_factory=lambda: np.empty(0, dtype=bool))
+    #: OSM turn restrictions via a node, one row each: ``from_way_id, via_node`` (an
+    #: index into the node arrays), ``to_way_id, only`` (1 for ``only_*``, 0 for ``no_*``).
+    restrictions: NDArray[np.int64] = field(
+        default_factory=lambda: np.empty((0, 4), dtype=np.int64)
+    )
+
+    def __post_init__(self) -> None:
+        if len(self.way_id) != len(self.u):
+            self.way_id = np.full(len(self.u), -1, dtype=np.int64)
+        if len(self.signal) != len(self.lon):
+            self.signal = np.zeros(len(self.lon), dtype=bool)
+        self.restrictions = np.asarray(self.restrictions, dtype=np.int64).reshape(-1, 4)
 
     @property
     def n_nodes(self) -> int:
@@ -167,10 +188,13 @@ def mode_edges(
         keep &= ~net.no_bicycle
         kmh = np.full(net.n_edges, settings.ebike_kmh)
     else:
-        keep = ~np.isin(hwy, sorted(NON_MOTOR_HIGHWAYS)) & ~net.no_motor
+        # OSRM's car profile: only the classes of its speed table are drivable; a
+        # tagged maxspeed replaces the class speed, scaled by maxspeed_factor (0.8)
         by_class = pd.Series(hwy).map(dict(settings.drive_speeds)).to_numpy(dtype=float)
-        kmh = np.where(np.isnan(net.maxspeed_kmh), by_class, net.maxspeed_kmh)
-        kmh = np.where(np.isnan(kmh), settings.drive_fallback_kmh, kmh)
+        keep = ~np.isnan(by_class) & ~net.no_motor
+        kmh = np.where(
+            np.isnan(net.maxspeed_kmh), by_class, net.maxspeed_kmh * settings.maxspeed_factor
+        )
     index = np.flatnonzero(keep)
     u, v = net.u[keep], net.v[keep]
     seconds = net.length_m[keep] / (kmh[keep] / 3.6)
@@ -193,14 +217,24 @@ def _edge_flags(tags: pd.DataFrame) -> dict[str, NDArray[Any]]:
 
     hwy = col("highway")
     access = col("access")
+    # as OSRM's profiles: a blacklisted access value closes the way unless the
+    # mode's own tag opens it again
+    closed = access.isin(list(_ACCESS_BLACKLIST))
+    motorroad = col("motorroad") == "yes"
+    foot, bicycle, motor = col("foot"), col("bicycle"), col("motor_vehicle")
     return {
-        "no_foot": (col("foot") == "no").to_numpy(),
+        "no_foot": (
+            foot.isin(["no", "use_sidepath"])
+            | (closed & ~foot.isin(list(_ACCESS_WHITELIST)))
+            | motorroad
+        ).to_numpy(),
         "no_bicycle": (
-            (col("bicycle") == "no")
-            | ((col("motorroad") == "yes") & hwy.isin(["trunk", "trunk_link"]))
+            bicycle.isin(["no", "use_sidepath"])
+            | (closed & ~bicycle.isin(list(_ACCESS_WHITELIST)))
+            | (motorroad & hwy.isin(["trunk", "trunk_link"]))
         ).to_numpy(),
         "no_motor": (
-            access.isin(["no", "private"]) | col("motor_vehicle").isin(["no", "private"])
+            (closed & ~motor.isin(list(_ACCESS_WHITELIST))) | motor.isin(list(_ACCESS_BLACKLIST))
         ).to_numpy(),
     }
 
@@ -211,8 +245,12 @@ def _from_segments(
     lat: NDArray[np.float64],
     seg: pd.DataFrame,
     source: NetworkSource,
+    signals: NDArray[np.int64] | None = None,
+    restrictions: list[tuple[int, int, int, int]] | None = None,
 ) -> RoadNetwork:
-    """Assemble a RoadNetwork from directed segments with OSM node ids ``u``/``v``."""
+    """Assemble a RoadNetwork from directed segments with OSM node ids ``u``/``v``
+    (and way ids ``way``), the OSM ids of traffic-signal nodes, and raw turn
+    restrictions ``(from_way, via_node_osm_id, to_way, only)``."""
     from osmnx.distance import great_circle
 
     seg = seg[seg["highway"].fillna("") != ""]
@@ -227,6 +265,9 @@ def _from_segments(
     v = index.loc[seg["v"].to_numpy()].to_numpy()
     flags = _edge_flags(seg)
     length = great_circle(lat[u], lon[u], lat[v], lon[v])
+    way = seg["way"].to_numpy(np.int64) if "way" in seg else np.full(len(seg), -1)
+    signal = np.isin(node_ids, np.asarray(signals if signals is not None else [], np.int64))
+    rules = _restriction_rows(restrictions or [], index, set(way.tolist()))
     return RoadNetwork(
         lon=lon.astype(float),
         lat=lat.astype(float),
@@ -241,7 +282,81 @@ def _from_segments(
         no_motor=flags["no_motor"],
         source=source,
         node_ids=node_ids.astype(np.int64),
+        way_id=way.astype(np.int64),
+        signal=signal,
+        restrictions=rules,
     )
+
+
+def _restriction_rows(
+    raw: list[tuple[int, int, int, int]], index: pd.Series, ways: set[int]
+) -> NDArray[np.int64]:
+    """Turn restrictions whose ways and via node are in the network, via as an index."""
+    rows = [
+        (f, int(index[via]), t, only)
+        for f, via, t, only in raw
+        if f in ways and t in ways and via in index.index
+    ]
+    if len(rows) < len(raw):
+        logger.info("%d turn restriction(s) outside the network dropped", len(raw) - len(rows))
+    return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+
+def _restriction(tags: dict[str, str]) -> int | None:
+    """1 for an ``only_*`` restriction that binds cars, 0 for ``no_*``, else None."""
+    if tags.get("type") != "restriction":
+        return None
+    value = tags.get("restriction:motorcar") or tags.get("restriction") or ""
+    if "motorcar" in tags.get("except", "").split(";"):
+        return None
+    if value.startswith("only_"):
+        return 1
+    if value.startswith("no_"):
+        return 0
+    return None
+
+
+def _xml_relations(path: Path) -> list[tuple[int, int, int, int]]:
+    """Turn restrictions of an OSM XML file (osmnx ignores relations)."""
+    found: list[tuple[int, int, int, int]] = []
+    skipped = 0
+    for _, elem in ElementTree.iterparse(path, events=("end",)):
+        if elem.tag == "relation":
+            tags = {t.get("k", ""): t.get("v", "") for t in elem.findall("tag")}
+            only = _restriction(tags)
+            if only is not None:
+                members = [
+                    (m.get("type"), m.get("role"), m.get("ref")) for m in elem.findall("member")
+                ]
+                rule = _restriction_members(members, only)
+                if rule is None:
+                    skipped += 1
+                else:
+                    found.append(rule)
+            elem.clear()
+        elif elem.tag in ("node", "way"):
+            elem.clear()
+    if skipped:
+        logger.info("%d turn restriction(s) via ways or incomplete: not used", skipped)
+    return found
+
+
+def _restriction_members(
+    members: list[tuple[str | None, str | None, str | None]], only: int
+) -> tuple[int, int, int, int] | None:
+    """(from way, via node, to way, only) from relation members; None for via-way ones."""
+    by_role: dict[str, list[tuple[str | None, str | None]]] = {}
+    for kind, role, ref in members:
+        by_role.setdefault(role or "", []).append((kind, ref))
+    try:
+        ((f_kind, f_ref),) = by_role["from"]
+        ((v_kind, v_ref),) = by_role["via"]
+        ((t_kind, t_ref),) = by_role["to"]
+    except (KeyError, ValueError):
+        return None
+    if (f_kind, v_kind, t_kind) != ("way", "node", "way"):
+        return None
+    return int(f_ref or 0), int(v_ref or 0), int(t_ref or 0), only
 
 
 def _maxspeeds(seg: pd.DataFrame) -> NDArray[np.float64]:
@@ -253,14 +368,20 @@ def _maxspeeds(seg: pd.DataFrame) -> NDArray[np.float64]:
     return np.fromiter((parsed[x] for x in values), dtype=float, count=len(values))
 
 
-def network_from_osmnx_graph(graph: Any, source: NetworkSource) -> RoadNetwork:
-    """Convert an *unsimplified* osmnx MultiDiGraph (raw OSM tags) to a RoadNetwork."""
+def network_from_osmnx_graph(
+    graph: Any,
+    source: NetworkSource,
+    restrictions: list[tuple[int, int, int, int]] | None = None,
+) -> RoadNetwork:
+    """Convert an *unsimplified* osmnx MultiDiGraph (raw OSM tags) to a RoadNetwork,
+    with the turn restrictions read beside it (osmnx keeps no relations)."""
     rows = [
         {
             "u": u,
             "v": v,
             **{k: _first(d.get(k)) for k in ("highway", "maxspeed", *_EXTRA_TAGS)},
             "oneway": bool(d.get("oneway", False)),
+            "way": int(_first(d.get("osmid", -1))),
         }
         for u, v, d in graph.edges(data=True)
         if d.get("highway")  # buildings, rivers, boundaries... are not roads
@@ -271,7 +392,10 @@ def network_from_osmnx_graph(graph: Any, source: NetworkSource) -> RoadNetwork:
     ids = np.fromiter(graph.nodes, dtype=np.int64, count=graph.number_of_nodes())
     lon = np.array([graph.nodes[n]["x"] for n in ids], dtype=float)
     lat = np.array([graph.nodes[n]["y"] for n in ids], dtype=float)
-    return _from_segments(ids, lon, lat, seg, source)
+    signals = np.array(
+        [n for n in ids if graph.nodes[n].get("highway") == "traffic_signals"], dtype=np.int64
+    )
+    return _from_segments(ids, lon, lat, seg, source, signals, restrictions)
 
 
 def _first(value: Any) -> Any:
@@ -297,7 +421,7 @@ def network_from_osm_xml(path: Path) -> RoadNetwork:
         raise NetworkError(f"{path}: cannot read OSM XML ({exc}); is it an .osm file?") from exc
     finally:
         ox.settings.useful_tags_way = saved
-    return network_from_osmnx_graph(graph, source)
+    return network_from_osmnx_graph(graph, source, _xml_relations(path))
 
 
 def network_from_pbf(path: Path) -> RoadNetwork:
@@ -312,14 +436,36 @@ def network_from_pbf(path: Path) -> RoadNetwork:
     edge_way: list[int] = []
     edge_oneway: list[bool] = []
     nodes: dict[int, tuple[float, float]] = {}
+    signals: list[int] = []
+    restrictions: list[tuple[int, int, int, int]] = []
     try:
         processor = (
-            osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY)
+            osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY | osmium.osm.RELATION)
             .with_locations()
-            .with_filter(osmium.filter.KeyFilter("highway"))
+            .with_filter(osmium.filter.KeyFilter("highway", "type"))
         )
-        for way in processor:
-            if not isinstance(way, osmium.osm.Way):
+        for obj in processor:
+            if isinstance(obj, osmium.osm.Node):
+                if obj.tags.get("highway") == "traffic_signals":
+                    signals.append(obj.id)
+                continue
+            if isinstance(obj, osmium.osm.Relation):
+                only = _restriction({t.k: t.v for t in obj.tags})
+                if only is not None:
+                    members = [
+                        (
+                            m.type and {"n": "node", "w": "way", "r": "relation"}[m.type],
+                            m.role,
+                            str(m.ref),
+                        )
+                        for m in obj.members
+                    ]
+                    rule = _restriction_members(members, only)
+                    if rule is not None:
+                        restrictions.append(rule)
+                continue
+            way = obj
+            if "highway" not in way.tags:
                 continue
             tags = {k: way.tags.get(k) for k in ("highway", "maxspeed", "oneway", *_EXTRA_TAGS)}
             refs = []
@@ -333,7 +479,9 @@ def network_from_pbf(path: Path) -> RoadNetwork:
             if is_oneway and tags["oneway"] in _REVERSED_VALUES:
                 refs.reverse()
             index = len(way_tags)
-            way_tags.append({k: tags[k] for k in ("highway", "maxspeed", *_EXTRA_TAGS)})
+            way_tags.append(
+                {"way": way.id, **{k: tags[k] for k in ("highway", "maxspeed", *_EXTRA_TAGS)}}
+            )
             pairs = len(refs) - 1
             edge_u += refs[:-1]
             edge_v += refs[1:]
@@ -353,7 +501,9 @@ def network_from_pbf(path: Path) -> RoadNetwork:
     seg["oneway"] = np.array(edge_oneway, dtype=bool)
     ids = np.fromiter(nodes.keys(), dtype=np.int64, count=len(nodes))
     coords = np.array(list(nodes.values()), dtype=float)
-    return _from_segments(ids, coords[:, 0], coords[:, 1], seg, source)
+    return _from_segments(
+        ids, coords[:, 0], coords[:, 1], seg, source, np.array(signals, np.int64), restrictions
+    )
 
 
 def load_coarse_network(settings: Settings) -> RoadNetwork:
@@ -515,6 +665,9 @@ _ARRAYS = (
     "no_bicycle",
     "no_motor",
     "node_ids",
+    "way_id",
+    "signal",
+    "restrictions",
 )
 
 

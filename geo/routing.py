@@ -650,7 +650,9 @@ def turn_arcs(
 
     The cost follows OSRM's car profile: at a junction of more than two roads a
     sigmoid of the turn angle (``turn_penalty_s``, asymmetric by ``turn_bias``:
-    turns across traffic cost more), ``u_turn_penalty_s`` on top for a U-turn,
+    turns across traffic cost more) plus, for a turn across oncoming traffic,
+    ``oncoming_turn_penalty_s`` tapered by its sharpness (roundabouts are not
+    told apart), ``u_turn_penalty_s`` on top for a U-turn,
     and ``signal_delay_s`` where the junction node has traffic signals. U-turns
     are allowed only at dead ends; OSM turn restrictions remove turns.
     """
@@ -679,6 +681,11 @@ def turn_arcs(
     right = settings.turn_penalty_s / (1 + np.exp(-((13 / bias) * angle / 180 - 6.5 * bias)))
     left = settings.turn_penalty_s / (1 + np.exp(-((13 * bias) * -angle / 180 - 6.5 / bias)))
     cost = np.where((roads[via] > 2) | is_u, np.where(angle >= 0, right, left), 0.0)
+    # a turn across oncoming traffic (left, in right-hand traffic) at a junction
+    # also waits for a gap (OSRM's oncoming_turn_penalty, tapered by sharpness)
+    crosses = (angle < 0) & ~is_u & (roads[via] > 2)
+    sharpness = 1 / (1 + np.exp(-(13 * np.abs(angle) / 180 - 3.25)))
+    cost = cost + np.where(crosses, settings.oncoming_turn_penalty_s * sharpness, 0.0)
     cost = cost + np.where(is_u, settings.u_turn_penalty_s, 0.0)
     signal = getattr(net, "signal", None)
     if signal is not None and len(signal):

@@ -66,25 +66,26 @@ COUNTIES: Mapping[str, str] = MappingProxyType(
     }
 )
 
-#: Default drive speeds (km/h) per OSM ``highway`` class where ``maxspeed`` is absent.
-#: Values follow Chinese urban/rural practice (GB 5768 / typical posted limits).
+#: Drive speeds (km/h) per OSM ``highway`` class, from OSRM's car profile
+#: (``profiles/car.lua``, ``speeds.highway``). Only these classes are drivable; a
+#: tagged ``maxspeed`` replaces the class speed, times ``maxspeed_factor`` (OSRM's
+#: ``speed_reduction``, 0.8: traffic rarely runs at the limit).
 DEFAULT_DRIVE_SPEEDS: Mapping[str, float] = MappingProxyType(
     {
-        "motorway": 100.0,
-        "motorway_link": 60.0,
-        "trunk": 70.0,
+        "motorway": 90.0,
+        "motorway_link": 45.0,
+        "trunk": 85.0,
         "trunk_link": 40.0,
-        "primary": 50.0,
+        "primary": 65.0,
         "primary_link": 30.0,
-        "secondary": 40.0,
-        "secondary_link": 30.0,
-        "tertiary": 35.0,
-        "tertiary_link": 25.0,
-        "unclassified": 30.0,
+        "secondary": 55.0,
+        "secondary_link": 25.0,
+        "tertiary": 40.0,
+        "tertiary_link": 20.0,
+        "unclassified": 25.0,
         "residential": 25.0,
         "living_street": 10.0,
         "service": 15.0,
-        "road": 30.0,
     }
 )
 
@@ -135,9 +136,10 @@ class Settings:
     walk_kmh, ebike_kmh
         Road speeds for walking and e-bikes on any network.
     drive_speeds
-        Drive speed per OSM ``highway`` class when ``maxspeed`` is absent.
-    drive_fallback_kmh
-        Drive speed for classes not listed in ``drive_speeds``.
+        Drive speed per OSM ``highway`` class when ``maxspeed`` is absent; classes
+        not listed are not drivable (OSRM's car profile, :data:`DEFAULT_DRIVE_SPEEDS`).
+    maxspeed_factor
+        A tagged ``maxspeed`` times this is the drive speed (OSRM: 0.8).
     coarse_speed_kmh
         Per-mode speeds on the bundled coarse network (it has no road classes).
     access_kmh
@@ -161,11 +163,11 @@ class Settings:
         places at most this far from them (less near the frontier, where the
         time left for the access leg runs out). On the coarse network the access
         leg itself (``access_max_m_coarse``) is the limit: its local roads are missing.
-    turn_penalty_s, turn_bias, u_turn_penalty_s, signal_delay_s
+    turn_penalty_s, turn_bias, oncoming_turn_penalty_s, u_turn_penalty_s, signal_delay_s
         Drive turn model of OSRM's car profile (see :func:`geo.routing.turn_arcs`):
         the largest turn cost, its asymmetry (> 1: right-hand traffic, left turns
-        cost more), the extra cost of a U-turn (allowed at dead ends only) and the
-        delay at a junction with traffic signals.
+        cost more), the extra wait of a turn across oncoming traffic, the extra
+        cost of a U-turn (allowed at dead ends only) and the delay at traffic signals.
     metric_crs
         Projected CRS (metres) for distances, access legs and areas. ``None``
         (the default) means "choose from the data": the UTM zone at the median
@@ -176,7 +178,7 @@ class Settings:
     walk_kmh: float = 5.0
     ebike_kmh: float = 15.0
     drive_speeds: Mapping[str, float] = field(default_factory=lambda: DEFAULT_DRIVE_SPEEDS)
-    drive_fallback_kmh: float = 30.0
+    maxspeed_factor: float = 0.8
     coarse_speed_kmh: Mapping[str, float] = field(
         default_factory=lambda: MappingProxyType({"walk": 5.0, "ebike": 15.0, "drive": 50.0})
     )
@@ -193,6 +195,7 @@ class Settings:
     isochrone_buffer_m: float = 50.0
     turn_penalty_s: float = 7.5
     turn_bias: float = 1.075
+    oncoming_turn_penalty_s: float = 2.0
     u_turn_penalty_s: float = 20.0
     signal_delay_s: float = 2.0
     metric_crs: str | None = None
@@ -203,7 +206,7 @@ class Settings:
         positive = {
             "walk_kmh": self.walk_kmh,
             "ebike_kmh": self.ebike_kmh,
-            "drive_fallback_kmh": self.drive_fallback_kmh,
+            "maxspeed_factor": self.maxspeed_factor,
             "detour_factor": self.detour_factor,
             "minutes": self.minutes,
             "max_minutes": self.max_minutes,
@@ -217,7 +220,12 @@ class Settings:
         for name, value in positive.items():
             if not (value > 0):  # also rejects NaN
                 raise SettingsError(f"setting {name} must be a positive number, got {value!r}")
-        for name in ("turn_penalty_s", "u_turn_penalty_s", "signal_delay_s"):
+        for name in (
+            "turn_penalty_s",
+            "oncoming_turn_penalty_s",
+            "u_turn_penalty_s",
+            "signal_delay_s",
+        ):
             if not (getattr(self, name) >= 0):
                 raise SettingsError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
         if self.detour_factor < 1:

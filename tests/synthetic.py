@@ -84,3 +84,20 @@ def write_osm_grid(
     lines.append("</osm>")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def restriction_network(tmp_path: Path, kind: str = "xml") -> RoadNetwork:
+    """The hand-made junction with turn restrictions (tests/fixtures/restriction.osm),
+    read as OSM XML or written as .osm.pbf by pyosmium first (all objects copied)."""
+    import osmium
+
+    from geo.network import network_from_osm_xml, network_from_pbf
+
+    xml = Path(__file__).resolve().parent / "fixtures" / "restriction.osm"
+    if kind == "xml":
+        return network_from_osm_xml(xml)
+    pbf = tmp_path / "restriction.osm.pbf"
+    with osmium.SimpleWriter(str(pbf), overwrite=True) as writer:
+        for obj in osmium.FileProcessor(str(xml)):
+            writer.add(obj)
+    return network_from_pbf(pbf)

@@ -13,6 +13,7 @@ from geo._errors import NetworkError
 from geo._validate import JIAXING
 from geo.network import (
     input_area,
+    load_cached,
     load_coarse_network,
     load_network,
     mode_edges,
@@ -20,10 +21,13 @@ from geo.network import (
     network_from_osm_xml,
     network_from_pbf,
     parse_maxspeed,
+    save_cached,
 )
 from geo.settings import Settings
 
-from synthetic import write_osm_grid
+from synthetic import restriction_network, write_osm_grid
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # the Shanghai fixture was written by osmnx; osmnx warns about re-reading such files
 pytestmark = pytest.mark.filterwarnings(
@@ -79,7 +83,7 @@ def test_mode_rules_on_grid(grid_osm, settings):
     u, v, sec, _ = mode_edges(net, "drive", settings)
     primary = next(s for a, b, s in zip(u, v, sec, strict=True) if (ids[a], ids[b]) == (4, 5))
     length = net.length_m[(ids[net.u] == 4) & (ids[net.v] == 5)][0]
-    assert primary == pytest.approx(length / (60 / 3.6))  # maxspeed=60
+    assert primary == pytest.approx(length / (60 * 0.8 / 3.6))  # maxspeed=60 x 0.8 (OSRM)
     res = next(s for a, b, s in zip(u, v, sec, strict=True) if (ids[a], ids[b]) == (1, 2))
     length = net.length_m[(ids[net.u] == 1) & (ids[net.v] == 2)][0]
     assert res == pytest.approx(length / (settings.drive_speeds["residential"] / 3.6))
@@ -197,3 +201,66 @@ def test_input_area_follows_the_network(tmp_path, settings):
     assert area.bounds == network_bounds(net, 2000.0)  # max(access_flag_m, access_max_m_osm)
     wider = settings.with_(access_max_m_osm=3000.0)
     assert input_area(net, wider).bounds == network_bounds(net, 3000.0)
+
+
+# --------------------------------------------------------------------------- turn data
+
+
+@pytest.mark.parametrize("kind", ["xml", "pbf"])
+def test_turn_restrictions_signals_and_way_ids_are_read(tmp_path, kind):
+    net = restriction_network(tmp_path, kind)
+    index = {int(osm): i for i, osm in enumerate(net.node_ids)}
+    # no_left_turn 10 -> 13 and only_straight_on 12 -> 13 via node 1; the bus-only one
+    # (except=motorcar) is not a car restriction
+    rows = sorted(map(tuple, net.restrictions.tolist()))
+    assert rows == [(10, index[1], 13, 0), (12, index[1], 13, 1)]
+    assert net.signal.tolist() == [osm == 1 for osm in net.node_ids.tolist()]
+    ways = {
+        (int(net.node_ids[a]), int(net.node_ids[b])): w
+        for a, b, w in zip(net.u, net.v, net.way_id, strict=True)
+    }
+    assert ways[(5, 1)] == ways[(1, 5)] == 10 and ways[(1, 4)] == 13
+
+
+def test_turn_data_survive_the_cache(tmp_path):
+    net = network_from_osm_xml(FIXTURES / "restriction.osm")
+    save_cached(net, tmp_path, "k")
+    back = load_cached(tmp_path, "k")
+    assert back is not None
+    np.testing.assert_array_equal(back.restrictions, net.restrictions)
+    np.testing.assert_array_equal(back.signal, net.signal)
+    np.testing.assert_array_equal(back.way_id, net.way_id)
+
+
+def test_drive_speeds_follow_the_osrm_car_profile(grid_osm, settings):
+    net = network_from_osm_xml(grid_osm)
+    _, _, sec, idx = mode_edges(net, "drive", settings)
+    kmh = net.length_m[idx] / sec * 3.6
+    by_class = dict(zip(net.highway[idx], kmh, strict=True))
+    assert by_class["residential"] == pytest.approx(25.0)  # car.lua speeds.highway
+    # maxspeed=60 replaces the class speed, x 0.8 (speed_reduction)
+    assert by_class["primary"] == pytest.approx(60 * 0.8)
+    assert "footway" not in by_class
+
+
+def test_access_tags_close_ways_unless_the_mode_is_let_in():
+    import pandas as pd
+
+    from geo.network import _edge_flags
+
+    tags = pd.DataFrame(
+        {
+            "highway": ["service", "service", "footway", "trunk", "residential"],
+            "access": ["private", "private", "no", "", "delivery"],
+            "foot": ["", "yes", "", "", ""],
+            "bicycle": ["", "", "designated", "", ""],
+            "motor_vehicle": ["", "", "", "", "destination"],
+            "motorroad": ["", "", "", "yes", ""],
+        }
+    )
+    flags = _edge_flags(tags)
+    # as OSRM's foot / bicycle / car profiles: blacklisted access closes, the mode's
+    # own whitelisted tag reopens; motorroads are closed to walkers and cyclists
+    assert flags["no_foot"].tolist() == [True, False, True, True, True]
+    assert flags["no_bicycle"].tolist() == [True, True, False, True, True]
+    assert flags["no_motor"].tolist() == [True, True, True, False, False]
