@@ -44,14 +44,48 @@ OSM_ATTRIBUTION = "© OpenStreetMap contributors, ODbL 1.0"
 CACHE_VERSION = 3
 
 #: OSM way tags kept on edges (besides ``highway``/``oneway``/``maxspeed``).
-_EXTRA_TAGS = ("foot", "bicycle", "motorroad", "motor_vehicle", "access", "area", "junction")
+_EXTRA_TAGS = (
+    "foot",
+    "bicycle",
+    "motorroad",
+    "motorcar",
+    "motor_vehicle",
+    "vehicle",
+    "access",
+    "area",
+    "junction",
+)
 _ONEWAY_VALUES = {"yes", "true", "1", "-1", "reverse"}
 _REVERSED_VALUES = {"-1", "reverse"}
-#: ``access`` values that close a way, and mode tag values that open it again
-#: (OSRM's foot/bicycle/car profiles: ``access_tag_blacklist`` / ``_whitelist``).
-_ACCESS_BLACKLIST = frozenset({"no", "private", "agricultural", "forestry", "delivery"})
+#: Per mode: the tags that decide access, most specific first, and the values that
+#: close a way (OSRM's foot / bicycle / car profiles: ``access_tags_hierarchy`` and
+#: ``access_tag_blacklist``).
+_ACCESS_RULES: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
+    "foot": (
+        ("foot", "access"),
+        frozenset({"no", "private", "agricultural", "forestry", "delivery", "use_sidepath"}),
+    ),
+    "bicycle": (
+        ("bicycle", "vehicle", "access"),
+        frozenset({"no", "private", "agricultural", "forestry", "delivery", "use_sidepath"}),
+    ),
+    "motor": (
+        ("motorcar", "motor_vehicle", "vehicle", "access"),
+        frozenset(
+            {
+                "no",
+                "private",
+                "agricultural",
+                "forestry",
+                "delivery",
+                "emergency",
+                "psv",
+                "customers",
+            }
+        ),
+    ),
+}
 _MEMBER_KIND = {"n": "node", "w": "way", "r": "relation"}  # pyosmium member types
-_ACCESS_WHITELIST = frozenset({"yes", "permissive", "designated", "destination"})
 _MPH = 1.609344
 
 
@@ -216,27 +250,27 @@ def _edge_flags(tags: pd.DataFrame) -> dict[str, NDArray[Any]]:
         return tags[name].fillna("").astype(str) if name in tags else pd.Series([""] * len(tags))
 
     hwy = col("highway")
-    access = col("access")
-    # as OSRM's profiles: a blacklisted access value closes the way unless the
-    # mode's own tag opens it again
-    closed = access.isin(list(_ACCESS_BLACKLIST))
     motorroad = col("motorroad") == "yes"
-    foot, bicycle, motor = col("foot"), col("bicycle"), col("motor_vehicle")
+    closed = {mode: _closed(tags, *rule) for mode, rule in _ACCESS_RULES.items()}
     return {
-        "no_foot": (
-            foot.isin(["no", "use_sidepath"])
-            | (closed & ~foot.isin(list(_ACCESS_WHITELIST)))
-            | motorroad
-        ).to_numpy(),
+        "no_foot": (closed["foot"] | motorroad).to_numpy(),
         "no_bicycle": (
-            bicycle.isin(["no", "use_sidepath"])
-            | (closed & ~bicycle.isin(list(_ACCESS_WHITELIST)))
-            | (motorroad & hwy.isin(["trunk", "trunk_link"]))
+            closed["bicycle"] | (motorroad & hwy.isin(["trunk", "trunk_link"]))
         ).to_numpy(),
-        "no_motor": (
-            (closed & ~motor.isin(list(_ACCESS_WHITELIST))) | motor.isin(list(_ACCESS_BLACKLIST))
-        ).to_numpy(),
+        "no_motor": closed["motor"].to_numpy(),
     }
+
+
+def _closed(tags: pd.DataFrame, keys: tuple[str, ...], blacklist: frozenset[str]) -> pd.Series:
+    """As OSRM's ``find_access_tag``: the most specific access tag present decides
+    (e.g. ``motorcar``, then ``motor_vehicle``, ``vehicle``, ``access``); a way is
+    closed when that value is on the blacklist."""
+    decided = pd.Series([""] * len(tags), index=tags.index)
+    for key in reversed(keys):  # general first, the specific ones override
+        if key in tags:
+            value = tags[key].fillna("").astype(str)
+            decided = value.where(value != "", decided)
+    return decided.isin(list(blacklist))
 
 
 def _from_segments(
