@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 #: Thresholds whose union isochrones are precomputed for every layer and mode.
 DEFAULT_ISO_MINUTES: tuple[float, ...] = (15.0, 30.0, 45.0, 60.0)
-_CACHE_VERSION = 4  # 4: exact access legs on both sides
+_CACHE_VERSION = 5  # 5: edge snapping, edge-based drive, edge isochrones
 
 
 @dataclass
