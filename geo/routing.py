@@ -31,7 +31,9 @@ The model (documented in README and docs/architecture.md):
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -182,6 +184,8 @@ class Router:
         self.access_mps = settings.access_kmh[mode] / 3.6
         self.access_max_m = settings.access_max_m(self.coarse)
         self._build_segments()
+        self._snap_memo: dict[bytes, Snap] = {}
+        self._memo_lock = threading.Lock()
         logger.info(
             "router %s: %d nodes, %d directed edges, %d segments%s in %.2f s",
             mode,
@@ -291,6 +295,22 @@ class Router:
             c_point[order], c_edge[order], c_t[order], self.access_seconds(c_m), c_m, nearest
         )
 
+    def snap_targets(self, lon: ArrayLike, lat: ArrayLike) -> Snap:
+        """:meth:`snap`, remembered for the last few target sets (the same facilities
+        are asked for again and again by the web pages)."""
+        lon = np.ascontiguousarray(np.atleast_1d(np.asarray(lon, float)))
+        lat = np.ascontiguousarray(np.atleast_1d(np.asarray(lat, float)))
+        key = hashlib.sha1(lon.tobytes() + b"|" + lat.tobytes()).digest()
+        with self._memo_lock:  # the web app asks from several threads
+            found = self._snap_memo.get(key)
+        if found is None:
+            found = self.snap(lon, lat)
+            with self._memo_lock:
+                if len(self._snap_memo) >= 64:
+                    self._snap_memo.pop(next(iter(self._snap_memo)))
+                self._snap_memo[key] = found
+        return found
+
     def access(self, lon: ArrayLike, lat: ArrayLike) -> Snap:
         """Alias of :meth:`snap` (``.nearest_m`` is the distance to the road)."""
         return self.snap(lon, lat)
@@ -381,7 +401,7 @@ class Router:
     ) -> tuple[FloatArray, IntArray, Snap]:
         """Seconds from every state to the nearest of the given targets, which target,
         and the targets' snap. Unreached states have ``inf`` seconds and target -1."""
-        snap = self.snap(lon, lat)
+        snap = self.snap_targets(lon, lat)
         # ties (co-located targets) go to the first target, whatever else is in the
         # search: a nanosecond per position, far below any reported precision
         graph, n = self._augmented(replace(snap, seconds=snap.seconds + snap.point * 1e-9), True)
@@ -495,7 +515,7 @@ class Router:
         o_snap = self.snap([origin_lon], [origin_lat])
         graph, n = self._augmented(o_snap, reverse=False)
         state_s = np.asarray(dijkstra(graph, directed=True, indices=n, limit=limit)[:n], float)
-        t_snap = self.snap(t_lon, t_lat)
+        t_snap = self.snap_targets(t_lon, t_lat)
         point, total = self._arrive(t_snap, state_s, reverse=False)
         seconds, _ = _min_per_point(point, total, point, len(t_lon))
         pairs = self._same_edge(o_snap, t_snap)
@@ -597,23 +617,21 @@ class Router:
 
     def _same_edge(self, o_snap: Snap, t_snap: Snap, metres: bool = False) -> pd.DataFrame:
         """Trips that stay on one directed edge: origin at or before the target."""
-        o = pd.DataFrame(
-            {"origin": o_snap.point, "edge": o_snap.edge, "to": o_snap.t, "lo": o_snap.seconds}
-        )
-        t = pd.DataFrame(
-            {"target": t_snap.point, "edge": t_snap.edge, "tt": t_snap.t, "lt": t_snap.seconds}
-        )
-        both = o.merge(t, on="edge")
-        both = both[both["tt"] >= both["to"]]
-        frac = (both["tt"] - both["to"]).to_numpy()
-        edge = both["edge"].to_numpy(np.int64)
+        order = np.argsort(t_snap.edge, kind="stable")
+        t_edge = t_snap.edge[order]
+        lo = np.searchsorted(t_edge, o_snap.edge, side="left")
+        hi = np.searchsorted(t_edge, o_snap.edge, side="right")
+        o = np.repeat(np.arange(len(o_snap.edge)), hi - lo)
+        t = order[np.arange(len(o)) - np.repeat(np.cumsum(hi - lo) - (hi - lo), hi - lo) + lo[o]]
+        ahead = t_snap.t[t] >= o_snap.t[o]
+        o, t = o[ahead], t[ahead]
+        edge = o_snap.edge[o]
+        frac = t_snap.t[t] - o_snap.t[o]
         out = pd.DataFrame(
             {
-                "origin": both["origin"].to_numpy(np.int64),
-                "target": both["target"].to_numpy(np.int64),
-                "seconds": both["lo"].to_numpy()
-                + both["lt"].to_numpy()
-                + frac * self.edge_seconds[edge],
+                "origin": o_snap.point[o],
+                "target": t_snap.point[t],
+                "seconds": o_snap.seconds[o] + t_snap.seconds[t] + frac * self.edge_seconds[edge],
             }
         )
         if metres:
