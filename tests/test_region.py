@@ -279,8 +279,13 @@ def test_a_wheel_install_runs_coverage_on_the_bundled_region(tmp_path):
     """A non-editable install (the wheel) carries the bundled pack: coverage runs with no
     SKILLCIRCLE_DATA, from a folder that is not the repository."""
     wheels = tmp_path / "wheels"
+    source = tmp_path / "src"  # an in-tree build would leave build/ in the repository
+    skip = shutil.ignore_patterns(
+        ".*", "build", "*.egg-info", "__pycache__", "instance", "tests", "bench"
+    )
+    shutil.copytree(REPO, source, ignore=skip)
     build = subprocess.run(
-        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)],
+        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)],
         capture_output=True,
         text=True,
     )
