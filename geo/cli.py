@@ -25,7 +25,6 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -33,6 +32,7 @@ import click
 
 from geo._errors import SkillcircleError
 from geo._options import region_option
+from geo.products import run_metadata, sample_note
 from geo.settings import LAYERS, MODES, Settings
 
 if TYPE_CHECKING:
@@ -186,38 +186,11 @@ def _router(net: Any, mode: str, settings: Settings, villages: Any, facilities: 
     return router
 
 
-def _metadata(settings: Settings, net: Any, mode: str, **extra: Any) -> dict[str, str]:
-    meta = {
-        "生成时间 generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "路网 network": net.source.label,
-        "方式 mode": f"{mode} ({MODES[mode]})",
-        "阈值 minutes": f"{settings.minutes:g}",
-        "最长 max_minutes": f"{settings.max_minutes:g} (longer = unreachable, empty)",
-        "接驳 access leg": (
-            "to the nearest usable road segment, straight line"
-            + (f" x {settings.detour_factor:g}" if net.source.coarse else "")
-            + f" at {settings.access_kmh[mode]:g} km/h, "
-            f"at most {settings.access_max_m(net.source.coarse):g} m (farther: unreachable)"
-        ),
-        "数据 attribution": "© OpenStreetMap contributors, ODbL 1.0; see data/README.md",
-    }
-    meta.update({k: str(v) for k, v in extra.items()})
-    return meta
-
-
 def _source_cell(net: Any) -> str:
     """Short network-source text for a CSV column (CSV files carry no metadata block)."""
     coarse = " (coarse major roads / 粗略路网)" if net.source.coarse else ""
     return (
         f"{net.source.kind}: {net.source.description}{coarse}; © OpenStreetMap contributors, ODbL"
-    )
-
-
-def _sample_note(facilities: Any) -> str:
-    n_sample = int(facilities["is_sample"].sum())
-    return (
-        f"{n_sample} of {len(facilities)} facilities are SAMPLE data (is_sample=true, "
-        "names start with 样例·); the rest are real names/points (see data/README.md)"
     )
 
 
@@ -415,8 +388,11 @@ def coverage(
         table = coverage_table(_router(net, mode, settings, vil, fac), vil, fac, minutes)
     if not out.name.lower().endswith(".geojson"):
         table = table.drop(columns="geometry")
-    meta = _metadata(
-        settings, net, mode, **{"样例 sample": _sample_note(fac), "工种 trade": trade or "全部 all"}
+    meta = run_metadata(
+        settings,
+        net.source,
+        mode,
+        **{"样例 sample": sample_note(fac), "工种 trade": trade or "全部 all"},
     )
     if out.name.lower().endswith(".csv"):  # CSV has no metadata block: say it in a column
         table["network_source"] = _source_cell(net)
@@ -471,7 +447,9 @@ def isochrones(
     polys = make_isochrones(
         Router(net, mode, settings), fac, minutes, union=union, progress=ctx.obj["verbose"]
     )
-    meta = _metadata(settings, net, mode, **{"图层 layer": layer, "样例 sample": _sample_note(fac)})
+    meta = run_metadata(
+        settings, net.source, mode, **{"图层 layer": layer, "样例 sample": sample_note(fac)}
+    )
     write_table(polys, out, metadata=meta)
     click.echo(f"{len(polys)} isochrone(s) for {layer} ({mode}, {minutes:g} min) -> {out}")
 
@@ -540,7 +518,7 @@ def times(
         }
     )
     table["network_source"] = _source_cell(net)
-    write_table(table, out, metadata=_metadata(settings, net, mode))
+    write_table(table, out, metadata=run_metadata(settings, net.source, mode))
     click.echo(f"{len(table)} origin->target pairs within {max_minutes:g} min -> {out}")
 
 
@@ -585,14 +563,14 @@ def stats(
     counties = load_counties(settings=settings)
     population = counties.set_index("county")["population_2020"]
     result = coverage_stats(table, by, minutes, population=population)
-    meta = _metadata(
+    meta = run_metadata(
         settings,
-        net,
+        net.source,
         mode,
         **{
             "统计 by": by,
             "工种 trade": trade or "全部 all",
-            "样例 sample": _sample_note(fac),
+            "样例 sample": sample_note(fac),
             "人口 population": (
                 "2020 census per county; no town/village population: counts are villages"
             ),
@@ -670,9 +648,8 @@ def export(
     out: Path,
 ) -> None:
     """区县工会导出：汇总/未覆盖村/设施/说明 / county report for trade unions."""
-    from geo.access import access_scores
-    from geo.coverage import coverage_table
-    from geo.reports import check_county, county_report, load_population, write_report
+    from geo.products import county_export
+    from geo.reports import check_county, load_population, write_report
 
     if not out.name.lower().endswith("." + fmt):
         _fail(f"{out}: the file name must end in .{fmt} for --format {fmt}")
@@ -684,19 +661,10 @@ def export(
     people = load_population(population, vil["village_code"]) if population else None
     _announce(net)
     router = _router(net, mode, settings, vil, fac)
-    table = coverage_table(router, vil, fac, minutes)
-    scores = access_scores(router, vil, fac, minutes, people)
-    report = county_report(table, fac, which, minutes, people, scores)
-    meta = _metadata(
-        settings,
-        net,
-        mode,
-        **{
-            "区县 county": county,
-            "工种 trade": trade or "全部 all",
-            "样例 sample": _sample_note(fac),
-        },
+    made = county_export(
+        router, vil, fac, net.source, county=which, minutes=minutes, trade=trade, population=people
     )
+    report, meta = made.report, made.metadata
     write_report(report, out, meta)
     n_unc = len(report.uncovered)
     click.echo(
@@ -791,9 +759,9 @@ def plan(
     )
     table = plan_table(result)
     res = result.result
-    meta = _metadata(
+    meta = run_metadata(
         settings,
-        net,
+        net.source,
         mode,
         **{
             "区县 county": county,
@@ -804,7 +772,7 @@ def plan(
                 f"{res.method}, optimal={res.optimal}, gap={res.gap:.4g}, {res.seconds:.3f} s"
             ),
             "权重 weights": "people (from --population)" if people is not None else "1 per village",
-            "样例 sample": _sample_note(fac),
+            "样例 sample": sample_note(fac),
         },
     )
     if out.name.lower().endswith(".csv"):
@@ -834,10 +802,15 @@ def plan(
 @file_option("--out", required=True, help="输出 .pdf")
 @_friendly
 def posters(county: str, town: str | None, public_url: str, osm: Path | None, out: Path) -> None:
-    """打印村级技能码海报 (A4 PDF) / printable QR posters, one A4 page per village."""
-    from geo.coverage import coverage_table
-    from geo.posters import Poster, PosterLine, render_posters
+    """打印村级技能码海报 (A4 PDF) / printable QR posters, one A4 page per village.
+
+    Each poster prints the first facility of every layer of the village's 技能码
+    card, exactly as the page its QR opens lists it (:mod:`geo.products`).
+    """
+    from geo.posters import poster_from_card, render_posters
+    from geo.products import sample_note, village_cards
     from geo.reports import check_county
+    from geo.results import compute_cards
     from geo.routing import Router
 
     _check_out(out, "posters")
@@ -855,44 +828,15 @@ def posters(county: str, town: str | None, public_url: str, osm: Path | None, ou
             towns = "、".join(sorted(set(vil["town"])))
             _fail(f"{town!r} is not a town of {county}; use one of {towns}")
         vil = vil[vil["town"] == town]
+    vil = vil.reset_index(drop=True)
     _announce(net)
     routers = {m: Router(net, m, settings) for m in MODES}
-    nearest = coverage_table(routers["ebike"], vil, fac)  # the facilities listed per layer
-    by_id = fac.set_index("id")
-    fids = sorted({f for layer in LAYERS for f in nearest[f"{layer}_facility_id"] if f})
-    targets = by_id.loc[fids]
-    minutes_to: dict[tuple[str, int, str], float] = {}  # (mode, village index, id) -> minutes
-    for mode, router in routers.items():
-        pairs = router.matrix(
-            vil.geometry.x, vil.geometry.y, targets.geometry.x, targets.geometry.y
-        )
-        for o, t, sec in pairs.itertuples(index=False):
-            minutes_to[(mode, int(o), fids[int(t)])] = sec / 60.0
-    notes = [_sample_note(fac)]
+    cards = village_cards(vil, fac, compute_cards(routers, vil, fac, settings))
+    notes = [sample_note(fac)]
     if net.source.coarse:
         notes.append("时间按内置粗略路网估算（仅主干道），仅供参考。")
-    pages = []
     base = public_url.rstrip("/")
-    for i, v in enumerate(vil.itertuples(index=False)):
-        lines = []
-        for layer, name in LAYERS.items():
-            fid = nearest.iloc[i][f"{layer}_facility_id"]
-            if not fid:
-                continue
-            times = {label: minutes_to.get((mode, i, fid)) for mode, label in MODES.items()}
-            f = by_id.loc[fid]
-            lines.append(
-                PosterLine(name, str(f["name"]), times, str(f["phone"] or ""), bool(f["is_sample"]))
-            )
-        pages.append(
-            Poster(
-                title=str(v.village_name),
-                subtitle=f"{v.county} {v.town} · {v.village_code}",
-                url=f"{base}/q/{v.village_code}",
-                lines=lines,
-                notices=notes,
-            )
-        )
+    pages = [poster_from_card(card, f"{base}/q/{card.village_code}", notes) for card in cards]
     render_posters(pages, out)
     click.echo(f"{len(pages)} posters ({county}{' ' + town if town else ''}) -> {out}")
 

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Version of the cached results; a file of another version is recomputed.
-FORMAT_VERSION = 6  # 6: a Results dataclass (5: a positional tuple)
+FORMAT_VERSION = 7  # 7: with 技能码 cards; 6: a Results dataclass (5: a positional tuple)
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,12 @@ class Results:
     trade_minutes
         ``(mode, trade)`` -> minutes from every village (in village order) to the
         nearest facility teaching the trade; NaN beyond ``max_minutes``.
+    cards
+        Layer -> the facilities each village's 技能码 card lists for that layer
+        (:func:`card_rows`): columns ``village`` (position), ``rank``,
+        ``facility_id`` and ``<mode>_minutes`` for every mode. Read by
+        :func:`geo.products.village_card`, so a printed poster and the page its QR
+        opens show the same facilities and minutes.
     """
 
     modes: tuple[str, ...]
@@ -74,6 +80,7 @@ class Results:
     access: Mapping[str, pd.DataFrame]
     isochrones: Mapping[tuple[str, str, float], BaseGeometry]
     trade_minutes: Mapping[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    cards: Mapping[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def trades(self) -> list[str]:
@@ -132,6 +139,7 @@ def compute_results(
     access = dict(base.access) if base else {}
     isochrones = dict(base.isochrones) if base else {}
     trade_minutes = dict(base.trade_minutes) if base else {}
+    cards = dict(base.cards) if base else {}
     if layers:
         for mode, router in routers.items():
             if base is None:
@@ -143,6 +151,8 @@ def compute_results(
                 access[mode] = access[mode].assign(
                     **{column: fresh[column].to_numpy() for column in fresh.columns}
                 )
+        for layer in layers:
+            cards[layer] = card_rows(routers, villages, facilities, layer, coverage, settings)
         jobs = [(layer, m, t) for layer in layers for m in modes for t in iso_minutes]
         for layer, mode, minutes in tqdm(jobs, desc="等时圈 isochrones", disable=not progress):
             isochrones[(layer, mode, float(minutes))] = layer_isochrone(
@@ -163,7 +173,114 @@ def compute_results(
         access=access,
         isochrones=isochrones,
         trade_minutes=trade_minutes,
+        cards=cards,
     )
+
+
+#: A 技能码 card lists this many facilities per layer.
+CARD_PER_LAYER = 3
+#: A card searches this far first; a layer with nothing that close lists its nearest
+#: facility from the coverage table (up to ``max_minutes``).
+CARD_SEARCH_MINUTES = 60.0
+
+
+def rank_mode(modes: Sequence[str]) -> str:
+    """The mode cards rank facilities by: e-bike if computed, else the last mode."""
+    return "ebike" if "ebike" in modes else modes[-1]
+
+
+def card_rows(
+    routers: Mapping[str, Router],
+    villages: gpd.GeoDataFrame,
+    facilities: gpd.GeoDataFrame,
+    layer: str,
+    coverage: Mapping[str, gpd.GeoDataFrame],
+    settings: Settings,
+) -> pd.DataFrame:
+    """The facilities of ``layer`` each village's 技能码 card lists, with minutes per mode.
+
+    Per village, the :data:`CARD_PER_LAYER` nearest facilities of the layer by
+    :func:`rank_mode` within :data:`CARD_SEARCH_MINUTES` (ties by id); a village
+    with none that close lists the layer's nearest from ``coverage`` (up to
+    ``max_minutes``), or nothing. The listed facilities are then timed by every
+    other mode (NaN beyond ``max_minutes``). One bounded reverse Dijkstra per
+    facility and mode (:meth:`geo.routing.Router.matrix`), for all villages at once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``village`` (position in ``villages``), ``rank`` (1 = nearest),
+        ``facility_id`` and ``<mode>_minutes`` (2 decimals) per mode, sorted by
+        village and rank.
+    """
+    ranker = rank_mode(tuple(routers))
+    group = facilities[facilities["layer"] == layer].reset_index(drop=True)
+    ids = group["id"].astype(str).to_numpy()
+    lon, lat = villages.geometry.x.to_numpy(), villages.geometry.y.to_numpy()
+    f_lon, f_lat = group.geometry.x.to_numpy(), group.geometry.y.to_numpy()
+    bound = min(CARD_SEARCH_MINUTES, settings.max_minutes)
+    pairs = routers[ranker].matrix(lon, lat, f_lon, f_lat, max_minutes=bound)
+    pairs = pairs.assign(facility_id=ids[pairs["target"].to_numpy(np.int64)])
+    pairs = pairs.sort_values(["origin", "seconds", "facility_id"], kind="stable")
+    near = pairs.groupby("origin", sort=False).head(CARD_PER_LAYER)
+    rows = pd.DataFrame(
+        {
+            "village": near["origin"].to_numpy(np.int64),
+            "facility_id": near["facility_id"].to_numpy(object),
+            "seconds": near["seconds"].to_numpy(float),
+        }
+    )
+    nearest = coverage[ranker]
+    fallback = np.setdiff1d(
+        np.flatnonzero(nearest[f"{layer}_facility_id"].to_numpy() != ""), rows["village"]
+    )
+    if len(fallback):
+        extra = pd.DataFrame(
+            {
+                "village": fallback,
+                "facility_id": nearest[f"{layer}_facility_id"].to_numpy(object)[fallback],
+                "seconds": 60.0 * nearest[f"{layer}_minutes"].to_numpy(float)[fallback],
+            }
+        )
+        rows = pd.concat([rows, extra], ignore_index=True)
+    rows = rows.sort_values(["village", "seconds", "facility_id"], ignore_index=True)
+    rows["rank"] = rows.groupby("village").cumcount() + 1
+    out = rows[["village", "rank", "facility_id"]].copy()
+    position = {fid: i for i, fid in enumerate(ids)}
+    target = rows["facility_id"].map(position).to_numpy(np.int64)
+    for mode, router in routers.items():
+        if mode == ranker:
+            minutes = rows["seconds"].to_numpy(float) / 60.0
+        else:
+            shown = np.unique(target)
+            timed = router.matrix(lon, lat, f_lon[shown], f_lat[shown])
+            lookup = pd.Series(
+                timed["seconds"].to_numpy(float),
+                index=pd.MultiIndex.from_arrays(
+                    [timed["origin"].to_numpy(np.int64), shown[timed["target"].to_numpy(np.int64)]]
+                ),
+            )
+            key = pd.MultiIndex.from_arrays([rows["village"].to_numpy(np.int64), target])
+            minutes = lookup.reindex(key).to_numpy(float) / 60.0
+        out[f"{mode}_minutes"] = np.round(minutes, 2)
+    return out
+
+
+def compute_cards(
+    routers: Mapping[str, Router],
+    villages: gpd.GeoDataFrame,
+    facilities: gpd.GeoDataFrame,
+    settings: Settings,
+) -> dict[str, pd.DataFrame]:
+    """The 技能码 card rows of every layer for these villages alone (what
+    :func:`compute_results` keeps in :attr:`Results.cards`; a village's rows do not
+    depend on the other villages, so a county's cards equal its rows of the region's)."""
+    ranker = rank_mode(tuple(routers))
+    coverage = {ranker: coverage_table(routers[ranker], villages, facilities)}
+    return {
+        layer: card_rows(routers, villages, facilities, layer, coverage, settings)
+        for layer in LAYERS
+    }
 
 
 def layer_isochrone(

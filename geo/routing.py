@@ -41,9 +41,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import shapely
+from cachetools import LRUCache
 from numpy.typing import ArrayLike, NDArray
 from pyproj import Transformer
-from cachetools import LRUCache
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 

@@ -27,6 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from geo._errors import SettingsError
 from geo.coverage import coverage_stats
 from geo.network import RoadNetwork, load_network
+from geo.products import VillageCard, village_card
 from geo.results import (
     Results,
     ResultsCache,
@@ -245,6 +246,10 @@ class Study:
         """The facility with this id, or None."""
         hit = self.facilities[self.facilities["id"] == str(fid)]
         return None if hit.empty else hit.iloc[0]
+
+    def village_card(self, index: int) -> VillageCard:
+        """The 技能码 card of the village at position ``index`` (from the results)."""
+        return village_card(self.villages, self.facilities, self.results.cards, index)
 
     def village_row(self, code: str) -> pd.Series | None:
         """The village with this 12-digit code, or None."""
