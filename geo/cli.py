@@ -635,12 +635,14 @@ def import_(file: Path, layer: str, crs: str, geocoder: str, key: str | None, ou
         tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
 
     atomic_write(out, write)
-    by_address = gdf["location_quality"].str.contains("from_address|geocoded_", regex=True)
-    note = ""
+    by_address = ~gdf["location_quality"].str.startswith("registry_")
+    parts = [layer]
+    if not by_address.all():
+        parts.append(f"{(~by_address).sum()} converted from {crs}")
     if by_address.any():
         counts = gdf.loc[by_address, "location_quality"].value_counts()
-        note = "; placed by address: " + ", ".join(f"{q} {n}" for q, n in counts.items())
-    click.echo(f"{len(gdf)} facilities ({layer}, converted from {crs}{note}) -> {out}")
+        parts.append("placed by address: " + ", ".join(f"{q} {n}" for q, n in counts.items()))
+    click.echo(f"{len(gdf)} facilities ({'; '.join(parts)}) -> {out}")
 
 
 @main.command()

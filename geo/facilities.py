@@ -281,12 +281,12 @@ def import_registry(
         if not fid:
             prefix = id_prefix or LAYER_PREFIXES.get(row_layer, "FAC")
             ids[n - 1] = f"{prefix}-{id_tag}-{n:04d}"
-    cells = {
+    kept = {
         c: table[c].tolist() for c in (*_TEXT_COLUMNS, "name", "trades", "capacity") if c in table
     }
     records = [
         {
-            **{c: column[i] for c, column in cells.items()},
+            **{c: column[i] for c, column in kept.items()},
             "id": ids[i],
             "layer": layers[i],
             "source": f"import:{path.name}",
@@ -297,7 +297,7 @@ def import_registry(
     ]
     placed, address_problems = (
         _place_by_address(records, raw, where, geocoder, settings)
-        if "address" in cells
+        if "address" in kept
         else ({}, [])
     )
     for i, place in placed.items():

@@ -300,7 +300,8 @@ class Gazetteer:
             strict=True,
         ):
             index = self._add_place(_TOWN, town, county, town, code, x, y, False)
-            town_index[code] = index
+            if code:
+                town_index[code] = index
             town_by_name[(county, town)] = index
             stem, kind = _strip_kind(town, _TOWN_KINDS)
             add(town, index, _OWN)
@@ -320,7 +321,7 @@ class Gazetteer:
             villages.geometry.y,
             strict=True,
         ):
-            town_at = town_index.get(code)
+            town_at = town_index.get(code) if code else None
             if town_at is None:
                 town_at = town_by_name.get((county, town))
             if town_at is None:

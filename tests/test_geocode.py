@@ -300,7 +300,9 @@ def test_cli_import_of_an_address_only_csv(runner, tmp_path):
     args = ["import", str(src), "--layer", "village_station", "--out", str(out)]
     result = runner.invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "village_from_address 1, town_from_address 1" in result.output
+    assert "(village_station; placed by address: village_from_address 1, town_from_address 1)" in (
+        result.output
+    )
     features = json.loads(out.read_text(encoding="utf-8"))["features"]
     assert [f["properties"]["location_quality"] for f in features] == [
         "village_from_address",
@@ -342,7 +344,7 @@ def test_cli_online_geocoder_needs_a_key(runner, tmp_path, monkeypatch):
     assert not out.exists()
 
 
-def _admin(study, database):
+def _admin(study, database, **config):
     app = create_app(
         {
             "TESTING": True,
@@ -350,6 +352,7 @@ def _admin(study, database):
             "TILE_URL": "none",
             "DATABASE": database,
             "RATELIMIT_ADMIN": "10000 per minute",
+            **config,
         }
     )
     _, token = app.extensions["skillcircle.store"].create_token("南湖区总工会", "南湖区")
@@ -614,3 +617,24 @@ def test_make_geocoder_checks_kind_and_key(monkeypatch, gazetteer):
     monkeypatch.setenv("SKILLCIRCLE_TIANDITU_KEY", "k")
     coder = make_geocoder("tianditu", Settings(), gazetteer=gazetteer)
     assert isinstance(coder, OnlineGeocoder) and coder.url == "http://api.tianditu.gov.cn/geocoder"
+
+
+def test_admin_upload_with_a_configured_online_geocoder(study, new_database, service):
+    lon, lat = village("百福弄社区居委会", "建设街道")["geometry"]["coordinates"]
+    glon, glat = (float(c) for c in wgs84_to_gcj02(lon, lat))
+    address = "南湖区建设街道百福弄社区"
+    service.answer(address, (200, amap_hit(glon, glat, level="兴趣点", district="南湖区")))
+    client, headers = _admin(
+        study,
+        new_database(),
+        GEOCODER="amap",
+        GEOCODER_KEY="SECRET-KEY-123",
+        GEOCODER_URL=f"{service.url}/v3/geocode/geo",
+    )
+    resp = _upload(client, headers, f"名称,地址\n建设站,{address}\n")
+    assert resp.status_code == 200, resp.get_json()
+    fac = client.get(f"/api/facilities/{resp.get_json()['ids'][0]}").get_json()
+    assert fac["location_quality"] == "geocoded_amap:兴趣点"
+    assert (fac["county"], fac["town"]) == ("南湖区", "建设街道")
+    assert fac["lon"] == pytest.approx(lon, abs=1e-5) and fac["lat"] == pytest.approx(lat, abs=1e-5)
+    assert [r["key"] for r in service.requests] == ["SECRET-KEY-123"]
