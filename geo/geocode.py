@@ -46,6 +46,7 @@ from geo import _validate as v
 from geo._errors import SettingsError
 
 if TYPE_CHECKING:
+    from geo.region import Region
     from geo.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -359,6 +360,8 @@ class Gazetteer:
             self._automaton.add_word(key, (len(key), levels, no_bare, no_bare_below))
         self._automaton.make_automaton()
         self._memo: dict[str, Placement | str] = {}
+        first_town = next((p for p in self.places if p.level == _TOWN), None)
+        self._example = first_town.label if first_town else "区县乡镇"
         logger.info(
             "gazetteer of %s: %d counties, %d towns, %d villages, %d name variants",
             region_name,
@@ -381,63 +384,65 @@ class Gazetteer:
         towns: gpd.GeoDataFrame,
         villages: gpd.GeoDataFrame,
         *,
+        region: Region | None = None,
         city: gpd.GeoDataFrame | None = None,
-        province: str | None = None,
     ) -> Gazetteer:
-        """Build from loaded frames; the region's names come from the frames.
+        """Build from loaded frames and the region's names.
 
         Parameters
         ----------
         counties, towns, villages
             As :func:`geo.places.load_counties` etc. return them.
+        region
+            The region (``settings.region``): its name, province and cities are
+            the names skipped in front of an address.
         city
-            The region outline (``name``, ``adcode``), as :func:`geo.places.load_city`.
-        province
-            The province name; default from the counties' codes (:data:`PROVINCES`).
+            Without a region: the region outline (``name``, ``adcode``), as
+            :func:`geo.places.load_city`; the province then follows from the
+            counties' codes (:data:`PROVINCES`) and the cities from their
+            ``city`` column.
         """
         names: list[str] = []
-        region_name = ""
-        if city is not None and len(city) and "name" in city.columns:
-            region_name = str(city["name"].iloc[0])
-            code = str(city["adcode"].iloc[0]) if "adcode" in city.columns else ""
-            if code.endswith("00") and not code.endswith("0000"):
-                names.append(region_name)  # a city; a county pack's outline names a county
-        if "city" in counties.columns:
-            names += [str(c) for c in counties["city"].dropna().unique() if str(c)]
-        codes = [str(c) for c in counties.get("adcode", []) if str(c)]
-        if province is None and codes:
-            province = PROVINCES.get(codes[0][:2])
+        codes: set[str] = set()
+        if region is not None:
+            region_name, province = region.name, region.province
+            names += [c.city for c in region.counties if c.city]
+            codes = {c.city_code for c in region.counties if c.city_code}
+            if region.level == "city":
+                names.append(region.name)
+        else:
+            region_name, province = "", ""
+            adcodes = [a for a in _texts(counties, "adcode") if a]
+            codes = {f"{a[:4]}00" for a in adcodes}
+            province = PROVINCES.get(adcodes[0][:2], "") if adcodes else ""
+            names += [c for c in _texts(counties, "city") if c]
+            if city is not None and len(city):
+                region_name = _texts(city, "name")[0]
+                code = _texts(city, "adcode")[0]
+                if code.endswith("00") and not code.endswith("0000"):  # a city, not a county
+                    names.append(region_name)
+        prefixes = {*names, *(short_name(n, _CITY_KINDS) for n in names)}
         if province:
-            names.append(province)
-            if not region_name:
-                region_name = province
-        prefixes = set(names)
-        prefixes |= {short_name(n, _CITY_KINDS) for n in names if n != province}
-        if province:
-            prefixes.add(short_name(province, _PROVINCE_KINDS))
-        cities = {c[:4] for c in codes}
+            prefixes |= {province, short_name(province, _PROVINCE_KINDS)}
         return cls(
             counties,
             towns,
             villages,
-            region_name=region_name or "the region",
+            region_name=region_name or province or "the region",
             prefixes=sorted(prefixes),
-            city_code=f"{cities.pop()}00" if len(cities) == 1 else "",
+            city_code=codes.pop() if len(codes) == 1 else "",
         )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Gazetteer:
-        """Build from the region pack of ``settings`` (its boundaries files)."""
-        from geo.places import load_city, load_counties, load_towns, load_villages
+        """Build from the region pack of ``settings`` (its boundaries files and region.json)."""
+        from geo.places import load_counties, load_towns, load_villages
 
-        city = load_city(settings=settings) if settings.city_path.exists() else None
-        region = getattr(settings, "region", None)
         return cls.from_frames(
             load_counties(settings=settings),
             load_towns(settings=settings),
             load_villages(settings=settings, bounds=None),
-            city=city,
-            province=getattr(region, "province", None),
+            region=settings.region,
         )
 
     # ------------------------------------------------------------------ match
@@ -642,7 +647,7 @@ class Gazetteer:
     def _unmatched(self, shown: str) -> str:
         return (
             f"address {shown!r} names no county, town or village of {self.region_name}; "
-            "write 区县 + 乡镇/街道 + 村/社区 (e.g. 桐乡市乌镇镇…), or give lon/lat"
+            f"write 区县 + 乡镇/街道 + 村/社区 (e.g. {self._example}…), or give lon/lat"
         )
 
 
