@@ -19,6 +19,7 @@ import geopandas as gpd
 import pytest
 import shapely
 from click.testing import CliRunner
+from test_region import nanhu_pack  # noqa: F401 (the 南湖区 county pack fixture)
 
 from geo._errors import FacilityDataError, GeocoderError, SettingsError
 from geo.cli import main
@@ -638,3 +639,29 @@ def test_admin_upload_with_a_configured_online_geocoder(study, new_database, ser
     assert (fac["county"], fac["town"]) == ("南湖区", "建设街道")
     assert fac["lon"] == pytest.approx(lon, abs=1e-5) and fac["lat"] == pytest.approx(lat, abs=1e-5)
     assert [r["key"] for r in service.requests] == ["SECRET-KEY-123"]
+
+
+# ------------------------------------------------------- another region pack
+
+
+def test_a_county_pack_matches_its_own_places_only(nanhu_pack, runner, tmp_path):  # noqa: F811
+    settings = Settings(data_dir=nanhu_pack)
+    nanhu = Gazetteer.from_settings(settings)
+    assert nanhu.region_name == "南湖区" and nanhu.city_code == "330400"
+    found = nanhu.match("浙江省嘉兴市南湖区建设街道百福弄社区3号")
+    assert isinstance(found, Placement)
+    assert [found.lon, found.lat] == village("百福弄社区居委会", "建设街道")["geometry"][
+        "coordinates"
+    ]
+    assert "names 桐乡市, outside 南湖区" in nanhu.match("桐乡市乌镇镇民合村")  # type: ignore[operator]
+    assert "of 南湖区" in nanhu.match("乌镇镇民合村")  # type: ignore[operator]
+    # 联丰村 is one village here (凤桥镇): no longer ambiguous
+    assert nanhu.match("联丰村").town == "凤桥镇"  # type: ignore[union-attr]
+
+    src = tmp_path / "r.csv"
+    src.write_text("名称,地址\n甲,凤桥镇联丰村\n乙,桐乡市乌镇镇民合村\n", "utf-8")
+    out = tmp_path / "o.geojson"
+    args = ["import", "--region", str(nanhu_pack), str(src), "--layer", "village_station"]
+    result = runner.invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 1 and not out.exists()
+    assert "r.csv row 3: address '桐乡市乌镇镇民合村' names 桐乡市, outside 南湖区" in result.output
