@@ -593,24 +593,54 @@ def stats(
     show_default=True,
     help="坐标系：高德/腾讯=gcj02，百度=bd09.",
 )
+@click.option(
+    "--geocoder",
+    type=click.Choice(["offline", "amap", "tianditu"]),
+    default="offline",
+    show_default=True,
+    help="无经纬度的行按地址定位：offline=本地区县/乡镇/村名录，amap=高德，tianditu=天地图 "
+    "/ place rows without lon/lat by their address.",
+)
+@click.option(
+    "--key",
+    default=None,
+    help="高德/天地图 Web服务 key (或环境变量 SKILLCIRCLE_AMAP_KEY / SKILLCIRCLE_TIANDITU_KEY).",
+)
 @file_option("--out", required=True, help="输出 .geojson")
 @_friendly
-def import_(file: Path, layer: str, crs: str, out: Path) -> None:
-    """导入设施台账 (CSV UTF-8/GBK, XLSX, GeoJSON) / import a facility registry."""
+def import_(file: Path, layer: str, crs: str, geocoder: str, key: str | None, out: Path) -> None:
+    """导入设施台账 (CSV UTF-8/GBK, XLSX, GeoJSON) / import a facility registry.
+
+    \b
+    有经纬度的行按 --crs 转换；没有经纬度、有地址（地址/详细地址）的行按地址定位到
+    村或乡镇（location_quality: village_from_address / town_from_address）。
+    Rows without lon/lat are placed by their address (column 地址/address).
+    """
     import json
 
     from geo.export import atomic_write
     from geo.facilities import facilities_to_geojson, import_registry
+    from geo.geocode import make_geocoder
 
     _check_out(out, "import")
-    gdf = import_registry(file, layer, crs, settings=_settings())
+    settings = _settings()
+    # the offline gazetteer is built only if a row has no lon/lat
+    coder = make_geocoder(geocoder, settings, key=key) if geocoder != "offline" else None
+    gdf = import_registry(file, layer, crs, geocoder=coder, settings=settings)
     doc = facilities_to_geojson(gdf)
 
     def write(tmp: Path) -> None:
         tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
 
     atomic_write(out, write)
-    click.echo(f"{len(gdf)} facilities ({layer}, converted from {crs}) -> {out}")
+    by_address = ~gdf["location_quality"].str.startswith("registry_")
+    parts = [layer]
+    if not by_address.all():
+        parts.append(f"{(~by_address).sum()} converted from {crs}")
+    if by_address.any():
+        counts = gdf.loc[by_address, "location_quality"].value_counts()
+        parts.append("placed by address: " + ", ".join(f"{q} {n}" for q, n in counts.items()))
+    click.echo(f"{len(gdf)} facilities ({'; '.join(parts)}) -> {out}")
 
 
 @main.command()

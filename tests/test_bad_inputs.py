@@ -163,7 +163,7 @@ def zip_bomb() -> bytes:
 
 GENERATED = {
     "missing_columns.xlsx": (
-        lambda: workbook([["名称", "地址"], ["培训点", "某路1号"]]),
+        lambda: workbook([["名称", "电话"], ["培训点", "0573-1"]]),  # an address would do
         "lon, lat",
     ),
     "merged_cells.xlsx": (

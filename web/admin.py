@@ -14,6 +14,7 @@ show it from the next request. Writes are serialised by one lock per app.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import threading
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ValidationError
 from geo._errors import FacilityDataError, SettingsError
 from geo.coords import to_wgs84
 from geo.facilities import LAYER_PREFIXES, facilities_from_records, import_registry
+from geo.geocode import Gazetteer, Geocoder, make_geocoder
 from geo.settings import LAYERS
 from geo.study import Study, StudyChange
 
@@ -301,7 +303,13 @@ def upload() -> Any:
             file.close()  # a large upload is spooled to a temporary file
         number = get_store().count_audit("upload") + 1
         try:
-            rows = import_registry(path, layer or "training_institution", crs, id_tag=f"U{number}")
+            rows = import_registry(
+                path,
+                layer or "training_institution",
+                crs,
+                id_tag=f"U{number}",
+                geocoder=_upload_geocoder(),
+            )
         except (FacilityDataError, SettingsError) as exc:
             listed = exc.problems if isinstance(exc, FacilityDataError) else []
             problems = [{"row": where, "message": what} for where, what in listed]
@@ -354,6 +362,25 @@ def upload() -> Any:
         updated=len(replaced),
         ids=[r["id"] for r in records],
         recomputed=_change_json(change),
+    )
+
+
+def _upload_geocoder() -> Geocoder:
+    """Places upload rows without lon/lat by address: the served region's gazetteer, or the
+    online service in config ``GEOCODER`` (``amap``/``tianditu``, env ``SKILLCIRCLE_GEOCODER``)
+    with ``GEOCODER_KEY`` (env ``SKILLCIRCLE_AMAP_KEY``/``SKILLCIRCLE_TIANDITU_KEY``)."""
+    study: Study = current_app.extensions["skillcircle"]
+    config = current_app.config
+    kind = config.get("GEOCODER") or os.environ.get("SKILLCIRCLE_GEOCODER") or "offline"
+    gazetteer = Gazetteer.from_frames(
+        study.counties, study.towns, study.villages, region=study.settings.region
+    )
+    return make_geocoder(
+        kind,
+        study.settings,
+        key=config.get("GEOCODER_KEY"),
+        url=config.get("GEOCODER_URL"),
+        gazetteer=gazetteer,
     )
 
 
