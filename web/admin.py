@@ -309,6 +309,7 @@ def upload() -> Any:
                 crs,
                 id_tag=f"U{number}",
                 geocoder=_upload_geocoder(),
+                settings=current_app.extensions["skillcircle"].settings,
             )
         except (FacilityDataError, SettingsError) as exc:
             listed = exc.problems if isinstance(exc, FacilityDataError) else []
