@@ -469,7 +469,8 @@ def build_region(
     sel = select_region(code, provinces, cities, districts)
     prefix = {"province": code[:2], "city": code[:4], "county": code}[sel.level]
     areas, towns23, villages23 = read_division(archives["division"], [prefix])
-    no_outline = add_statistical_units(sel, areas, cities)
+    region_areas = areas[areas["code"].str.startswith(prefix)]
+    no_outline = add_statistical_units(sel, region_areas, cities)
     if no_outline:
         notes.append(
             f"{len(no_outline)} statistical unit(s) without a 天地图 outline kept as counties "
@@ -525,7 +526,7 @@ def build_region(
     province_code = code[:2] + "0000"
     all_codes = sorted(
         set(districts.loc[districts["province_adcode"] == province_code, "district_adcode"])
-        | set(areas["code"])
+        | set(areas.loc[areas["code"].str.startswith(code[:2]), "code"])
     )
     population = pb.county_population(list(sel.counties["adcode"]), census_table, all_codes)
     for now, total, note in population.groups:
@@ -580,7 +581,7 @@ def build_region(
         name=sel.name,
         level=sel.level,
         out=out,
-        counts=counts,
+        counts={**counts, "network_nodes": len(nodes), "network_edges": len(edges)},
         town_quality=towns["location_quality"].value_counts().to_dict(),
         village_quality=vills["location_quality"].value_counts().to_dict(),
         notes=notes,
@@ -603,8 +604,6 @@ def build_region(
             built_by=built_by,
         )
         (tmp / "facilities.geojson").write_text(sm.facilities_text(records), encoding="utf-8")
-        report.counts["network_nodes"] = len(nodes)
-        report.counts["network_edges"] = len(edges)
         _write_region_json(tmp, sel, counties, outline, counts, built_by)
         report.seconds = time.perf_counter() - started
         (tmp / "README.md").write_text(
@@ -954,7 +953,11 @@ def merge_villages(
     pack = Path(pack)
     region = load_region(pack)
     if out is None:
-        out = default_out(region.code) if pack.resolve() == bundled_region_dir().resolve() else pack
+        try:
+            bundled = pack.resolve() == bundled_region_dir().resolve()
+        except ModuleNotFoundError:  # no bundled pack installed
+            bundled = False
+        out = default_out(region.code) if bundled else pack
     out = Path(out)
     towns = _properties(pack / "boundaries" / "towns.geojson")
     villages = _properties(pack / "boundaries" / "villages.geojson")

