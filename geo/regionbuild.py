@@ -223,7 +223,8 @@ data derived from these files.
 * **Source:** PyPI package `scgraph_data` 2.0.0 (MIT, © 2024 Connor Makowski),
   `scgraph_data/world_highways.py` — "World highway network from OpenStreetMap",
   simplified and "not 100% accurate" (upstream README). Built by
-  `{built_by}`, which {parse_how} (no package code is executed).
+  `{built_by}`, which reads the package's Python literals as
+  numbers (no package code is executed).
 * **Cut:** {cut}
   and the edges with both ends inside; unused nodes dropped.
 * **Files:** `nodes.csv` — `node_id,lon,lat` (WGS84; node ids are row indices in
@@ -245,7 +246,6 @@ def write_network(
     title: str,
     cut: str,
     built_by: str,
-    parse_how: str = "reads the package's Python literals as numbers",
 ) -> None:
     """Write ``nodes.csv``, ``edges.csv`` and the network README."""
     out.mkdir(parents=True, exist_ok=True)
@@ -254,7 +254,6 @@ def write_network(
     text = NETWORK_README.format(
         title=title,
         built_by=built_by,
-        parse_how=parse_how,
         cut=cut,
         n_nodes=len(nodes),
         n_edges=len(edges),
@@ -604,7 +603,15 @@ def build_region(
             built_by=built_by,
         )
         (tmp / "facilities.geojson").write_text(sm.facilities_text(records), encoding="utf-8")
-        _write_region_json(tmp, sel, counties, outline, counts, built_by)
+        write_pack_region_json(
+            tmp,
+            code=code,
+            name=sel.name,
+            level=sel.level,
+            province=sel.province,
+            network_description=f"{sel.name} major roads from PyPI scgraph_data 2.0.0 (network/)",
+            built_by=built_by,
+        )
         report.seconds = time.perf_counter() - started
         (tmp / "README.md").write_text(
             pack_readme(report, counties, towns, vills, records, archives), encoding="utf-8"
@@ -634,31 +641,67 @@ def _region_population(
     return int(rows["POPU"].sum()) if len(rows) else None
 
 
-def _write_region_json(
+def write_pack_region_json(
     folder: Path,
-    sel: Selection,
-    counties: gpd.GeoDataFrame,
-    outline: Any,
-    counts: Mapping[str, int],
+    *,
+    code: str,
+    name: str,
+    level: str,
+    province: str,
+    network_description: str,
     built_by: str,
-) -> None:
+    path: Path | None = None,
+) -> dict[str, Any]:
+    """Write ``region.json`` of the pack in ``folder`` from its files (to ``path``,
+    default ``folder/region.json``).
+
+    The counties (name, adcode, city, city_code) and the outline come from
+    ``boundaries/``, the counts from the files (facilities 0 while
+    ``facilities.geojson`` is not written yet), bounds and metric CRS from the
+    outline (:func:`geo.region.region_dict`). Returns the document.
+    """
     from geo.region import region_dict, write_region_json
 
+    folder = Path(folder)
+    counties = features_of(folder / "boundaries" / "counties.geojson")
+    outline = shapely.union_all(
+        [
+            shapely.geometry.shape(f["geometry"])
+            for f in features_of(folder / "boundaries" / "city.geojson")
+        ]
+    )
+    facilities = folder / "facilities.geojson"
     document = region_dict(
-        code=sel.code,
-        name=sel.name,
-        level=sel.level,
-        province=sel.province,
+        code=code,
+        name=name,
+        level=level,
+        province=province,
         counties=[
-            {"name": r.county, "adcode": r.adcode, "city": r.city, "city_code": r.city_code}
-            for r in counties.itertuples(index=False)
+            {
+                "name": f["properties"]["county"],
+                "adcode": f["properties"]["adcode"],
+                "city": f["properties"].get("city", ""),
+                "city_code": f["properties"].get("city_code", ""),
+            }
+            for f in counties
         ],
         outline=outline,
-        network_description=f"{sel.name} major roads from PyPI scgraph_data 2.0.0 (network/)",
-        counts=counts,
+        network_description=network_description,
+        counts={
+            "counties": len(counties),
+            "towns": len(features_of(folder / "boundaries" / "towns.geojson")),
+            "villages": len(features_of(folder / "boundaries" / "villages.geojson")),
+            "facilities": len(features_of(facilities)) if facilities.is_file() else 0,
+        },
         built_by=built_by,
     )
-    write_region_json(folder / "region.json", document)
+    write_region_json(Path(path) if path is not None else folder / "region.json", document)
+    return document
+
+
+def features_of(path: Path) -> list[dict[str, Any]]:
+    """The features of a GeoJSON FeatureCollection file."""
+    return list(json.loads(Path(path).read_text(encoding="utf-8"))["features"])
 
 
 def _facilities(
@@ -696,11 +739,11 @@ def _facilities(
     records += sm.samples(
         points, weight, towns, scale=float(weight.sum()) / sm.REFERENCE_POPULATION
     )
-    area = _area_codes(old, counties)
+    area = area_codes(old, counties)
     return sm.assign_ids(records, adcodes, area)
 
 
-def _area_codes(old: pd.DataFrame | None, counties: gpd.GeoDataFrame) -> dict[str, str]:
+def area_codes(old: pd.DataFrame | None, counties: gpd.GeoDataFrame) -> dict[str, str]:
     """County name -> telephone area code from the 2016 table (county row, else its city)."""
     if old is None:
         return {}
