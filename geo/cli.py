@@ -4,13 +4,17 @@ Every command logs the road-network source and writes it into its output's
 metadata. Bad input ends with one readable line and exit code 1, no traceback
 and no output file (outputs are written to a temp file, then renamed).
 
-The study area follows the road network (:func:`geo.network.input_area`): on
-the bundled coarse network, input points must lie in the Jiaxing region; with
-``--osm FILE`` (or ``--download``) they must lie in that network's area, its
-nodes' box grown by 2 km, wherever on Earth it is. The bundled villages and
-facilities are Jiaxing's: they are used only with a network whose area meets
-Jiaxing; elsewhere the user must pass ``--villages``/``--facilities`` (or, for
-the commands that work on the bundled counties only, an extract of Jiaxing).
+The region is data (:mod:`geo.region`): ``--region`` (env ``SKILLCIRCLE_REGION``)
+names a region pack folder or code, by default the bundled Jiaxing pack. Its
+villages, towns, counties, facilities and coarse network are the defaults of
+every command. The study area follows the road network
+(:func:`geo.network.input_area`): on the region's coarse network, input points
+must lie in the region (its outline's box + 20 km); with ``--osm FILE`` (or
+``--download``) they must lie in that network's area, its nodes' box grown by
+2 km, wherever on Earth it is. The region's villages and facilities are used
+only with a network whose area meets the region; elsewhere the user must pass
+``--villages``/``--facilities`` (or, for the commands that work on the region's
+counties only, an extract of the region).
 The network is loaded once, before the inputs (their check needs its area),
 and announced once the inputs are valid.
 """
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from geo._errors import SkillcircleError
+from geo._options import region_option
 from geo.settings import LAYERS, MODES, Settings
 
 if TYPE_CHECKING:
@@ -82,7 +87,11 @@ def _check_out(out: Path, command: str) -> Path:
 
 
 def _settings(minutes: float | None = None, max_minutes: float | None = None) -> Settings:
-    base = Settings()
+    """Settings of the chosen region (``--region``) with the command's thresholds.
+
+    The region pack is read here, so a missing or broken pack is one line.
+    """
+    base = Settings.for_region((click.get_current_context().obj or {}).get("region"))
     changes: dict[str, float] = {}
     if max_minutes is not None:
         changes["max_minutes"] = max_minutes
@@ -118,29 +127,33 @@ def _input_area(settings: Settings, net: Any, command: str, defaults: Sequence[s
     ----------
     defaults
         The input options (``--villages``, ``--facilities``) the user left out,
-        so the bundled Jiaxing files stand in for them (empty: none); ``None``
-        for the commands that always work on the bundled villages and counties.
+        so the region's files stand in for them (empty: none); ``None`` for the
+        commands that always work on the region's villages and counties.
     """
-    from geo._validate import JIAXING_BOUNDS, describe_bounds, overlaps
+    from geo._validate import describe_bounds, overlaps
     from geo.network import input_area
 
     area = input_area(net, settings)
+    region = settings.region
     uses_bundled = defaults is None or len(defaults) > 0
-    if not uses_bundled or net.source.coarse or overlaps(area.bounds, JIAXING_BOUNDS):
+    if not uses_bundled or net.source.coarse or overlaps(area.bounds, region.bounds):
         return area
     where = (
         f"the road network {net.source.description} covers {describe_bounds(area.bounds)}, "
-        "outside Jiaxing"
+        f"outside the region {region.label}"
     )
     if defaults is None:
         _fail(
-            f"{where}, but `skillcircle {command}` works on the bundled Jiaxing villages and "
-            "counties; pass an OSM extract of Jiaxing, or use `skillcircle coverage "
-            "--villages FILE --facilities FILE` for another area"
+            f"{where}, but `skillcircle {command}` works on the region's villages and "
+            f"counties; pass an OSM extract of {region.name}, choose the region it covers "
+            "(--region), or use `skillcircle coverage --villages FILE --facilities FILE`"
         )
     names = " and ".join(option.removeprefix("--") for option in defaults)
     files = " and ".join(f"{option} FILE" for option in defaults)
-    _fail(f"{where}, but the bundled {names} are Jiaxing's; pass {files} for that area")
+    _fail(
+        f"{where}, but the {names} of {region.name} are used by default; pass {files} for "
+        "that area, or choose its region (--region)"
+    )
 
 
 def _router(net: Any, mode: str, settings: Settings, villages: Any, facilities: Any = None) -> Any:
@@ -225,22 +238,22 @@ def file_option(*decls: str, required: bool = False, help: str = "") -> Callable
 osm_option = file_option(
     "--osm",
     help=(
-        "OSM 路网文件 .osm/.xml/.osm.pbf (default: the bundled coarse Jiaxing network). "
+        "OSM 路网文件 .osm/.xml/.osm.pbf (default: the region's coarse network). "
         "Its area (nodes + 2 km) is the study area: input points must lie in it; "
-        "outside Jiaxing also pass your own villages/facilities / 嘉兴以外须自备村点与设施."
+        "outside the region also pass your own villages/facilities / 区域以外须自备村点与设施."
     ),
 )
 jiaxing_osm_option = file_option(
     "--osm",
     help=(
-        "嘉兴 OSM 路网文件 .osm/.xml/.osm.pbf (default: the bundled coarse network); "
-        "this command uses the bundled Jiaxing villages and counties, so it must cover Jiaxing."
+        "本区域 OSM 路网文件 .osm/.xml/.osm.pbf (default: the region's coarse network); "
+        "this command uses the region's villages and counties, so it must cover the region."
     ),
 )
 download_option = click.option(
     "--download",
     is_flag=True,
-    help="无文件时从 Overpass 下载嘉兴路网（需联网）/ download the Jiaxing network with osmnx.",
+    help="无文件时从 Overpass 下载本区域路网（需联网）/ download the region's network with osmnx.",
 )
 mode_option = click.option(
     "--mode",
@@ -273,6 +286,7 @@ trade_option = click.option(
     "-v", "--verbose", is_flag=True, help="详细日志与进度条 / verbose logs and progress bars."
 )
 @click.version_option(package_name="skillcircle")
+@region_option
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """skillcircle — 30分钟职业技能培训圈 / 30-minute skills-training circle.
@@ -284,7 +298,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    ctx.obj = {"verbose": verbose}
+    ctx.ensure_object(dict)["verbose"] = verbose
 
 
 def _load_inputs(
@@ -298,17 +312,17 @@ def _load_inputs(
     own_inputs: bool = True,
 ) -> tuple[Any, Any]:
     """Facilities and villages: the user's files checked against the network's area,
-    the bundled ones (``None``) against Jiaxing. ``own_inputs`` is False for the
+    the region's ones (``None``) against the region. ``own_inputs`` is False for the
     commands that have no ``--villages``/``--facilities`` options."""
-    from geo._validate import JIAXING
+    from geo._validate import REGION
     from geo.facilities import load_facilities
     from geo.places import load_villages
 
     given = {"--villages": villages, "--facilities": facilities}
     left_out = [option for option, path in given.items() if path is None]
     area = _input_area(settings, net, command, left_out if own_inputs else None)
-    fac = load_facilities(facilities, settings, bounds=JIAXING if facilities is None else area)
-    vil = load_villages(villages, settings, bounds=JIAXING if villages is None else area)
+    fac = load_facilities(facilities, settings, bounds=REGION if facilities is None else area)
+    vil = load_villages(villages, settings, bounds=REGION if villages is None else area)
     if trade:
         teaches = fac["trades"].map(lambda ts: trade in (ts or []))
         if not teaches.any():
@@ -318,6 +332,7 @@ def _load_inputs(
 
 
 @main.command()
+@region_option
 @mode_option
 @minutes_option
 @click.option(
@@ -369,8 +384,9 @@ def coverage(
 ) -> None:
     """每村到各层设施的最短时间与覆盖 / minutes from every village to each layer.
 
-    默认使用内置的嘉兴村点与设施；--osm 为嘉兴以外的路网时须提供 --villages 与 --facilities。
-    The bundled villages and facilities are Jiaxing's: with an --osm network
+    默认使用本区域（--region，内置嘉兴）的村点与设施；--osm 为区域以外的路网时须提供
+    --villages 与 --facilities。
+    The region's villages and facilities are the defaults: with an --osm network
     elsewhere, pass --villages and --facilities for that area (they must lie in
     the network's area, its nodes + 2 km).
     """
@@ -410,6 +426,7 @@ def coverage(
 
 
 @main.command()
+@region_option
 @click.option(
     "--layer", type=click.Choice(list(LAYERS)), required=True, help="设施图层 facility layer."
 )
@@ -435,10 +452,10 @@ def isochrones(
 ) -> None:
     """设施等时圈 / isochrone polygons per facility or per layer (--union).
 
-    --osm 为嘉兴以外的路网时须提供 --facilities / with an --osm network outside
-    Jiaxing, pass --facilities for that area (the bundled ones are Jiaxing's).
+    --osm 为区域以外的路网时须提供 --facilities / with an --osm network outside
+    the region, pass --facilities for that area.
     """
-    from geo._validate import JIAXING
+    from geo._validate import REGION
     from geo.export import write_table
     from geo.facilities import load_facilities
     from geo.isochrones import isochrones as make_isochrones
@@ -448,7 +465,7 @@ def isochrones(
     settings = _settings(minutes)
     net = _network(settings, osm, download)
     area = _input_area(settings, net, "isochrones", [] if facilities else ["--facilities"])
-    fac = load_facilities(facilities, settings, bounds=JIAXING if facilities is None else area)
+    fac = load_facilities(facilities, settings, bounds=REGION if facilities is None else area)
     fac = fac[fac["layer"] == layer].reset_index(drop=True)
     _announce(net)
     polys = make_isochrones(
@@ -460,6 +477,7 @@ def isochrones(
 
 
 @main.command()
+@region_option
 @mode_option
 @file_option("--from", "origins", required=True, help="起点 CSV: id,lon,lat (WGS84)")
 @file_option("--to", "targets", required=True, help="终点 CSV: id,lon,lat (WGS84)")
@@ -487,8 +505,8 @@ def times(
 ) -> None:
     """起终点出行时间矩阵 / travel-time matrix origin -> target (pairs within the bound).
 
-    起终点须在路网范围内 / the points must lie in the network's area: Jiaxing on
-    the bundled network, the --osm network's nodes + 2 km anywhere else.
+    起终点须在路网范围内 / the points must lie in the network's area: the region on
+    its coarse network, the --osm network's nodes + 2 km anywhere else.
     """
     from geo.export import write_table
     from geo.places import load_points
@@ -527,6 +545,7 @@ def times(
 
 
 @main.command()
+@region_option
 @click.option(
     "--by",
     type=click.Choice(["county", "town"]),
@@ -586,6 +605,7 @@ def stats(
 
 
 @main.command(name="import")
+@region_option
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--layer", type=click.Choice(list(LAYERS)), required=True, help="设施图层 layer.")
 @click.option(
@@ -605,7 +625,7 @@ def import_(file: Path, layer: str, crs: str, out: Path) -> None:
     from geo.facilities import facilities_to_geojson, import_registry
 
     _check_out(out, "import")
-    gdf = import_registry(file, layer, crs)
+    gdf = import_registry(file, layer, crs, settings=_settings())
     doc = facilities_to_geojson(gdf)
 
     def write(tmp: Path) -> None:
@@ -616,6 +636,7 @@ def import_(file: Path, layer: str, crs: str, out: Path) -> None:
 
 
 @main.command()
+@region_option
 @click.option("--county", required=True, help="区县名称或 all / county name or all (e.g. 南湖区).")
 @mode_option
 @minutes_option
@@ -656,8 +677,8 @@ def export(
     if not out.name.lower().endswith("." + fmt):
         _fail(f"{out}: the file name must end in .{fmt} for --format {fmt}")
     _check_out(out, "export")
-    which = check_county(county)
     settings = _settings(minutes)
+    which = check_county(county, settings.region)
     net = _network(settings, osm, False)
     fac, vil = _load_inputs(settings, net, "export", trade=trade, own_inputs=False)
     people = load_population(population, vil["village_code"]) if population else None
@@ -685,6 +706,7 @@ def export(
 
 
 @main.command()
+@region_option
 @click.option("--county", required=True, help="区县名称 / county name (e.g. 海盐县).")
 @click.option(
     "--layer",
@@ -740,14 +762,18 @@ def plan(
     from geo.siting import plan_county, plan_table
 
     _check_out(out, "plan")
-    if check_county(county) is None:
-        _fail("plan works on one county at a time; pass --county 南湖区 (etc.)")
     settings = _settings(minutes)
+    if check_county(county, settings.region) is None:
+        _fail(
+            "plan works on one county at a time; pass --county "
+            f"{settings.region.county_names[0]} (etc.)"
+        )
     net = _network(settings, osm, False)
     fac, vil = _load_inputs(settings, net, "plan", own_inputs=False)
     cand: Any = candidates
     if candidates not in ("villages", "towns"):
-        cand = load_points(Path(candidates), bounds=_input_area(settings, net, "plan", []))
+        area = _input_area(settings, net, "plan", [])
+        cand = load_points(Path(candidates), bounds=area, settings=settings)
     people = load_population(population, vil["village_code"]) if population else None
     _announce(net)
     result = plan_county(
@@ -794,6 +820,7 @@ def plan(
 
 
 @main.command()
+@region_option
 @click.option("--county", required=True, help="区县名称 / county name (e.g. 桐乡市).")
 @click.option("--town", default=None, help="只打印一个乡镇 / only this town (e.g. 乌镇镇).")
 @click.option(
@@ -814,9 +841,12 @@ def posters(county: str, town: str | None, public_url: str, osm: Path | None, ou
     from geo.routing import Router
 
     _check_out(out, "posters")
-    if check_county(county) is None:
-        _fail("posters are printed per county; pass --county 桐乡市 (etc.)")
     settings = _settings()
+    if check_county(county, settings.region) is None:
+        _fail(
+            "posters are printed per county; pass --county "
+            f"{settings.region.county_names[0]} (etc.)"
+        )
     net = _network(settings, osm, False)
     fac, vil = _load_inputs(settings, net, "posters", own_inputs=False)
     vil = vil[vil["county"] == county]

@@ -90,7 +90,7 @@ def load_facilities(
     path: Path | None = None,
     settings: Settings | None = None,
     *,
-    bounds: v.Area | v.Bounds | None = v.JIAXING,
+    bounds: v.BoundsArg = v.REGION,
 ) -> gpd.GeoDataFrame:
     """Load and validate a facilities GeoJSON (the ``data/facilities.geojson`` format).
 
@@ -104,8 +104,8 @@ def load_facilities(
         Supplies the default path; ``Settings()`` if omitted.
     bounds
         The area every facility must lie in, as in
-        :func:`geo.places.load_villages` (default: around Jiaxing); ``None``
-        disables the check.
+        :func:`geo.places.load_villages` (default: the settings' region);
+        ``None`` disables the check.
 
     Returns
     -------
@@ -123,7 +123,9 @@ def load_facilities(
         is not a Point, lacks ``id``/``layer``/``name``, repeats an id, names an
         unknown layer, has a bad value or lies outside ``bounds``.
     """
-    path = Path(path) if path is not None else (settings or Settings()).facilities_path
+    settings = settings or Settings()
+    path = Path(path) if path is not None else settings.facilities_path
+    bounds = v.region_bounds(bounds, settings)
     v.require_file(
         path,
         FacilityDataError,
@@ -172,7 +174,8 @@ def import_registry(
     *,
     id_prefix: str | None = None,
     id_tag: str = "IMP",
-    bounds: v.Area | v.Bounds | None = v.JIAXING,
+    bounds: v.BoundsArg = v.REGION,
+    settings: Settings | None = None,
 ) -> gpd.GeoDataFrame:
     """Convert a published registry into validated facilities.
 
@@ -196,7 +199,10 @@ def import_registry(
     id_tag
         Middle part of generated ids (``IMP``; the web upload numbers its uploads).
     bounds
-        Region check after conversion to WGS84; ``None`` disables it.
+        Region check after conversion to WGS84 (default: the area of
+        ``settings.region``); ``None`` disables it.
+    settings
+        Supplies the region; ``Settings()`` if omitted.
 
     Returns
     -------
@@ -216,6 +222,7 @@ def import_registry(
         outside ``bounds``. Row numbers are those a spreadsheet shows.
     """
     check_layer(layer)
+    bounds = v.region_bounds(bounds, settings or Settings())
     crs_key = crs.lower().replace("-", "").replace("_", "")
     if crs_key not in CRS_NAMES:
         raise SettingsError(f"unknown coordinate system {crs!r}; use one of {', '.join(CRS_NAMES)}")
@@ -289,8 +296,9 @@ def facilities_from_records(
     records: Sequence[Mapping[str, Any]],
     *,
     where: Sequence[str] | None = None,
-    bounds: v.Area | v.Bounds | None = v.JIAXING,
+    bounds: v.BoundsArg = v.REGION,
     label: str = "facilities",
+    settings: Settings | None = None,
 ) -> gpd.GeoDataFrame:
     """Validate property dicts with WGS84 ``lon``/``lat`` into a facilities frame.
 
@@ -304,6 +312,7 @@ def facilities_from_records(
         With every problem in ``problems``; ``where`` names the records
         (default ``facility N``), ``label`` the collection in the message.
     """
+    bounds = v.region_bounds(bounds, settings or Settings())
     where = list(where) if where is not None else [v.feature_row(i) for i in range(len(records))]
     lon = np.array([_float_or_nan(r.get("lon")) for r in records], dtype=float)
     lat = np.array([_float_or_nan(r.get("lat")) for r in records], dtype=float)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
@@ -18,7 +19,10 @@ import pandas as pd
 
 from geo._errors import InputDataError, SettingsError
 from geo.export import write_table, write_workbook
-from geo.settings import COUNTIES, LAYERS
+from geo.settings import LAYERS
+
+if TYPE_CHECKING:
+    from geo.region import Region
 
 SHARE_COLUMNS = ("覆盖率", "人口覆盖率")
 _POP_ALIASES = {
@@ -39,12 +43,15 @@ class Report:
     access: pd.DataFrame | None = None
 
 
-def check_county(county: str) -> str | None:
-    """``all`` -> None; a known county name -> itself; else SettingsError."""
+def check_county(county: str, region: Region) -> str | None:
+    """``all`` -> None; a county of ``region`` -> itself; else SettingsError."""
     if county == "all":
         return None
-    if county not in COUNTIES:
-        raise SettingsError(f"unknown county {county!r}; use all or one of {'、'.join(COUNTIES)}")
+    if county not in region.county_names:
+        known = "、".join(region.county_names)
+        raise SettingsError(
+            f"unknown county {county!r} in {region.name}; use all or one of {known}"
+        )
     return county
 
 

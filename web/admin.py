@@ -39,7 +39,7 @@ from pydantic import BaseModel, ValidationError
 from geo._errors import FacilityDataError, SettingsError
 from geo.coords import to_wgs84
 from geo.facilities import LAYER_PREFIXES, facilities_from_records, import_registry
-from geo.settings import COUNTIES, LAYERS
+from geo.settings import LAYERS
 from geo.study import Study, StudyChange
 
 from . import get_store, set_study
@@ -153,11 +153,12 @@ def _facility_record(body: FacilityBody, old: dict[str, Any] | None) -> dict[str
     moved = old is None or (lon, lat) != (old["lon"], old["lat"])
     county, town, town_code = _locate(lon, lat)
     if county is None:
+        region = current_app.extensions["skillcircle"].settings.region
         _fail(
             400,
             "invalid body",
-            "the point is outside the seven Jiaxing counties",
-            fields={"lon": f"({lon}, {lat}) is not in Jiaxing; check crs and lon/lat order"},
+            f"the point is outside the counties of {region.label}",
+            fields={"lon": f"({lon}, {lat}) is not in {region.name}; check crs and lon/lat order"},
         )
     _require_county(county, f"place a facility in {county}")
     if body.town:
@@ -198,7 +199,8 @@ def _town_code(county: str, town: str) -> str:
 
 
 def _new_id(layer: str, county: str) -> str:
-    prefix = f"{LAYER_PREFIXES[layer]}-{COUNTIES[county]}-A"
+    adcode = current_app.extensions["skillcircle"].settings.region.county(county).adcode
+    prefix = f"{LAYER_PREFIXES[layer]}-{adcode}-A"
     store = get_store()
     n = 1
     while store.facility(f"{prefix}{n:03d}") is not None:
@@ -313,7 +315,7 @@ def upload() -> Any:
             where = f"{record['id']}"
             old = get_store().facility(record["id"])
             if county is None:
-                problems.append({"row": where, "message": "point is outside the Jiaxing counties"})
+                problems.append({"row": where, "message": "point is outside the region's counties"})
                 continue
             if not g.principal.may_edit(county) or (
                 old is not None and not g.principal.may_edit(old["county"])

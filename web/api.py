@@ -63,7 +63,7 @@ def _our_error(exc: SkillcircleError) -> Any:
 @bp.get("/openapi.json")
 @memoised
 def openapi() -> Any:
-    return jsonify(openapi_document())
+    return jsonify(openapi_document(get_study().settings.region))
 
 
 @bp.get("/layers")

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, send_file
 from geo.access import access_scores
 from geo.coverage import coverage_table
 from geo.reports import county_report, write_report
-from geo.settings import COUNTIES, MODES
+from geo.settings import MODES
 
 from . import _params as p
 from . import get_study
@@ -29,9 +29,9 @@ MIMETYPES = {
 @bp.get("/<county>.<any(xlsx, csv, geojson):fmt>")
 def county_file(county: str, fmt: str) -> Response:
     """The county report; the county must be one of the known names or ``all``."""
-    if county != "all" and county not in COUNTIES:
-        abort(404)
     study = get_study()
+    if county != "all" and county not in study.settings.region.county_names:
+        abort(404)
     mode = p.mode()
     minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
     trade = p.trade()
@@ -53,7 +53,10 @@ def county_file(county: str, fmt: str) -> Response:
         "区县 county": county,
         "工种 trade": trade or "全部 all",
         "样例 sample": f"{n_sample} of {len(fac)} facilities are SAMPLE data (is_sample=true)",
-        "数据 attribution": "© OpenStreetMap contributors, ODbL 1.0; see data/README.md",
+        "区域 region": study.settings.region.label,
+        "数据 attribution": (
+            "© OpenStreetMap contributors, ODbL 1.0; see the region pack's README.md"
+        ),
     }
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"export.{fmt}"

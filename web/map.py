@@ -18,7 +18,7 @@ from flask import Blueprint, current_app, render_template, url_for
 from folium.plugins import MarkerCluster
 from folium.utilities import JsCode
 
-from geo.settings import COUNTIES, LAYERS, MODES
+from geo.settings import LAYERS, MODES
 from geo.study import Study
 
 from . import _params as p
@@ -258,7 +258,8 @@ def index() -> str:
         stats=stats.to_dict(orient="records"),
         uncovered=uncovered.to_dict(orient="records"),
         trades=study.trades,
-        counties=["all", *COUNTIES],
+        counties=["all", *study.settings.region.county_names],
+        region=study.settings.region,
         access_layer=access_layer,
         access_edges=access_edges,
         access_colours=ACCESS_COLOURS,
