@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, render_template, request
 
@@ -23,7 +24,10 @@ from geo.region import BUNDLED_CODE, Region, RegionError
 from geo.settings import Settings
 from geo.study import Study
 
+from .memo import Memo
 from .store import Store
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +107,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         if change.layers or change.trades:
             logger.info("store differs from the given study: recomputed %s", change)
     app.extensions["skillcircle"] = study
+    app.extensions["skillcircle.memo"] = Memo()
     logger.info("network: %s", study.network.source.label)
 
     from web import admin, api, exports, map, qr, security
@@ -158,13 +163,15 @@ def get_store() -> Store:
 
 
 def set_study(study: Study) -> None:
-    """Publish a new study (after an admin change); its memo starts empty."""
+    """Publish a new study (after an admin change); answers of the old one age out."""
     current_app.extensions["skillcircle"] = study
 
 
-def app_cache(name: str) -> dict[Any, Any]:
-    """A memo (rendered maps, solved plans) that lives exactly as long as the current study."""
-    return get_study().memo.setdefault(name, {})
+def remember(kind: str, key: Hashable, compute: Callable[[], T]) -> T:
+    """``compute()`` once per data version of the request's study and ``key``
+    (:class:`web.memo.Memo`: bounded per ``kind``, shared by all threads)."""
+    memo: Memo = current_app.extensions["skillcircle.memo"]
+    return memo.get(kind, get_study().version, key, compute)
 
 
 def public_base() -> str:

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, abort, render_template, url_for
 
 from geo.settings import LAYERS, MODES
 
-from . import app_cache, get_store, get_study, public_base
+from . import get_store, get_study, public_base, remember
 from .records import clean, facility_dict, today, village_detail, village_index
 
 bp = Blueprint("qr", __name__, url_prefix="/q")
@@ -60,10 +60,11 @@ def village(code: str) -> str:
     study = get_study()
     index = _village_or_404(code)
     detail = village_detail(study, index)
-    sections = app_cache("village_sections").get(code)
-    if sections is None:  # per study: the facilities and times change only with the study
-        sections = _village_sections(study, index, detail["lon"], detail["lat"])
-        app_cache("village_sections")[code] = sections
+    sections = remember(  # the facilities and times change only with the data version
+        "village_sections",
+        code,
+        lambda: _village_sections(study, index, detail["lon"], detail["lat"]),
+    )
     shown = [f["id"] for section in sections for f in section["facilities"]]
     return render_template(
         "village.html",
