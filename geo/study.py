@@ -150,7 +150,7 @@ class Study:
         """
         started = time.perf_counter()
         layers, trades = affected(self.facilities, facilities)
-        results = self.results
+        results = replace(self.results, facilities=facilities)  # a text edit: no recompute
         if layers or trades:
             results = compute_results(
                 self.routers,
@@ -165,7 +165,7 @@ class Study:
         version = results_key(
             self.settings, self.network, facilities, self.villages, self.modes, self.iso_minutes
         )
-        if self.use_cache and (layers or trades):
+        if self.use_cache and version != self.version:
             _cache(self.settings).write(version, results)
         study = replace(
             self,
@@ -187,6 +187,24 @@ class Study:
             change.seconds,
         )
         return study, change
+
+    def with_results(self, results: Results, version: str) -> Study:
+        """This study serving other results of the same villages and network (read from
+        the results cache by :meth:`read_results`): another process computed them."""
+        if results.facilities is None:
+            raise SettingsError(f"results {version} carry no facilities; compute them again")
+        return replace(
+            self,
+            facilities=results.facilities,
+            results=results,
+            version=version,
+            _tables=LRUCache(maxsize=512),
+            _lock=threading.Lock(),
+        )
+
+    def read_results(self, version: str) -> Results | None:
+        """Results of a data version from this study's results cache (None if absent)."""
+        return _cache(self.settings).read(version)
 
     # ------------------------------------------------------------------ results
 
