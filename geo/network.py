@@ -24,6 +24,7 @@ import re
 import time
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -400,7 +401,7 @@ def _xml_relations(path: Path) -> list[tuple[int, int, int, int]]:
 
 
 def _restriction_members(
-    members: list[tuple[str | None, str | None, str | None]], only: int
+    members: Sequence[tuple[str | None, str | None, str | None]], only: int
 ) -> tuple[int, int, int, int] | None:
     """(from way, via node, to way, only) from relation members; None for via-way ones."""
     by_role: dict[str, list[tuple[str | None, str | None]]] = {}
@@ -582,7 +583,7 @@ def network_from_pbf(path: Path, source: NetworkSource | None = None) -> RoadNet
                 if (rule := pbf_restriction(obj)) is not None:
                     restrictions.append(rule)
                 continue
-            way = obj
+            way: Any = obj
             if "highway" not in way.tags:
                 continue
             refs = []

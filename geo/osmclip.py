@@ -290,6 +290,13 @@ def _no_overlap(path: Path, file_bounds: Bounds | None, clip: Any) -> NetworkErr
     )
 
 
+def _nothing_inside(path: Path, file_bounds: Bounds | None, clip: Any) -> NetworkError:
+    """No node of the file inside ``clip``: apart (no overlap) or a gap without roads."""
+    if file_bounds is None or not overlaps(file_bounds, clip.bounds):
+        return _no_overlap(path, file_bounds, clip)
+    return _no_roads(path, clip)
+
+
 def _no_roads(path: Path, clip: Any) -> NetworkError:
     return NetworkError(
         f"{path}: the OSM data has no roads (no highway ways) inside the region "
@@ -342,8 +349,11 @@ def _read_with_osmium_tool(
             out.stat().st_size / 1e6,
             time.perf_counter() - started,
         )
-        if next(iter(osmium.FileProcessor(str(out), osmium.osm.NODE)), None) is None:
-            raise _no_overlap(path, header_box or _tool_bounds(exe, path), clip)
+        nodes = iter(osmium.FileProcessor(str(out), osmium.osm.NODE))
+        empty = next(nodes, None) is None
+        nodes.close()  # type: ignore[attr-defined]
+        if empty:
+            raise _nothing_inside(path, header_box or _tool_bounds(exe, path), clip)
         try:
             return network_from_pbf(out, source=_source(path))
         except NetworkError as exc:
@@ -443,8 +453,9 @@ class _Chunk:
         return target
 
 
-def _pbf_chunks(path: Path, limit: int = CHUNK_BYTES) -> list[_Chunk]:
-    """Split a PBF file into chunks of whole blobs of at most ``limit`` bytes.
+def _pbf_chunks(path: Path, limit: int | None = None) -> list[_Chunk]:
+    """Split a PBF file into chunks of whole blobs of at most ``limit`` bytes
+    (:data:`CHUNK_BYTES`; a blob larger than that is a chunk of its own).
 
     Only the file's framing is parsed here — per blob a 4-byte length, a small
     ``BlobHeader`` message and the blob's size — since pyosmium cannot start
@@ -453,6 +464,7 @@ def _pbf_chunks(path: Path, limit: int = CHUNK_BYTES) -> list[_Chunk]:
     """
     if not path.name.lower().endswith(".pbf"):
         return [_Chunk(path, 0, path.stat().st_size, None)]
+    limit = CHUNK_BYTES if limit is None else limit
     blobs = list(_pbf_blobs(path))
     if not blobs or blobs[0][0] != "OSMHeader":
         raise NetworkError(f"{path}: cannot read OSM PBF (no OSMHeader block at the start)")
@@ -570,7 +582,7 @@ def _read_with_pyosmium(path: Path, clip: Any, progress: bool) -> RoadNetwork:
             _check_index_layout(tmp)
             nodes = _pass_nodes(chunks, clip, box, keep, tmp, pool, progress)
             if not nodes.inside.size:
-                raise _no_overlap(path, nodes.file_bounds, clip)
+                raise _nothing_inside(path, nodes.file_bounds, clip)
             ways, restrictions = _pass_ways(path, nodes.inside, pool, progress)
             if not ways:
                 raise _no_roads(path, clip)
@@ -649,7 +661,7 @@ def _pass_nodes(
             store = osmium.index.create_map(f"sparse_file_array,{index}")
             processor = (
                 osmium.FileProcessor(str(source), osmium.osm.NODE, thread_pool=pool)
-                .with_locations(store)
+                .with_locations(store)  # type: ignore[arg-type]  # the stub says str only
                 .with_filter(osmium.filter.TagFilter(("highway", "traffic_signals")))
             )
             signals.extend(node.id for node in processor)
@@ -723,7 +735,7 @@ def _pass_ways(
     rules.enable_for(osmium.osm.RELATION)
     ways: list[tuple[int, dict[str, Any], list[int]]] = []
     restrictions: list[tuple[int, int, int, int]] = []
-    processor = (
+    processor: Any = (
         osmium.FileProcessor(str(path), osmium.osm.WAY | osmium.osm.RELATION, thread_pool=pool)
         .with_filter(roads)
         .with_filter(touching)
@@ -777,7 +789,7 @@ def _pass_outside_nodes(
         with _reading(todo, "OSM 裁剪 clip 3/3 边缘节点 edge nodes", progress) as bar:
             for chunk in todo:
                 source = chunk.write(tmp)
-                processor = osmium.FileProcessor(
+                processor: Any = osmium.FileProcessor(
                     str(source), osmium.osm.NODE, thread_pool=pool
                 ).with_filter(tracker.id_filter())
                 for node in processor:
