@@ -203,6 +203,25 @@ def test_clip_keeps_exactly_the_roads_touching_the_polygon(helsinki_pbf, reader)
     assert kept and len(kept) < len(rules)
 
 
+@needs_osmium
+@pytest.mark.shared
+def test_clip_readers_agree_on_shanghai(shanghai_osm, tmp_path):
+    pbf = tmp_path / "sh.osm.pbf"
+    with osmium.SimpleWriter(str(pbf)) as writer:
+        for obj in osmium.FileProcessor(str(shanghai_osm)):
+            writer.add(obj)
+    whole = network_from_pbf(pbf)
+    lon, lat = float(np.median(whole.lon)), float(np.median(whole.lat))
+    clip = Point(lon, lat).buffer(0.004)  # about 800 m across, in central Huangpu
+    tool = read_clipped(pbf, clip, reader="osmium-tool")
+    same(tool, read_clipped(pbf, clip, reader="pyosmium"))
+    same(tool, read_clipped(shanghai_osm, clip, reader="pyosmium"))  # the XML itself
+    edges, nodes = expected_clip(whole, clip)
+    assert edges_of(tool) == edges
+    np.testing.assert_array_equal(tool.node_ids, nodes)
+    assert 100 < tool.n_nodes < whole.n_nodes / 2
+
+
 @pytest.mark.parametrize("reader", READERS)
 def test_long_roads_across_the_edge_and_blocks(grid_pbf, reader, monkeypatch, caplog):
     monkeypatch.setattr(osmclip, "CHUNK_BYTES", 1)  # one PBF blob per block
