@@ -50,7 +50,7 @@ from numpy.typing import NDArray
 
 from geo.facilities import LAYER_PREFIXES, facilities_from_records
 from geo.network import NetworkSource, RoadNetwork
-from geo.settings import COUNTIES, LAYERS
+from geo.settings import LAYERS, Settings
 
 #: The Jiaxing extent (min lon, min lat, max lon, max lat).
 EXTENT = (120.3, 30.2, 121.3, 31.0)
@@ -359,7 +359,8 @@ def synthetic_villages(net: RoadNetwork, n: int = 1202, seed: int = 1) -> gpd.Ge
         + np.minimum(9, ((lon - lon_min) / (np.ptp(lon) + 1e-9) * 10).astype(int))
         + 1
     )
-    town_code = [f"{COUNTIES[c]}{t:03d}" for c, t in zip(county, cell, strict=True)]
+    adcodes = Settings().region.adcodes
+    town_code = [f"{adcodes[c]}{t:03d}" for c, t in zip(county, cell, strict=True)]
     counter: dict[str, int] = {}
     codes = []
     for tc in town_code:

@@ -27,3 +27,7 @@ class NetworkError(SkillcircleError):
 
 class SettingsError(SkillcircleError):
     """An unknown mode/layer or an invalid parameter value."""
+
+
+class GeocoderError(FacilityDataError):
+    """An online geocoder cannot be used (bad key, quota spent, no answer); nothing is written."""

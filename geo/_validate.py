@@ -17,6 +17,7 @@ import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,9 +29,6 @@ from geo._errors import InputDataError
 #: (min_lon, min_lat, max_lon, max_lat) in WGS84 degrees, the order of shapely ``bounds``.
 Bounds = tuple[float, float, float, float]
 
-#: A generous box around Jiaxing (the city spans about 120.3-121.3 E, 30.2-31.0 N).
-JIAXING_BOUNDS: Bounds = (119.5, 29.8, 122.5, 31.6)
-
 
 @dataclass(frozen=True)
 class Area:
@@ -41,7 +39,7 @@ class Area:
     bounds
         ``(min_lon, min_lat, max_lon, max_lat)`` in WGS84 degrees.
     name
-        Words after "is outside", e.g. ``"the Jiaxing region"``.
+        Words after "is outside", e.g. ``"the region 嘉兴市 (330400)"``.
     hint
         What else to try for a point outside it, appended to the loader's own
         hint (which is about the coordinate system), e.g. "use an OSM extract
@@ -53,8 +51,23 @@ class Area:
     hint: str = ""
 
 
-#: The bundled data's study area: inputs on the bundled network must lie in it.
-JIAXING = Area(JIAXING_BOUNDS, "the Jiaxing region")
+class _Default(Enum):
+    REGION = "region"
+
+
+#: Default ``bounds`` of the loaders: the area of the settings' region
+#: (:attr:`geo.region.Region.area`).
+REGION = _Default.REGION
+
+#: What the loaders accept as ``bounds``.
+BoundsArg = Area | Bounds | None | _Default
+
+
+def region_bounds(bounds: BoundsArg, settings: Any) -> Area | Bounds | None:
+    """``bounds``, with :data:`REGION` replaced by the area of ``settings.region``."""
+    if bounds is REGION:
+        return settings.region.area  # type: ignore[no-any-return]
+    return bounds  # type: ignore[return-value]
 
 
 def as_area(bounds: Area | Bounds | None) -> Area | None:

@@ -4,13 +4,17 @@ Every command logs the road-network source and writes it into its output's
 metadata. Bad input ends with one readable line and exit code 1, no traceback
 and no output file (outputs are written to a temp file, then renamed).
 
-The study area follows the road network (:func:`geo.network.input_area`): on
-the bundled coarse network, input points must lie in the Jiaxing region; with
-``--osm FILE`` (or ``--download``) they must lie in that network's area, its
-nodes' box grown by 2 km, wherever on Earth it is. The bundled villages and
-facilities are Jiaxing's: they are used only with a network whose area meets
-Jiaxing; elsewhere the user must pass ``--villages``/``--facilities`` (or, for
-the commands that work on the bundled counties only, an extract of Jiaxing).
+The region is data (:mod:`geo.region`): ``--region`` (env ``SKILLCIRCLE_REGION``)
+names a region pack folder or code, by default the bundled Jiaxing pack. Its
+villages, towns, counties, facilities and coarse network are the defaults of
+every command. The study area follows the road network
+(:func:`geo.network.input_area`): on the region's coarse network, input points
+must lie in the region (its outline's box + 20 km); with ``--osm FILE`` (or
+``--download``) they must lie in that network's area, its nodes' box grown by
+2 km, wherever on Earth it is. The region's villages and facilities are used
+only with a network whose area meets the region; elsewhere the user must pass
+``--villages``/``--facilities`` (or, for the commands that work on the region's
+counties only, an extract of the region).
 The network is loaded once, before the inputs (their check needs its area),
 and announced once the inputs are valid.
 """
@@ -21,13 +25,14 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from geo._errors import SkillcircleError
+from geo._options import region_option
+from geo.products import run_metadata, sample_note
 from geo.settings import LAYERS, MODES, Settings
 
 if TYPE_CHECKING:
@@ -82,7 +87,11 @@ def _check_out(out: Path, command: str) -> Path:
 
 
 def _settings(minutes: float | None = None, max_minutes: float | None = None) -> Settings:
-    base = Settings()
+    """Settings of the chosen region (``--region``) with the command's thresholds.
+
+    The region pack is read here, so a missing or broken pack is one line.
+    """
+    base = Settings.for_region((click.get_current_context().obj or {}).get("region"))
     changes: dict[str, float] = {}
     if max_minutes is not None:
         changes["max_minutes"] = max_minutes
@@ -118,29 +127,33 @@ def _input_area(settings: Settings, net: Any, command: str, defaults: Sequence[s
     ----------
     defaults
         The input options (``--villages``, ``--facilities``) the user left out,
-        so the bundled Jiaxing files stand in for them (empty: none); ``None``
-        for the commands that always work on the bundled villages and counties.
+        so the region's files stand in for them (empty: none); ``None`` for the
+        commands that always work on the region's villages and counties.
     """
-    from geo._validate import JIAXING_BOUNDS, describe_bounds, overlaps
+    from geo._validate import describe_bounds, overlaps
     from geo.network import input_area
 
     area = input_area(net, settings)
+    region = settings.region
     uses_bundled = defaults is None or len(defaults) > 0
-    if not uses_bundled or net.source.coarse or overlaps(area.bounds, JIAXING_BOUNDS):
+    if not uses_bundled or net.source.coarse or overlaps(area.bounds, region.bounds):
         return area
     where = (
         f"the road network {net.source.description} covers {describe_bounds(area.bounds)}, "
-        "outside Jiaxing"
+        f"outside the region {region.label}"
     )
     if defaults is None:
         _fail(
-            f"{where}, but `skillcircle {command}` works on the bundled Jiaxing villages and "
-            "counties; pass an OSM extract of Jiaxing, or use `skillcircle coverage "
-            "--villages FILE --facilities FILE` for another area"
+            f"{where}, but `skillcircle {command}` works on the region's villages and "
+            f"counties; pass an OSM extract of {region.name}, choose the region it covers "
+            "(--region), or use `skillcircle coverage --villages FILE --facilities FILE`"
         )
     names = " and ".join(option.removeprefix("--") for option in defaults)
     files = " and ".join(f"{option} FILE" for option in defaults)
-    _fail(f"{where}, but the bundled {names} are Jiaxing's; pass {files} for that area")
+    _fail(
+        f"{where}, but the {names} of {region.name} are used by default; pass {files} for "
+        "that area, or choose its region (--region)"
+    )
 
 
 def _router(net: Any, mode: str, settings: Settings, villages: Any, facilities: Any = None) -> Any:
@@ -173,38 +186,11 @@ def _router(net: Any, mode: str, settings: Settings, villages: Any, facilities: 
     return router
 
 
-def _metadata(settings: Settings, net: Any, mode: str, **extra: Any) -> dict[str, str]:
-    meta = {
-        "生成时间 generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "路网 network": net.source.label,
-        "方式 mode": f"{mode} ({MODES[mode]})",
-        "阈值 minutes": f"{settings.minutes:g}",
-        "最长 max_minutes": f"{settings.max_minutes:g} (longer = unreachable, empty)",
-        "接驳 access leg": (
-            "to the nearest usable road segment, straight line"
-            + (f" x {settings.detour_factor:g}" if net.source.coarse else "")
-            + f" at {settings.access_kmh[mode]:g} km/h, "
-            f"at most {settings.access_max_m(net.source.coarse):g} m (farther: unreachable)"
-        ),
-        "数据 attribution": "© OpenStreetMap contributors, ODbL 1.0; see data/README.md",
-    }
-    meta.update({k: str(v) for k, v in extra.items()})
-    return meta
-
-
 def _source_cell(net: Any) -> str:
     """Short network-source text for a CSV column (CSV files carry no metadata block)."""
     coarse = " (coarse major roads / 粗略路网)" if net.source.coarse else ""
     return (
         f"{net.source.kind}: {net.source.description}{coarse}; © OpenStreetMap contributors, ODbL"
-    )
-
-
-def _sample_note(facilities: Any) -> str:
-    n_sample = int(facilities["is_sample"].sum())
-    return (
-        f"{n_sample} of {len(facilities)} facilities are SAMPLE data (is_sample=true, "
-        "names start with 样例·); the rest are real names/points (see data/README.md)"
     )
 
 
@@ -225,22 +211,22 @@ def file_option(*decls: str, required: bool = False, help: str = "") -> Callable
 osm_option = file_option(
     "--osm",
     help=(
-        "OSM 路网文件 .osm/.xml/.osm.pbf (default: the bundled coarse Jiaxing network). "
+        "OSM 路网文件 .osm/.xml/.osm.pbf (default: the region's coarse network). "
         "Its area (nodes + 2 km) is the study area: input points must lie in it; "
-        "outside Jiaxing also pass your own villages/facilities / 嘉兴以外须自备村点与设施."
+        "outside the region also pass your own villages/facilities / 区域以外须自备村点与设施."
     ),
 )
 jiaxing_osm_option = file_option(
     "--osm",
     help=(
-        "嘉兴 OSM 路网文件 .osm/.xml/.osm.pbf (default: the bundled coarse network); "
-        "this command uses the bundled Jiaxing villages and counties, so it must cover Jiaxing."
+        "本区域 OSM 路网文件 .osm/.xml/.osm.pbf (default: the region's coarse network); "
+        "this command uses the region's villages and counties, so it must cover the region."
     ),
 )
 download_option = click.option(
     "--download",
     is_flag=True,
-    help="无文件时从 Overpass 下载嘉兴路网（需联网）/ download the Jiaxing network with osmnx.",
+    help="无文件时从 Overpass 下载本区域路网（需联网）/ download the region's network with osmnx.",
 )
 mode_option = click.option(
     "--mode",
@@ -273,6 +259,7 @@ trade_option = click.option(
     "-v", "--verbose", is_flag=True, help="详细日志与进度条 / verbose logs and progress bars."
 )
 @click.version_option(package_name="skillcircle")
+@region_option
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """skillcircle — 30分钟职业技能培训圈 / 30-minute skills-training circle.
@@ -284,7 +271,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    ctx.obj = {"verbose": verbose}
+    ctx.ensure_object(dict)["verbose"] = verbose
 
 
 def _load_inputs(
@@ -298,17 +285,17 @@ def _load_inputs(
     own_inputs: bool = True,
 ) -> tuple[Any, Any]:
     """Facilities and villages: the user's files checked against the network's area,
-    the bundled ones (``None``) against Jiaxing. ``own_inputs`` is False for the
+    the region's ones (``None``) against the region. ``own_inputs`` is False for the
     commands that have no ``--villages``/``--facilities`` options."""
-    from geo._validate import JIAXING
+    from geo._validate import REGION
     from geo.facilities import load_facilities
     from geo.places import load_villages
 
     given = {"--villages": villages, "--facilities": facilities}
     left_out = [option for option, path in given.items() if path is None]
     area = _input_area(settings, net, command, left_out if own_inputs else None)
-    fac = load_facilities(facilities, settings, bounds=JIAXING if facilities is None else area)
-    vil = load_villages(villages, settings, bounds=JIAXING if villages is None else area)
+    fac = load_facilities(facilities, settings, bounds=REGION if facilities is None else area)
+    vil = load_villages(villages, settings, bounds=REGION if villages is None else area)
     if trade:
         teaches = fac["trades"].map(lambda ts: trade in (ts or []))
         if not teaches.any():
@@ -318,6 +305,7 @@ def _load_inputs(
 
 
 @main.command()
+@region_option
 @mode_option
 @minutes_option
 @click.option(
@@ -369,8 +357,9 @@ def coverage(
 ) -> None:
     """每村到各层设施的最短时间与覆盖 / minutes from every village to each layer.
 
-    默认使用内置的嘉兴村点与设施；--osm 为嘉兴以外的路网时须提供 --villages 与 --facilities。
-    The bundled villages and facilities are Jiaxing's: with an --osm network
+    默认使用本区域（--region，内置嘉兴）的村点与设施；--osm 为区域以外的路网时须提供
+    --villages 与 --facilities。
+    The region's villages and facilities are the defaults: with an --osm network
     elsewhere, pass --villages and --facilities for that area (they must lie in
     the network's area, its nodes + 2 km).
     """
@@ -399,8 +388,11 @@ def coverage(
         table = coverage_table(_router(net, mode, settings, vil, fac), vil, fac, minutes)
     if not out.name.lower().endswith(".geojson"):
         table = table.drop(columns="geometry")
-    meta = _metadata(
-        settings, net, mode, **{"样例 sample": _sample_note(fac), "工种 trade": trade or "全部 all"}
+    meta = run_metadata(
+        settings,
+        net.source,
+        mode,
+        **{"样例 sample": sample_note(fac), "工种 trade": trade or "全部 all"},
     )
     if out.name.lower().endswith(".csv"):  # CSV has no metadata block: say it in a column
         table["network_source"] = _source_cell(net)
@@ -410,6 +402,7 @@ def coverage(
 
 
 @main.command()
+@region_option
 @click.option(
     "--layer", type=click.Choice(list(LAYERS)), required=True, help="设施图层 facility layer."
 )
@@ -435,10 +428,10 @@ def isochrones(
 ) -> None:
     """设施等时圈 / isochrone polygons per facility or per layer (--union).
 
-    --osm 为嘉兴以外的路网时须提供 --facilities / with an --osm network outside
-    Jiaxing, pass --facilities for that area (the bundled ones are Jiaxing's).
+    --osm 为区域以外的路网时须提供 --facilities / with an --osm network outside
+    the region, pass --facilities for that area.
     """
-    from geo._validate import JIAXING
+    from geo._validate import REGION
     from geo.export import write_table
     from geo.facilities import load_facilities
     from geo.isochrones import isochrones as make_isochrones
@@ -448,18 +441,21 @@ def isochrones(
     settings = _settings(minutes)
     net = _network(settings, osm, download)
     area = _input_area(settings, net, "isochrones", [] if facilities else ["--facilities"])
-    fac = load_facilities(facilities, settings, bounds=JIAXING if facilities is None else area)
+    fac = load_facilities(facilities, settings, bounds=REGION if facilities is None else area)
     fac = fac[fac["layer"] == layer].reset_index(drop=True)
     _announce(net)
     polys = make_isochrones(
         Router(net, mode, settings), fac, minutes, union=union, progress=ctx.obj["verbose"]
     )
-    meta = _metadata(settings, net, mode, **{"图层 layer": layer, "样例 sample": _sample_note(fac)})
+    meta = run_metadata(
+        settings, net.source, mode, **{"图层 layer": layer, "样例 sample": sample_note(fac)}
+    )
     write_table(polys, out, metadata=meta)
     click.echo(f"{len(polys)} isochrone(s) for {layer} ({mode}, {minutes:g} min) -> {out}")
 
 
 @main.command()
+@region_option
 @mode_option
 @file_option("--from", "origins", required=True, help="起点 CSV: id,lon,lat (WGS84)")
 @file_option("--to", "targets", required=True, help="终点 CSV: id,lon,lat (WGS84)")
@@ -487,8 +483,8 @@ def times(
 ) -> None:
     """起终点出行时间矩阵 / travel-time matrix origin -> target (pairs within the bound).
 
-    起终点须在路网范围内 / the points must lie in the network's area: Jiaxing on
-    the bundled network, the --osm network's nodes + 2 km anywhere else.
+    起终点须在路网范围内 / the points must lie in the network's area: the region on
+    its coarse network, the --osm network's nodes + 2 km anywhere else.
     """
     from geo.export import write_table
     from geo.places import load_points
@@ -522,11 +518,12 @@ def times(
         }
     )
     table["network_source"] = _source_cell(net)
-    write_table(table, out, metadata=_metadata(settings, net, mode))
+    write_table(table, out, metadata=run_metadata(settings, net.source, mode))
     click.echo(f"{len(table)} origin->target pairs within {max_minutes:g} min -> {out}")
 
 
 @main.command()
+@region_option
 @click.option(
     "--by",
     type=click.Choice(["county", "town"]),
@@ -566,14 +563,14 @@ def stats(
     counties = load_counties(settings=settings)
     population = counties.set_index("county")["population_2020"]
     result = coverage_stats(table, by, minutes, population=population)
-    meta = _metadata(
+    meta = run_metadata(
         settings,
-        net,
+        net.source,
         mode,
         **{
             "统计 by": by,
             "工种 trade": trade or "全部 all",
-            "样例 sample": _sample_note(fac),
+            "样例 sample": sample_note(fac),
             "人口 population": (
                 "2020 census per county; no town/village population: counts are villages"
             ),
@@ -586,6 +583,7 @@ def stats(
 
 
 @main.command(name="import")
+@region_option
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--layer", type=click.Choice(list(LAYERS)), required=True, help="设施图层 layer.")
 @click.option(
@@ -595,27 +593,58 @@ def stats(
     show_default=True,
     help="坐标系：高德/腾讯=gcj02，百度=bd09.",
 )
+@click.option(
+    "--geocoder",
+    type=click.Choice(["offline", "amap", "tianditu"]),
+    default="offline",
+    show_default=True,
+    help="无经纬度的行按地址定位：offline=本地区县/乡镇/村名录，amap=高德，tianditu=天地图 "
+    "/ place rows without lon/lat by their address.",
+)
+@click.option(
+    "--key",
+    default=None,
+    help="高德/天地图 Web服务 key (或环境变量 SKILLCIRCLE_AMAP_KEY / SKILLCIRCLE_TIANDITU_KEY).",
+)
 @file_option("--out", required=True, help="输出 .geojson")
 @_friendly
-def import_(file: Path, layer: str, crs: str, out: Path) -> None:
-    """导入设施台账 (CSV UTF-8/GBK, XLSX, GeoJSON) / import a facility registry."""
+def import_(file: Path, layer: str, crs: str, geocoder: str, key: str | None, out: Path) -> None:
+    """导入设施台账 (CSV UTF-8/GBK, XLSX, GeoJSON) / import a facility registry.
+
+    \b
+    有经纬度的行按 --crs 转换；没有经纬度、有地址（地址/详细地址）的行按地址定位到
+    村或乡镇（location_quality: village_from_address / town_from_address）。
+    Rows without lon/lat are placed by their address (column 地址/address).
+    """
     import json
 
     from geo.export import atomic_write
     from geo.facilities import facilities_to_geojson, import_registry
+    from geo.geocode import make_geocoder
 
     _check_out(out, "import")
-    gdf = import_registry(file, layer, crs)
+    settings = _settings()
+    # the offline gazetteer is built only if a row has no lon/lat
+    coder = make_geocoder(geocoder, settings, key=key) if geocoder != "offline" else None
+    gdf = import_registry(file, layer, crs, geocoder=coder, settings=settings)
     doc = facilities_to_geojson(gdf)
 
     def write(tmp: Path) -> None:
         tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
 
     atomic_write(out, write)
-    click.echo(f"{len(gdf)} facilities ({layer}, converted from {crs}) -> {out}")
+    by_address = ~gdf["location_quality"].str.startswith("registry_")
+    parts = [layer]
+    if not by_address.all():
+        parts.append(f"{(~by_address).sum()} converted from {crs}")
+    if by_address.any():
+        counts = gdf.loc[by_address, "location_quality"].value_counts()
+        parts.append("placed by address: " + ", ".join(f"{q} {n}" for q, n in counts.items()))
+    click.echo(f"{len(gdf)} facilities ({'; '.join(parts)}) -> {out}")
 
 
 @main.command()
+@region_option
 @click.option("--county", required=True, help="区县名称或 all / county name or all (e.g. 南湖区).")
 @mode_option
 @minutes_option
@@ -649,33 +678,23 @@ def export(
     out: Path,
 ) -> None:
     """区县工会导出：汇总/未覆盖村/设施/说明 / county report for trade unions."""
-    from geo.access import access_scores
-    from geo.coverage import coverage_table
-    from geo.reports import check_county, county_report, load_population, write_report
+    from geo.products import county_export
+    from geo.reports import check_county, load_population, write_report
 
     if not out.name.lower().endswith("." + fmt):
         _fail(f"{out}: the file name must end in .{fmt} for --format {fmt}")
     _check_out(out, "export")
-    which = check_county(county)
     settings = _settings(minutes)
+    which = check_county(county, settings.region)
     net = _network(settings, osm, False)
     fac, vil = _load_inputs(settings, net, "export", trade=trade, own_inputs=False)
     people = load_population(population, vil["village_code"]) if population else None
     _announce(net)
     router = _router(net, mode, settings, vil, fac)
-    table = coverage_table(router, vil, fac, minutes)
-    scores = access_scores(router, vil, fac, minutes, people)
-    report = county_report(table, fac, which, minutes, people, scores)
-    meta = _metadata(
-        settings,
-        net,
-        mode,
-        **{
-            "区县 county": county,
-            "工种 trade": trade or "全部 all",
-            "样例 sample": _sample_note(fac),
-        },
+    made = county_export(
+        router, vil, fac, net.source, county=which, minutes=minutes, trade=trade, population=people
     )
+    report, meta = made.report, made.metadata
     write_report(report, out, meta)
     n_unc = len(report.uncovered)
     click.echo(
@@ -685,6 +704,7 @@ def export(
 
 
 @main.command()
+@region_option
 @click.option("--county", required=True, help="区县名称 / county name (e.g. 海盐县).")
 @click.option(
     "--layer",
@@ -740,14 +760,18 @@ def plan(
     from geo.siting import plan_county, plan_table
 
     _check_out(out, "plan")
-    if check_county(county) is None:
-        _fail("plan works on one county at a time; pass --county 南湖区 (etc.)")
     settings = _settings(minutes)
+    if check_county(county, settings.region) is None:
+        _fail(
+            "plan works on one county at a time; pass --county "
+            f"{settings.region.county_names[0]} (etc.)"
+        )
     net = _network(settings, osm, False)
     fac, vil = _load_inputs(settings, net, "plan", own_inputs=False)
     cand: Any = candidates
     if candidates not in ("villages", "towns"):
-        cand = load_points(Path(candidates), bounds=_input_area(settings, net, "plan", []))
+        area = _input_area(settings, net, "plan", [])
+        cand = load_points(Path(candidates), bounds=area, settings=settings)
     people = load_population(population, vil["village_code"]) if population else None
     _announce(net)
     result = plan_county(
@@ -765,9 +789,9 @@ def plan(
     )
     table = plan_table(result)
     res = result.result
-    meta = _metadata(
+    meta = run_metadata(
         settings,
-        net,
+        net.source,
         mode,
         **{
             "区县 county": county,
@@ -778,7 +802,7 @@ def plan(
                 f"{res.method}, optimal={res.optimal}, gap={res.gap:.4g}, {res.seconds:.3f} s"
             ),
             "权重 weights": "people (from --population)" if people is not None else "1 per village",
-            "样例 sample": _sample_note(fac),
+            "样例 sample": sample_note(fac),
         },
     )
     if out.name.lower().endswith(".csv"):
@@ -794,6 +818,7 @@ def plan(
 
 
 @main.command()
+@region_option
 @click.option("--county", required=True, help="区县名称 / county name (e.g. 桐乡市).")
 @click.option("--town", default=None, help="只打印一个乡镇 / only this town (e.g. 乌镇镇).")
 @click.option(
@@ -807,16 +832,24 @@ def plan(
 @file_option("--out", required=True, help="输出 .pdf")
 @_friendly
 def posters(county: str, town: str | None, public_url: str, osm: Path | None, out: Path) -> None:
-    """打印村级技能码海报 (A4 PDF) / printable QR posters, one A4 page per village."""
-    from geo.coverage import coverage_table
-    from geo.posters import Poster, PosterLine, render_posters
+    """打印村级技能码海报 (A4 PDF) / printable QR posters, one A4 page per village.
+
+    Each poster prints the first facility of every layer of the village's 技能码
+    card, exactly as the page its QR opens lists it (:mod:`geo.products`).
+    """
+    from geo.posters import poster_from_card, render_posters
+    from geo.products import sample_note, village_cards
     from geo.reports import check_county
+    from geo.results import compute_cards
     from geo.routing import Router
 
     _check_out(out, "posters")
-    if check_county(county) is None:
-        _fail("posters are printed per county; pass --county 桐乡市 (etc.)")
     settings = _settings()
+    if check_county(county, settings.region) is None:
+        _fail(
+            "posters are printed per county; pass --county "
+            f"{settings.region.county_names[0]} (etc.)"
+        )
     net = _network(settings, osm, False)
     fac, vil = _load_inputs(settings, net, "posters", own_inputs=False)
     vil = vil[vil["county"] == county]
@@ -825,44 +858,15 @@ def posters(county: str, town: str | None, public_url: str, osm: Path | None, ou
             towns = "、".join(sorted(set(vil["town"])))
             _fail(f"{town!r} is not a town of {county}; use one of {towns}")
         vil = vil[vil["town"] == town]
+    vil = vil.reset_index(drop=True)
     _announce(net)
     routers = {m: Router(net, m, settings) for m in MODES}
-    nearest = coverage_table(routers["ebike"], vil, fac)  # the facilities listed per layer
-    by_id = fac.set_index("id")
-    fids = sorted({f for layer in LAYERS for f in nearest[f"{layer}_facility_id"] if f})
-    targets = by_id.loc[fids]
-    minutes_to: dict[tuple[str, int, str], float] = {}  # (mode, village index, id) -> minutes
-    for mode, router in routers.items():
-        pairs = router.matrix(
-            vil.geometry.x, vil.geometry.y, targets.geometry.x, targets.geometry.y
-        )
-        for o, t, sec in pairs.itertuples(index=False):
-            minutes_to[(mode, int(o), fids[int(t)])] = sec / 60.0
-    notes = [_sample_note(fac)]
+    cards = village_cards(vil, fac, compute_cards(routers, vil, fac, settings))
+    notes = [sample_note(fac)]
     if net.source.coarse:
         notes.append("时间按内置粗略路网估算（仅主干道），仅供参考。")
-    pages = []
     base = public_url.rstrip("/")
-    for i, v in enumerate(vil.itertuples(index=False)):
-        lines = []
-        for layer, name in LAYERS.items():
-            fid = nearest.iloc[i][f"{layer}_facility_id"]
-            if not fid:
-                continue
-            times = {label: minutes_to.get((mode, i, fid)) for mode, label in MODES.items()}
-            f = by_id.loc[fid]
-            lines.append(
-                PosterLine(name, str(f["name"]), times, str(f["phone"] or ""), bool(f["is_sample"]))
-            )
-        pages.append(
-            Poster(
-                title=str(v.village_name),
-                subtitle=f"{v.county} {v.town} · {v.village_code}",
-                url=f"{base}/q/{v.village_code}",
-                lines=lines,
-                notices=notes,
-            )
-        )
+    pages = [poster_from_card(card, f"{base}/q/{card.village_code}", notes) for card in cards]
     render_posters(pages, out)
     click.echo(f"{len(pages)} posters ({county}{' ' + town if town else ''}) -> {out}")
 

@@ -164,8 +164,9 @@ def coverage_stats(
     by: str,
     minutes: float,
     population: pd.Series | None = None,
+    people: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Villages covered per layer and overall, per county or per town.
+    """Villages (and people) covered per layer and overall, per county or per town.
 
     Parameters
     ----------
@@ -177,6 +178,9 @@ def coverage_stats(
         Threshold applied to each ``<layer>_minutes`` column.
     population
         Optional population per county (index: county name), added as a column.
+    people
+        Optional people per village (index: village code): adds ``people``,
+        ``people_covered`` and ``share_people_covered`` (None where no people).
 
     Returns
     -------
@@ -185,7 +189,8 @@ def coverage_stats(
         ``<layer>_covered`` and ``<layer>_share`` per layer, ``uncovered`` (count),
         ``villages_located``/``covered_located`` (villages with a real point, i.e.
         ``location_quality`` starting with ``point_``, and how many are covered) and
-        ``uncovered_villages`` (names joined with "、"), sorted by key.
+        ``uncovered_villages`` (names joined with "、"), sorted by key; the people
+        columns with ``people``.
     """
     from geo._errors import SettingsError
 
@@ -215,6 +220,14 @@ def coverage_stats(
     names = frame.loc[~frame["_any"]].groupby(keys, sort=True)["village_name"]
     stats["uncovered_villages"] = names.agg(lambda s: "、".join(s.astype(str)))
     stats["uncovered_villages"] = stats["uncovered_villages"].fillna("")
+    if people is not None:
+        weight = frame["village_code"].map(people).fillna(0.0).astype(float)
+        stats["people"] = weight.groupby([frame[k] for k in keys]).sum()
+        stats["people_covered"] = (
+            weight.where(frame["_any"], 0.0).groupby([frame[k] for k in keys]).sum()
+        )
+        share = (stats["people_covered"] / stats["people"]).round(4)
+        stats["share_people_covered"] = share.where(stats["people"] > 0, None)
     stats = stats.reset_index()
     if population is not None and by == "county":
         stats.insert(1, "population_2020", stats["county"].map(population))

@@ -22,16 +22,11 @@ text cells beginning with ``=``, ``+``, ``-``, ``@``, tab or carriage return
 from __future__ import annotations
 
 import datetime as dt
-import glob
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
-import time
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -45,6 +40,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from geo._errors import SettingsError
+from geo._io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -63,58 +59,6 @@ METADATA_SHEET = "说明"
 _MIN_WIDTH, _MAX_WIDTH = 8, 60
 _WIDTH_SAMPLE = 1000  # rows looked at to size a column
 _BAD_SHEET_CHARS = set("[]:*?/\\")
-
-
-def atomic_write(path: Path, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp)`` and move ``tmp`` onto ``path`` only if it succeeded.
-
-    ``tmp`` has the same file name as ``path`` (so writers that infer the format
-    from the suffix work) inside a fresh hidden directory beside ``path`` (so
-    the final :func:`os.replace` is an atomic rename on the same file system).
-    The file is flushed to disk before the rename. On any error, including
-    KeyboardInterrupt, the temporary directory is removed, ``path`` is left as it
-    was and the error propagates.
-
-    Parameters
-    ----------
-    path
-        The output file; missing parent directories are created.
-    writer
-        Writes one complete file at the path it is given.
-
-    Returns
-    -------
-    pathlib.Path
-        ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        tmp = tmp_dir / path.name
-        writer(tmp)
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return path
-
-
-#: A temporary directory of ``atomic_write`` older than this was left by a killed process.
-STALE_TEMPORARY_S = 3600.0
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Remove hidden temporaries of ``path`` left by a process killed mid-write (kill -9)."""
-    now = time.time()
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        try:
-            if now - leftover.stat().st_mtime > STALE_TEMPORARY_S:
-                shutil.rmtree(leftover, ignore_errors=True)
-        except OSError:
-            continue
 
 
 def write_table(

@@ -18,7 +18,7 @@ import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -28,6 +28,9 @@ from geo import _validate as v
 from geo._errors import FacilityDataError, SettingsError
 from geo.coords import CRS_NAMES, to_wgs84
 from geo.settings import LAYERS, Settings, check_layer
+
+if TYPE_CHECKING:
+    from geo.geocode import Geocoder, Placement
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +93,7 @@ def load_facilities(
     path: Path | None = None,
     settings: Settings | None = None,
     *,
-    bounds: v.Area | v.Bounds | None = v.JIAXING,
+    bounds: v.BoundsArg = v.REGION,
 ) -> gpd.GeoDataFrame:
     """Load and validate a facilities GeoJSON (the ``data/facilities.geojson`` format).
 
@@ -104,8 +107,8 @@ def load_facilities(
         Supplies the default path; ``Settings()`` if omitted.
     bounds
         The area every facility must lie in, as in
-        :func:`geo.places.load_villages` (default: around Jiaxing); ``None``
-        disables the check.
+        :func:`geo.places.load_villages` (default: the settings' region);
+        ``None`` disables the check.
 
     Returns
     -------
@@ -123,7 +126,9 @@ def load_facilities(
         is not a Point, lacks ``id``/``layer``/``name``, repeats an id, names an
         unknown layer, has a bad value or lies outside ``bounds``.
     """
-    path = Path(path) if path is not None else (settings or Settings()).facilities_path
+    settings = settings or Settings()
+    path = Path(path) if path is not None else settings.facilities_path
+    bounds = v.region_bounds(bounds, settings)
     v.require_file(
         path,
         FacilityDataError,
@@ -172,7 +177,9 @@ def import_registry(
     *,
     id_prefix: str | None = None,
     id_tag: str = "IMP",
-    bounds: v.Area | v.Bounds | None = v.JIAXING,
+    bounds: v.BoundsArg = v.REGION,
+    geocoder: Geocoder | None = None,
+    settings: Settings | None = None,
 ) -> gpd.GeoDataFrame:
     """Convert a published registry into validated facilities.
 
@@ -181,8 +188,11 @@ def import_registry(
     path
         ``.csv`` (UTF-8 with or without BOM, or GBK/GB18030), ``.xlsx`` (first
         sheet) or ``.geojson``/``.json`` (Points; properties read like columns).
-        Headers may be Chinese or English (see :data:`HEADER_ALIASES`); ``name``,
-        ``lon`` and ``lat`` are required (GeoJSON takes lon/lat from the Point).
+        Headers may be Chinese or English (see :data:`HEADER_ALIASES`); ``name``
+        is required, and ``lon``/``lat`` or an ``address`` (地址/详细地址) column
+        (GeoJSON takes lon/lat from the Point). Rows whose lon and lat are both
+        empty are placed by their address (with the row's county and town cells
+        in front), see ``geocoder``.
     layer
         The layer of every row (a key of ``LAYERS``), unless the file has a
         ``layer``/``类别`` column; its cells may be keys or Chinese labels, empty
@@ -196,14 +206,23 @@ def import_registry(
     id_tag
         Middle part of generated ids (``IMP``; the web upload numbers its uploads).
     bounds
-        Region check after conversion to WGS84; ``None`` disables it.
+        Region check after conversion to WGS84 (default: the area of
+        ``settings.region``); ``None`` disables it.
+    geocoder
+        Places rows by address (:func:`geo.geocode.make_geocoder`); default the
+        offline gazetteer of the region of ``settings``, built only if a row
+        needs it. Such rows get their point, ``county``, ``town`` and
+        ``town_code`` from it and its ``location_quality``
+        (``village_from_address``, ``town_from_address``, ``geocoded_amap:…``).
+    settings
+        Supplies the region (and its gazetteer); ``Settings()`` if omitted.
 
     Returns
     -------
     geopandas.GeoDataFrame
         Same schema as :func:`load_facilities`, with ``source`` =
         ``"import:<file name>"``, ``is_sample`` False and ``location_quality``
-        ``"registry_<crs>"``.
+        ``"registry_<crs>"`` (rows placed by address: the geocoder's label).
 
     Raises
     ------
@@ -212,10 +231,14 @@ def import_registry(
     FacilityDataError
         If the file is missing, cannot be decoded or read, lacks required
         columns, or rows have empty names, non-numeric coordinates, a capacity
-        that is not a whole number, an unknown layer, a repeated id or lie
-        outside ``bounds``. Row numbers are those a spreadsheet shows.
+        that is not a whole number, an unknown layer, a repeated id, lie
+        outside ``bounds`` or have an address that cannot be placed (unmatched,
+        ambiguous, outside the region). Row numbers are those a spreadsheet shows.
+    GeocoderError
+        If an online geocoder refuses the key, its quota is spent or it does not answer.
     """
     check_layer(layer)
+    bounds = v.region_bounds(bounds, settings or Settings())
     crs_key = crs.lower().replace("-", "").replace("_", "")
     if crs_key not in CRS_NAMES:
         raise SettingsError(f"unknown coordinate system {crs!r}; use one of {', '.join(CRS_NAMES)}")
@@ -236,14 +259,21 @@ def import_registry(
             "(save .xls files as .xlsx)",
         )
     table = _rename_headers(table, path.name)
+    by_address = "address" in table.columns and "lon" not in table and "lat" not in table
     missing = [c for c in ("name", "lon", "lat") if c not in table.columns]
+    if by_address:
+        missing.remove("lon")
+        missing.remove("lat")
     if missing:
         v.fail(
             FacilityDataError,
             path.name,
             f"missing column(s) {', '.join(missing)}; add a header "
-            + " / ".join(f"{c} ({_aliases(c)})" for c in missing),
+            + " / ".join(f"{c} ({_aliases(c)})" for c in missing)
+            + (f", or an address column ({_aliases('address')})" if "lon" in missing else ""),
         )
+    if by_address:
+        table["lon"] = table["lat"] = ""
 
     raw = list(zip(table["lon"], table["lat"], strict=True))
     lon, lat = to_wgs84(v.to_numbers(table["lon"]), v.to_numbers(table["lat"]), crs_key)
@@ -255,13 +285,12 @@ def import_registry(
         if not fid:
             prefix = id_prefix or LAYER_PREFIXES.get(row_layer, "FAC")
             ids[n - 1] = f"{prefix}-{id_tag}-{n:04d}"
+    kept = {
+        c: table[c].tolist() for c in (*_TEXT_COLUMNS, "name", "trades", "capacity") if c in table
+    }
     records = [
         {
-            **{
-                c: table[c].iat[i]
-                for c in (*_TEXT_COLUMNS, "name", "trades", "capacity")
-                if c in table
-            },
+            **{c: column[i] for c, column in kept.items()},
             "id": ids[i],
             "layer": layers[i],
             "source": f"import:{path.name}",
@@ -270,27 +299,97 @@ def import_registry(
         }
         for i in range(len(table))
     ]
+    placed, address_problems = (
+        _place_by_address(records, raw, where, geocoder, settings)
+        if "address" in kept
+        else ({}, [])
+    )
+    for i, place in placed.items():
+        lon[i], lat[i] = place.lon, place.lat
     frame, problems = _normalise(records, where, default_source="")
     hint = f"the file was read as {crs_key}; is --crs right, and are the columns lon/lat?"
-    problems += v.coordinate_problems(lon, lat, where, bounds, hint, raw)
+    problems += address_problems
+    skip = {p.order for p in address_problems}
+    problems += [
+        p for p in v.coordinate_problems(lon, lat, where, bounds, hint, raw) if p.order not in skip
+    ]
     v.raise_problems(FacilityDataError, path.name, problems)
     facilities = _to_frame(frame, lon, lat)
     logger.info(
-        "imported %d facilities from %s (%s, %s)",
+        "imported %d facilities from %s (%s, %s)%s",
         len(facilities),
         path.name,
         crs_key,
         _count(facilities),
+        f"; {len(placed)} placed by address" if placed else "",
     )
     return facilities
+
+
+def _place_by_address(
+    records: list[dict[str, Any]],
+    raw: Sequence[tuple[str, str]],
+    where: Sequence[str],
+    geocoder: Geocoder | None,
+    settings: Settings | None,
+) -> tuple[dict[int, Placement], list[v.Problem]]:
+    """Place the rows whose lon and lat cells are both empty by address; fill their records.
+
+    The row's county and town cells go in front of its address (``桐乡市`` +
+    ``乌镇镇`` + ``民合村15号``) unless it names them, so they narrow the match.
+    """
+    problems = []
+    texts = []
+    for i, (x, y) in enumerate(raw):
+        if v.as_text(x) or v.as_text(y):
+            continue
+        record = records[i]
+        address = v.as_text(record.get("address"))
+        if not address:
+            problems.append(
+                v.Problem(
+                    i,
+                    where[i],
+                    "no lon/lat and no address; give lon/lat (经度/纬度) or an address (地址)",
+                )
+            )
+            continue
+        units = (v.as_text(record.get(c)) for c in ("county", "town"))
+        texts.append((i, "".join(u for u in units if u and u not in address) + address))
+    if not texts:
+        return {}, problems
+    if geocoder is None:
+        from geo.geocode import Gazetteer
+
+        geocoder = Gazetteer.from_settings(settings or Settings())
+    placed: dict[int, Placement] = {}
+    for (i, _), found in zip(texts, geocoder.locate([t for _, t in texts]), strict=True):
+        if isinstance(found, str):
+            problems.append(v.Problem(i, where[i], found))
+            continue
+        placed[i] = found
+        records[i].update(
+            county=found.county,
+            town=found.town,
+            town_code=found.town_code,
+            location_quality=found.location_quality,
+        )
+    logger.info(
+        "placed %d of %d rows by address with the %s geocoder",
+        len(placed),
+        len(texts),
+        geocoder.name,
+    )
+    return placed, problems
 
 
 def facilities_from_records(
     records: Sequence[Mapping[str, Any]],
     *,
     where: Sequence[str] | None = None,
-    bounds: v.Area | v.Bounds | None = v.JIAXING,
+    bounds: v.BoundsArg = v.REGION,
     label: str = "facilities",
+    settings: Settings | None = None,
 ) -> gpd.GeoDataFrame:
     """Validate property dicts with WGS84 ``lon``/``lat`` into a facilities frame.
 
@@ -304,6 +403,7 @@ def facilities_from_records(
         With every problem in ``problems``; ``where`` names the records
         (default ``facility N``), ``label`` the collection in the message.
     """
+    bounds = v.region_bounds(bounds, settings or Settings())
     where = list(where) if where is not None else [v.feature_row(i) for i in range(len(records))]
     lon = np.array([_float_or_nan(r.get("lon")) for r in records], dtype=float)
     lat = np.array([_float_or_nan(r.get("lat")) for r in records], dtype=float)

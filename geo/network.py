@@ -11,8 +11,8 @@ Sources, in order (:func:`load_network`):
 1. a user's ``.osm``/``.xml`` file (parsed by osmnx) or ``.osm.pbf`` (pyosmium);
 2. the on-disk cache of graphs built before (keyed by file content or region);
 3. an osmnx download from Overpass for a polygon (only when asked, never in tests);
-4. the bundled coarse Jiaxing major-roads network (``data/network``), whose use
-   every output announces (:attr:`NetworkSource.coarse`).
+4. the coarse major-roads network of the region pack (``network/``; the bundled
+   pack's is Jiaxing's), whose use every output announces (:attr:`NetworkSource.coarse`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from geo._errors import NetworkError
-from geo._validate import JIAXING, Area, Bounds
+from geo._validate import Area, Bounds
 from geo.settings import Settings, check_mode
 
 logger = logging.getLogger(__name__)
@@ -610,7 +610,7 @@ def network_from_pbf(path: Path, source: NetworkSource | None = None) -> RoadNet
 
 
 def load_coarse_network(settings: Settings) -> RoadNetwork:
-    """Load the bundled coarse major-roads network (``data/network``)."""
+    """Load the coarse major-roads network of the settings' region pack (``network/``)."""
     folder = settings.coarse_network_dir
     try:
         nodes = pd.read_csv(folder / "nodes.csv")
@@ -621,10 +621,12 @@ def load_coarse_network(settings: Settings) -> RoadNetwork:
         ) from exc
     ids = nodes["node_id"].to_numpy(dtype=np.int64)
     index = pd.Series(np.arange(len(ids)), index=ids)
+    region = settings.region
     source = NetworkSource(
         "bundled_coarse",
-        "Jiaxing major roads from PyPI scgraph_data 2.0.0 (data/network)",
+        region.network_description or f"{region.name} major roads (network/)",
         coarse=True,
+        attribution=region.network_attribution,
     )
     return undirected_network(
         nodes["lon"].to_numpy(dtype=float),
@@ -708,33 +710,21 @@ def network_bounds(net: RoadNetwork, margin_m: float) -> Bounds:
     NetworkError
         If the network has no node with finite coordinates.
     """
-    from pyproj import Geod
+    from geo.region import grow_bounds
 
     finite = np.isfinite(net.lon) & np.isfinite(net.lat)
     if not finite.any():
         raise NetworkError(f"{net.source.description}: the network has no nodes with coordinates")
     lon, lat = net.lon[finite], net.lat[finite]
-    min_lon, max_lon = float(lon.min()), float(lon.max())
-    min_lat, max_lat = float(lat.min()), float(lat.max())
-    geod = Geod(ellps="WGS84")
-    _, north, _ = geod.fwd(0.0, max_lat, 0.0, margin_m)
-    _, south, _ = geod.fwd(0.0, min_lat, 180.0, margin_m)
-    far = max(min_lat, max_lat, key=abs)
-    far = float(np.clip(far, -89.0, 89.0))  # the pole has no east
-    east, _, _ = geod.fwd(0.0, far, 90.0, margin_m)
-    return (
-        max(min_lon - east, -180.0),
-        max(south if south <= min_lat else -90.0, -90.0),
-        min(max_lon + east, 180.0),
-        min(north if north >= max_lat else 90.0, 90.0),
-    )
+    box = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+    return grow_bounds(box, margin_m)
 
 
 def input_area(net: RoadNetwork, settings: Settings) -> Area:
     """Where a user's input points (villages, facilities, origins) must lie for ``net``.
 
-    * On the bundled coarse network: the Jiaxing region
-      (:data:`geo._validate.JIAXING`), as always.
+    * On a region pack's coarse network: the region's area
+      (:attr:`geo.region.Region.area`, its outline's box + 20 km).
     * On any other network (``--osm FILE``, a download, their cache): the
       network's own area, :func:`network_bounds` grown by the longest distance at
       which the model still places a point near a road: ``max(access_flag_m,
@@ -743,7 +733,7 @@ def input_area(net: RoadNetwork, settings: Settings) -> Area:
       wherever on Earth it is.
     """
     if net.source.coarse:
-        return JIAXING
+        return settings.region.area
     margin_m = max(settings.access_flag_m, settings.access_max_m(coarse=False))
     return Area(
         network_bounds(net, margin_m),

@@ -55,7 +55,7 @@ def load_villages(
     path: Path | None = None,
     settings: Settings | None = None,
     *,
-    bounds: v.Area | v.Bounds | None = v.JIAXING,
+    bounds: v.BoundsArg = v.REGION,
 ) -> gpd.GeoDataFrame:
     """Load and validate village points.
 
@@ -72,8 +72,8 @@ def load_villages(
         The area every village must lie in: a :class:`geo._validate.Area` (its
         name and hint go into the message, e.g. the road network's area from
         :func:`geo.network.input_area`) or a bare ``(min_lon, min_lat, max_lon,
-        max_lat)``; ``None`` disables the check. The default is a generous box
-        around Jiaxing.
+        max_lat)``; ``None`` disables the check. The default is the area of
+        the settings' region (:attr:`geo.region.Region.area`).
 
     Returns
     -------
@@ -89,7 +89,9 @@ def load_villages(
         a row has an empty or repeated code, missing coordinates or lies outside
         ``bounds``. The message names the file and the first bad rows.
     """
-    path = Path(path) if path is not None else (settings or Settings()).villages_path
+    settings = settings or Settings()
+    path = Path(path) if path is not None else settings.villages_path
+    bounds = v.region_bounds(bounds, settings)
     table = _read_points(path, "village_code", "village_name", "village", _VILLAGES_HINT, bounds)
     for column, default in _TEXT_DEFAULTS.items():
         if column not in table:
@@ -101,7 +103,9 @@ def load_villages(
     return villages
 
 
-def load_points(path: Path, *, bounds: v.Area | v.Bounds | None = v.JIAXING) -> gpd.GeoDataFrame:
+def load_points(
+    path: Path, *, bounds: v.BoundsArg = v.REGION, settings: Settings | None = None
+) -> gpd.GeoDataFrame:
     """Load any points with an ``id`` (origins/targets of a travel-time matrix).
 
     Parameters
@@ -112,6 +116,8 @@ def load_points(path: Path, *, bounds: v.Area | v.Bounds | None = v.JIAXING) -> 
         of Points with an ``id`` property.
     bounds
         As in :func:`load_villages`; ``None`` disables the region check.
+    settings
+        Supplies the default region; ``Settings()`` if omitted.
 
     Returns
     -------
@@ -125,6 +131,7 @@ def load_points(path: Path, *, bounds: v.Area | v.Bounds | None = v.JIAXING) -> 
         As :func:`load_villages`, for the ``id`` column.
     """
     path = Path(path)
+    bounds = v.region_bounds(bounds, settings or Settings())
     table = _read_points(path, "id", None, "point", "check the path", bounds)
     if "name" not in table:
         table["name"] = ""

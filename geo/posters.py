@@ -20,7 +20,9 @@ from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen.canvas import Canvas
 
 from geo._errors import SettingsError
-from geo.export import atomic_write
+from geo._io import atomic_write
+from geo.products import VillageCard
+from geo.settings import MODES
 
 FONT = "STSong-Light"
 QR_SIZE = 8 * cm
@@ -46,6 +48,28 @@ class Poster:
     url: str
     lines: list[PosterLine]
     notices: list[str] = field(default_factory=list)
+
+
+def poster_from_card(card: VillageCard, url: str, notices: Sequence[str]) -> Poster:
+    """The poster of a village: the first facility of each layer of its 技能码 card
+    (:func:`geo.products.village_card`), with the card's minutes per mode."""
+    lines = [
+        PosterLine(
+            section.layer_name,
+            str(facility["name"]),
+            {MODES[m]: facility["times"][m] for m in card.modes},
+            str(facility["phone"] or ""),
+            bool(facility["is_sample"]),
+        )
+        for section, facility in card.nearest()
+    ]
+    return Poster(
+        title=card.village_name,
+        subtitle=f"{card.county} {card.town} · {card.village_code}",
+        url=url,
+        lines=lines,
+        notices=list(notices),
+    )
 
 
 def _register_font() -> None:

@@ -11,14 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
 from geo._errors import InputDataError, SettingsError
+from geo.coverage import coverage_stats
 from geo.export import write_table, write_workbook
-from geo.settings import COUNTIES, LAYERS
+from geo.settings import LAYERS
+
+if TYPE_CHECKING:
+    from geo.region import Region
 
 SHARE_COLUMNS = ("覆盖率", "人口覆盖率")
 _POP_ALIASES = {
@@ -39,12 +44,15 @@ class Report:
     access: pd.DataFrame | None = None
 
 
-def check_county(county: str) -> str | None:
-    """``all`` -> None; a known county name -> itself; else SettingsError."""
+def check_county(county: str, region: Region) -> str | None:
+    """``all`` -> None; a county of ``region`` -> itself; else SettingsError."""
     if county == "all":
         return None
-    if county not in COUNTIES:
-        raise SettingsError(f"unknown county {county!r}; use all or one of {'、'.join(COUNTIES)}")
+    if county not in region.county_names:
+        known = "、".join(region.county_names)
+        raise SettingsError(
+            f"unknown county {county!r} in {region.name}; use all or one of {known}"
+        )
     return county
 
 
@@ -119,31 +127,24 @@ def county_report(
     fac = facilities if county is None else facilities[facilities["county"] == county]
     cov = cov.copy()
     cov["covered"] = (cov["any_minutes"] <= minutes).to_numpy()
-    people = None
+    # 汇总: one row per town, the statistics of coverage_stats under Chinese headers
+    stats = coverage_stats(cov, "town", minutes, people=population)
+    columns = {
+        "county": "区县",
+        "town": "乡镇",
+        "villages": "村数",
+        "covered": "已覆盖村",
+        "share_covered": "覆盖率",
+        **{f"{layer}_covered": f"{name}覆盖村" for layer, name in LAYERS.items()},
+        "villages_located": "有真实坐标的村",
+    }
     if population is not None:
-        people = cov["village_code"].map(population).fillna(0.0).to_numpy()
-
-    # 汇总: one row per town
-    rows = []
-    for (cty, town), group in cov.groupby(["county", "town"], sort=True):
-        row: dict[str, object] = {
-            "区县": cty,
-            "乡镇": town,
-            "村数": len(group),
-            "已覆盖村": int(group["covered"].sum()),
+        columns |= {
+            "people": "人口",
+            "people_covered": "覆盖人口",
+            "share_people_covered": "人口覆盖率",
         }
-        row["覆盖率"] = round(row["已覆盖村"] / len(group), 4)  # type: ignore[operator]
-        for layer, name in LAYERS.items():
-            row[f"{name}覆盖村"] = int((group[f"{layer}_minutes"] <= minutes).sum())
-        located = group["location_quality"].astype(str).str.startswith("point_")
-        row["有真实坐标的村"] = int(located.sum())
-        if people is not None:
-            p = people[cov.index.get_indexer(group.index)]
-            row["人口"] = float(p.sum())
-            row["覆盖人口"] = float(p[group["covered"].to_numpy()].sum())
-            row["人口覆盖率"] = round(row["覆盖人口"] / row["人口"], 4) if row["人口"] else None  # type: ignore[operator]
-        rows.append(row)
-    summary = pd.DataFrame(rows)
+    summary = stats[list(columns)].rename(columns=columns)
 
     # 未覆盖村: nearest facility and minutes per layer
     names = facilities.set_index("id")["name"].to_dict()
@@ -193,7 +194,7 @@ def county_report(
         uncovered.reset_index(drop=True),
         facilities_table.reset_index(drop=True),
         cov,
-        people is not None,
+        population is not None,
         scores,
     )
 

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import shapely
+from cachetools import LRUCache
 from numpy.typing import ArrayLike, NDArray
 from pyproj import Transformer
 from scipy.sparse import csr_matrix
@@ -184,7 +185,7 @@ class Router:
         self.access_mps = settings.access_kmh[mode] / 3.6
         self.access_max_m = settings.access_max_m(self.coarse)
         self._build_segments()
-        self._snap_memo: dict[bytes, Snap] = {}
+        self._snap_memo: LRUCache[bytes, Snap] = LRUCache(maxsize=64)
         self._memo_lock = threading.Lock()
         logger.info(
             "router %s: %d nodes, %d directed edges, %d segments%s in %.2f s",
@@ -306,8 +307,6 @@ class Router:
         if found is None:
             found = self.snap(lon, lat)
             with self._memo_lock:
-                if len(self._snap_memo) >= 64:
-                    self._snap_memo.pop(next(iter(self._snap_memo)))
                 self._snap_memo[key] = found
         return found
 

@@ -36,6 +36,8 @@ from geo._errors import SettingsError
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
+    from geo.region import Region
+
 #: Facility layers in display order: key -> Chinese label.
 LAYERS: Mapping[str, str] = MappingProxyType(
     {
@@ -52,19 +54,6 @@ LAYERS: Mapping[str, str] = MappingProxyType(
 #: Travel modes: key -> Chinese label.
 MODES: Mapping[str, str] = MappingProxyType(
     {"walk": "步行", "ebike": "电动自行车", "drive": "驾车"}
-)
-
-#: Counties of Jiaxing (name -> statistical adcode).
-COUNTIES: Mapping[str, str] = MappingProxyType(
-    {
-        "南湖区": "330402",
-        "秀洲区": "330411",
-        "嘉善县": "330421",
-        "海盐县": "330424",
-        "海宁市": "330481",
-        "平湖市": "330482",
-        "桐乡市": "330483",
-    }
 )
 
 #: Drive speeds (km/h) per OSM ``highway`` class, from OSRM's car profile
@@ -119,10 +108,17 @@ DEFAULT_CLIP_HALO_M = 10_000.0
 
 
 def _default_data_dir() -> Path:
+    """The region pack: ``SKILLCIRCLE_REGION`` (a folder or a code), else
+    ``SKILLCIRCLE_DATA`` (a folder), else the bundled Jiaxing pack."""
+    from geo.region import bundled_region_dir, resolve_region
+
+    region = os.environ.get("SKILLCIRCLE_REGION")
+    if region:
+        return resolve_region(region)
     env = os.environ.get("SKILLCIRCLE_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "data"
+    return bundled_region_dir()
 
 
 def _default_cache_dir() -> Path:
@@ -184,6 +180,13 @@ class Settings:
         outline grown by this many metres are read (:func:`geo.osmclip.clip_area`):
         room for routes that leave the region and come back, and for access legs
         across the border. 10 km by default; 0 clips to the outline itself.
+    data_dir
+        The region pack folder (:mod:`geo.region`): its ``region.json`` is
+        :attr:`region`, its files the default villages, towns, counties,
+        facilities and coarse network. Default: ``SKILLCIRCLE_REGION`` (a
+        folder or a code), else ``SKILLCIRCLE_DATA``, else the bundled Jiaxing pack.
+    cache_dir
+        Network and results caches (``SKILLCIRCLE_CACHE``, else ``~/.cache/skillcircle``).
     """
 
     walk_kmh: float = 5.0
@@ -271,6 +274,31 @@ class Settings:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "cache_dir", Path(self.cache_dir))
 
+    @classmethod
+    def for_region(cls, spec: str | Path | None, **changes: Any) -> Settings:
+        """Settings of the region pack ``spec``, with the pack read and checked now.
+
+        Parameters
+        ----------
+        spec
+            A pack folder or a region code (:func:`geo.region.resolve_region`);
+            ``None``: ``SKILLCIRCLE_REGION``/``SKILLCIRCLE_DATA`` or the bundled pack.
+        **changes
+            Other fields.
+
+        Raises
+        ------
+        geo.region.RegionError
+            Unknown code, missing folder or an incomplete pack.
+        """
+        from geo.region import resolve_region
+
+        if spec:
+            changes["data_dir"] = resolve_region(spec)
+        settings = cls(**changes)
+        settings.region  # noqa: B018 - read and check the pack now, not mid-command
+        return settings
+
     def with_(self, **changes: Any) -> Settings:
         """Return a copy with some fields changed (validated again)."""
         return replace(self, **changes)
@@ -312,6 +340,14 @@ class Settings:
         if mode == "ebike":
             return self.ebike_kmh
         raise SettingsError("drive speeds depend on the road class; use drive_speeds")
+
+    @functools.cached_property
+    def region(self) -> Region:
+        """The region of :attr:`data_dir` (read once per Settings; a
+        :class:`geo.region.RegionError` if the pack is missing or incomplete)."""
+        from geo.region import load_region
+
+        return load_region(self.data_dir)
 
     @property
     def facilities_path(self) -> Path:

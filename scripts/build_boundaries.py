@@ -28,6 +28,8 @@ import geopandas as gpd
 import pandas as pd
 from _sources import DEFAULT_SHARED, REPO, adcode_2016, check_inside, short_name
 
+from geo.region import region_dict, write_region_json
+
 logger = logging.getLogger("build_boundaries")
 
 SOURCE_COUNTY = (
@@ -248,7 +250,44 @@ def main(argv: list[str] | None = None) -> None:
         "villages by location_quality: %s", villages["location_quality"].value_counts().to_dict()
     )
     logger.info("towns by location_quality: %s", towns["location_quality"].value_counts().to_dict())
+    write_region(city, county_table, towns, villages, args.out.parent)
     logger.info("wrote %s", args.out)
+
+
+def write_region(
+    city: gpd.GeoDataFrame,
+    county_table: gpd.GeoDataFrame,
+    towns: gpd.GeoDataFrame,
+    villages: gpd.GeoDataFrame,
+    pack: Path,
+) -> None:
+    """Write ``region.json`` of the bundled pack (see geo/region.py)."""
+    facilities = pack / "facilities.geojson"
+    n_facilities = (
+        len(json.loads(facilities.read_text(encoding="utf-8"))["features"])
+        if facilities.exists()
+        else 0
+    )
+    document = region_dict(
+        code="330400",
+        name="嘉兴市",
+        level="city",
+        province="浙江省",
+        counties=[
+            {"name": n, "adcode": a, "city": "嘉兴市", "city_code": "330400"}
+            for n, a in zip(county_table["county"], county_table["adcode"], strict=True)
+        ],
+        outline=city.geometry.union_all(),
+        network_description="Jiaxing major roads from PyPI scgraph_data 2.0.0 (data/network)",
+        counts={
+            "counties": len(county_table),
+            "towns": len(towns),
+            "villages": len(villages),
+            "facilities": n_facilities,
+        },
+        built_by="scripts/build_boundaries.py",
+    )
+    write_region_json(pack / "region.json", document)
 
 
 if __name__ == "__main__":

@@ -38,11 +38,13 @@ from _sources import DEFAULT_SHARED, REPO, adcode_2016, check_inside
 
 from geo.coords import bd09_to_wgs84
 from geo.facilities import FACILITY_COLUMNS, LAYER_PREFIXES
-from geo.settings import COUNTIES, LAYERS
+from geo.settings import LAYERS, Settings
 
 logger = logging.getLogger("build_facilities")
 
 SEED = 20261124
+#: County name -> adcode of the bundled region (data/region.json, written by build_boundaries.py).
+ADCODES = Settings(data_dir=REPO / "data").region.adcodes
 PREFIX = LAYER_PREFIXES
 SAMPLE_COUNTS = {
     "training_institution": 121,
@@ -345,7 +347,7 @@ def assign_ids(records: list[dict]) -> list[dict]:
     counters: dict[tuple[str, str], int] = {}
     phone = 0
     for rec in records:
-        key = (PREFIX[rec["layer"]], COUNTIES[rec["county"]])
+        key = (PREFIX[rec["layer"]], ADCODES[rec["county"]])
         counters[key] = counters.get(key, 0) + 1
         rec["id"] = f"{key[0]}-{key[1]}-{counters[key]:03d}"
         rec["layer_name"] = LAYERS[rec["layer"]]

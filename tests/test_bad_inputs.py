@@ -38,7 +38,7 @@ FACILITY_FILES = {
     "null_coordinates.geojson": "not [lon, lat]",
     "null_geometry.geojson": "has no geometry",
     "swapped_lon_lat.geojson": "look swapped",
-    "outside_jiaxing.geojson": "outside the Jiaxing region",
+    "outside_jiaxing.geojson": "outside the region 嘉兴市 (330400)",
     "duplicate_ids.geojson": "repeats feature 1",
     "unknown_layer.geojson": "unknown layer 'zoo'",
     "missing_name.geojson": "name is missing",
@@ -51,7 +51,7 @@ FACILITY_FILES = {
 REGISTRY_FILES = {
     "missing_latitude.csv": "missing column(s) lat",
     "empty_name_and_text_coordinate.csv": "2 problems",
-    "outside_jiaxing.csv": "outside the Jiaxing region",
+    "outside_jiaxing.csv": "outside the region 嘉兴市 (330400)",
     "swapped.csv": "look swapped",
     "empty.csv": "empty",
     "binary.csv": "cannot decode",
@@ -163,7 +163,7 @@ def zip_bomb() -> bytes:
 
 GENERATED = {
     "missing_columns.xlsx": (
-        lambda: workbook([["名称", "地址"], ["培训点", "某路1号"]]),
+        lambda: workbook([["名称", "电话"], ["培训点", "0573-1"]]),  # an address would do
         "lon, lat",
     ),
     "merged_cells.xlsx": (

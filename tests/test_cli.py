@@ -421,7 +421,8 @@ def test_without_osm_a_point_in_helsinki_is_outside_jiaxing(runner, tmp_path):
     out = tmp_path / "t.csv"
     result = runner.invoke(main, ["times", "--from", str(a), "--to", str(b), "--out", str(out)])
     assert result.exit_code == 1
-    assert "a.csv row 2: point (24.94, 60.17) is outside the Jiaxing region" in result.output
+    outside = "a.csv row 2: point (24.94, 60.17) is outside the region 嘉兴市 (330400)"
+    assert outside in result.output
     assert len(result.output.strip().splitlines()) == 1 and not out.exists()
 
 
@@ -440,12 +441,12 @@ def test_coverage_abroad_needs_its_own_villages_and_facilities(runner, tmp_path)
     base = ["coverage", "--osm", str(osm), "--mode", "walk", "--out", str(out)]
     for given, needle in [
         ([], "pass --villages FILE and --facilities FILE for that area"),
-        (["--villages", str(villages)], "the bundled facilities are Jiaxing's; pass --facilities"),
-        (["--facilities", str(facilities)], "the bundled villages are Jiaxing's; pass --villages"),
+        (["--villages", str(villages)], "facilities of 嘉兴市 are used by default; pass --fac"),
+        (["--facilities", str(facilities)], "villages of 嘉兴市 are used by default; pass --vil"),
     ]:
         result = runner.invoke(main, [*base, *given])
         assert result.exit_code == 1 and needle in result.output, result.output
-        assert "outside Jiaxing" in result.output and not out.exists()
+        assert "outside the region 嘉兴市 (330400)" in result.output and not out.exists()
     result = run(runner, *base, "--villages", str(villages), "--facilities", str(facilities))
     assert result.exit_code == 0, result.output
     table = pd.read_csv(out, dtype={"village_code": str}, encoding="utf-8-sig")
@@ -482,8 +483,8 @@ def test_commands_on_the_bundled_counties_refuse_a_foreign_network(runner, tmp_p
     county = [] if command == "stats" else ["--county", "南湖区"]
     result = runner.invoke(main, [command, *county, "--osm", str(osm), "--out", str(out)])
     assert result.exit_code == 1, result.output
-    assert f"`skillcircle {command}` works on the bundled Jiaxing villages" in result.output
-    assert "pass an OSM extract of Jiaxing" in result.output and not out.exists()
+    assert f"`skillcircle {command}` works on the region's villages" in result.output
+    assert "pass an OSM extract of 嘉兴市" in result.output and not out.exists()
 
 
 def test_the_network_is_loaded_once_before_the_inputs(runner, tmp_path, monkeypatch):

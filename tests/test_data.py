@@ -13,7 +13,7 @@ import pytest
 
 from geo.facilities import load_facilities
 from geo.places import load_counties, load_towns, load_villages
-from geo.settings import COUNTIES, LAYERS, Settings
+from geo.settings import LAYERS, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
@@ -50,8 +50,9 @@ def inside(frame: gpd.GeoDataFrame, area) -> bool:
 
 def test_counties():
     counties = load_counties(settings=Settings())
-    assert sorted(counties["county"]) == sorted(COUNTIES)
-    assert dict(zip(counties["county"], counties["adcode"], strict=True)) == dict(COUNTIES)
+    adcodes = Settings().region.adcodes
+    assert sorted(counties["county"]) == sorted(adcodes)
+    assert dict(zip(counties["county"], counties["adcode"], strict=True)) == dict(adcodes)
     assert counties["population_2020"].sum() == 5_400_868  # the published 7th-census total
     assert counties.set_index("county").loc["海宁市", "population_2020"] == 1_076_199
     assert counties.geometry.is_valid.all()

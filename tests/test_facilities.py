@@ -98,7 +98,8 @@ def test_load_full_and_minimal_features(tmp_path: Path) -> None:
 
 def test_default_path_comes_from_settings(tmp_path: Path) -> None:
     write_fc(tmp_path / "facilities.geojson", [MINIMAL])
-    assert load_facilities(settings=Settings(data_dir=tmp_path))["id"].tolist() == ["VS-001"]
+    frame = load_facilities(settings=Settings(data_dir=tmp_path), bounds=None)
+    assert frame["id"].tolist() == ["VS-001"]
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -172,7 +173,7 @@ def test_null_coordinates(tmp_path: Path) -> None:
 
 def test_out_of_region_coordinates(tmp_path: Path) -> None:
     message = load_one_bad(tmp_path, facility("B", "training_base", "x", 113.3, 23.1))
-    assert "feature 2 (id 'B'): point (113.3, 23.1) is outside the Jiaxing region" in message
+    assert "feature 2 (id 'B'): point (113.3, 23.1) is outside the region 嘉兴市" in message
     assert "--crs gcj02" in message
 
 

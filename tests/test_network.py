@@ -10,7 +10,6 @@ import pytest
 from pyproj import Geod
 
 from geo._errors import NetworkError
-from geo._validate import JIAXING
 from geo.network import (
     input_area,
     load_cached,
@@ -194,7 +193,7 @@ def test_network_bounds_are_clipped_at_the_antimeridian(tmp_path):
 
 
 def test_input_area_follows_the_network(tmp_path, settings):
-    assert input_area(load_coarse_network(settings), settings) is JIAXING
+    assert input_area(load_coarse_network(settings), settings) == settings.region.area
     net = network_from_osm_xml(write_osm_grid(tmp_path / "g.osm", 24.90, 60.16))
     area = input_area(net, settings)
     assert area.name == "the road network's area" and "--osm" in area.hint

@@ -79,7 +79,7 @@ def test_geojson_villages_keep_order_codes_and_properties(tmp_path: Path) -> Non
 def test_default_path_comes_from_settings(tmp_path: Path) -> None:
     (tmp_path / "boundaries").mkdir()
     write_fc(tmp_path / "boundaries" / "villages.geojson", GOOD_FEATURES)
-    villages = load_villages(settings=Settings(data_dir=tmp_path))
+    villages = load_villages(settings=Settings(data_dir=tmp_path), bounds=None)
     assert len(villages) == 2
 
 
@@ -226,7 +226,8 @@ def test_an_area_names_itself_and_adds_its_hint(tmp_path: Path) -> None:
     )
     with pytest.raises(InputDataError, match=r"outside the given bounds \(lon 116 to 117"):
         load_villages(path, bounds=(116, 39, 117, 40))
-    with pytest.raises(InputDataError, match=r"outside the Jiaxing region \(lon 119.5 to 122.5"):
+    outside = r"outside the region 嘉兴市 \(330400\) \(lon 120.084 to 121.484"
+    with pytest.raises(InputDataError, match=outside):
         load_points(write_csv(tmp_path / "p.csv", "id,lon,lat\nH,24.94,60.17\n"))
 
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from geo._errors import InputDataError, SettingsError
 from geo.cli import main
 from geo.reports import check_county, load_population
+from geo.settings import Settings
 
 
 @pytest.fixture
@@ -159,9 +160,10 @@ def test_export_bad_input(runner, tmp_path, args, needle):
 
 
 def test_check_county():
-    assert check_county("all") is None and check_county("海盐县") == "海盐县"
-    with pytest.raises(SettingsError):
-        check_county("../etc")
+    region = Settings().region
+    assert check_county("all", region) is None and check_county("海盐县", region) == "海盐县"
+    with pytest.raises(SettingsError, match=r"unknown county '\.\./etc' in 嘉兴市"):
+        check_county("../etc", region)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geo import study as study_module
+from geo.results import ResultsCache
 from geo.settings import Settings
 from geo.study import KEEP_RESULTS, Study
 
@@ -20,7 +20,7 @@ def test_corrupt_results_cache_is_detected_and_rebuilt(tmp_path, caplog):
     blob = bytearray(cached.read_bytes())
     blob[len(blob) // 2] ^= 0xFF  # one flipped byte in the middle of the pickle
     cached.write_bytes(bytes(blob))
-    with caplog.at_level(logging.WARNING, logger="geo.study"):
+    with caplog.at_level(logging.WARNING, logger="geo.results"):
         again = Study.load(settings, iso_minutes=(30,), modes=("ebike",))
     assert "checksum mismatch" in caplog.text
     np.testing.assert_array_equal(
@@ -29,25 +29,36 @@ def test_corrupt_results_cache_is_detected_and_rebuilt(tmp_path, caplog):
     )
     # rebuilt and rewritten: a third load reads it without complaint
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="geo.study"):
+    with caplog.at_level(logging.WARNING, logger="geo.results"):
         Study.load(settings, iso_minutes=(30,), modes=("ebike",))
     assert "checksum" not in caplog.text
     # a truncated file is refused the same way
     cached.write_bytes(cached.read_bytes()[:1000])
-    assert study_module._read_cache(cached) is None
+    cache = ResultsCache(tmp_path / "results")
+    assert cache.read(cached.stem) is None
+    # a file of another format version is recomputed, not misread
+    cache.write(cached.stem, first.results)
+    blob = bytearray(cached.read_bytes())
+    blob[len(b"skillcircle-results\x00") + 3] ^= 0x01
+    cached.write_bytes(bytes(blob))
+    with caplog.at_level(logging.WARNING, logger="geo.results"):
+        assert cache.read(cached.stem) is None
+    assert "format version 6, not 7" in caplog.text
 
 
-def test_results_cache_keeps_the_newest_files(tmp_path):
+def test_results_cache_keeps_the_newest_files(tmp_path, study):
+    cache = ResultsCache(tmp_path, keep=KEEP_RESULTS)
     for i in range(KEEP_RESULTS + 3):
-        path = tmp_path / f"{i:02d}.pkl"
-        study_module._write_cache(path, {"i": i})
+        path = cache.write(f"{i:02d}", study.results)
         os.utime(path, (1_000_000 + i, 1_000_000 + i))
     kept = sorted(p.stem for p in tmp_path.glob("*.pkl"))
     assert kept == [f"{i:02d}" for i in range(3, KEEP_RESULTS + 3)]
-    assert study_module._read_cache(tmp_path / f"{KEEP_RESULTS + 2:02d}.pkl") == {
-        "i": KEEP_RESULTS + 2
-    }
-    assert not list(tmp_path.glob("*.tmp"))
+    back = cache.read(f"{KEEP_RESULTS + 2:02d}")
+    assert back is not None and back.modes == study.modes
+    np.testing.assert_array_equal(
+        back.coverage["walk"]["any_minutes"], study.coverage["walk"]["any_minutes"]
+    )
+    assert not [p for p in tmp_path.iterdir() if p.suffix != ".pkl"]
 
 
 def test_corrupt_network_cache_is_rebuilt(tmp_path, caplog):

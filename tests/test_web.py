@@ -384,6 +384,21 @@ def test_api_plan(client):
     assert again.get_json() == data  # cached, same answer
 
 
+def test_plans_are_remembered_per_tenth_of_a_minute_and_bounded(client, app):
+    """Five plans with minutes 30.000..30.004 are one MILP solution, not five."""
+    from web.memo import SIZES
+
+    memo = app.extensions["skillcircle.memo"]
+    before = memo.size("plans")
+    answers = [
+        client.get(f"/api/plan?county=海盐县&layer=training_base&add=2&minutes=30.00{i}").get_json()
+        for i in range(5)
+    ]
+    assert memo.size("plans") == before + 1
+    assert all(a["sites"] == answers[0]["sites"] and a["minutes"] == 30.0 for a in answers)
+    assert 0 < SIZES["plans"] < 10_000  # every kind of answer is bounded
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, render_template, request
 
+from geo.region import BUNDLED_CODE, Region, RegionError
+from geo.settings import Settings
 from geo.study import Study
 
+from .memo import Memo
 from .store import Store
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +44,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     ``STUDY``
         A preloaded :class:`~geo.study.Study` (else loaded here).
+    ``REGION``
+        Region pack folder or code (env ``SKILLCIRCLE_REGION``; default: the
+        bundled Jiaxing pack). Ignored when ``STUDY`` is given (its settings
+        hold the region).
     ``OSM_FILE``
         OSM file for the road network (env ``SKILLCIRCLE_OSM``).
     ``PUBLIC_URL``
@@ -46,7 +56,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         Base-map tiles (env ``SKILLCIRCLE_TILE_URL``; ``none`` for no tiles).
     ``DATABASE``
         SQLite file of the store (env ``SKILLCIRCLE_DATABASE``; default
-        ``<instance folder>/skillcircle.sqlite3``).
+        ``<instance folder>/skillcircle.sqlite3`` for the bundled region,
+        ``skillcircle-<code>.sqlite3`` for others).
     ``MAX_CONTENT_LENGTH``
         Largest request body, bytes (default 10 MB; uploads above get 413).
     ``RATELIMIT_PUBLIC`` / ``RATELIMIT_ADMIN`` / ``RATELIMIT_AUTH_FAILURES``
@@ -55,6 +66,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
         OSM_FILE=os.environ.get("SKILLCIRCLE_OSM") or None,
+        REGION=os.environ.get("SKILLCIRCLE_REGION") or None,
         PUBLIC_URL=os.environ.get("SKILLCIRCLE_PUBLIC_URL") or None,
         TILE_URL=os.environ.get("SKILLCIRCLE_TILE_URL", DEFAULT_TILES),
         TILE_ATTR=os.environ.get("SKILLCIRCLE_TILE_ATTR", DEFAULT_TILE_ATTR),
@@ -71,16 +83,20 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
 
-    store = Store(app.config["DATABASE"] or default_database())
-    app.extensions["skillcircle.store"] = store
     study = app.config.get("STUDY")
+    settings = study.settings if study is not None else Settings.for_region(app.config["REGION"])
+    region = settings.region
+    store = Store(app.config["DATABASE"] or default_database(region.code))
+    check_store_region(store, region)
+    app.extensions["skillcircle.store"] = store
     if study is None:
         if not store.facility_count():
             from geo.facilities import load_facilities
 
-            store.seed(load_facilities())
+            store.seed(load_facilities(settings=settings))
         osm = app.config.get("OSM_FILE")
         study = Study.load(
+            settings,
             osm_file=Path(osm) if osm else None,
             facilities=store.facilities_frame(),
             progress=True,
@@ -91,6 +107,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         if change.layers or change.trades:
             logger.info("store differs from the given study: recomputed %s", change)
     app.extensions["skillcircle"] = study
+    app.extensions["skillcircle.memo"] = Memo()
     logger.info("network: %s", study.network.source.label)
 
     from web import admin, api, exports, map, qr, security
@@ -116,9 +133,22 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def default_database() -> Path:
-    """``<Flask instance folder>/skillcircle.sqlite3``, as the app and the CLI both use it."""
-    return Path(Flask(__name__).instance_path) / "skillcircle.sqlite3"
+def default_database(code: str = BUNDLED_CODE) -> Path:
+    """The store of region ``code`` in the Flask instance folder, as the app and the CLI
+    both use it: ``skillcircle.sqlite3`` for the bundled region, else
+    ``skillcircle-<code>.sqlite3`` (one store per region, never mixed)."""
+    name = "skillcircle.sqlite3" if code == BUNDLED_CODE else f"skillcircle-{code}.sqlite3"
+    return Path(Flask(__name__).instance_path) / name
+
+
+def check_store_region(store: Store, region: Region) -> None:
+    """Refuse a store that holds facilities of counties outside ``region``."""
+    foreign = sorted(set(store.facility_counties()) - set(region.county_names) - {""})
+    if foreign:
+        raise RegionError(
+            f"{store.path}: the store holds facilities of {'、'.join(foreign[:5])}, which are not "
+            f"in the region {region.label}; pass --database for a store of this region"
+        )
 
 
 def get_study() -> Study:
@@ -133,13 +163,15 @@ def get_store() -> Store:
 
 
 def set_study(study: Study) -> None:
-    """Publish a new study (after an admin change); its memo starts empty."""
+    """Publish a new study (after an admin change); answers of the old one age out."""
     current_app.extensions["skillcircle"] = study
 
 
-def app_cache(name: str) -> dict[Any, Any]:
-    """A memo (rendered maps, solved plans) that lives exactly as long as the current study."""
-    return get_study().memo.setdefault(name, {})
+def remember(kind: str, key: Hashable, compute: Callable[[], T]) -> T:
+    """``compute()`` once per data version of the request's study and ``key``
+    (:class:`web.memo.Memo`: bounded per ``kind``, shared by all threads)."""
+    memo: Memo = current_app.extensions["skillcircle.memo"]
+    return memo.get(kind, get_study().version, key, compute)
 
 
 def public_base() -> str:

@@ -8,13 +8,11 @@ from typing import NoReturn
 
 from flask import abort, jsonify, make_response, request
 
-from geo.settings import COUNTIES, LAYERS, MODES
+from geo.settings import LAYERS, MODES
 
 from . import get_study
 
 VILLAGE_CODE = re.compile(r"^\d{12}$")
-LON_RANGE = (119.5, 122.5)
-LAT_RANGE = (29.8, 31.6)
 
 
 def bad_request(message: str) -> NoReturn:
@@ -48,8 +46,9 @@ def layer(required: bool = False) -> str | None:
 
 def county() -> str | None:
     value = request.args.get("county") or None
-    if value is not None and value not in COUNTIES:
-        bad_request(f"county must be one of {'、'.join(COUNTIES)}; got {value!r}")
+    names = get_study().settings.region.county_names
+    if value is not None and value not in names:
+        bad_request(f"county must be one of {'、'.join(names)}; got {value!r}")
     return value
 
 
@@ -97,6 +96,8 @@ def boolean(name: str) -> bool | None:
 
 
 def lon_lat() -> tuple[float, float]:
-    lon = number("lon", *LON_RANGE)
-    lat = number("lat", *LAT_RANGE)
+    """``lon``/``lat`` inside the bounds of the study's region (:attr:`Region.bounds`)."""
+    min_lon, min_lat, max_lon, max_lat = get_study().settings.region.bounds
+    lon = number("lon", min_lon, max_lon)
+    lat = number("lat", min_lat, max_lat)
     return lon, lat

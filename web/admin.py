@@ -14,6 +14,7 @@ show it from the next request. Writes are serialised by one lock per app.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import threading
@@ -39,7 +40,8 @@ from pydantic import BaseModel, ValidationError
 from geo._errors import FacilityDataError, SettingsError
 from geo.coords import to_wgs84
 from geo.facilities import LAYER_PREFIXES, facilities_from_records, import_registry
-from geo.settings import COUNTIES, LAYERS
+from geo.geocode import Gazetteer, Geocoder, make_geocoder
+from geo.settings import LAYERS
 from geo.study import Study, StudyChange
 
 from . import get_store, set_study
@@ -153,11 +155,12 @@ def _facility_record(body: FacilityBody, old: dict[str, Any] | None) -> dict[str
     moved = old is None or (lon, lat) != (old["lon"], old["lat"])
     county, town, town_code = _locate(lon, lat)
     if county is None:
+        region = current_app.extensions["skillcircle"].settings.region
         _fail(
             400,
             "invalid body",
-            "the point is outside the seven Jiaxing counties",
-            fields={"lon": f"({lon}, {lat}) is not in Jiaxing; check crs and lon/lat order"},
+            f"the point is outside the counties of {region.label}",
+            fields={"lon": f"({lon}, {lat}) is not in {region.name}; check crs and lon/lat order"},
         )
     _require_county(county, f"place a facility in {county}")
     if body.town:
@@ -198,7 +201,8 @@ def _town_code(county: str, town: str) -> str:
 
 
 def _new_id(layer: str, county: str) -> str:
-    prefix = f"{LAYER_PREFIXES[layer]}-{COUNTIES[county]}-A"
+    adcode = current_app.extensions["skillcircle"].settings.region.county(county).adcode
+    prefix = f"{LAYER_PREFIXES[layer]}-{adcode}-A"
     store = get_store()
     n = 1
     while store.facility(f"{prefix}{n:03d}") is not None:
@@ -299,7 +303,14 @@ def upload() -> Any:
             file.close()  # a large upload is spooled to a temporary file
         number = get_store().count_audit("upload") + 1
         try:
-            rows = import_registry(path, layer or "training_institution", crs, id_tag=f"U{number}")
+            rows = import_registry(
+                path,
+                layer or "training_institution",
+                crs,
+                id_tag=f"U{number}",
+                geocoder=_upload_geocoder(),
+                settings=current_app.extensions["skillcircle"].settings,
+            )
         except (FacilityDataError, SettingsError) as exc:
             listed = exc.problems if isinstance(exc, FacilityDataError) else []
             problems = [{"row": where, "message": what} for where, what in listed]
@@ -313,7 +324,7 @@ def upload() -> Any:
             where = f"{record['id']}"
             old = get_store().facility(record["id"])
             if county is None:
-                problems.append({"row": where, "message": "point is outside the Jiaxing counties"})
+                problems.append({"row": where, "message": "point is outside the region's counties"})
                 continue
             if not g.principal.may_edit(county) or (
                 old is not None and not g.principal.may_edit(old["county"])
@@ -352,6 +363,25 @@ def upload() -> Any:
         updated=len(replaced),
         ids=[r["id"] for r in records],
         recomputed=_change_json(change),
+    )
+
+
+def _upload_geocoder() -> Geocoder:
+    """Places upload rows without lon/lat by address: the served region's gazetteer, or the
+    online service in config ``GEOCODER`` (``amap``/``tianditu``, env ``SKILLCIRCLE_GEOCODER``)
+    with ``GEOCODER_KEY`` (env ``SKILLCIRCLE_AMAP_KEY``/``SKILLCIRCLE_TIANDITU_KEY``)."""
+    study: Study = current_app.extensions["skillcircle"]
+    config = current_app.config
+    kind = config.get("GEOCODER") or os.environ.get("SKILLCIRCLE_GEOCODER") or "offline"
+    gazetteer = Gazetteer.from_frames(
+        study.counties, study.towns, study.villages, region=study.settings.region
+    )
+    return make_geocoder(
+        kind,
+        study.settings,
+        key=config.get("GEOCODER_KEY"),
+        url=config.get("GEOCODER_URL"),
+        gazetteer=gazetteer,
     )
 
 

@@ -14,7 +14,7 @@ from geo._errors import SkillcircleError
 from geo.settings import LAYERS, MODES
 
 from . import _params as p
-from . import app_cache, get_store, get_study
+from . import get_store, get_study, remember
 from .openapi import openapi_document
 from .records import (
     clean,
@@ -30,27 +30,32 @@ from .records import (
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-#: Memoised responses kept per study before the memo is emptied (bounds memory).
-MAX_MEMOISED = 4096
+class _NotCachedError(Exception):
+    """A non-200 answer: returned to the client, never remembered."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
 
 
 def memoised(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Serve a GET whose answer depends only on the study and its arguments from the
-    study's memo (cleared whenever an admin change publishes a new study)."""
+    """Serve a GET whose answer depends only on the data version and its arguments
+    from the app's memo (:func:`web.remember`)."""
 
     @functools.wraps(view)
     def wrapper(**kwargs: Any) -> Any:
         key = (view.__name__, tuple(sorted(kwargs.items())), tuple(sorted(request.args.items())))
-        cache = app_cache("responses")
-        hit = cache.get(key)
-        if hit is None:
+
+        def render() -> tuple[bytes, str]:
             response = make_response(view(**kwargs))
             if response.status_code != 200:
-                return response
-            if len(cache) >= MAX_MEMOISED:
-                cache.clear()
-            hit = cache[key] = (response.get_data(), response.mimetype)
-        return Response(hit[0], mimetype=hit[1])
+                raise _NotCachedError(response)
+            return response.get_data(), response.mimetype
+
+        try:
+            body, mimetype = remember("responses", key, render)
+        except _NotCachedError as refused:
+            return refused.response
+        return Response(body, mimetype=mimetype)
 
     return wrapper
 
@@ -63,7 +68,7 @@ def _our_error(exc: SkillcircleError) -> Any:
 @bp.get("/openapi.json")
 @memoised
 def openapi() -> Any:
-    return jsonify(openapi_document())
+    return jsonify(openapi_document(get_study().settings.region))
 
 
 @bp.get("/layers")
@@ -222,68 +227,67 @@ def plan() -> Any:
     minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
     add = p.integer("add", 1, 50, default=5)
     candidates = p.choice("candidates", ("villages", "towns"), "villages")
-    return jsonify(_plan(study, county, layer, mode, minutes, add, candidates))
+    # solved once per data version and parameter set (bounded memo); minutes to 0.1,
+    # so that 30.001 and 30.002 are one plan, not two MILP solutions
+    key = (county, layer, mode, round(minutes, 1), add, candidates)
+    return jsonify(remember("plans", key, lambda: _solve_plan(study, *key)))
 
 
-def _plan(
+def _solve_plan(
     study: Any, county: str, layer: str, mode: str, minutes: float, add: int, candidates: str
 ) -> dict[str, Any]:
-    """Solve (once per parameter set; results are cached for the app's lifetime)."""
+    """The plan of new sites as JSON (villages newly covered per site)."""
     from geo.siting import plan_county, plan_table
 
-    plans = app_cache("plans")
-    key = (county, layer, mode, minutes, add, candidates)
-    if key not in plans:
-        solved = plan_county(
-            study.routers[mode],
-            study.villages,
-            study.towns,
-            study.facilities,
-            county=county,
-            layer=layer,
-            minutes=minutes,
-            add=add,
-            candidates=candidates,
-        )
-        table = plan_table(solved)
-        demand = solved.demand
-        sites = []
-        for row, newly in zip(
-            table.to_dict(orient="records"), solved.result.newly_covered, strict=True
-        ):
-            row.pop("geometry")
-            row = {k: clean(v) for k, v in row.items()}
-            row["villages"] = [
-                {
-                    "village_code": v["village_code"],
-                    "village_name": v["village_name"],
-                    "lon": round(v.geometry.x, 6),
-                    "lat": round(v.geometry.y, 6),
-                }
-                for _, v in demand.iloc[newly].iterrows()
-            ]
-            sites.append(row)
-        res = solved.result
-        plans[key] = {
-            "county": county,
-            "layer": layer,
-            "mode": mode,
-            "minutes": minutes,
-            "add": add,
-            "candidates": candidates,
-            "covered_before": res.covered_before,
-            "covered_after": res.covered_after,
-            "total": res.total,
-            "solver": {
-                "method": res.method,
-                "optimal": res.optimal,
-                "gap": res.gap,
-                "seconds": round(res.seconds, 3),
-            },
-            "sites": sites,
-            "network": study.network.source.label,
-        }
-    return plans[key]
+    solved = plan_county(
+        study.routers[mode],
+        study.villages,
+        study.towns,
+        study.facilities,
+        county=county,
+        layer=layer,
+        minutes=minutes,
+        add=add,
+        candidates=candidates,
+    )
+    table = plan_table(solved)
+    demand = solved.demand
+    sites = []
+    for row, newly in zip(
+        table.to_dict(orient="records"), solved.result.newly_covered, strict=True
+    ):
+        row.pop("geometry")
+        row = {k: clean(v) for k, v in row.items()}
+        row["villages"] = [
+            {
+                "village_code": v["village_code"],
+                "village_name": v["village_name"],
+                "lon": round(v.geometry.x, 6),
+                "lat": round(v.geometry.y, 6),
+            }
+            for _, v in demand.iloc[newly].iterrows()
+        ]
+        sites.append(row)
+    res = solved.result
+    return {
+        "county": county,
+        "layer": layer,
+        "mode": mode,
+        "minutes": minutes,
+        "add": add,
+        "candidates": candidates,
+        "covered_before": res.covered_before,
+        "covered_after": res.covered_after,
+        "total": res.total,
+        "solver": {
+            "method": res.method,
+            "optimal": res.optimal,
+            "gap": res.gap,
+            "seconds": round(res.seconds, 3),
+        },
+        "sites": sites,
+        "network": study.network.source.label,
+    }
 
 
 @bp.get("/stats")

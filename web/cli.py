@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from geo._options import region_option
+from geo.settings import Settings
 from web.store import Store
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,10 @@ _database = click.option(
 )
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
 @_database
+@region_option
+@click.pass_context
 def serve(
+    ctx: click.Context,
     host: str,
     port: int,
     osm: Path | None,
@@ -63,6 +68,8 @@ def serve(
         "skillcircle: loading data, road network and coverage (first start builds the cache)…"
     )
     config: dict[str, object] = {"OSM_FILE": str(osm) if osm else None}
+    if (ctx.obj or {}).get("region"):
+        config["REGION"] = ctx.obj["region"]
     if public_url or os.environ.get("SKILLCIRCLE_PUBLIC_URL"):
         config["PUBLIC_URL"] = public_url or os.environ["SKILLCIRCLE_PUBLIC_URL"]
     if database:
@@ -72,6 +79,7 @@ def serve(
     except SkillcircleError as exc:
         raise click.ClickException(str(exc)) from exc
     study: Study = app.extensions["skillcircle"]
+    click.echo(f"skillcircle: region {study.settings.region.label} ({study.settings.data_dir})")
     click.echo(f"skillcircle: store {app.extensions['skillcircle.store'].path}")
     click.echo(f"skillcircle: network {study.network.source.label}")
     click.echo(f"skillcircle: ready in {time.perf_counter() - started:.1f} s")
@@ -79,37 +87,51 @@ def serve(
     waitress.serve(app, host=host, port=port, threads=threads)
 
 
+def _settings() -> Settings:
+    """Settings of the ``--region`` given to ``admin`` (or the environment's / bundled)."""
+    from geo._errors import SkillcircleError
+
+    try:
+        return Settings.for_region((click.get_current_context().obj or {}).get("region"))
+    except SkillcircleError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def _store(database: Path | None) -> Store:
     from web import default_database
 
-    return Store(database or os.environ.get("SKILLCIRCLE_DATABASE") or default_database())
+    chosen = database or os.environ.get("SKILLCIRCLE_DATABASE")
+    return Store(chosen or default_database(_settings().region.code))
 
 
 @click.group()
+@region_option
 def admin() -> None:
-    """管理令牌 / manage admin API tokens for county unions."""
+    """管理令牌 / manage admin API tokens for county unions (of the --region)."""
 
 
 @admin.command("create-token")
+@region_option
 @click.option("--county", default=None, help="区县 / the county the token may edit (e.g. 南湖区).")
-@click.option("--city", is_flag=True, help="全市令牌 / a city-wide token (all counties).")
+@click.option("--city", is_flag=True, help="全域令牌 / a region-wide token (all counties).")
 @click.option("--name", default=None, help="名称 / who holds it (default: '<county> 总工会').")
 @_database
 def create_token(county: str | None, city: bool, name: str | None, database: Path | None) -> None:
     """Print a new token once; only its hash is stored."""
-    from geo.settings import COUNTIES
-
     if city == (county is not None):
         raise click.UsageError("give exactly one of --county <区县> or --city")
-    if county is not None and county not in COUNTIES:
-        raise click.BadParameter(f"unknown county {county!r}; one of {'、'.join(COUNTIES)}")
-    name = name or f"{county or '嘉兴市'}总工会"
+    region = _settings().region
+    if county is not None and county not in region.county_names:
+        known = "、".join(region.county_names)
+        raise click.BadParameter(f"unknown county {county!r} in {region.name}; one of {known}")
+    name = name or f"{county or region.name}总工会"
     token_id, token = _store(database).create_token(name, county)
     click.echo(f"token {token_id} for {name} ({county or 'city-wide'}); it is shown only once:")
     click.echo(token)
 
 
 @admin.command("revoke-token")
+@region_option
 @click.argument("token_id", type=int)
 @_database
 def revoke_token(token_id: int, database: Path | None) -> None:
@@ -124,6 +146,7 @@ def revoke_token(token_id: int, database: Path | None) -> None:
 
 
 @admin.command("list-tokens")
+@region_option
 @_database
 def list_tokens(database: Path | None) -> None:
     """List tokens (never the tokens themselves)."""

@@ -9,7 +9,6 @@ once, not per request.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import folium
@@ -18,11 +17,11 @@ from flask import Blueprint, current_app, render_template, url_for
 from folium.plugins import MarkerCluster
 from folium.utilities import JsCode
 
-from geo.settings import COUNTIES, LAYERS, MODES
+from geo.settings import LAYERS, MODES
 from geo.study import Study
 
 from . import _params as p
-from . import app_cache, get_study
+from . import get_study, remember
 from .records import facilities_geojson, simplified
 
 bp = Blueprint("map", __name__)
@@ -39,8 +38,6 @@ LAYER_COLOURS = {
 }
 BANDS = [(15, "#1a9850", "≤15 分钟"), (30, "#fee08b", "15–30 分钟"), (None, "#d73027", ">30 分钟")]
 UNREACHABLE = ("#9e9e9e", "不可达")
-
-_lock = threading.Lock()
 
 
 def band_colour(minutes: float | None) -> str:
@@ -210,12 +207,8 @@ def build_map(
 def cached_map(
     study: Study, mode: str, trade: str | None, access_layer: str | None
 ) -> dict[str, str]:
-    cache = app_cache("maps")
     key = (mode, trade, access_layer)
-    with _lock:
-        if key not in cache:
-            cache[key] = build_map(study, mode, trade, access_layer)
-        return cache[key]
+    return remember("maps", key, lambda: build_map(study, mode, trade, access_layer))
 
 
 @bp.get("/")
@@ -258,7 +251,8 @@ def index() -> str:
         stats=stats.to_dict(orient="records"),
         uncovered=uncovered.to_dict(orient="records"),
         trades=study.trades,
-        counties=["all", *COUNTIES],
+        counties=["all", *study.settings.region.county_names],
+        region=study.settings.region,
         access_layer=access_layer,
         access_edges=access_edges,
         access_colours=ACCESS_COLOURS,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from geo.settings import COUNTIES, LAYERS, MODES
+from geo.settings import LAYERS, MODES, Settings
 
 from .schemas import CourseBody, EvaluationBody, FacilityBody
+
+if TYPE_CHECKING:
+    from geo.region import Region
 
 
 def _param(
@@ -29,7 +32,6 @@ MODE = _param(
     "mode", {"type": "string", "enum": list(MODES), "default": "ebike"}, "出行方式 travel mode"
 )
 LAYER = _param("layer", {"type": "string", "enum": list(LAYERS)}, "设施图层 facility layer")
-COUNTY = _param("county", {"type": "string", "enum": list(COUNTIES)}, "区县 county")
 TRADE = _param("trade", {"type": "string"}, "工种 trade, e.g. 焊工")
 MINUTES = _param(
     "minutes", {"type": "number", "minimum": 1, "maximum": 120, "default": 30}, "时间阈值（分钟）"
@@ -143,16 +145,28 @@ def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any
     }
 
 
-def openapi_document() -> dict[str, Any]:
-    """Build the document (paths mirror the routes of web/api.py)."""
+def openapi_document(region: Region | None = None) -> dict[str, Any]:
+    """Build the document (paths mirror the routes of web/api.py).
+
+    Parameters
+    ----------
+    region
+        The served region: its county names and lon/lat bounds are the
+        parameters' enums and ranges (default: the region of ``Settings()``).
+    """
+    region = region or Settings().region
     geojson = {"$ref": "#/components/schemas/FeatureCollection"}
+    counties = {"type": "string", "enum": list(region.county_names)}
+    county = _param("county", counties, "区县 county")
+    min_lon, min_lat, max_lon, max_lat = region.bounds
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "skillcircle API — 30分钟职业技能培训圈",
             "version": "0.1.0",
             "description": (
-                "Travel times from villages to skills-training facilities in Jiaxing. "
+                f"Travel times from villages to skills-training facilities in {region.name} "
+                f"({region.code}). "
                 "Facilities with is_sample=true are sample data. Road data © OpenStreetMap "
                 "contributors, ODbL."
             ),
@@ -167,7 +181,7 @@ def openapi_document() -> dict[str, Any]:
             "/api/facilities": {
                 "get": {
                     "summary": "设施 facilities (GeoJSON)",
-                    "parameters": [LAYER, COUNTY, TRADE],
+                    "parameters": [LAYER, county, TRADE],
                     "responses": {"200": _ok("facilities", geojson), "400": ERROR},
                 }
             },
@@ -176,7 +190,7 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "村与覆盖 villages with minutes to the nearest facility (GeoJSON)",
                     "parameters": [
                         MODE,
-                        COUNTY,
+                        county,
                         _param(
                             "covered", {"type": "boolean"}, "只看已覆盖/未覆盖 filter by coverage"
                         ),
@@ -205,14 +219,14 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [
                         _param(
                             "lon",
-                            {"type": "number", "minimum": 119.5, "maximum": 122.5},
-                            "经度 WGS84 (Jiaxing region)",
+                            {"type": "number", "minimum": min_lon, "maximum": max_lon},
+                            f"经度 WGS84 ({region.name})",
                             required=True,
                         ),
                         _param(
                             "lat",
-                            {"type": "number", "minimum": 29.8, "maximum": 31.6},
-                            "纬度 WGS84 (Jiaxing region)",
+                            {"type": "number", "minimum": min_lat, "maximum": max_lat},
+                            f"纬度 WGS84 ({region.name})",
                             required=True,
                         ),
                         MODE,
@@ -264,12 +278,7 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "规划新增站点 new sites covering the most uncovered villages",
                     "parameters": [
-                        _param(
-                            "county",
-                            {"type": "string", "enum": list(COUNTIES)},
-                            "区县",
-                            required=True,
-                        ),
+                        _param("county", counties, "区县", required=True),
                         LAYER,
                         MODE,
                         MINUTES,

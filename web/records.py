@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any
 
 import geopandas as gpd
-import pandas as pd
 import shapely
 
-from geo.facilities import FACILITY_COLUMNS
+from geo.products import FACILITY_FIELDS, clean
+from geo.products import facility_record as facility_dict
 from geo.settings import LAYERS, MODES
 from geo.study import Study
 
-FACILITY_FIELDS = tuple(c for c in FACILITY_COLUMNS if c != "town_code")
+__all__ = ["FACILITY_FIELDS", "clean", "facility_dict"]
 
 
 #: Dates on pages are China Standard Time (UTC+8, no daylight saving).
@@ -24,33 +23,6 @@ CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
 def today() -> str:
     """Today's date in China, ISO (``2026-11-30``): courses ending earlier are past."""
     return dt.datetime.now(CHINA_TIME).date().isoformat()
-
-
-def clean(value: Any) -> Any:
-    """NaN/None -> None, numpy scalars -> Python, lists kept."""
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def facility_dict(row: pd.Series) -> dict[str, Any]:
-    out = {k: clean(row.get(k)) for k in FACILITY_FIELDS}
-    out["trades"] = list(row.get("trades") or [])
-    geom = row.get("geometry")
-    if geom is not None:
-        out["lon"], out["lat"] = round(geom.x, 6), round(geom.y, 6)
-    else:
-        out["lon"], out["lat"] = clean(row.get("lon")), clean(row.get("lat"))
-    for extra in ("minutes", "distance_m"):
-        if extra in row:
-            out[extra] = clean(row[extra])
-    return out
 
 
 def facilities_geojson(frame: gpd.GeoDataFrame) -> dict[str, Any]:

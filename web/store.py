@@ -244,6 +244,11 @@ class Store:
     def facility_count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM facilities").fetchone()[0])
 
+    def facility_counties(self) -> list[str]:
+        """The distinct counties of the stored facilities."""
+        rows = self.conn.execute("SELECT DISTINCT county FROM facilities").fetchall()
+        return [str(row[0]) for row in rows]
+
     def seed(self, facilities: gpd.GeoDataFrame, who: str = "seed") -> int:
         """Fill an empty store from a facilities frame; returns the number added."""
         if self.facility_count():

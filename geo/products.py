@@ -1,0 +1,277 @@
+"""The answers users take away, made once and shared by the CLI, the web app and the posters.
+
+* :func:`village_card`: what a village's 技能码 lists — per layer the nearest
+  facilities with minutes by every mode. The printed poster and the page its QR
+  opens are both drawn from it, so they show the same facilities and minutes.
+* :func:`county_export`: the county report for trade unions (汇总 / 未覆盖村 /
+  设施 / 可达性) with its metadata, for ``skillcircle export`` and ``/export/...``.
+* :func:`run_metadata`: the metadata block every output carries (network,
+  mode, thresholds, access-leg rule, region, attribution).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from geo.facilities import FACILITY_COLUMNS
+from geo.settings import LAYERS, MODES, Settings
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+    from geo.network import NetworkSource
+    from geo.reports import Report
+    from geo.routing import Router
+
+#: Facility fields shown on cards and in the API (the town code is internal).
+FACILITY_FIELDS = tuple(c for c in FACILITY_COLUMNS if c != "town_code")
+
+
+def clean(value: Any) -> Any:
+    """A JSON-safe value: NaN/None/NA -> None, numpy scalars -> Python, lists kept."""
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def facility_record(row: pd.Series) -> dict[str, Any]:
+    """A facility row as a JSON-safe dict (:data:`FACILITY_FIELDS`, ``lon``/``lat``,
+    and ``minutes``/``distance_m`` when the row has them)."""
+    out = {k: clean(row.get(k)) for k in FACILITY_FIELDS}
+    out["trades"] = list(row.get("trades") or [])
+    geom = row.get("geometry")
+    if geom is not None:
+        out["lon"], out["lat"] = round(geom.x, 6), round(geom.y, 6)
+    else:
+        out["lon"], out["lat"] = clean(row.get("lon")), clean(row.get("lat"))
+    for extra in ("minutes", "distance_m"):
+        if extra in row:
+            out[extra] = clean(row[extra])
+    return out
+
+
+# --------------------------------------------------------------------------- 技能码 cards
+
+
+@dataclass(frozen=True)
+class CardSection:
+    """One layer of a card: its facilities, nearest first, each a
+    :func:`facility_record` with ``times`` (mode -> minutes, None if unreachable)."""
+
+    layer: str
+    layer_name: str
+    facilities: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class VillageCard:
+    """What a village's 技能码 shows."""
+
+    village_code: str
+    village_name: str
+    town: str
+    county: str
+    location_quality: str
+    lon: float
+    lat: float
+    modes: tuple[str, ...]
+    sections: tuple[CardSection, ...]
+
+    def nearest(self) -> list[tuple[CardSection, dict[str, Any]]]:
+        """The first facility of every layer that has one (what a poster prints)."""
+        return [(s, s.facilities[0]) for s in self.sections if s.facilities]
+
+
+def village_cards(
+    villages: gpd.GeoDataFrame,
+    facilities: gpd.GeoDataFrame,
+    cards: Mapping[str, pd.DataFrame],
+    indices: Sequence[int] | None = None,
+) -> list[VillageCard]:
+    """Cards of the villages at ``indices`` (positions; default all).
+
+    Parameters
+    ----------
+    villages, facilities
+        The study's data (facility records are read from ``facilities``, so a
+        text edit shows at once).
+    cards
+        Layer -> :func:`geo.results.card_rows` of the same villages.
+    """
+    positions = list(range(len(villages))) if indices is None else [int(i) for i in indices]
+    by_id = facilities.set_index(facilities["id"].astype(str), drop=False)
+    records = {fid: facility_record(row) for fid, row in by_id.iterrows()}
+    columns = next(iter(cards.values())).columns
+    modes = tuple(c.removesuffix("_minutes") for c in columns if c.endswith("_minutes"))
+    grouped = {layer: dict(iter(rows.groupby("village"))) for layer, rows in cards.items()}
+    out = []
+    for i in positions:
+        village = villages.iloc[i]
+        sections = []
+        for layer, name in LAYERS.items():
+            rows = grouped.get(layer, {}).get(i)
+            items: list[dict[str, Any]] = []
+            if rows is not None:
+                for row in rows.sort_values("rank").itertuples(index=False):
+                    record = dict(records[row.facility_id])
+                    record["times"] = {m: clean(getattr(row, f"{m}_minutes")) for m in modes}
+                    items.append(record)
+            sections.append(CardSection(layer, name, tuple(items)))
+        out.append(
+            VillageCard(
+                village_code=str(village["village_code"]),
+                village_name=str(village["village_name"]),
+                town=str(village.get("town", "")),
+                county=str(village.get("county", "")),
+                location_quality=str(village.get("location_quality", "")),
+                lon=round(float(village.geometry.x), 6),
+                lat=round(float(village.geometry.y), 6),
+                modes=modes,
+                sections=tuple(sections),
+            )
+        )
+    return out
+
+
+def village_card(
+    villages: gpd.GeoDataFrame,
+    facilities: gpd.GeoDataFrame,
+    cards: Mapping[str, pd.DataFrame],
+    index: int,
+) -> VillageCard:
+    """The card of one village (see :func:`village_cards`)."""
+    return village_cards(villages, facilities, cards, [index])[0]
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def run_metadata(
+    settings: Settings, source: NetworkSource, mode: str, **extra: Any
+) -> dict[str, str]:
+    """The metadata block of an output (XLSX 说明 sheet, GeoJSON ``metadata``).
+
+    Parameters
+    ----------
+    settings
+        Thresholds, access rule and the region.
+    source
+        Where the road network came from (its label and whether it is coarse).
+    mode
+        The travel mode of the figures.
+    **extra
+        More rows (``"区县 county": "南湖区"``...), appended in order.
+    """
+    region = settings.region
+    meta = {
+        "生成时间 generated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "区域 region": region.label,
+        "路网 network": source.label,
+        "方式 mode": f"{mode} ({MODES[mode]})",
+        "阈值 minutes": f"{settings.minutes:g}",
+        "最长 max_minutes": f"{settings.max_minutes:g} (longer = unreachable, empty)",
+        "接驳 access leg": (
+            "to the nearest usable road segment, straight line"
+            + (f" x {settings.detour_factor:g}" if source.coarse else "")
+            + f" at {settings.access_kmh[mode]:g} km/h, "
+            f"at most {settings.access_max_m(source.coarse):g} m (farther: unreachable)"
+        ),
+        "数据 attribution": (
+            f"{source.attribution}; sources and licences in the region pack's README.md"
+        ),
+    }
+    meta.update({k: str(v) for k, v in extra.items()})
+    return meta
+
+
+def sample_note(facilities: pd.DataFrame) -> str:
+    """How many facilities are sample data (every output says it)."""
+    n_sample = int(facilities["is_sample"].sum())
+    return (
+        f"{n_sample} of {len(facilities)} facilities are SAMPLE data (is_sample=true, "
+        "names start with 样例·); the rest are real names/points (see the region's README.md)"
+    )
+
+
+# --------------------------------------------------------------------------- county export
+
+
+@dataclass(frozen=True)
+class CountyExport:
+    """The county report and the metadata its file carries."""
+
+    report: Report
+    metadata: dict[str, str]
+
+
+def county_export(
+    router: Router,
+    villages: gpd.GeoDataFrame,
+    facilities: gpd.GeoDataFrame,
+    source: NetworkSource,
+    *,
+    county: str | None,
+    minutes: float,
+    trade: str | None = None,
+    population: pd.Series | None = None,
+    coverage: gpd.GeoDataFrame | None = None,
+    access: pd.DataFrame | None = None,
+) -> CountyExport:
+    """The report of one county (``None``: all) for one mode, with its metadata.
+
+    Parameters
+    ----------
+    router
+        Network and mode (its settings hold the region and thresholds).
+    villages, facilities
+        The data; ``facilities`` already filtered to ``trade`` if one is given.
+    source
+        The network's source, for the metadata.
+    county, minutes, trade, population
+        What the report is of: county name or None, threshold, trade (only
+        named in the metadata here) and people per village code.
+    coverage, access
+        Precomputed coverage table and 2SFCA scores of exactly these inputs (the
+        web app's results); computed here when absent.
+    """
+    from geo.access import access_scores
+    from geo.coverage import coverage_table
+    from geo.reports import county_report
+
+    settings = router.settings
+    if coverage is None:
+        coverage = coverage_table(router, villages, facilities, minutes)
+    if access is None or population is not None:
+        access = access_scores(router, villages, facilities, minutes, population)
+    report = county_report(coverage, facilities, county, minutes, population, access)
+    meta = run_metadata(
+        settings.with_(minutes=minutes, max_minutes=max(minutes, settings.max_minutes)),
+        source,
+        router.mode,
+        **{
+            "区县 county": county or "all",
+            "工种 trade": trade or "全部 all",
+            "样例 sample": sample_note(facilities),
+        },
+    )
+    return CountyExport(report, meta)
+
+
+def minutes_text(value: float | None) -> str:
+    """Minutes as a page and a poster print them: ``12`` or ``不可达``."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "不可达"
+    return f"{value:.0f}"
