@@ -114,6 +114,10 @@ def clip_area(outline: Any, halo_m: float = DEFAULT_CLIP_HALO_M) -> Any:
     * *Cost.* For a county (about 40 km across) 10 km doubles the clipped area; for
       a province it adds a few percent. Both stay far below a country file.
 
+    Times far above the threshold (reported up to ``max_minutes``, 2 h) may come
+    out longer than on the whole file when their fastest path runs farther
+    outside; raise the halo (``Settings.clip_halo_m``) if those matter.
+
     This is for street networks (``--osm``). The bundled *coarse* network has no
     local streets and lets access legs run up to ``access_max_m_coarse`` (15 km);
     cut a coarse network with at least that halo.
