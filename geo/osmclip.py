@@ -26,7 +26,8 @@ Two routes give the same network:
     1. nodes: libosmium stores every node location in a file-backed index, one
        block of the file at a time (at most 32 MB of PBF, about 4 M nodes); numpy
        and shapely test the block's locations against the polygon. The index is
-       dropped after each block, so memory stays bounded whatever the file size.
+       dropped after each block, so memory stays bounded whatever the file size
+       (an ``.osm`` XML file is one block: clip big files as PBF).
     2. ways and relations: a C++ filter passes only roads that reference a node
        found in pass 1 (pyosmium ``IdTracker.contains_filter``) and turn
        restrictions; only those reach Python.
