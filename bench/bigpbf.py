@@ -241,6 +241,7 @@ _ROUTES = {"pyosmium": "pyosmium", "osmium-tool": "osmium-tool", "unclipped": No
 
 def child(route: str, pbf: Path, side: int, out: Path) -> None:
     """Run one route in this (fresh) interpreter; print a JSON line of figures."""
+    import logging
     import resource
 
     import osmium  # noqa: F401  (imports are not timed)
@@ -251,6 +252,8 @@ def child(route: str, pbf: Path, side: int, out: Path) -> None:
     from geo.osmclip import clip_area
     from geo.settings import Settings
 
+    logging.basicConfig(level=logging.WARNING, format="[bigpbf]      %(name)s: %(message)s")
+    logging.getLogger("geo.osmclip").setLevel(logging.INFO)
     settings = Settings(cache_dir=out.parent / "cache")
     clip = None if route == "unclipped" else clip_area(region_outline(side))
     reader = _ROUTES[route] or "auto"
