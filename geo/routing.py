@@ -517,13 +517,15 @@ class Router:
         t_snap = self.snap_targets(t_lon, t_lat)
         point, total = self._arrive(t_snap, state_s, reverse=False)
         seconds, _ = _min_per_point(point, total, point, len(t_lon))
-        pairs = self._same_edge(o_snap, t_snap)
+        # arrays, not frames: this is the per-request path of the web pages
+        _, target, direct, _ = self._same_edge_arrays(o_snap, t_snap)
+        np.minimum.at(seconds, target, direct)
         if self.coarse:
-            pairs = pd.concat([pairs, self._direct_pairs([origin_lon], [origin_lat], t_lon, t_lat)])
-        if len(pairs):
-            best = pairs.groupby("target")["seconds"].min()
-            i = best.index.to_numpy(np.int64)
-            seconds[i] = np.minimum(seconds[i], best.to_numpy())
+            ox_, oy = self.to_metric([origin_lon], [origin_lat])
+            tx, ty = self.to_metric(t_lon, t_lat)
+            d = np.hypot(tx - ox_[0], ty - oy[0])
+            near = d <= self.access_max_m
+            seconds[near] = np.minimum(seconds[near], self.access_seconds(d[near]))
         return np.where(seconds <= limit, seconds, np.nan)
 
     def matrix(
@@ -616,6 +618,16 @@ class Router:
 
     def _same_edge(self, o_snap: Snap, t_snap: Snap, metres: bool = False) -> pd.DataFrame:
         """Trips that stay on one directed edge: origin at or before the target."""
+        origin, target, seconds, length = self._same_edge_arrays(o_snap, t_snap)
+        out = pd.DataFrame({"origin": origin, "target": target, "seconds": seconds})
+        if metres:
+            out["metres"] = length
+        return out
+
+    def _same_edge_arrays(
+        self, o_snap: Snap, t_snap: Snap
+    ) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+        """:meth:`_same_edge` as arrays (origin, target, seconds, metres)."""
         order = np.argsort(t_snap.edge, kind="stable")
         t_edge = t_snap.edge[order]
         lo = np.searchsorted(t_edge, o_snap.edge, side="left")
@@ -626,16 +638,8 @@ class Router:
         o, t = o[ahead], t[ahead]
         edge = o_snap.edge[o]
         frac = t_snap.t[t] - o_snap.t[o]
-        out = pd.DataFrame(
-            {
-                "origin": o_snap.point[o],
-                "target": t_snap.point[t],
-                "seconds": o_snap.seconds[o] + t_snap.seconds[t] + frac * self.edge_seconds[edge],
-            }
-        )
-        if metres:
-            out["metres"] = frac * self.edge_m[edge]
-        return out
+        seconds = o_snap.seconds[o] + t_snap.seconds[t] + frac * self.edge_seconds[edge]
+        return o_snap.point[o], t_snap.point[t], seconds, frac * self.edge_m[edge]
 
     def _direct_pairs(
         self,

@@ -27,7 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from geo._errors import SettingsError
 from geo.coverage import coverage_stats
 from geo.network import RoadNetwork, load_network
-from geo.products import VillageCard, village_card
+from geo.products import VillageCard, clean, village_card
 from geo.results import (
     Results,
     ResultsCache,
@@ -69,8 +69,8 @@ class Study:
     version: str
     load_seconds: float = 0.0
     use_cache: bool = True
-    #: Facility tables per (layer, trade) for :meth:`nearby` (bounded; inputs only).
-    _tables: LRUCache[tuple[str | None, str | None], Any] = field(
+    #: Facility targets per (layer, trade) for :meth:`nearby` (bounded; inputs only).
+    _tables: LRUCache[tuple[str | None, str | None], Targets] = field(
         default_factory=lambda: LRUCache(maxsize=512), repr=False, compare=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -280,45 +280,49 @@ class Study:
         layer: str | None = None,
         trade: str | None = None,
         limit: int = 20,
-    ) -> pd.DataFrame:
+    ) -> list[dict[str, Any]]:
         """Facilities reachable from a point within ``minutes``, nearest first.
 
-        Returns the facility columns plus ``minutes`` and ``distance_m``
-        (straight line). One bounded Dijkstra per call (milliseconds).
+        Returns JSON-ready records: the facility columns (``lon``/``lat`` instead
+        of the geometry) plus ``minutes`` (1 decimal) and ``distance_m`` (straight
+        line, whole metres); ties by distance, then id. One bounded Dijkstra per
+        call (a few milliseconds), nothing else per request.
         """
         check_mode(mode)
         bound = self.settings.minutes if minutes is None else float(minutes)
-        table, f_lon, f_lat, fx, fy = self.facility_table(layer, trade)
+        targets = self.facility_targets(layer, trade)
         router = self.routers[mode]
-        seconds = router.one_to_many(lon, lat, f_lon, f_lat, max_minutes=bound)
+        seconds = router.one_to_many(lon, lat, targets.lon, targets.lat, max_minutes=bound)
         minutes_ = np.round(seconds / 60.0, 1)
         ok = np.flatnonzero(~np.isnan(minutes_))
         ox_, oy = router.to_metric([lon], [lat])
-        distance = np.round(np.hypot(fx[ok] - ox_[0], fy[ok] - oy[0])).astype(int)
-        order = np.lexsort((table["id"].to_numpy()[ok], distance, minutes_[ok]))[:limit]
-        out = table.iloc[ok[order]].reset_index(drop=True)
-        out["minutes"] = minutes_[ok[order]]
-        out["distance_m"] = distance[order]
-        return out
+        distance = np.round(np.hypot(targets.x[ok] - ox_[0], targets.y[ok] - oy[0])).astype(int)
+        order = np.lexsort((targets.ids[ok], distance, minutes_[ok]))[:limit]
+        return [
+            {**targets.records[i], "minutes": float(minutes_[i]), "distance_m": int(d)}
+            for i, d in zip(ok[order], distance[order], strict=True)
+        ]
 
-    def facility_table(
-        self, layer: str | None, trade: str | None
-    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Facilities of a layer/trade as a plain table with lon/lat, plus their coordinates
-        (WGS84 and metric), kept per study: the per-request work is routing only."""
+    def facility_targets(self, layer: str | None, trade: str | None) -> Targets:
+        """Facilities of a layer/trade as records and coordinate arrays, kept per study
+        (bounded): the per-request work of :meth:`nearby` is routing only."""
         with self._lock:
             hit = self._tables.get((layer, trade))
         if hit is None:
             fac = self.filter_facilities(layer=layer, trade=trade)
-            f_lon, f_lat = fac.geometry.x.to_numpy(), fac.geometry.y.to_numpy()
+            lon, lat = fac.geometry.x.to_numpy(), fac.geometry.y.to_numpy()
             table = pd.DataFrame(fac.drop(columns="geometry")).reset_index(drop=True)
-            table["lon"] = np.round(f_lon, 6)
-            table["lat"] = np.round(f_lat, 6)
-            fx, fy = next(iter(self.routers.values())).to_metric(table["lon"], table["lat"])
-            hit = (table, f_lon, f_lat, fx, fy)
+            table["lon"] = np.round(lon, 6)
+            table["lat"] = np.round(lat, 6)
+            records = [
+                {k: clean(v) for k, v in row.items()} | {"trades": list(row["trades"] or [])}
+                for row in table.astype(object).to_dict("records")
+            ]
+            x, y = next(iter(self.routers.values())).to_metric(table["lon"], table["lat"])
+            hit = Targets(records, table["id"].to_numpy(str), lon, lat, x, y)
             with self._lock:
                 self._tables[(layer, trade)] = hit
-        return hit  # type: ignore[no-any-return]
+        return hit
 
     def isochrone(self, layer: str, mode: str, minutes: float) -> BaseGeometry:
         """Precomputed union isochrone of a layer (minutes must be precomputed)."""
@@ -335,6 +339,19 @@ class Study:
     @property
     def sample_count(self) -> int:
         return int(self.facilities["is_sample"].sum())
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Facilities as :meth:`Study.nearby` searches them: JSON-ready records, ids,
+    WGS84 and metric coordinates (arrays aligned with the records)."""
+
+    records: list[dict[str, Any]]
+    ids: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
 
 
 @dataclass(frozen=True)

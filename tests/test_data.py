@@ -183,6 +183,17 @@ def test_facilities_regenerate_identically(tmp_path):
     assert out.read_bytes() == (DATA / "facilities.geojson").read_bytes()
 
 
+def test_region_json_regenerates_identically(tmp_path):
+    """region.json is computed from the pack's own files (no ../shared needed)."""
+    out = tmp_path / "region.json"
+    run_script("build_region.py", "--out", str(out))
+    assert out.read_bytes() == (DATA / "region.json").read_bytes()
+    meta = json.loads(out.read_text(encoding="utf-8"))
+    assert meta["counts"] == {"counties": 7, "towns": 72, "villages": 1202, "facilities": 516}
+    assert [c["adcode"] for c in meta["counties"]] == sorted(Settings().region.adcodes.values())
+    assert meta["metric_crs"] == METRIC
+
+
 @needs_shared
 def test_network_regenerates_identically_from_shared(tmp_path):
     run_script("build_network.py", "--from-shared", "--out", str(tmp_path))

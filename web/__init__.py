@@ -62,6 +62,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         Largest request body, bytes (default 10 MB; uploads above get 413).
     ``RATELIMIT_PUBLIC`` / ``RATELIMIT_ADMIN`` / ``RATELIMIT_AUTH_FAILURES``
         flask-limiter limits per client address (env ``SKILLCIRCLE_RATELIMIT_*``).
+    ``RATELIMIT_STORAGE``
+        Where the counters live, shared by all worker processes (env
+        ``SKILLCIRCLE_RATELIMIT_STORAGE``; default ``sqlite:///<store>.ratelimit``;
+        ``memory://`` for one process, or a Redis/memcached URI).
     """
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
@@ -75,6 +79,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
         RATELIMIT_PUBLIC=os.environ.get("SKILLCIRCLE_RATELIMIT_PUBLIC", "50 per second"),
         RATELIMIT_ADMIN=os.environ.get("SKILLCIRCLE_RATELIMIT_ADMIN", "120 per minute"),
+        RATELIMIT_STORAGE=os.environ.get("SKILLCIRCLE_RATELIMIT_STORAGE") or None,
         RATELIMIT_AUTH_FAILURES=os.environ.get(
             "SKILLCIRCLE_RATELIMIT_AUTH_FAILURES", "10 per minute"
         ),
@@ -112,7 +117,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from web import admin, api, exports, map, qr, security
 
-    security.init_app(app)
+    storage = app.config.get("RATELIMIT_STORAGE") or f"sqlite:///{ratelimit_file(store)}"
+    security.init_app(app, storage)
     app.register_blueprint(map.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(qr.bp)
@@ -139,6 +145,12 @@ def default_database(code: str = BUNDLED_CODE) -> Path:
     ``skillcircle-<code>.sqlite3`` (one store per region, never mixed)."""
     name = "skillcircle.sqlite3" if code == BUNDLED_CODE else f"skillcircle-{code}.sqlite3"
     return Path(Flask(__name__).instance_path) / name
+
+
+def ratelimit_file(store: Store) -> Path:
+    """The rate-limit counters of a store's app: a SQLite file beside it (shared by every
+    worker process on this machine)."""
+    return store.path.with_name(store.path.name + ".ratelimit")
 
 
 def check_store_region(store: Store, region: Region) -> None:

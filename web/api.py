@@ -168,13 +168,8 @@ def nearby() -> Any:
     found = study.nearby(
         lon, lat, mode, minutes=minutes, layer=p.layer(), trade=p.trade(), limit=limit
     )
-    schedule = get_store().upcoming(list(found["id"]), today())
-    rows = []
-    for record in found.astype(object).to_dict("records"):
-        rec = {k: clean(v) for k, v in record.items()}
-        rec["trades"] = list(record["trades"] or [])
-        rec.update(schedule[record["id"]])
-        rows.append(rec)
+    schedule = get_store().upcoming([f["id"] for f in found], today())
+    rows = [f | schedule[f["id"]] for f in found]
     return jsonify(
         origin={"lon": lon, "lat": lat},
         mode=mode,

@@ -1,6 +1,8 @@
 """Rate limits, body-size limit and security headers for every response.
 
-* flask-limiter (in-memory, per client address): ``RATELIMIT_PUBLIC`` on every
+* flask-limiter (per client address, counters shared by every server process in
+  ``RATELIMIT_STORAGE``, by default a SQLite file beside the store, see
+  :mod:`web.ratelimit`): ``RATELIMIT_PUBLIC`` on every
   public route, ``RATELIMIT_ADMIN`` on the admin API, and
   ``RATELIMIT_AUTH_FAILURES`` counting only 401 answers — a client guessing
   tokens is shut out of the whole app for the window.
@@ -23,11 +25,14 @@ from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import RequestEntityTooLarge
 
 
-def init_app(app: Flask) -> Limiter:
+def init_app(app: Flask, storage_uri: str) -> Limiter:
+    """Rate limits (counters in ``storage_uri``), the 413 answer and the security headers."""
+    from web import ratelimit  # noqa: F401 - registers the sqlite:// storage with limits
+
     limiter = Limiter(
         get_remote_address,
         app=app,
-        storage_uri="memory://",
+        storage_uri=storage_uri,
         default_limits=[lambda: str(current_app.config["RATELIMIT_PUBLIC"])],
         application_limits=[lambda: str(current_app.config["RATELIMIT_AUTH_FAILURES"])],
         application_limits_deduct_when=lambda response: response.status_code == 401,

@@ -1,0 +1,48 @@
+"""web/ratelimit.py: rate-limit counters shared by processes (a SQLite limits storage)."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from limits import parse
+from limits.strategies import FixedWindowRateLimiter
+
+from web.ratelimit import SQLiteStorage
+
+
+def _hit(uri: str, n: int, out: multiprocessing.Queue) -> None:
+    limiter = FixedWindowRateLimiter(SQLiteStorage(uri))
+    item = parse("50 per minute")
+    out.put(sum(limiter.hit(item, "client-1") for _ in range(n)))
+
+
+def test_processes_share_one_limit(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'limits.sqlite3'}"
+    out: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=_hit, args=(uri, 30, out)) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    allowed = sum(out.get(timeout=5) for _ in workers)
+    assert allowed == 50  # 90 hits from three processes, one limit of 50
+
+
+def test_window_expires_and_counts_reset(tmp_path, monkeypatch):
+    import web.ratelimit as rl
+
+    storage = SQLiteStorage(f"sqlite:///{tmp_path / 'l.sqlite3'}")
+    clock = [1000.0]
+    monkeypatch.setattr(rl.time, "time", lambda: clock[0])
+    assert [storage.incr("k", 10) for _ in range(3)] == [1, 2, 3]
+    assert storage.get("k") == 3 and storage.get_expiry("k") == 1010.0
+    clock[0] = 1010.5
+    assert storage.get("k") == 0
+    assert storage.incr("k", 10) == 1 and storage.get_expiry("k") == 1020.5
+    assert storage.prune() == 0 and storage.check()
+    clock[0] = 2000.0
+    assert storage.prune() == 1
+    storage.incr("a", 10)
+    storage.clear("a")
+    assert storage.get("a") == 0

@@ -1,0 +1,106 @@
+"""Rate-limit counters that every server process shares: a ``limits`` storage on SQLite.
+
+flask-limiter keeps its counters in a ``limits`` storage. The in-memory one is
+per process, so with ``skillcircle serve --workers 4`` a client would get four
+times its limit. This storage (URI ``sqlite:///<file>``) keeps fixed-window
+counters in one small SQLite file beside the store (WAL; ``synchronous=OFF``:
+a counter lost in a power cut is harmless), so all workers on the machine count
+together without another server. Larger deployments may pass a Redis or
+memcached URI instead (``SKILLCIRCLE_RATELIMIT_STORAGE``); ``limits`` supports them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from typing import Any
+
+from limits.storage import Storage
+
+#: Expired counters are removed every this many increments (per process).
+PRUNE_EVERY = 1000
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS counters "
+    "(key TEXT PRIMARY KEY, value INTEGER NOT NULL, expiry REAL NOT NULL)"
+)
+
+
+class SQLiteStorage(Storage):
+    """Fixed-window counters in a SQLite file (``sqlite:///path/to/file``)."""
+
+    STORAGE_SCHEME = ["sqlite"]  # noqa: RUF012 - the type limits declares
+
+    def __init__(self, uri: str, wrap_exceptions: bool = False, **options: Any) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self.path = uri.removeprefix("sqlite:///")
+        if not self.path or self.path == uri:
+            raise ValueError(f"rate-limit storage {uri!r}: write sqlite:///<file>")
+        self._local = threading.local()
+        self._calls = 0
+        self._conn().execute(_SCHEMA)
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return sqlite3.Error
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            # a connection never crosses a fork (gunicorn forks the workers)
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=OFF")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        self._calls += 1
+        if self._calls % PRUNE_EVERY == 0:
+            self.prune()
+        row = (
+            self._conn()
+            .execute(
+                "INSERT INTO counters (key, value, expiry) VALUES (?1, ?2, ?3) "
+                "ON CONFLICT(key) DO UPDATE SET "
+                "value = CASE WHEN expiry <= ?4 THEN ?2 ELSE value + ?2 END, "
+                "expiry = CASE WHEN expiry <= ?4 THEN ?3 ELSE expiry END "
+                "RETURNING value",
+                (key, amount, now + expiry, now),
+            )
+            .fetchone()
+        )
+        return int(row[0])
+
+    def get(self, key: str) -> int:
+        row = (
+            self._conn()
+            .execute("SELECT value FROM counters WHERE key = ? AND expiry > ?", (key, time.time()))
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def get_expiry(self, key: str) -> float:
+        row = self._conn().execute("SELECT expiry FROM counters WHERE key = ?", (key,)).fetchone()
+        return float(row[0]) if row else time.time()
+
+    def check(self) -> bool:
+        try:
+            self._conn().execute("SELECT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return True
+
+    def reset(self) -> int | None:
+        return self._conn().execute("DELETE FROM counters").rowcount
+
+    def clear(self, key: str) -> None:
+        self._conn().execute("DELETE FROM counters WHERE key = ?", (key,))
+
+    def prune(self) -> int:
+        """Remove expired counters (every :data:`PRUNE_EVERY` increments)."""
+        return (
+            self._conn().execute("DELETE FROM counters WHERE expiry <= ?", (time.time(),)).rowcount
+        )
