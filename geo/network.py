@@ -835,7 +835,7 @@ def load_network(
         country extract for one county). Pass the region's outline grown by the
         routing halo, :func:`geo.osmclip.clip_area` ``(outline,
         settings.clip_halo_m)``. Roads crossing its edge are kept whole. Cached
-        apart from unclipped reads of the same file.
+        apart from unclipped reads of the same file. Ignored without ``osm_file``.
     clip_reader
         How to clip: ``auto`` (``osmium extract`` from Debian ``osmium-tool`` when
         installed, else streaming pyosmium), ``osmium-tool`` or ``pyosmium``; both
