@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, render_template, request
+from flask import Flask, current_app, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from geo.region import BUNDLED_CODE, Region, RegionError
 from geo.settings import Settings
@@ -35,6 +37,25 @@ DEFAULT_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 DEFAULT_TILE_ATTR = (
     '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
 )
+
+
+class _Flask(Flask):
+    def log_exception(self, exc_info: Any) -> None:
+        """Log an unexpected error with the request id its 500 answer carries."""
+        self.logger.error(
+            "request %s: unexpected error on %s %s",
+            request_id(),
+            request.method,
+            request.path,
+            exc_info=exc_info,
+        )
+
+
+def request_id() -> str:
+    """An id for this request, quoted in a 500 answer and in the log line of its error."""
+    if "request_id" not in g:
+        g.request_id = uuid.uuid4().hex[:16]
+    return str(g.request_id)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -60,6 +81,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         ``skillcircle-<code>.sqlite3`` for others).
     ``MAX_CONTENT_LENGTH``
         Largest request body, bytes (default 10 MB; uploads above get 413).
+    ``MAX_JSON_LENGTH``
+        Largest JSON body of the admin API, bytes (default 256 KB).
     ``RATELIMIT_PUBLIC`` / ``RATELIMIT_ADMIN`` / ``RATELIMIT_AUTH_FAILURES``
         flask-limiter limits per client address (env ``SKILLCIRCLE_RATELIMIT_*``).
     ``RATELIMIT_STORAGE``
@@ -67,7 +90,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         ``SKILLCIRCLE_RATELIMIT_STORAGE``; default ``sqlite:///<store>.ratelimit``;
         ``memory://`` for one process, or a Redis/memcached URI).
     """
-    app = Flask(__name__, instance_relative_config=True)
+    app = _Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
         OSM_FILE=os.environ.get("SKILLCIRCLE_OSM") or None,
         REGION=os.environ.get("SKILLCIRCLE_REGION") or None,
@@ -94,6 +117,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     store = Store(app.config["DATABASE"] or default_database(region.code))
     check_store_region(store, region)
     app.extensions["skillcircle.store"] = store
+    unsafe = store.unsafe_id_facilities()
+    if unsafe:
+        logger.warning(
+            "the store has %d facilities with unsafe ids (e.g. %r) that the admin API "
+            "cannot reach; list and remove them with `skillcircle admin repair-ids`",
+            len(unsafe),
+            unsafe[0]["id"],
+        )
     if study is None:
         if not store.facility_count():
             from geo.facilities import load_facilities
@@ -116,7 +147,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     logger.info("network: %s", study.network.source.label)
 
     from web import admin, api, exports, map, qr, security
+    from web._params import RowId
 
+    app.url_map.converters["id"] = RowId
     storage = app.config.get("RATELIMIT_STORAGE") or f"sqlite:///{ratelimit_file(store)}"
     security.init_app(app, storage)
     app.register_blueprint(map.bp)
@@ -135,6 +168,27 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     @app.errorhandler(405)
     def not_allowed(error: Any) -> Any:
         return {"error": "method not allowed"}, 405
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        if not request.path.startswith("/api/"):
+            return error
+        return {"error": error.name.lower(), "message": error.description}, error.code
+
+    @app.errorhandler(InternalServerError)
+    def internal_error(error: InternalServerError) -> Any:
+        """Any unexpected exception (logged by ``log_exception``): JSON on /api, never HTML."""
+        rid = request_id()
+        message = f"unexpected error; quote request id {rid} to the operator"
+        if request.path.startswith("/api/"):
+            response = jsonify(error="internal error", message=message, request_id=rid)
+        else:
+            response = current_app.make_response(
+                render_template("error.html", status=500, message=f"服务器内部错误 / {message}")
+            )
+        response.status_code = 500
+        response.headers["X-Request-Id"] = rid
+        return response
 
     return app
 

@@ -37,13 +37,15 @@ from flask import (
 )
 from pydantic import BaseModel, ValidationError
 
+from geo import _validate as v
 from geo._errors import FacilityDataError, SettingsError
 from geo.coords import to_wgs84
-from geo.facilities import LAYER_PREFIXES, facilities_from_records, import_registry
+from geo.facilities import facilities_from_records, facility_id_prefix, import_registry
 from geo.geocode import Gazetteer, Geocoder, make_geocoder
 from geo.settings import LAYERS
 from geo.study import Study, StudyChange
 
+from . import _params as p
 from . import get_store, set_study
 from .schemas import BODIES, FacilityBody, as_stored, field_errors
 from .store import Principal, frame_records
@@ -95,13 +97,6 @@ def _validate(model: type[BaseModel], data: Any) -> BaseModel:
         return model.model_validate(data)
     except ValidationError as exc:
         _fail(400, "invalid body", "some fields are invalid", fields=field_errors(exc))
-
-
-def _json_body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        _fail(400, "invalid body", "send a JSON object with Content-Type: application/json")
-    return data
 
 
 @contextmanager
@@ -165,7 +160,7 @@ def _facility_record(body: FacilityBody, old: dict[str, Any] | None) -> dict[str
     _require_county(county, f"place a facility in {county}")
     if body.town:
         town, town_code = body.town, _town_code(county, body.town)
-    fid = body.id or _new_id(body.layer, county)
+    fid = body.id or ""  # a new facility without an id gets one when it is stored
     record = {
         "id": fid,
         "layer": body.layer,
@@ -188,7 +183,8 @@ def _facility_record(body: FacilityBody, old: dict[str, Any] | None) -> dict[str
         "lat": lat,
     }
     try:
-        facilities_from_records([record], where=[f"facility {fid}"], label="body")
+        probe = {**record, "id": fid or "new"}
+        facilities_from_records([probe], where=[f"facility {fid or '(new)'}"], label="body")
     except FacilityDataError as exc:
         _fail(400, "invalid body", str(exc), fields={"_": str(exc)})
     return record
@@ -200,14 +196,10 @@ def _town_code(county: str, town: str) -> str:
     return "" if hit.empty else str(hit["town_code"].iloc[0])
 
 
-def _new_id(layer: str, county: str) -> str:
+def _id_prefix(layer: str, county: str) -> str:
+    """Prefix of generated ids: per layer and county, so counties never share a sequence."""
     adcode = current_app.extensions["skillcircle"].settings.region.county(county).adcode
-    prefix = f"{LAYER_PREFIXES[layer]}-{adcode}-A"
-    store = get_store()
-    n = 1
-    while store.facility(f"{prefix}{n:03d}") is not None:
-        n += 1
-    return f"{prefix}{n:03d}"
+    return facility_id_prefix(layer, adcode)
 
 
 def _existing(fid: str) -> dict[str, Any]:
@@ -233,7 +225,7 @@ def list_facilities() -> Any:
 
 @bp.post("/facilities")
 def create_facility() -> Any:
-    data = _json_body()
+    data = p.json_body()
     with _writing():
         body = _validate(FacilityBody, data)
         assert isinstance(body, FacilityBody)
@@ -241,15 +233,17 @@ def create_facility() -> Any:
             _fail(409, "conflict", f"facility {body.id!r} exists; PATCH it instead")
         record = _facility_record(body, None)
         with get_store().write(g.principal, "create", "facility", record["id"]) as tx:
+            if not record["id"]:
+                record["id"] = tx.new_facility_id(_id_prefix(body.layer, record["county"]))
             tx.put_facility(record)
-            tx.county, tx.after = record["county"], record
+            tx.entity_id, tx.county, tx.after = record["id"], record["county"], record
         change = _publish()
     return jsonify(facility=record, recomputed=_change_json(change)), 201
 
 
 @bp.patch("/facilities/<fid>")
 def update_facility(fid: str) -> Any:
-    patch = _json_body()
+    patch = p.json_body()
     with _writing():
         old = _existing(fid)
         _require_county(old["county"], f"change facility {fid} in {old['county']}")
@@ -301,13 +295,12 @@ def upload() -> Any:
             file.save(path)
         finally:
             file.close()  # a large upload is spooled to a temporary file
-        number = get_store().count_audit("upload") + 1
         try:
             rows = import_registry(
                 path,
                 layer or "training_institution",
                 crs,
-                id_tag=f"U{number}",
+                id_tag=None,  # rows without an id get one per county when stored
                 geocoder=_upload_geocoder(),
                 settings=current_app.extensions["skillcircle"].settings,
             )
@@ -319,10 +312,11 @@ def upload() -> Any:
         problems = []
         forbidden = False  # a row outside the token's county makes the whole upload a 403
         replaced = {}
-        for record in records:
+        row_name = v.feature_row if suffix in (".geojson", ".json") else v.table_row
+        for i, record in enumerate(records):
             county, town, town_code = _locate(record["lon"], record["lat"])
-            where = f"{record['id']}"
-            old = get_store().facility(record["id"])
+            where = record["id"] or row_name(i)
+            old = get_store().facility(record["id"]) if record["id"] else None
             if county is None:
                 problems.append({"row": where, "message": "point is outside the region's counties"})
                 continue
@@ -352,8 +346,14 @@ def upload() -> Any:
                 committed=False,
             )
         with get_store().write(g.principal, "upload", "facility", file.filename[:200]) as tx:
+            for record in records:  # given ids first: a made id must skip them
+                if record["id"]:
+                    tx.put_facility(record)
             for record in records:
-                tx.put_facility(record)
+                if not record["id"]:
+                    prefix = _id_prefix(record["layer"], record["county"])
+                    record["id"] = tx.new_facility_id(prefix)
+                    tx.put_facility(record)
             tx.county = g.principal.county
             tx.before = replaced or None
             tx.after = {"ids": [r["id"] for r in records], "crs": crs}
@@ -402,7 +402,7 @@ def list_items(fid: str, table: str) -> Any:
 
 @bp.post("/facilities/<fid>/<any(courses, evaluations):table>")
 def create_item(fid: str, table: str) -> Any:
-    data = _json_body()
+    data = p.json_body()
     facility = _existing(fid)
     _require_county(facility["county"], f"add {table} to {fid} in {facility['county']}")
     values = as_stored(_validate(BODIES[table], data))
@@ -414,16 +414,16 @@ def create_item(fid: str, table: str) -> Any:
 
 def _item(fid: str, table: str, item_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
     facility = _existing(fid)
-    item = get_store().item(table, item_id)
+    item = get_store().item(table, p.row_id(item_id, table[:-1]))
     if item is None or item["facility_id"] != fid:
         _fail(404, "not found", f"no {table[:-1]} {item_id} at facility {fid!r}")
     _require_county(facility["county"], f"change {table} of {fid} in {facility['county']}")
     return facility, item
 
 
-@bp.patch("/facilities/<fid>/<any(courses, evaluations):table>/<int:item_id>")
+@bp.patch("/facilities/<fid>/<any(courses, evaluations):table>/<id:item_id>")
 def update_item(fid: str, table: str, item_id: int) -> Any:
-    patch = _json_body()
+    patch = p.json_body()
     facility, item = _item(fid, table, item_id)
     model = BODIES[table]
     merged = {k: item[k] for k in model.model_fields if item.get(k) is not None} | patch
@@ -434,7 +434,7 @@ def update_item(fid: str, table: str, item_id: int) -> Any:
     return jsonify(get_store().item(table, item_id))
 
 
-@bp.delete("/facilities/<fid>/<any(courses, evaluations):table>/<int:item_id>")
+@bp.delete("/facilities/<fid>/<any(courses, evaluations):table>/<id:item_id>")
 def delete_item(fid: str, table: str, item_id: int) -> Any:
     facility, item = _item(fid, table, item_id)
     with get_store().write(g.principal, "delete", table[:-1], str(item_id)) as tx:
@@ -445,11 +445,9 @@ def delete_item(fid: str, table: str, item_id: int) -> Any:
 
 @bp.get("/audit")
 def audit() -> Any:
-    limit = request.args.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        _fail(400, "bad request", "limit must be a whole number 1-1000")
+    limit = p.integer("limit", 1, 1000, default=100)
     principal: Principal = g.principal
-    return jsonify(entries=get_store().audit(principal.county, int(limit)))
+    return jsonify(entries=get_store().audit(principal.county, limit))
 
 
 # ------------------------------------------------------------------------ page

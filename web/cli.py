@@ -154,3 +154,40 @@ def list_tokens(database: Path | None) -> None:
         state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
         county = row["county"] or "city-wide"
         click.echo(f"{row['id']}\t{row['name']}\t{county}\t{row['created_at']}\t{state}")
+
+
+@admin.command("repair-ids")
+@region_option
+@click.option("--yes", is_flag=True, help="删除列出的设施 / remove the listed facilities.")
+@_database
+def repair_ids(yes: bool, database: Path | None) -> None:
+    """List facilities whose ids break the id pattern; with --yes remove them.
+
+    Such records (stored before ids were checked, e.g. ``a/b`` or
+    ``=HYPERLINK(...)``) cannot be reached by any URL, so nobody can see, fix or
+    delete them. Removal takes their courses and evaluation sessions with them,
+    in one transaction with an audit entry (action ``repair``) that keeps every
+    removed record. Restart the server afterwards to recompute coverage.
+    """
+    store = _store(database)
+    unsafe = store.unsafe_id_facilities()
+    if not unsafe:
+        click.echo(f"no facilities with unsafe ids in {store.path}")
+        return
+    for row in unsafe:
+        click.echo(
+            f"{row['id']!r}\t{row['county'] or '-'}\t{row['layer']}\t{row['name']!r}\t"
+            f"courses {row['courses']}, evaluations {row['evaluations']}"
+        )
+    if not yes:
+        click.echo(
+            f"{len(unsafe)} facilities with unsafe ids; run again with --yes to remove them "
+            "(with their courses and evaluations)"
+        )
+        return
+    removed = store.remove_facilities([row["id"] for row in unsafe], who="cli repair-ids")
+    click.echo(
+        f"removed {removed['facilities']} facilities, {removed['courses']} courses and "
+        f"{removed['evaluations']} evaluations (audit action 'repair'); "
+        "restart the server to recompute coverage"
+    )

@@ -33,7 +33,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from geo.facilities import FACILITY_COLUMNS, facilities_from_records
+from geo.facilities import FACILITY_COLUMNS, facilities_from_records, facility_id_problem
 
 #: Schema migrations; index k upgrades user_version k -> k + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -93,6 +93,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             after TEXT
         )""",
         "CREATE INDEX audit_county ON audit(county, id)",
+    ),
+    (
+        # the last number given per generated-id prefix (TB-330402-A): ids made in the
+        # write transaction, never reused after a delete, never another county's
+        """CREATE TABLE id_sequences (
+            prefix TEXT PRIMARY KEY,
+            last INTEGER NOT NULL
+        )""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -269,8 +277,55 @@ class Store:
         return [json.loads(r["data"]) for r in rows]
 
     def facilities_frame(self) -> gpd.GeoDataFrame:
-        """All facilities as a validated frame (the format of ``load_facilities``)."""
-        return facilities_from_records(self.facility_records(), bounds=None, label="store")
+        """All facilities as a validated frame (the format of ``load_facilities``).
+
+        Ids stored before they were checked are let through (see
+        :meth:`unsafe_id_facilities`), so such a store still serves.
+        """
+        return facilities_from_records(
+            self.facility_records(), bounds=None, label="store", check_ids=False
+        )
+
+    def unsafe_id_facilities(self) -> list[dict[str, Any]]:
+        """Facilities whose id breaks :data:`geo.facilities.FACILITY_ID_PATTERN`, each with
+        ``id``, ``county``, ``name``, ``layer`` and its number of ``courses`` and
+        ``evaluations`` (stored before ids were checked; no URL reaches them)."""
+        rows = self.conn.execute(
+            "SELECT id, county, layer, data, "
+            "(SELECT count(*) FROM courses WHERE facility_id = f.id) AS courses, "
+            "(SELECT count(*) FROM evaluations WHERE facility_id = f.id) AS evaluations "
+            "FROM facilities AS f ORDER BY rowid"
+        )
+        out = []
+        for row in rows:
+            if facility_id_problem(row["id"]) is not None:
+                record = dict(row)
+                record["name"] = json.loads(record.pop("data")).get("name", "")
+                out.append(record)
+        return out
+
+    def remove_facilities(self, ids: Sequence[str], who: str = "cli") -> dict[str, int]:
+        """Delete facilities with their courses and evaluations in one audited transaction.
+
+        Returns the numbers removed (``facilities``, ``courses``, ``evaluations``);
+        the audit entry (action ``repair``) keeps every removed record.
+        """
+        removed = {"facilities": 0, "courses": 0, "evaluations": 0}
+        with self.write(None, "repair", "facility", "*", who=who) as tx:
+            before = []
+            for fid in ids:
+                row = tx.conn.execute("SELECT data FROM facilities WHERE id = ?", (fid,)).fetchone()
+                if row is None:
+                    continue
+                items = {t: _rows(tx.conn, t, fid) for t in TABLE_FIELDS}
+                before.append({"facility": json.loads(row["data"]), **items})
+                tx.delete_facility(fid)  # courses and evaluations go with it (ON DELETE CASCADE)
+                removed["facilities"] += 1
+                removed["courses"] += len(items["courses"])
+                removed["evaluations"] += len(items["evaluations"])
+            tx.before = before
+            tx.after = {"removed": [b["facility"]["id"] for b in before], **removed}
+        return removed
 
     # ------------------------------------------------------- courses, evaluations
 
@@ -389,6 +444,30 @@ class Write:
     def delete_facility(self, fid: str) -> None:
         self.conn.execute("DELETE FROM facilities WHERE id = ?", (fid,))
 
+    def new_facility_id(self, prefix: str) -> str:
+        """The next unused id ``<prefix><n:03d>`` from the prefix's sequence.
+
+        Taken inside this write transaction (``BEGIN IMMEDIATE``), so concurrent
+        writers, even other processes, never get the same id; a number whose id a
+        record already holds (given in a file, say) is skipped, not reused.
+        """
+        row = self.conn.execute(
+            "SELECT last FROM id_sequences WHERE prefix = ?", (prefix,)
+        ).fetchone()
+        n = int(row["last"]) if row else 0
+        while True:
+            n += 1
+            fid = f"{prefix}{n:03d}"
+            taken = self.conn.execute("SELECT 1 FROM facilities WHERE id = ?", (fid,)).fetchone()
+            if taken is None:
+                break
+        self.conn.execute(
+            "INSERT INTO id_sequences (prefix, last) VALUES (?, ?) "
+            "ON CONFLICT(prefix) DO UPDATE SET last = excluded.last",
+            (prefix, n),
+        )
+        return fid
+
     def insert_item(self, table: str, facility_id: str, values: Mapping[str, Any]) -> int:
         fields = TABLE_FIELDS[table]
         cur = self.conn.execute(
@@ -429,6 +508,12 @@ def frame_records(facilities: gpd.GeoDataFrame) -> list[dict[str, Any]]:
         rec["lat"] = round(float(row.geometry.y), 7)
         records.append(rec)
     return records
+
+
+def _rows(conn: sqlite3.Connection, table: str, facility_id: str) -> list[dict[str, Any]]:
+    _check_table(table)
+    query = f"SELECT * FROM {table} WHERE facility_id = ? ORDER BY id"
+    return [dict(r) for r in conn.execute(query, (facility_id,))]
 
 
 def _check_table(table: str) -> None:
