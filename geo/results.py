@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Version of the cached results; a file of another version is recomputed.
-FORMAT_VERSION = 8  # 8: with the facilities; 7: with 技能码 cards; 6: a Results dataclass (5: a positional tuple)
+#: 8: with the facilities; 7: with 技能码 cards; 6: a Results dataclass; 5: a tuple.
+FORMAT_VERSION = 8
 
 
 @dataclass(frozen=True)
