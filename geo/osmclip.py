@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from geo._errors import NetworkError, SettingsError
+from geo._errors import NetworkError, OutsideRegionError, SettingsError
 from geo._validate import Bounds, describe_bounds, overlaps
 from geo.network import (
     NetworkSource,
@@ -282,13 +282,13 @@ def _source(path: Path) -> NetworkSource:
     return NetworkSource("osm_file", f"{path.name} (OSM {kind}, clipped to the region + halo)")
 
 
-def _no_overlap(path: Path, file_bounds: Bounds | None, clip: Any) -> NetworkError:
+def _no_overlap(path: Path, file_bounds: Bounds | None, clip: Any) -> OutsideRegionError:
     where = (
         f"the file covers {describe_bounds(file_bounds)}"
         if file_bounds is not None
         else "the file has no nodes"
     )
-    return NetworkError(
+    return OutsideRegionError(
         f"{path}: OSM 文件与区域不重叠 / the OSM file does not overlap the region: {where}, "
         f"the region with its routing halo {describe_bounds(clip.bounds)}; pass an OSM "
         f"extract that covers the region (e.g. its province from {_GEOFABRIK})"
@@ -309,6 +309,12 @@ def _no_roads(path: Path, clip: Any) -> NetworkError:
     )
 
 
+def _unreadable(path: Path, why: str) -> NetworkError:
+    """An OSM file osmium cannot read, named by its format."""
+    what = "cannot read OSM PBF" if path.name.lower().endswith(".pbf") else "broken OSM XML"
+    return NetworkError(f"{path}: {what} ({why}); check the file or download it again")
+
+
 def _header_box(path: Path) -> Bounds | None:
     """The bounding box in the file's header (Geofabrik and osmium write one), or None."""
     import osmium
@@ -317,7 +323,7 @@ def _header_box(path: Path) -> Bounds | None:
         with osmium.io.Reader(str(path), osmium.osm.NOTHING) as reader:
             box = reader.header().box()
     except RuntimeError as exc:
-        raise NetworkError(f"{path}: cannot read OSM PBF ({exc})") from exc
+        raise _unreadable(path, str(exc)) from exc
     if not box.valid():
         return None
     return (box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat)
@@ -347,7 +353,7 @@ def _read_with_osmium_tool(
             _, err = proc.communicate()
         if proc.returncode != 0:
             last = (err.strip().splitlines() or ["no message"])[-1]
-            raise NetworkError(f"{path}: cannot read OSM file (osmium extract: {last})")
+            raise _unreadable(path, f"osmium extract: {last}")
         logger.info(
             "osmium extract: %s -> %.1f MB (%.1f s)",
             path.name,
@@ -594,7 +600,7 @@ def _read_with_pyosmium(path: Path, clip: Any, progress: bool) -> RoadNetwork:
             refs = unique_ids(np.concatenate([np.asarray(r, np.int64) for _, _, r in ways]))
             ids, x, y = _pass_outside_nodes(chunks, nodes, refs, tmp, pool, progress)
     except RuntimeError as exc:
-        raise NetworkError(f"{path}: cannot read OSM PBF ({exc})") from exc
+        raise _unreadable(path, str(exc)) from exc
     # refs to nodes the file lacks are dropped, as the whole-file reader does
     absent = set(refs[~in_sorted(refs, np.sort(ids))].tolist())
     edges = WayEdges()

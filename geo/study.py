@@ -93,6 +93,9 @@ class Study:
     ) -> Study:
         """Load data and network and compute (or read cached) results.
 
+        An ``osm_file`` is clipped to the region's counties grown by
+        ``settings.clip_halo_m`` while it is read (:mod:`geo.osmclip`).
+
         ``facilities`` (a frame like :func:`geo.facilities.load_facilities` returns,
         e.g. from the web app's store) takes precedence over ``facilities_path``.
         """
@@ -108,7 +111,14 @@ class Study:
         villages = load_villages(villages_path, settings)
         towns = load_towns(settings=settings)
         counties = load_counties(settings=settings)
-        network = load_network(settings, osm_file, use_cache=use_cache)
+        clip = None
+        if osm_file is not None:  # the region's data: read the file only around the region
+            from geo.osmclip import clip_area
+
+            clip = clip_area(counties, settings.clip_halo_m)
+        network = load_network(
+            settings, osm_file, use_cache=use_cache, clip=clip, progress=progress
+        )
         routers = {m: Router(network, m, settings) for m in modes}
         version = results_key(settings, network, facilities, villages, modes, iso_minutes)
         cache = _cache(settings)
