@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from geo.coverage import coverage_table
 from web import create_app
-from web.store import SCHEMA_VERSION, Store, StoreError
+from web.store import SCHEMA_VERSION, Store, StoreError, hash_token
 
 VILLAGE = "330402007024"  # 百福弄社区居委会, 南湖区建设街道
 NANHU_SCHOOL = "TS-330402-001"  # 嘉兴市建筑工业学校, 南湖区
@@ -43,11 +43,6 @@ def make_app(study, database: str, **config):
             **config,
         }
     )
-
-
-@pytest.fixture
-def database(new_database) -> str:
-    return new_database()
 
 
 @pytest.fixture
@@ -99,10 +94,13 @@ def test_no_token_bad_token_revoked_token_are_401(client, app, tokens):
 def test_only_token_hashes_are_stored(app, database):
     store: Store = app.extensions["skillcircle.store"]
     _, token = store.create_token("test", "南湖区")
-    raw = b"".join(
-        p.read_bytes() for p in __import__("pathlib").Path(database).parent.glob("*sqlite3*")
-    )
-    assert token.encode() not in raw
+    if store.path is not None:  # SQLite: nowhere in the files (database, WAL)
+        raw = b"".join(p.read_bytes() for p in store.path.parent.glob("*sqlite3*"))
+        assert token.encode() not in raw
+    for table in ("tokens", "audit"):  # both: in no row
+        rows = store.conn.execute(f"SELECT * FROM {table}").fetchall()
+        assert rows and token not in repr([dict(r) for r in rows])
+    assert hash_token(token) in [r[0] for r in store.conn.execute("SELECT hash FROM tokens")]
     assert store.authenticate(token).name == "test"
 
 
@@ -513,25 +511,45 @@ def test_security_headers(client):
     assert "Access-Control-Allow-Origin" not in resp.headers
 
 
-def test_store_migrations(tmp_path):
-    store = Store(tmp_path / "s.sqlite3")
+def test_store_migrations(database):
+    store = Store(database)
     assert store.version == SCHEMA_VERSION
-    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"facilities", "courses", "evaluations", "tokens", "audit"} <= tables
+    if store.path is not None:
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    else:
+        query = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    tables = {r[0] for r in store.conn.execute(query)}
+    assert {
+        "facilities",
+        "courses",
+        "evaluations",
+        "tokens",
+        "audit",
+        "id_sequences",
+        "data_versions",
+        "jobs",
+        "published",
+    } <= tables
+    assert store.data_versions() == {"facilities": 0, "content": 0}
     store.close()
-    Store(tmp_path / "s.sqlite3").close()  # re-opening migrates nothing
-    conn = sqlite3.connect(tmp_path / "s.sqlite3")
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.close()
-    with pytest.raises(StoreError, match="newer than this skillcircle"):
-        Store(tmp_path / "s.sqlite3")
+    Store(database).close()  # re-opening migrates nothing
+    if store.path is not None:
+        conn = sqlite3.connect(store.path)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.close()
+    else:
+        store.conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreError, match="newer than this skillcircle") as raised:
+        Store(database)
+    assert str(raised.value).startswith(store.location)
+    assert "pg-test-secret" not in str(raised.value)  # a URL's password never in a message
 
 
-def test_admin_cli_tokens(tmp_path):
+def test_admin_cli_tokens(database):
     from geo.cli import main
 
-    db = str(tmp_path / "cli.sqlite3")
+    db = database
     runner = CliRunner()
     made = runner.invoke(main, ["admin", "create-token", "--county", "南湖区", "--database", db])
     assert made.exit_code == 0, made.output
@@ -650,10 +668,10 @@ def test_unsafe_ids_are_refused_on_post_and_upload(client, tokens, database):
     assert (facility_count(client), Store(database).count_audit("upload")) == before
 
 
-def test_repair_ids_lists_then_removes_unreachable_records(study, tmp_path, caplog):
+def test_repair_ids_lists_then_removes_unreachable_records(study, database, caplog):
     from geo.cli import main
 
-    db = str(tmp_path / "legacy.sqlite3")
+    db = database
     store = Store(db)
     store.seed(study.facilities)
     good = store.facility(NANHU_SCHOOL)

@@ -12,6 +12,7 @@ in with :func:`set_study`; a request keeps the study it started with.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -229,9 +230,11 @@ def default_database(code: str = BUNDLED_CODE) -> Path:
 
 def ratelimit_file(store: Store) -> Path:
     """The rate-limit counters of a store's app: a SQLite file beside it (shared by every
-    worker process on this machine)."""
-    if store.path is None:  # PostgreSQL: counters stay on this machine
-        return Path(Flask(__name__).instance_path) / "ratelimit.sqlite3"
+    worker process on this machine); for a PostgreSQL store, one per database in the
+    instance folder (counters stay on this machine)."""
+    if store.path is None:
+        digest = hashlib.sha256(store.location.encode()).hexdigest()[:12]
+        return Path(Flask(__name__).instance_path) / f"ratelimit-{digest}.sqlite3"
     return store.path.with_name(store.path.name + ".ratelimit")
 
 

@@ -38,8 +38,9 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,12 +246,32 @@ class _Connection:
     def __init__(self, raw: Any, dialect: _Dialect) -> None:
         self.raw = raw
         self.dialect = dialect
+        # closed when dropped (a finished thread's, a store's no longer used), before the
+        # driver's own finaliser runs even in a reference cycle; at exit; never after a
+        # fork (closing the parent's connection would end the parent's PostgreSQL session)
+        self._finalizer = weakref.finalize(self, _close_raw, raw, os.getpid())
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
         return self.raw.execute(self.dialect.sql(statement), tuple(params))
 
+    @property
+    def lost(self) -> bool:
+        """Whether the server dropped the connection (PostgreSQL restarted, network)."""
+        return bool(getattr(self.raw, "closed", False))
+
     def close(self) -> None:
-        self.raw.close()
+        self._finalizer()
+
+
+def _close_raw(raw: Any, pid: int) -> None:
+    if os.getpid() == pid:
+        with suppress(Exception):  # e.g. SQLite's from another thread: it closes itself
+            raw.close()
+    else:  # the parent's, inherited by a fork: left alone, never finalised here
+        _INHERITED.append(raw)
+
+
+_INHERITED: list[Any] = []
 
 
 def is_database_url(target: str | Path) -> bool:
@@ -285,18 +306,19 @@ class Store:
         from urllib.parse import urlsplit
 
         parts = urlsplit(self.url)
+        user = f"{parts.username}@" if parts.username else ""
         host = parts.hostname or ""
-        return (
-            f"{parts.scheme}://{parts.username + '@' if parts.username else ''}{host}{parts.path}"
-        )
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
     # ------------------------------------------------------------ connections
 
     @property
     def conn(self) -> _Connection:
         conn: _Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = self._connect()  # a connection never crosses a fork
+        # a connection never crosses a fork; one the server dropped (restarted) is replaced
+        if conn is None or getattr(self._local, "pid", None) != os.getpid() or conn.lost:
+            conn = self._connect()
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -322,7 +344,7 @@ class Store:
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+        if conn is not None:
             conn.close()
         self._local.conn = None
 
@@ -346,27 +368,44 @@ class Store:
     def _schema_version(self) -> int:
         if self.url is None:
             return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
-        self.conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        exists = self.conn.execute(  # a query, not to_regclass: that may answer from a cache
+            "SELECT count(*) FROM pg_catalog.pg_tables "
+            "WHERE schemaname = current_schema() AND tablename = 'schema_version'"
+        ).fetchone()[0]
+        if not exists:
+            return 0
         row = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()
         return int(row[0] or 0)
 
     def migrate(self) -> int:
-        """Apply pending migrations; return the schema version."""
+        """Apply pending migrations; return the schema version.
+
+        Each migration runs in a write transaction that first reads the version
+        again: processes starting together on one database migrate it once.
+        """
         version = self._schema_version()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.location} has schema version {version}, newer than this skillcircle "
-                f"({SCHEMA_VERSION}); upgrade skillcircle"
-            )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
+        while True:
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.location} has schema version {version}, newer than this "
+                    f"skillcircle ({SCHEMA_VERSION}); upgrade skillcircle"
+                )
+            if version == SCHEMA_VERSION:
+                return SCHEMA_VERSION
             with self._transaction() as conn:
-                for statement in MIGRATIONS[target - 1]:
+                version = self._schema_version()
+                if version >= SCHEMA_VERSION:
+                    continue  # another process migrated it meanwhile
+                for statement in MIGRATIONS[version]:
                     conn.execute(statement.format(**self.dialect.tokens))
+                version += 1
                 if self.url is None:
-                    conn.execute(f"PRAGMA user_version = {target}")
+                    conn.execute(f"PRAGMA user_version = {version}")
                 else:
-                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
-        return SCHEMA_VERSION
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+                    )
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
     @property
     def version(self) -> int:
@@ -438,6 +477,8 @@ class Store:
         return len(records)
 
     def facility(self, fid: str) -> dict[str, Any] | None:
+        if "\x00" in fid:  # no id holds NUL (PostgreSQL text cannot: it would be an error)
+            return None
         row = self.conn.execute("SELECT data FROM facilities WHERE id = ?", (fid,)).fetchone()
         return None if row is None else dict(json.loads(row["data"]))
 
