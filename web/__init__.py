@@ -31,7 +31,7 @@ from geo.study import Study
 
 from .memo import Memo
 from .store import Store
-from .sync import Follower, Recomputer, Served
+from .sync import STALE_S, Follower, Recomputer, Served
 
 T = TypeVar("T")
 
@@ -161,7 +161,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise SettingsError(f"RECOMPUTE must be one of {', '.join(RECOMPUTE_MODES)}; got {mode!r}")
     app.config["RECOMPUTE"] = mode
     app.extensions["skillcircle.recomputer"] = Recomputer(
-        store, study, on_publish=lambda served: _put(app, served)
+        store,
+        study,
+        on_publish=lambda served: _put(app, served),
+        stale_s=float(app.config.get("JOB_STALE_S", STALE_S)),
     )
     app.extensions["skillcircle.follower"] = Follower(
         store, lambda: app.extensions["skillcircle.served"], lambda served: _put(app, served)

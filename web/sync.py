@@ -64,20 +64,31 @@ class Recomputer:
     on_publish
         Called with each newly published :class:`Served` (the inline and thread
         modes hand it to their app at once).
+    stale_s
+        A running job whose heartbeat is older than this is taken again.
     """
 
     def __init__(
-        self, store: Store, study: Study, on_publish: Callable[[Served], None] | None = None
+        self,
+        store: Store,
+        study: Study,
+        on_publish: Callable[[Served], None] | None = None,
+        stale_s: float = STALE_S,
     ) -> None:
         self.store = store
+        self.stale_s = stale_s
         self.study = study
         self.on_publish = on_publish
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.wake = threading.Event()
+
+    @property
+    def worker(self) -> str:
+        """``host:pid`` of the process computing (read at each claim: processes fork)."""
+        return f"{socket.gethostname()}:{os.getpid()}"
 
     def run_once(self) -> dict[str, object] | None:
         """Take and compute the newest queued job; None when nothing is queued."""
-        job = self.store.claim_job(self.worker, stale_s=STALE_S)
+        job = self.store.claim_job(self.worker, stale_s=self.stale_s)
         if job is None:
             return None
         job_id = int(job["id"])  # type: ignore[call-overload]
@@ -137,7 +148,7 @@ class Recomputer:
                 stop.wait(idle_s)
 
     def _beat(self, job_id: int, done: threading.Event) -> None:
-        while not done.wait(HEARTBEAT_S):
+        while not done.wait(min(HEARTBEAT_S, self.stale_s / 3)):
             try:
                 self.store.heartbeat(job_id)
             except Exception:  # pragma: no cover - the next beat tries again
