@@ -170,3 +170,29 @@ def test_gunicorn_workers_follow_a_move_and_survive_kill_9(study, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_answers_carry_an_etag_and_revalidate_cheaply(study, new_database):
+    app = make_app(study, new_database())
+    client = app.test_client()
+    first = client.get("/q/330402007024")
+    tag = first.headers["ETag"]
+    assert first.status_code == 200 and first.headers["Cache-Control"] == "public, no-cache"
+    again = client.get("/q/330402007024", headers={"If-None-Match": tag})
+    assert again.status_code == 304 and not again.data and again.headers["ETag"] == tag
+    assert client.get("/api/stats", headers={"If-None-Match": tag}).status_code == 304
+    qr = client.get("/q/330402007024.png")
+    assert qr.headers["Cache-Control"] == "public, max-age=86400"
+    # a new course changes what pages show: the old tag no longer matches
+    store: Store = app.extensions["skillcircle.store"]
+    _, token = store.create_token("南湖区总工会", "南湖区")
+    course = {"title": "电工班", "trade": "电工", "start_date": "2099-01-01", "seats": 5}
+    made = client.post(
+        "/api/admin/facilities/TS-330402-001/courses",
+        json=course,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert made.status_code == 201 and "no-store" in made.headers["Cache-Control"]
+    changed = client.get("/q/330402007024", headers={"If-None-Match": tag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != tag
+    assert "ETag" not in client.get("/api/admin/whoami").headers

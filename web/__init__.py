@@ -12,6 +12,7 @@ in with :func:`set_study`; a request keeps the study it started with.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -170,6 +171,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         store, lambda: app.extensions["skillcircle.served"], lambda served: _put(app, served)
     )
     app.after_request(_version_header)
+    _conditional_get(app)
     follow = app.config.get("FOLLOW", not app.testing)
     if follow or mode == "thread":
         app.before_request(lambda: _start_background(app, follow))
@@ -283,6 +285,56 @@ def _start_background(app: Flask, follow: bool) -> None:
         threading.Thread(
             target=recomputer.run_forever, args=(stop,), name="skillcircle-recompute", daemon=True
         ).start()
+
+
+#: Paths without an ETag (admin answers are ``no-store``; static files have their own).
+_PRIVATE = ("/api/admin", "/admin", "/static/")
+
+
+def _conditional_get(app: Flask) -> None:
+    """ETag and Cache-Control on public GETs, so phones and proxies revalidate cheaply.
+
+    The tag is the data an answer depends on — the served results, their
+    facilities version, the content version (courses, sessions), today's date in
+    China (past courses drop off) and the app's settings (public URL, tiles) —
+    so it is known before any work: a matching ``If-None-Match`` gets 304 at once.
+    QR images depend only on their URL and are cached for a day.
+    """
+    from .records import today
+
+    config_tag = hashlib.sha256(
+        repr((app.config.get("PUBLIC_URL"), app.config.get("TILE_URL"))).encode()
+    ).hexdigest()[:8]
+
+    def tag() -> str | None:
+        path = request.path
+        if request.method not in ("GET", "HEAD") or path.startswith(_PRIVATE):
+            return None
+        now = served()
+        content = get_store().data_versions()["content"]
+        version = now.study.version[:16]
+        return f"{version}-{now.facilities_version}-{content}-{today()}-{config_tag}"
+
+    @app.before_request
+    def not_modified() -> Any:
+        g.etag = tag()
+        if g.etag is not None and request.if_none_match.contains_weak(g.etag):
+            response = app.response_class(status=304)
+            response.set_etag(g.etag, weak=True)
+            response.headers["Cache-Control"] = "public, no-cache"
+            return response
+        return None
+
+    @app.after_request
+    def cache_headers(response: Any) -> Any:
+        etag = g.get("etag")
+        if etag is not None and response.status_code == 200:
+            response.set_etag(etag, weak=True)
+            if request.path.endswith((".png", ".svg")) and request.path.startswith("/q/"):
+                response.headers["Cache-Control"] = "public, max-age=86400"
+            else:
+                response.headers.setdefault("Cache-Control", "public, no-cache")
+        return response
 
 
 def _version_header(response: Any) -> Any:
