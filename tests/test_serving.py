@@ -3,6 +3,7 @@ happens off the request path, kill -9 of a worker or of the recompute loses noth
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing
 import os
@@ -196,3 +197,24 @@ def test_answers_carry_an_etag_and_revalidate_cheaply(study, new_database):
     changed = client.get("/q/330402007024", headers={"If-None-Match": tag})
     assert changed.status_code == 200 and changed.headers["ETag"] != tag
     assert "ETag" not in client.get("/api/admin/whoami").headers
+
+
+def test_an_oversized_upload_is_refused_and_nothing_is_written(study, new_database):
+    app = make_app(study, new_database(), UPLOAD_MAX_ROWS=3)
+    store: Store = app.extensions["skillcircle.store"]
+    _, token = store.create_token("南湖区总工会", "南湖区")
+    rows = "".join(f"样例{i},120.76,30.75\n" for i in range(4))
+    before = store.data_versions()
+    answer = app.test_client().post(
+        "/api/admin/facilities/upload",
+        data={
+            "file": (io.BytesIO(("名称,经度,纬度\n" + rows).encode()), "名录.csv"),
+            "crs": "wgs84",
+        },
+        headers={"Authorization": f"Bearer {token}"},
+        content_type="multipart/form-data",
+    )
+    assert answer.status_code == 413
+    body = answer.get_json()
+    assert "4 rows, more than the 3 one file may hold" in body["message"]
+    assert body["committed"] is False and store.data_versions() == before

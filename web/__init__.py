@@ -87,6 +87,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         ``skillcircle-<code>.sqlite3`` for others).
     ``MAX_CONTENT_LENGTH``
         Largest request body, bytes (default 10 MB; uploads above get 413).
+    ``UPLOAD_MAX_ROWS``
+        Most rows one registry upload may hold (default 50,000; more: 413).
     ``MAX_JSON_LENGTH``
         Largest JSON body of the admin API, bytes (default 256 KB).
     ``RATELIMIT_PUBLIC`` / ``RATELIMIT_ADMIN`` / ``RATELIMIT_AUTH_FAILURES``
@@ -110,6 +112,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             or None
         ),
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
+        UPLOAD_MAX_ROWS=int(os.environ.get("SKILLCIRCLE_UPLOAD_MAX_ROWS", "50000")),
         RATELIMIT_PUBLIC=os.environ.get("SKILLCIRCLE_RATELIMIT_PUBLIC", "50 per second"),
         RATELIMIT_ADMIN=os.environ.get("SKILLCIRCLE_RATELIMIT_ADMIN", "120 per minute"),
         RATELIMIT_STORAGE=os.environ.get("SKILLCIRCLE_RATELIMIT_STORAGE") or None,
