@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -171,7 +172,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         stale_s=float(app.config.get("JOB_STALE_S", STALE_S)),
     )
     app.extensions["skillcircle.follower"] = Follower(
-        store, lambda: app.extensions["skillcircle.served"], lambda served: _put(app, served)
+        store,
+        lambda: app.extensions["skillcircle.served"],
+        lambda served: _put(app, served),
+        warm=None if app.testing else lambda study: warm(app, study),
     )
     app.after_request(_version_header)
     _conditional_get(app)
@@ -344,6 +348,15 @@ def _version_header(response: Any) -> Any:
     """Every answer says which facilities version its figures reflect."""
     response.headers.setdefault("X-Data-Version", str(served().facilities_version))
     return response
+
+
+def warm(app: Flask, study: Study) -> None:
+    """Render the maps of a study before it is served (the slowest first visit)."""
+    from web import map
+
+    started = time.perf_counter()
+    map.warm(app, study)
+    logger.info("maps of %s rendered in %.1f s", study.version, time.perf_counter() - started)
 
 
 def served() -> Served:

@@ -370,9 +370,7 @@ def upload() -> Any:
             np.array([r["lon"] for r in records], float),
             np.array([r["lat"] for r in records], float),
         )
-        for i, (record, (county, town, town_code)) in enumerate(
-            zip(records, located, strict=True)
-        ):
+        for i, (record, (county, town, town_code)) in enumerate(zip(records, located, strict=True)):
             where = record["id"] or row_name(i)
             old = get_store().facility(record["id"]) if record["id"] else None
             if county is None:
