@@ -175,7 +175,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         store,
         lambda: app.extensions["skillcircle.served"],
         lambda served: _put(app, served),
-        warm=None if app.testing else lambda study: warm(app, study),
+        warm=None if app.testing else lambda study: warm(app, study, rest_later=True),
     )
     app.after_request(_version_header)
     _conditional_get(app)
@@ -350,13 +350,20 @@ def _version_header(response: Any) -> Any:
     return response
 
 
-def warm(app: Flask, study: Study) -> None:
-    """Render the maps of a study before it is served (the slowest first visit)."""
+def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
+    """Render the maps of a study before it is served (the slowest first visit).
+
+    With ``rest_later`` only the default mode's map is rendered now and the other
+    modes' in a background thread (a new version is then served sooner).
+    """
     from web import map
 
     started = time.perf_counter()
-    map.warm(app, study)
+    first = [map.DEFAULT_MODE] if rest_later and map.DEFAULT_MODE in study.modes else None
+    map.warm(app, study, first)
     logger.info("maps of %s rendered in %.1f s", study.version, time.perf_counter() - started)
+    if first is not None:
+        threading.Thread(target=map.warm, args=(app, study), daemon=True).start()
 
 
 def served() -> Served:

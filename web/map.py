@@ -9,6 +9,7 @@ once, not per request.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import folium
@@ -211,12 +212,16 @@ def cached_map(
     return remember("maps", key, lambda: build_map(study, mode, trade, access_layer))
 
 
-def warm(app: Flask, study: Study) -> None:
-    """Render the map of every mode (no trade filter) for ``study`` into the app's memo,
-    so that the first visit after a data change costs what the second does."""
+#: The mode the map page shows without ``?mode=`` (see :func:`web._params.mode`).
+DEFAULT_MODE = "ebike"
+
+
+def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
+    """Render the map of ``modes`` (default: all; no trade filter) for ``study`` into the
+    app's memo, so that the first visit after a data change costs what the second does."""
     memo = app.extensions["skillcircle.memo"]
     with app.test_request_context("/"):
-        for mode in study.modes:
+        for mode in study.modes if modes is None else modes:
             key = (mode, None, None)
             memo.get("maps", study.version, key, lambda m=mode: build_map(study, m, None, None))
 
