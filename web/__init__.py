@@ -359,7 +359,9 @@ def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
     from web import map
 
     started = time.perf_counter()
-    first = [map.DEFAULT_MODE] if rest_later and map.DEFAULT_MODE in study.modes else None
+    from web._params import DEFAULT_MODE
+
+    first = [DEFAULT_MODE] if rest_later and DEFAULT_MODE in study.modes else None
     map.warm(app, study, first)
     logger.info("maps of %s rendered in %.1f s", study.version, time.perf_counter() - started)
     if first is not None:

@@ -212,10 +212,6 @@ def cached_map(
     return remember("maps", key, lambda: build_map(study, mode, trade, access_layer))
 
 
-#: The mode the map page shows without ``?mode=`` (see :func:`web._params.mode`).
-DEFAULT_MODE = "ebike"
-
-
 def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
     """Render the map of ``modes`` (default: all; no trade filter) for ``study`` into the
     app's memo, so that the first visit after a data change costs what the second does."""
