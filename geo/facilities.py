@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from geo import _validate as v
-from geo._errors import FacilityDataError, SettingsError
+from geo._errors import FacilityDataError, SettingsError, TooManyRowsError
 from geo.coords import CRS_NAMES, to_wgs84
 from geo.settings import LAYERS, Settings, check_layer
 
@@ -219,6 +219,7 @@ def import_registry(
     bounds: v.BoundsArg = v.REGION,
     geocoder: Geocoder | None = None,
     settings: Settings | None = None,
+    max_rows: int | None = None,
 ) -> gpd.GeoDataFrame:
     """Convert a published registry into validated facilities.
 
@@ -256,6 +257,9 @@ def import_registry(
         (``village_from_address``, ``town_from_address``, ``geocoded_amap:…``).
     settings
         Supplies the region (and its gazetteer); ``Settings()`` if omitted.
+    max_rows
+        Refuse a file of more data rows (:class:`geo._errors.TooManyRowsError`);
+        the web upload sets it, the CLI does not.
 
     Returns
     -------
@@ -304,6 +308,11 @@ def import_registry(
             FacilityDataError,
             path.name,
             "has no data rows under the header; add one row per facility",
+        )
+    if max_rows is not None and len(table) > max_rows:
+        raise TooManyRowsError(
+            f"{path.name}: {len(table):,} rows, more than the {max_rows:,} one file may hold; "
+            "split it into files of at most that many rows"
         )
     table = _rename_headers(table, path.name)
     by_address = "address" in table.columns and "lon" not in table and "lat" not in table
