@@ -1,6 +1,8 @@
 """The store on both backends (SQLite file, PostgreSQL server): concurrent writers,
-migrations, data versions, recompute jobs and the published results (web.sync), and
-what only a server does (lost connections, passwords in URLs)."""
+migrations, forks, data versions, recompute jobs and the published row, and what only a
+server does (lost connections, passwords in URLs). The app-level paths of web.sync (two
+apps on one store, an external recompute, gunicorn workers) run on both backends in
+test_serving.py."""
 
 from __future__ import annotations
 
@@ -10,25 +12,7 @@ import threading
 import pytest
 
 import web
-from web import create_app
 from web.store import SCHEMA_VERSION, Store, StoreError
-from web.sync import Recomputer
-
-VILLAGE = "330402007024"  # 百福弄社区居委会, 南湖区建设街道
-NANHU_BASE = "TB-330402-001"
-
-
-def make_app(study, database: str, **config):
-    return create_app(
-        {
-            "TESTING": True,
-            "STUDY": study,
-            "TILE_URL": "none",
-            "DATABASE": database,
-            "RATELIMIT_ADMIN": "10000 per minute",
-            **config,
-        }
-    )
 
 
 def record(fid: str, name: str) -> dict:
@@ -206,78 +190,6 @@ def test_jobs_publish_and_stale_jobs(database, monkeypatch):
     done = store.job(jobs[1])
     assert (done["state"], done["published_version"], done["seconds"]) == ("done", 2, 0.25)
     assert store.jobs_waiting() == 1  # worker-2's, still running
-
-
-def test_a_write_through_one_app_is_served_by_another_after_poll(study, database):
-    """Two apps on one store (two server processes): a facility added through one is
-    served by the other once its follower has polled the published results."""
-    first, second = make_app(study, database), make_app(study, database)
-    _, token = first.extensions["skillcircle.store"].create_token("市总工会", None)
-    headers = {"Authorization": f"Bearer {token}"}
-    one, two = first.test_client(), second.test_client()
-    village = two.get(f"/api/villages/{VILLAGE}").get_json()
-    body = {"layer": "training_base", "name": "新基地", "lon": village["lon"]}
-    body["lat"] = village["lat"]
-    made = one.post("/api/admin/facilities", json=body, headers=headers)
-    assert made.status_code == 201, made.get_json()
-    fid, version = made.get_json()["facility"]["id"], made.get_json()["data_version"]
-    assert made.get_json()["job"]["state"] == "done"  # inline: recomputed and published
-    assert one.get(f"/api/facilities/{fid}").status_code == 200
-    assert one.get("/api/version").get_json()["facilities_version"] == version
-
-    # the second app still serves what it had, and says so
-    assert two.get(f"/api/facilities/{fid}").status_code == 404
-    old = two.get("/api/version")
-    assert old.get_json()["facilities_version"] == version - 1
-    assert old.get_json()["latest_facilities_version"] == version
-    assert old.headers["X-Data-Version"] == str(version - 1)
-    follower = second.extensions["skillcircle.follower"]
-    assert follower.poll_once()
-    assert not follower.poll_once()  # nothing newer
-    assert two.get(f"/api/facilities/{fid}").status_code == 200
-    assert two.get("/api/version").headers["X-Data-Version"] == str(version)
-    assert (
-        two.get(f"/api/villages/{VILLAGE}").get_json()
-        == one.get(f"/api/villages/{VILLAGE}").get_json()
-    )
-    walk = two.get(f"/api/villages/{VILLAGE}").get_json()["modes"]["walk"]["layers"]
-    assert walk["training_base"]["facility"]["id"] == fid
-
-
-def test_an_external_recomputer_publishes_a_queued_job(study, database):
-    app = make_app(study, database, RECOMPUTE="external")
-    store: Store = app.extensions["skillcircle.store"]
-    _, token = store.create_token("市总工会", None)
-    client = app.test_client()
-    moved = client.patch(
-        f"/api/admin/facilities/{NANHU_BASE}",
-        json={"lon": 120.95, "lat": 30.70},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert moved.status_code == 200, moved.get_json()
-    job = moved.get_json()["job"]
-    version = moved.get_json()["data_version"]
-    assert job["state"] == "queued" and "recomputed" not in moved.get_json()
-    assert client.get("/api/version").get_json()["jobs_waiting"] == 1
-    before = client.get(f"/api/facilities/{NANHU_BASE}").get_json()
-    assert (before["lon"], before["lat"]) != (120.95, 30.70)  # still the published results
-
-    # the recompute process: a store and a recomputer of its own
-    done = Recomputer(Store(database), study).run_once()
-    assert (done["id"], done["state"], done["published_version"]) == (job["id"], "done", version)
-    assert store.published()["facilities_version"] == version
-    status = client.get(job["url"], headers={"Authorization": f"Bearer {token}"}).get_json()
-    assert status["state"] == "done" and status["published_version"] == version
-    assert app.extensions["skillcircle.follower"].poll_once()
-    after = client.get(f"/api/facilities/{NANHU_BASE}").get_json()
-    assert (after["lon"], after["lat"], after["county"]) == (120.95, 30.70, "平湖市")
-    assert client.get("/api/version").get_json() | {"results_key": None} == {
-        "facilities_version": version,
-        "latest_facilities_version": version,
-        "content_version": store.data_versions()["content"],
-        "results_key": None,
-        "jobs_waiting": 0,
-    }
 
 
 # ----------------------------------------------------------- PostgreSQL only

@@ -244,8 +244,10 @@ def ratelimit_file(store: Store) -> Path:
     worker process on this machine); for a PostgreSQL store, one per database in the
     instance folder (counters stay on this machine)."""
     if store.path is None:
+        folder = Path(Flask(__name__).instance_path)
+        folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(store.location.encode()).hexdigest()[:12]
-        return Path(Flask(__name__).instance_path) / f"ratelimit-{digest}.sqlite3"
+        return folder / f"ratelimit-{digest}.sqlite3"
     return store.path.with_name(store.path.name + ".ratelimit")
 
 

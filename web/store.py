@@ -274,6 +274,20 @@ def _close_raw(raw: Any, pid: int) -> None:
 _INHERITED: list[Any] = []
 
 
+def _set_wal(raw: sqlite3.Connection, timeout_s: float = 30.0) -> None:
+    """WAL mode (kept in the file). Switching takes an exclusive lock without waiting
+    for it: processes opening a new file together try again."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            raw.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def is_database_url(target: str | Path) -> bool:
     """Whether a store location is a PostgreSQL URL (else a SQLite file path)."""
     return str(target).startswith(("postgresql://", "postgres://"))
@@ -335,12 +349,13 @@ class Store:
             except psycopg.OperationalError as exc:
                 raise StoreError(f"{self.location}: cannot connect ({exc})".strip()) from exc
             return _Connection(raw, POSTGRES)
-        raw = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)  # type: ignore[arg-type]
-        raw.row_factory = sqlite3.Row
-        raw.execute("PRAGMA journal_mode=WAL")
-        raw.execute("PRAGMA synchronous=FULL")  # a 2xx means the change is on disk
-        raw.execute("PRAGMA foreign_keys=ON")
-        return _Connection(raw, SQLITE)
+        assert self.path is not None
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        db.row_factory = sqlite3.Row
+        _set_wal(db)
+        db.execute("PRAGMA synchronous=FULL")  # a 2xx means the change is on disk
+        db.execute("PRAGMA foreign_keys=ON")
+        return _Connection(db, SQLITE)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
