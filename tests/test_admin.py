@@ -4,6 +4,7 @@ immediate visibility on the 技能码 pages, recomputation after a move, restart
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 
 import numpy as np
@@ -69,6 +70,14 @@ def tokens(app) -> dict[str, dict[str, str]]:
         _, token = store.create_token(f"{county or '嘉兴市'}总工会", county)
         out[key] = {"Authorization": f"Bearer {token}"}
     return out
+
+
+def put_legacy(tx, record) -> None:
+    """Store a facility as an older version did, without the model's checks."""
+    tx.conn.execute(
+        "INSERT INTO facilities (id, county, layer, data, updated_at) VALUES (?, ?, ?, ?, ?)",
+        (record["id"], record["county"], record["layer"], json.dumps(record), "2025-01-01"),
+    )
 
 
 def facility_count(client) -> int:
@@ -660,7 +669,7 @@ def test_repair_ids_lists_then_removes_unreachable_records(study, tmp_path, capl
     # records an older version accepted: no URL reaches them
     with store.write(None, "upload", "facility", "old.csv") as tx:
         for fid in ("a/b", '=HYPERLINK("x")'):
-            tx.put_facility({**good, "id": fid, "name": f"孤儿 {fid}"})
+            put_legacy(tx, {**good, "id": fid, "name": f"孤儿 {fid}"})
         course = tx.insert_item("courses", "a/b", {**COURSE})
         tx.insert_item(
             "evaluations", "a/b", {"trade": "电工", "level": "初级", "date": "2099-01-01"}
