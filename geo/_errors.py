@@ -25,6 +25,10 @@ class NetworkError(SkillcircleError):
     """A road network cannot be built or loaded."""
 
 
+class OutsideRegionError(NetworkError):
+    """An OSM file does not overlap the region it was to be clipped to."""
+
+
 class SettingsError(SkillcircleError):
     """An unknown mode/layer or an invalid parameter value."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -22,12 +23,14 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from geo._errors import SettingsError
 from geo.region import BUNDLED_CODE, Region, RegionError
 from geo.settings import Settings
 from geo.study import Study
 
 from .memo import Memo
 from .store import Store
+from .sync import Follower, Recomputer, Served
 
 T = TypeVar("T")
 
@@ -76,7 +79,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     ``TILE_URL`` / ``TILE_ATTR``
         Base-map tiles (env ``SKILLCIRCLE_TILE_URL``; ``none`` for no tiles).
     ``DATABASE``
-        SQLite file of the store (env ``SKILLCIRCLE_DATABASE``; default
+        The store: a ``postgresql://`` URL (env ``SKILLCIRCLE_DATABASE_URL``) or
+        a SQLite file (env ``SKILLCIRCLE_DATABASE``; default
         ``<instance folder>/skillcircle.sqlite3`` for the bundled region,
         ``skillcircle-<code>.sqlite3`` for others).
     ``MAX_CONTENT_LENGTH``
@@ -98,7 +102,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         TILE_URL=os.environ.get("SKILLCIRCLE_TILE_URL", DEFAULT_TILES),
         TILE_ATTR=os.environ.get("SKILLCIRCLE_TILE_ATTR", DEFAULT_TILE_ATTR),
         JSON_AS_ASCII=False,
-        DATABASE=os.environ.get("SKILLCIRCLE_DATABASE") or None,
+        DATABASE=(
+            os.environ.get("SKILLCIRCLE_DATABASE_URL")
+            or os.environ.get("SKILLCIRCLE_DATABASE")
+            or None
+        ),
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
         RATELIMIT_PUBLIC=os.environ.get("SKILLCIRCLE_RATELIMIT_PUBLIC", "50 per second"),
         RATELIMIT_ADMIN=os.environ.get("SKILLCIRCLE_RATELIMIT_ADMIN", "120 per minute"),
@@ -125,25 +133,42 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             len(unsafe),
             unsafe[0]["id"],
         )
-    if study is None:
-        if not store.facility_count():
-            from geo.facilities import load_facilities
+    if study is None and not store.facility_count():
+        from geo.facilities import load_facilities
 
-            store.seed(load_facilities(settings=settings))
+        store.seed(load_facilities(settings=settings))
+    elif study is not None:
+        store.seed(study.facilities)
+    records, facilities_version = store.facilities_snapshot()
+    frame = store.facilities_frame(records)
+    if study is None:
         osm = app.config.get("OSM_FILE")
         study = Study.load(
-            settings,
-            osm_file=Path(osm) if osm else None,
-            facilities=store.facilities_frame(),
-            progress=True,
+            settings, osm_file=Path(osm) if osm else None, facilities=frame, progress=True
         )
     else:
-        store.seed(study.facilities)
-        study, change = study.with_facilities(store.facilities_frame())
+        study, change = study.with_facilities(frame)
         if change.layers or change.trades:
             logger.info("store differs from the given study: recomputed %s", change)
-    app.extensions["skillcircle"] = study
+    # what this process computed at start is the newest state: publish it (a no-op if
+    # another process published a newer one, which the follower then brings in)
+    store.publish(facilities_version, study.version)
+    _put(app, Served(study, facilities_version))
     app.extensions["skillcircle.memo"] = Memo()
+    mode = app.config.get("RECOMPUTE") or ("inline" if app.testing else "thread")
+    if mode not in RECOMPUTE_MODES:
+        raise SettingsError(f"RECOMPUTE must be one of {', '.join(RECOMPUTE_MODES)}; got {mode!r}")
+    app.config["RECOMPUTE"] = mode
+    app.extensions["skillcircle.recomputer"] = Recomputer(
+        store, study, on_publish=lambda served: _put(app, served)
+    )
+    app.extensions["skillcircle.follower"] = Follower(
+        store, lambda: app.extensions["skillcircle.served"], lambda served: _put(app, served)
+    )
+    app.after_request(_version_header)
+    follow = app.config.get("FOLLOW", not app.testing)
+    if follow or mode == "thread":
+        app.before_request(lambda: _start_background(app, follow))
     logger.info("network: %s", study.network.source.label)
 
     from web import admin, api, exports, map, qr, security
@@ -204,6 +229,8 @@ def default_database(code: str = BUNDLED_CODE) -> Path:
 def ratelimit_file(store: Store) -> Path:
     """The rate-limit counters of a store's app: a SQLite file beside it (shared by every
     worker process on this machine)."""
+    if store.path is None:  # PostgreSQL: counters stay on this machine
+        return Path(Flask(__name__).instance_path) / "ratelimit.sqlite3"
     return store.path.with_name(store.path.name + ".ratelimit")
 
 
@@ -212,8 +239,8 @@ def check_store_region(store: Store, region: Region) -> None:
     foreign = sorted(set(store.facility_counties()) - set(region.county_names) - {""})
     if foreign:
         raise RegionError(
-            f"{store.path}: the store holds facilities of {'、'.join(foreign[:5])}, which are not "
-            f"in the region {region.label}; pass --database for a store of this region"
+            f"{store.location}: the store holds facilities of {'、'.join(foreign[:5])}, which "
+            f"are not in the region {region.label}; pass --database for a store of this region"
         )
 
 
@@ -228,9 +255,41 @@ def get_store() -> Store:
     return current_app.extensions["skillcircle.store"]  # type: ignore[no-any-return]
 
 
-def set_study(study: Study) -> None:
-    """Publish a new study (after an admin change); answers of the old one age out."""
-    current_app.extensions["skillcircle"] = study
+#: Where facility changes are recomputed: in the admin request (tests), in a thread of
+#: this process, or elsewhere (``serve`` runs a recompute process of its own).
+RECOMPUTE_MODES = ("inline", "thread", "external")
+
+
+def _put(app: Flask, served: Served) -> None:
+    """Serve another study (answers of the old one age out of the memo)."""
+    app.extensions["skillcircle.served"] = served
+    app.extensions["skillcircle"] = served.study
+
+
+def _start_background(app: Flask, follow: bool) -> None:
+    """The follower and (mode ``thread``) the recompute thread, once per process."""
+    if follow:
+        app.extensions["skillcircle.follower"].ensure_running()
+    if app.config["RECOMPUTE"] == "thread" and app.extensions.get("skillcircle.runner") != (
+        os.getpid()
+    ):
+        app.extensions["skillcircle.runner"] = os.getpid()
+        recomputer: Recomputer = app.extensions["skillcircle.recomputer"]
+        stop = threading.Event()
+        threading.Thread(
+            target=recomputer.run_forever, args=(stop,), name="skillcircle-recompute", daemon=True
+        ).start()
+
+
+def _version_header(response: Any) -> Any:
+    """Every answer says which facilities version its figures reflect."""
+    response.headers.setdefault("X-Data-Version", str(served().facilities_version))
+    return response
+
+
+def served() -> Served:
+    """The study of the running app and the facilities version it reflects."""
+    return current_app.extensions["skillcircle.served"]  # type: ignore[no-any-return]
 
 
 def remember(kind: str, key: Hashable, compute: Callable[[], T]) -> T:

@@ -14,6 +14,7 @@ show it from the next request. Writes are serialised by one lock per app.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -34,6 +35,7 @@ from flask import (
     make_response,
     render_template,
     request,
+    url_for,
 )
 from pydantic import BaseModel, ValidationError
 
@@ -44,12 +46,12 @@ from geo.facilities import facility_id_prefix, facility_records, import_registry
 from geo.geocode import Gazetteer, Geocoder, make_geocoder
 from geo.models import Facility, validate_rows
 from geo.settings import LAYERS
-from geo.study import Study, StudyChange
+from geo.study import Study
 
 from . import _params as p
-from . import get_store, set_study
+from . import get_store
 from .schemas import BODIES, PATCHES, FacilityBody, as_stored, field_errors
-from .store import Principal
+from .store import Principal, Write
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 page = Blueprint("admin_page", __name__)
@@ -119,20 +121,49 @@ def _writing() -> Iterator[None]:
         yield
 
 
-def _publish() -> StudyChange:
-    """Recompute what the store's facilities changed and publish the new study."""
-    current: Study = current_app.extensions["skillcircle"]
-    study, change = current.with_facilities(get_store().facilities_frame())
-    set_study(study)
-    return change
+def _queued(tx: Write) -> dict[str, Any]:
+    """The answer's part about the write's recompute (:mod:`web.sync`).
+
+    The write is committed; its job recomputes the affected layers and publishes
+    them. With ``RECOMPUTE=inline`` (the tests) that happens before the answer, and
+    ``recomputed`` says what was recomputed; otherwise the answer comes at once
+    and ``job`` says where to follow it (``GET /api/admin/jobs/<id>``).
+    """
+    out: dict[str, Any] = {"data_version": tx.versions.get("facilities")}
+    if tx.job_id is None:
+        return out
+    if current_app.config["RECOMPUTE"] == "inline":
+        current_app.extensions["skillcircle.recomputer"].run_pending()
+    else:
+        current_app.extensions["skillcircle.recomputer"].wake.set()
+    job = get_store().job(tx.job_id) or {}
+    out["job"] = _job_json(job)
+    if job.get("state") == "done":
+        detail = json.loads(job.get("detail") or "{}")
+        out["recomputed"] = {
+            "layers": detail.get("layers", []),
+            "trades": detail.get("trades", []),
+            "seconds": job.get("seconds"),
+        }
+    return out
 
 
-def _change_json(change: StudyChange) -> dict[str, Any]:
-    return {
-        "layers": list(change.layers),
-        "trades": list(change.trades),
-        "seconds": round(change.seconds, 3),
-    }
+def _job_json(job: dict[str, Any]) -> dict[str, Any]:
+    fields = ("id", "state", "facilities_version", "published_version", "created_at")
+    out = {k: job.get(k) for k in (*fields, "started_at", "finished_at", "seconds")}
+    out["url"] = url_for("admin.job", job_id=job.get("id", 0))
+    if job.get("state") == "failed":
+        out["error"] = job.get("detail")
+    return out
+
+
+@bp.get("/jobs/<id:job_id>")
+def job(job_id: int) -> Any:
+    """A recompute job: queued, running, done (with what it published) or failed."""
+    found = get_store().job(p.row_id(job_id, "job"))
+    if found is None:
+        _fail(404, "not found", f"no job {job_id}")
+    return jsonify(_job_json(found))
 
 
 # ------------------------------------------------------------------ facilities
@@ -242,8 +273,7 @@ def create_facility() -> Any:
                 record["id"] = tx.new_facility_id(_id_prefix(body.layer, record["county"]))
             tx.put_facility(record)
             tx.entity_id, tx.county, tx.after = record["id"], record["county"], record
-        change = _publish()
-    return jsonify(facility=record, recomputed=_change_json(change)), 201
+    return jsonify(facility=record, **_queued(tx)), 201
 
 
 @bp.patch("/facilities/<fid>")
@@ -262,8 +292,7 @@ def update_facility(fid: str) -> Any:
         with get_store().write(g.principal, "update", "facility", fid) as tx:
             tx.put_facility(record)
             tx.county, tx.before, tx.after = record["county"], old, record
-        change = _publish()
-    return jsonify(facility=record, recomputed=_change_json(change))
+    return jsonify(facility=record, **_queued(tx))
 
 
 @bp.delete("/facilities/<fid>")
@@ -274,8 +303,11 @@ def delete_facility(fid: str) -> Any:
         with get_store().write(g.principal, "delete", "facility", fid) as tx:
             tx.delete_facility(fid)
             tx.county, tx.before = old["county"], old
-        _publish()
-    return "", 204
+        queued = _queued(tx)
+    headers = {"X-Data-Version": str(queued["data_version"])}
+    if "job" in queued:
+        headers["Location"] = queued["job"]["url"]
+    return "", 204, headers
 
 
 @bp.post("/facilities/upload")
@@ -363,12 +395,12 @@ def upload() -> Any:
             tx.county = g.principal.county
             tx.before = replaced or None
             tx.after = {"ids": [r["id"] for r in records], "crs": crs}
-        change = _publish()
+        queued = _queued(tx)
     return jsonify(
         added=len(records) - len(replaced),
         updated=len(replaced),
         ids=[r["id"] for r in records],
-        recomputed=_change_json(change),
+        **queued,
     )
 
 

@@ -112,6 +112,18 @@ def _admin_paths() -> dict[str, Any]:
     )
     paths: dict[str, Any] = {
         "/api/admin/whoami": {"get": _admin("令牌信息 the token's name and county", "200")},
+        "/api/admin/jobs/{job_id}": {
+            "parameters": [
+                _param(
+                    "job_id",
+                    {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                    "重算任务编号 recompute job (from a write's answer)",
+                    required=True,
+                    where="path",
+                )
+            ],
+            "get": _admin("重算任务 a recompute job: queued, running, done or failed", "200"),
+        },
         "/api/admin/audit": {
             "get": _admin(
                 "审计日志 audit log (own county), newest first",
@@ -202,6 +214,12 @@ def openapi_document(region: Region | None = None) -> dict[str, Any]:
             ),
         },
         "paths": {
+            "/api/version": {
+                "get": {
+                    "summary": "数据版本 which facilities version the answers reflect",
+                    "responses": {"200": _ok("versions")},
+                }
+            },
             "/api/layers": {
                 "get": {
                     "summary": "设施图层与数量 layers and counts",
