@@ -112,8 +112,8 @@ def read_rows(
     Returns
     -------
     (rows, where, cells)
-        GeoJSON: each feature's properties with ``lon``/``lat`` from its Point,
-        named ``feature N``; ``cells`` False. CSV/XLSX: the text cells of each
+        GeoJSON: each feature's properties, with ``lon``/``lat`` from its Point
+        unless they hold them, named ``feature N``; ``cells`` False. CSV/XLSX: the text cells of each
         row (a CSV cell ``'=x`` is ``=x`` again), named ``row N`` as a
         spreadsheet shows it; ``cells`` True (pass them through :func:`cells_row`).
 
@@ -137,8 +137,9 @@ def read_rows(
             row = dict(props) if isinstance(props, dict) else {}
             if isinstance(point, str):
                 problems.append(v.Problem(i, where[i], point))
-            else:
-                row["lon"], row["lat"] = point
+            else:  # properties holding lon/lat (a coverage table's rounded ones) win
+                row.setdefault("lon", point[0])
+                row.setdefault("lat", point[1])
             rows.append(row)
         v.raise_problems(error, path.name, problems)
         return rows, where, False
