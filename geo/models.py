@@ -40,7 +40,7 @@ import copy
 import datetime as dt
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
@@ -118,13 +118,9 @@ def _shown(value: Any, limit: int = 40) -> str:
     return repr(value)
 
 
-def text_problem(
-    field: str, value: str, max_length: int, *, min_length: int = 0, lines: bool = False
-) -> str | None:
+def text_problem(field: str, value: str, max_length: int, *, lines: bool = False) -> str | None:
     """What is wrong with a (stripped) text value, or None: its length or a control
     character (``lines`` allows line breaks)."""
-    if len(value) < min_length:
-        return f"{field} is missing or empty; fill it in"
     if len(value) > max_length:
         return (
             f"{field} has {len(value)} characters ({_shown(value, 20)}); at most {max_length} "
@@ -583,8 +579,10 @@ def body_model(
     extra: Mapping[str, tuple[Any, Any]] | None = None,
     partial: bool = False,
     doc: str | None = None,
-) -> type[BaseModel]:
+) -> Any:
     """A request body derived from ``model``: unknown fields are refused (``extra="forbid"``).
+
+    Returns a pydantic model class, built at run time (so typed ``Any``).
 
     Parameters
     ----------
@@ -615,7 +613,7 @@ def body_model(
         )
         if partial or field in optional:
             definitions[field] = (
-                annotation | None,
+                annotation | None,  # type: ignore[operator]
                 Field(None, description=info.description, title=info.title),
             )
         else:
@@ -734,16 +732,6 @@ def validate_rows(
         if waived is not None:
             waived += [v.Problem(i, where[i], note) for note in notes]
     return items, problems
-
-
-def validate_one(
-    model: type[M], row: Mapping[str, Any], error: Callable[[str], Exception], where: str
-) -> M:
-    """Validate one record, raising ``error(message)`` naming ``where`` if it breaks a rule."""
-    (item,), problems = validate_rows(model, [row], [where])
-    if item is None:
-        raise error(f"{where}: " + " | ".join(p.what for p in problems))
-    return item
 
 
 def column_problems(model: type[BaseModel], columns: Iterable[str], what: str) -> list[str]:

@@ -113,9 +113,10 @@ def read_rows(
     -------
     (rows, where, cells)
         GeoJSON: each feature's properties, with ``lon``/``lat`` from its Point
-        unless they hold them, named ``feature N``; ``cells`` False. CSV/XLSX: the text cells of each
-        row (a CSV cell ``'=x`` is ``=x`` again), named ``row N`` as a
-        spreadsheet shows it; ``cells`` True (pass them through :func:`cells_row`).
+        unless they hold them, named ``feature N``; ``cells`` False. CSV/XLSX:
+        the text cells of each row (a CSV cell ``'=x`` is ``=x`` again), named
+        ``row N`` as a spreadsheet shows it; ``cells`` True (pass them through
+        :func:`cells_row`).
 
     Raises
     ------

@@ -185,9 +185,9 @@ def _locate(lon: float, lat: float) -> tuple[str | None, str, str]:
     return county, str(nearest["town"]), str(nearest["town_code"])
 
 
-def _facility_record(body: FacilityBody, old: dict[str, Any] | None) -> dict[str, Any]:
-    """Validated store record of a facility body (new, or ``old`` edited): the body's
-    fields with the county and town of its point, checked by :class:`Facility`."""
+def _facility_record(body: Any, old: dict[str, Any] | None) -> dict[str, Any]:
+    """Validated store record of a :data:`~web.schemas.FacilityBody` (new, or ``old``
+    edited): its fields with the county and town of its point, checked by :class:`Facility`."""
     principal: Principal = g.principal
     x, y = to_wgs84([body.lon], [body.lat], body.crs)
     lon, lat = round(float(x[0]), 7), round(float(y[0]), 7)
