@@ -21,6 +21,10 @@ class FacilityDataError(InputDataError):
     """A facilities file or registry row is invalid."""
 
 
+class TooManyRowsError(FacilityDataError):
+    """A registry has more rows than one upload may hold."""
+
+
 class NetworkError(SkillcircleError):
     """A road network cannot be built or loaded."""
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from geo import _validate as v
-from geo._errors import FacilityDataError, SettingsError
+from geo._errors import FacilityDataError, SettingsError, TooManyRowsError
 from geo._io import atomic_write
 from geo.coords import CRS_NAMES, to_wgs84
 from geo.models import (
@@ -212,6 +212,7 @@ def import_registry(
     bounds: v.BoundsArg = v.REGION,
     geocoder: Geocoder | None = None,
     settings: Settings | None = None,
+    max_rows: int | None = None,
 ) -> gpd.GeoDataFrame:
     """Convert a published registry into validated facilities.
 
@@ -249,6 +250,9 @@ def import_registry(
         (``village_from_address``, ``town_from_address``, ``geocoded_amap:…``).
     settings
         Supplies the region (and its gazetteer); ``Settings()`` if omitted.
+    max_rows
+        Refuse a file of more data rows (:class:`geo._errors.TooManyRowsError`);
+        the web upload sets it, the CLI does not.
 
     Returns
     -------
@@ -297,6 +301,11 @@ def import_registry(
             FacilityDataError,
             path.name,
             "has no data rows under the header; add one row per facility",
+        )
+    if max_rows is not None and len(table) > max_rows:
+        raise TooManyRowsError(
+            f"{path.name}: {len(table):,} rows, more than the {max_rows:,} one file may hold; "
+            "split it into files of at most that many rows"
         )
     table = _rename_headers(table, path.name)
     by_address = "address" in table.columns and "lon" not in table and "lat" not in table
@@ -615,7 +624,7 @@ def _validated(
     no_point = skip | {p.order for p in xy_problems}
     rows = []
     for i, props in enumerate(records):
-        row: dict[str, Any] = {c: v.as_text(props.get(c)) for c in _TEXT_FIELDS}
+        row: dict[str, Any] = {c: _text(props.get(c)) for c in _TEXT_FIELDS}
         trades = props.get("trades")
         row["trades"] = split_trades(trades) if isinstance(trades, str) else trades
         row["capacity"] = props.get("capacity")
@@ -634,6 +643,11 @@ def _validated(
     if problems:
         return _to_frame([]), problems
     return _to_frame([item for item in items if item is not None]), []
+
+
+def _text(value: Any) -> str:
+    """A cell or property as text (the model strips it), numbers as :func:`v.as_text` has them."""
+    return value if type(value) is str else v.as_text(value)
 
 
 def _to_frame(items: Sequence[Facility]) -> gpd.GeoDataFrame:

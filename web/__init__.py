@@ -12,9 +12,11 @@ in with :func:`set_study`; a request keeps the study it started with.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -30,7 +32,7 @@ from geo.study import Study
 
 from .memo import Memo
 from .store import Store
-from .sync import Follower, Recomputer, Served
+from .sync import STALE_S, Follower, Recomputer, Served
 
 T = TypeVar("T")
 
@@ -85,6 +87,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         ``skillcircle-<code>.sqlite3`` for others).
     ``MAX_CONTENT_LENGTH``
         Largest request body, bytes (default 10 MB; uploads above get 413).
+    ``UPLOAD_MAX_ROWS``
+        Most rows one registry upload may hold (default 50,000; more: 413).
     ``MAX_JSON_LENGTH``
         Largest JSON body of the admin API, bytes (default 256 KB).
     ``RATELIMIT_PUBLIC`` / ``RATELIMIT_ADMIN`` / ``RATELIMIT_AUTH_FAILURES``
@@ -108,6 +112,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             or None
         ),
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
+        UPLOAD_MAX_ROWS=int(os.environ.get("SKILLCIRCLE_UPLOAD_MAX_ROWS", "50000")),
         RATELIMIT_PUBLIC=os.environ.get("SKILLCIRCLE_RATELIMIT_PUBLIC", "50 per second"),
         RATELIMIT_ADMIN=os.environ.get("SKILLCIRCLE_RATELIMIT_ADMIN", "120 per minute"),
         RATELIMIT_STORAGE=os.environ.get("SKILLCIRCLE_RATELIMIT_STORAGE") or None,
@@ -160,12 +165,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise SettingsError(f"RECOMPUTE must be one of {', '.join(RECOMPUTE_MODES)}; got {mode!r}")
     app.config["RECOMPUTE"] = mode
     app.extensions["skillcircle.recomputer"] = Recomputer(
-        store, study, on_publish=lambda served: _put(app, served)
+        store,
+        study,
+        on_publish=lambda served: _put(app, served),
+        stale_s=float(app.config.get("JOB_STALE_S", STALE_S)),
     )
     app.extensions["skillcircle.follower"] = Follower(
-        store, lambda: app.extensions["skillcircle.served"], lambda served: _put(app, served)
+        store,
+        lambda: app.extensions["skillcircle.served"],
+        lambda served: _put(app, served),
+        warm=None if app.testing else lambda study: warm(app, study, rest_later=True),
     )
     app.after_request(_version_header)
+    _conditional_get(app)
     follow = app.config.get("FOLLOW", not app.testing)
     if follow or mode == "thread":
         app.before_request(lambda: _start_background(app, follow))
@@ -281,10 +293,78 @@ def _start_background(app: Flask, follow: bool) -> None:
         ).start()
 
 
+#: Paths without an ETag (admin answers are ``no-store``; static files have their own).
+_PRIVATE = ("/api/admin", "/admin", "/static/")
+
+
+def _conditional_get(app: Flask) -> None:
+    """ETag and Cache-Control on public GETs, so phones and proxies revalidate cheaply.
+
+    The tag is the data an answer depends on — the served results, their
+    facilities version, the content version (courses, sessions), today's date in
+    China (past courses drop off) and the app's settings (public URL, tiles) —
+    so it is known before any work: a matching ``If-None-Match`` gets 304 at once.
+    QR images depend only on their URL and are cached for a day.
+    """
+    from .records import today
+
+    config_tag = hashlib.sha256(
+        repr((app.config.get("PUBLIC_URL"), app.config.get("TILE_URL"))).encode()
+    ).hexdigest()[:8]
+
+    def tag() -> str | None:
+        path = request.path
+        if request.method not in ("GET", "HEAD") or path.startswith(_PRIVATE):
+            return None
+        now = served()
+        content = get_store().data_versions()["content"]
+        version = now.study.version[:16]
+        return f"{version}-{now.facilities_version}-{content}-{today()}-{config_tag}"
+
+    @app.before_request
+    def not_modified() -> Any:
+        g.etag = tag()
+        if g.etag is not None and request.if_none_match.contains_weak(g.etag):
+            response = app.response_class(status=304)
+            response.set_etag(g.etag, weak=True)
+            response.headers["Cache-Control"] = "public, no-cache"
+            return response
+        return None
+
+    @app.after_request
+    def cache_headers(response: Any) -> Any:
+        etag = g.get("etag")
+        if etag is not None and response.status_code == 200:
+            response.set_etag(etag, weak=True)
+            if request.path.endswith((".png", ".svg")) and request.path.startswith("/q/"):
+                response.headers["Cache-Control"] = "public, max-age=86400"
+            else:
+                response.headers.setdefault("Cache-Control", "public, no-cache")
+        return response
+
+
 def _version_header(response: Any) -> Any:
     """Every answer says which facilities version its figures reflect."""
     response.headers.setdefault("X-Data-Version", str(served().facilities_version))
     return response
+
+
+def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
+    """Render the maps of a study before it is served (the slowest first visit).
+
+    With ``rest_later`` only the default mode's map is rendered now and the other
+    modes' in a background thread (a new version is then served sooner).
+    """
+    from web import map
+
+    started = time.perf_counter()
+    from web._params import DEFAULT_MODE
+
+    first = [DEFAULT_MODE] if rest_later and DEFAULT_MODE in study.modes else None
+    map.warm(app, study, first)
+    logger.info("maps of %s rendered in %.1f s", study.version, time.perf_counter() - started)
+    if first is not None:
+        threading.Thread(target=map.warm, args=(app, study), daemon=True).start()
 
 
 def served() -> Served:

@@ -85,8 +85,8 @@ def village_detail(study: Study, index: int) -> dict[str, Any]:
 
 
 def village_index(study: Study, code: str) -> int | None:
-    hits = (study.villages["village_code"] == code).to_numpy().nonzero()[0]
-    return int(hits[0]) if len(hits) else None
+    """The position of the village with this code, or None (a dict lookup per study)."""
+    return study.village_position(code)
 
 
 def simplified(geom: Any, tolerance: float = 0.0003) -> Any:

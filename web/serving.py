@@ -17,7 +17,6 @@ results cache), then:
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import threading
@@ -30,14 +29,21 @@ logger = logging.getLogger(__name__)
 
 
 def _recompute_main(app: Flask) -> None:
-    """Body of the recompute process (forked with the loaded app)."""
+    """Body of the recompute process (forked with the loaded app); never returns."""
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    stop = threading.Event()
-    app.extensions["skillcircle.recomputer"].run_forever(stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C stops the parent, which stops us
+    try:
+        app.extensions["skillcircle.recomputer"].run_forever(threading.Event())
+    finally:
+        os._exit(1)
 
 
 class RecomputeProcess:
     """The recompute process of an app, restarted when it dies.
+
+    A plain :func:`os.fork` (not :mod:`multiprocessing`: gunicorn forks its workers
+    from the same parent, which must not inherit a child list to join at exit, and
+    gunicorn's SIGCHLD handler may reap our child, which is then seen as gone).
 
     Parameters
     ----------
@@ -47,10 +53,10 @@ class RecomputeProcess:
         How often the supervisor looks whether the process is alive.
     """
 
-    def __init__(self, app: Flask, check_s: float = 1.0) -> None:
+    def __init__(self, app: Flask, check_s: float = 0.5) -> None:
         self.app = app
         self.check_s = check_s
-        self.process: Any = None
+        self.pid: int | None = None
         self.restarts = 0
         self._stop = threading.Event()
 
@@ -59,29 +65,37 @@ class RecomputeProcess:
         threading.Thread(target=self._supervise, name="skillcircle-supervisor", daemon=True).start()
 
     def _spawn(self) -> None:
-        context = multiprocessing.get_context("fork")
-        self.process = context.Process(
-            target=_recompute_main, args=(self.app,), name="skillcircle-recompute", daemon=True
-        )
-        self.process.start()
-        logger.info("recompute process %d started", self.process.pid)
+        pid = os.fork()
+        if pid == 0:  # the child
+            _recompute_main(self.app)
+        self.pid = pid
+        logger.info("recompute process %d started", pid)
+
+    def alive(self) -> bool:
+        """Whether the process runs (a zombie, or one reaped by someone else, does not)."""
+        if self.pid is None:
+            return False
+        try:
+            done, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere (gunicorn's SIGCHLD handler)
+            return False
+        return done == 0
 
     def _supervise(self) -> None:
         while not self._stop.wait(self.check_s):
-            if self.process is not None and not self.process.is_alive():
-                logger.warning(
-                    "recompute process %s ended (exit %s); starting another",
-                    self.process.pid,
-                    self.process.exitcode,
-                )
+            if not self.alive():
+                logger.warning("recompute process %s ended; starting another", self.pid)
                 self.restarts += 1
                 self._spawn()
 
     def stop(self) -> None:
         self._stop.set()
-        if self.process is not None and self.process.is_alive():
-            self.process.terminate()
-            self.process.join(5)
+        if self.pid is not None and self.alive():
+            os.kill(self.pid, signal.SIGTERM)
+            for _ in range(50):
+                if not self.alive():
+                    break
+                time.sleep(0.1)
 
 
 def serve_waitress(app: Flask, host: str, port: int, threads: int) -> None:

@@ -796,16 +796,19 @@ class Write:
     #: The data versions after this write (name -> version), set at commit.
     versions: dict[str, int] = field(default_factory=dict)
 
-    def put_facility(self, record: Mapping[str, Any]) -> None:
-        """Insert or replace a facility; ``record`` must pass :class:`geo.models.Facility`."""
+    def put_facility(self, record: Facility | Mapping[str, Any]) -> None:
+        """Insert or replace a facility: a :class:`geo.models.Facility`, or a dict that
+        must pass it (ids must not be empty)."""
         self.facilities_changed = True
-        checked = Facility.model_validate(record).model_dump()
-        data = json.dumps(checked, ensure_ascii=False)
+        facility = record if isinstance(record, Facility) else Facility.model_validate(record)
+        if not facility.id:
+            raise StoreError("a facility needs an id before it is stored")
+        data = json.dumps(facility.model_dump(), ensure_ascii=False)
         self.conn.execute(
             "INSERT INTO facilities (id, county, layer, data, updated_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET county = excluded.county, layer = excluded.layer, "
             "data = excluded.data, updated_at = excluded.updated_at",
-            (record["id"], record.get("county") or "", record["layer"], data, now()),
+            (facility.id, facility.county, facility.layer, data, now()),
         )
 
     def delete_facility(self, fid: str) -> None:

@@ -63,20 +63,31 @@ class Recomputer:
     on_publish
         Called with each newly published :class:`Served` (the inline and thread
         modes hand it to their app at once).
+    stale_s
+        A running job whose heartbeat is older than this is taken again.
     """
 
     def __init__(
-        self, store: Store, study: Study, on_publish: Callable[[Served], None] | None = None
+        self,
+        store: Store,
+        study: Study,
+        on_publish: Callable[[Served], None] | None = None,
+        stale_s: float = STALE_S,
     ) -> None:
         self.store = store
+        self.stale_s = stale_s
         self.study = study
         self.on_publish = on_publish
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.wake = threading.Event()
+
+    @property
+    def worker(self) -> str:
+        """``host:pid`` of the process computing (read at each claim: processes fork)."""
+        return f"{socket.gethostname()}:{os.getpid()}"
 
     def run_once(self) -> dict[str, object] | None:
         """Take and compute the newest queued job; None when nothing is queued."""
-        job = self.store.claim_job(self.worker, stale_s=STALE_S)
+        job = self.store.claim_job(self.worker, stale_s=self.stale_s)
         if job is None:
             return None
         job_id = int(job["id"])  # type: ignore[call-overload]
@@ -136,7 +147,7 @@ class Recomputer:
                 stop.wait(idle_s)
 
     def _beat(self, job_id: int, done: threading.Event) -> None:
-        while not done.wait(HEARTBEAT_S):
+        while not done.wait(min(HEARTBEAT_S, self.stale_s / 3)):
             try:
                 self.store.heartbeat(job_id)
             except Exception:  # pragma: no cover - the next beat tries again
@@ -152,14 +163,23 @@ class Follower:
         The store.
     get, put
         Read and replace the process's :class:`Served` (the app's extension).
+
+    warm
+        Called with a newly read study before it is served (renders what the
+        first visits would otherwise wait for).
     """
 
     def __init__(
-        self, store: Store, get: Callable[[], Served], put: Callable[[Served], None]
+        self,
+        store: Store,
+        get: Callable[[], Served],
+        put: Callable[[Served], None],
+        warm: Callable[[Study], None] | None = None,
     ) -> None:
         self.store = store
         self.get = get
         self.put = put
+        self.warm = warm
         self._pid: int | None = None
         self._lock = threading.Lock()
 
@@ -177,7 +197,10 @@ class Follower:
         if results is None:  # not (yet) in this machine's cache: keep serving, retry
             logger.warning("published results %s are not in the results cache", key)
             return False
-        self.put(Served(served.study.with_results(results, key), int(row["facilities_version"])))
+        study = served.study.with_results(results, key)
+        if self.warm is not None:
+            self.warm(study)
+        self.put(Served(study, int(row["facilities_version"])))
         logger.info("now serving facilities version %s (%s)", row["facilities_version"], key)
         return True
 
