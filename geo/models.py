@@ -168,6 +168,8 @@ def _noun(info: ValidationInfo) -> str:
 
 def _text(max_length: int, *, required: bool = False, lines: bool = False) -> Any:
     def check(value: str, info: ValidationInfo) -> str:
+        if (value or not required) and len(value) <= max_length and value.isprintable():
+            return value  # the common case, without a call
         field = info.field_name or "text"
         if required and not value:
             raise _fail("missing", _missing(field, _noun(info)))
@@ -725,18 +727,20 @@ def validate_rows(
     noun = noun_of(model)
     items: list[M | None] = []
     problems: list[v.Problem] = []
+    notes: list[str] = []
+    ctx: dict[str, Any] = dict(context or {})
+    if waived is not None:
+        ctx |= {"stored": True, "waived": notes}
+    validate = model.model_validate
     for i, row in enumerate(rows):
-        ctx: dict[str, Any] = dict(context or {})
-        notes: list[str] = []
-        if waived is not None:
-            ctx |= {"stored": True, "waived": notes}
         try:
-            items.append(model.model_validate(row, context=ctx))
+            items.append(validate(row, context=ctx))
         except ValidationError as exc:
             items.append(None)
             problems += [v.Problem(i, where[i], describe(e, noun)) for e in exc.errors()]
-        if waived is not None:
+        if notes and waived is not None:
             waived += [v.Problem(i, where[i], note) for note in notes]
+            notes.clear()
     return items, problems
 
 
