@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from geo.facilities import FACILITY_COLUMNS
+from geo.models import FACILITY_FIELDS
 from geo.settings import LAYERS, MODES, Settings
+from geo.tables import plain
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -30,36 +30,26 @@ if TYPE_CHECKING:
     from geo.reports import Report
     from geo.routing import Router
 
-#: Facility fields shown on cards and in the API (the town code is internal).
-FACILITY_FIELDS = tuple(c for c in FACILITY_COLUMNS if c != "town_code")
+__all__ = ["FACILITY_FIELDS", "clean", "facility_record"]
 
-
-def clean(value: Any) -> Any:
-    """A JSON-safe value: NaN/None/NA -> None, numpy scalars -> Python, lists kept."""
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+#: A JSON-safe value: NaN/None/NA -> None, numpy scalars -> Python, lists kept.
+clean = plain
 
 
 def facility_record(row: pd.Series) -> dict[str, Any]:
-    """A facility row as a JSON-safe dict (:data:`FACILITY_FIELDS`, ``lon``/``lat``,
-    and ``minutes``/``distance_m`` when the row has them)."""
-    out = {k: clean(row.get(k)) for k in FACILITY_FIELDS}
-    out["trades"] = list(row.get("trades") or [])
+    """A facility row as a JSON-safe dict: :data:`geo.models.FACILITY_FIELDS` (the
+    :class:`geo.models.Facility` fields people see), ``lon``/``lat`` (6 decimals),
+    and ``minutes``/``distance_m`` when the row has them."""
+    out = {k: plain(row.get(k)) for k in FACILITY_FIELDS}
+    out["trades"] = list(out["trades"] or [])
     geom = row.get("geometry")
     if geom is not None:
         out["lon"], out["lat"] = round(geom.x, 6), round(geom.y, 6)
     else:
-        out["lon"], out["lat"] = clean(row.get("lon")), clean(row.get("lat"))
+        out["lon"], out["lat"] = plain(row.get("lon")), plain(row.get("lat"))
     for extra in ("minutes", "distance_m"):
         if extra in row:
-            out[extra] = clean(row[extra])
+            out[extra] = plain(row[extra])
     return out
 
 

@@ -16,7 +16,14 @@ from web.store import SCHEMA_VERSION, Store, StoreError
 
 
 def record(fid: str, name: str) -> dict:
-    return {"id": fid, "layer": "training_institution", "county": "南湖区", "name": name}
+    return {
+        "id": fid,
+        "layer": "training_institution",
+        "county": "南湖区",
+        "name": name,
+        "lon": 120.75,
+        "lat": 30.76,
+    }
 
 
 # ----------------------------------------------------------- concurrent writers
@@ -160,14 +167,14 @@ def test_facilities_snapshot_is_one_point_in_time(database, monkeypatch):
 def test_jobs_publish_and_stale_jobs(database, monkeypatch):
     store = Store(database)
     jobs = []
-    for name in ("甲", "乙"):
-        with store.write(None, "create", "facility", name) as tx:
-            tx.put_facility(record(name, name))
+    for fid, name in (("A", "甲"), ("B", "乙")):
+        with store.write(None, "create", "facility", fid) as tx:
+            tx.put_facility(record(fid, name))
         jobs.append(tx.job_id)
         assert tx.versions["facilities"] == len(jobs)
     with store.write(None, "create", "course", "1") as tx:
         course = {"title": "班", "trade": "电工", "start_date": "2099-01-01", "seats": 1}
-        tx.insert_item("courses", "甲", course)
+        tx.insert_item("courses", "A", course)
     assert tx.job_id is None and "facilities" not in tx.versions  # content only
     assert store.data_versions() == {"facilities": 2, "content": 3}
     assert store.published() is None and store.jobs_waiting() == 2

@@ -26,7 +26,6 @@ from flask import Flask, current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from geo._errors import SettingsError
-from geo.facilities import facilities_from_records
 from geo.region import BUNDLED_CODE, Region, RegionError
 from geo.settings import Settings
 from geo.study import Study
@@ -146,7 +145,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     elif study is not None:
         store.seed(study.facilities)
     records, facilities_version = store.facilities_snapshot()
-    frame = facilities_from_records(records, bounds=None, label="store", check_ids=False)
+    frame = store.facilities_frame(records)
     if study is None:
         osm = app.config.get("OSM_FILE")
         study = Study.load(

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from geo.facilities import facilities_from_records
 from geo.study import Study
 
 from .store import Store
@@ -98,7 +97,7 @@ class Recomputer:
         started = time.perf_counter()
         try:
             records, version = self.store.facilities_snapshot()
-            frame = facilities_from_records(records, bounds=None, label="store", check_ids=False)
+            frame = self.store.facilities_frame(records)
             study, change = self.study.with_facilities(frame)
             if self.study.use_cache and not study.use_cache:  # pragma: no cover - defensive
                 raise RuntimeError("results cache disabled")
