@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -80,13 +81,19 @@ def postgres() -> Iterator[PostgresServer]:
         server.start()
         yield server
     finally:
+        # the background threads of production-mode apps (test_hostile) poll until the
+        # interpreter exits: their failures to reach the stopped server are not news
+        logging.getLogger("web.sync").disabled = True
         server.stop()
 
 
 @pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest) -> str:
-    """A fresh, empty store per test, on each backend."""
-    return store_location(request, request.param)
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty store per test, on each backend (a PostgreSQL one is dropped after)."""
+    location = store_location(request, request.param)
+    yield location
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres").drop_database(location)
 
 
 @pytest.fixture(scope="session", autouse=True)

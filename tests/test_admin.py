@@ -75,6 +75,10 @@ def put_legacy(tx, record) -> None:
     )
 
 
+#: Tests whose store use is that of every other test run on SQLite only (the others on both).
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
 def facility_count(client) -> int:
     return len(client.get("/api/facilities").get_json()["features"])
 
@@ -138,6 +142,7 @@ def test_county_scoping(client, tokens):
 # ----------------------------------------------------------------- validation
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -328,6 +333,7 @@ def test_facility_body_errors(client, tokens, database):
     assert Store(database).count_audit("create") == 3  # the fixture's three tokens only
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 def test_gcj02_input_is_converted(client, tokens):
     # the same place given in GCJ-02 (as copied from 高德) lands ~500 m from the raw numbers
     gcj = {
@@ -559,6 +565,7 @@ def test_restart_keeps_changes(study, database, tokens, client):
     assert again.get("/api/admin/whoami", headers=tokens["nanhu"]).status_code == 200
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 def test_auth_failures_are_rate_limited(study, database):
     app = make_app(study, database, RATELIMIT_AUTH_FAILURES="3 per minute")
     client = app.test_client()
@@ -572,6 +579,7 @@ def test_auth_failures_are_rate_limited(study, database):
     )
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 def test_security_headers(client):
     resp = client.get(f"/q/{VILLAGE}")
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
@@ -636,6 +644,7 @@ def test_admin_cli_tokens(database):
     assert gone.exit_code == 1 and "no token with id 99" in gone.output
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 def test_admin_page_renders_without_inline_script(client):
     resp = client.get("/admin")
     html = resp.get_data(as_text=True)
@@ -780,6 +789,7 @@ def test_repair_ids_lists_then_removes_unreachable_records(study, database, capl
     assert again.exit_code == 0 and "no facilities with unsafe ids" in again.output
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 def test_unexpected_error_is_json_500_with_request_id(study, database, monkeypatch, caplog):
     app = make_app(study, database, PROPAGATE_EXCEPTIONS=False)
     _, token = app.extensions["skillcircle.store"].create_token("t", None)
