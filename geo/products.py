@@ -112,6 +112,10 @@ def village_cards(
         Layer -> :func:`geo.results.card_rows` of the same villages.
     """
     positions = list(range(len(villages))) if indices is None else [int(i) for i in indices]
+    if indices is not None:  # one page of a province: only these villages' rows and facilities
+        cards = {layer: rows[rows["village"].isin(positions)] for layer, rows in cards.items()}
+        shown = {str(f) for rows in cards.values() for f in rows["facility_id"]}
+        facilities = facilities[facilities["id"].astype(str).isin(shown)]
     by_id = facilities.set_index(facilities["id"].astype(str), drop=False)
     records = {fid: facility_record(row) for fid, row in by_id.iterrows()}
     columns = next(iter(cards.values())).columns
