@@ -298,8 +298,9 @@ class Router:
         )
 
     def snap_targets(self, lon: ArrayLike, lat: ArrayLike) -> Snap:
-        """:meth:`snap`, remembered for the last few target sets (the same facilities
-        are asked for again and again by the web pages)."""
+        """:meth:`snap`, remembered for the last few point sets (the same facilities
+        are asked for again and again by the web pages, the same villages by every
+        layer of a coverage table)."""
         lon = np.ascontiguousarray(np.atleast_1d(np.asarray(lon, float)))
         lat = np.ascontiguousarray(np.atleast_1d(np.asarray(lat, float)))
         key = hashlib.sha1(lon.tobytes() + b"|" + lat.tobytes()).digest()
@@ -473,7 +474,8 @@ class Router:
         if len(t_lon) == 0:
             return NearestResult(np.full(len(o_lon), np.nan), np.full(len(o_lon), -1))
         state_s, state_t, t_snap = self.state_seconds_to(target_lon, target_lat, limit)
-        o_snap = self.snap(origin_lon, origin_lat)
+        # remembered: a coverage table asks from the same villages once per layer
+        o_snap = self.snap_targets(origin_lon, origin_lat)
         _, total = self._arrive(o_snap, state_s, reverse=True)
         which = state_t[self.exit[o_snap.edge]]
         seconds, target = _min_per_point(o_snap.point, total, which, len(o_lon))
