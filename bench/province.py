@@ -162,7 +162,50 @@ def hwm_mb(pid: int) -> float:
     return float("nan")
 
 
-def serve(name: str, region: str, env: dict[str, str], database: Path, paths: list[str]) -> Run:
+def browser_load(url: str) -> dict[str, Any]:
+    """Open ``url`` in headless Chromium (Debian ``chromium`` + ``chromium-driver``):
+    milliseconds to DOMContentLoaded and to the load event, and the number of
+    Leaflet paths drawn (one per village circle and area). Needs selenium."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        driver.set_page_load_timeout(600)
+        started = time.perf_counter()
+        driver.get(url)
+        wall = (time.perf_counter() - started) * 1000
+        timing = driver.execute_script(
+            "var t = performance.timing; return [t.domContentLoadedEventEnd - t.navigationStart,"
+            " t.loadEventEnd - t.navigationStart];"
+        )
+        heap = driver.execute_script(
+            "return performance.memory ? performance.memory.usedJSHeapSize : null;"
+        )
+    finally:
+        driver.quit()
+    return {
+        "url": url,
+        "dom_ms": timing[0],
+        "load_ms": timing[1],
+        "wall_ms": round(wall),
+        "js_heap_mb": None if heap is None else round(heap / 2**20),
+    }
+
+
+def serve(
+    name: str,
+    region: str,
+    env: dict[str, str],
+    database: Path,
+    paths: list[str],
+    browser: bool = False,
+) -> Run:
     """Start ``skillcircle serve`` on a free port, time start-up and a few requests."""
     import socket
 
@@ -195,6 +238,8 @@ def serve(name: str, region: str, env: dict[str, str], database: Path, paths: li
         for path in paths:
             for _ in range(2):  # the first answer, then the memoised one
                 requests.append(get(port, path))
+        if browser:
+            requests.append({"browser": browser_load(f"http://127.0.0.1:{port}/")})
     startup_hwm = hwm_mb(proc.pid) if proc.poll() is None else float("nan")
     proc.send_signal(signal.SIGTERM)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -242,6 +287,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--county", default=None, help="county for export (default: the first)")
     parser.add_argument("--only", default=",".join(STEPS), help="comma-separated steps")
     parser.add_argument("--workdir", type=Path, default=None, help="outputs and caches")
+    parser.add_argument(
+        "--browser", action="store_true", help="also load the map page in headless Chromium"
+    )
     args = parser.parse_args(argv)
     steps = [s for s in args.only.split(",") if s]
     unknown = set(steps) - set(STEPS)
@@ -253,9 +301,9 @@ def main(argv: list[str] | None = None) -> None:
     base = [*skillcircle(), "--region", args.region]
     county = args.county
     if county is None:
-        from geo.region import resolve_region
+        from geo.region import load_region, resolve_region
 
-        county = resolve_region(args.region).counties[0].name
+        county = load_region(resolve_region(args.region)).counties[0].name
     started = time.perf_counter()
     runs: list[Run] = []
     if "coverage" in steps:
@@ -315,6 +363,13 @@ def main(argv: list[str] | None = None) -> None:
             f"{run.load_before[0]:.2f} -> {run.load_after[0]:.2f}{flag}"
         )
         for req in run.requests:
+            if "browser" in req:
+                b = req["browser"]
+                print(
+                    f"    Chromium: map page DOMContentLoaded {b['dom_ms']:,} ms, load event "
+                    f"{b['load_ms']:,} ms, JS heap {b['js_heap_mb']} MB"
+                )
+                continue
             print(
                 f"    GET {req['path']:56} {req['status']} {req['bytes']:>11,} B"
                 f" {req['ms']:9.1f} ms"
