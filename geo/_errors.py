@@ -21,8 +21,16 @@ class FacilityDataError(InputDataError):
     """A facilities file or registry row is invalid."""
 
 
+class TooManyRowsError(FacilityDataError):
+    """A registry has more rows than one upload may hold."""
+
+
 class NetworkError(SkillcircleError):
     """A road network cannot be built or loaded."""
+
+
+class OutsideRegionError(NetworkError):
+    """An OSM file does not overlap the region it was to be clipped to."""
 
 
 class SettingsError(SkillcircleError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -162,11 +163,57 @@ def decode(path: Path, error: type[InputDataError]) -> str:
         )
 
 
-def read_json(path: Path, error: type[InputDataError]) -> Any:
-    """Parse a JSON file, turning encoding and syntax errors into ``error``."""
-    text = decode(path, error)
+#: Deepest nesting of arrays and objects read from JSON. A GeoJSON MultiPolygon
+#: needs 6 levels; Python's parser recurses and fails near 1000 (RecursionError).
+MAX_JSON_DEPTH = 64
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+class JSONShapeError(ValueError):
+    """JSON text nested deeper than allowed, or holding a number too long to read."""
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of ``[`` and ``{`` outside strings, found without parsing or recursion."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
+
+
+def loads_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` with a nesting limit: the one JSON reader for files and request bodies.
+
+    Raises
+    ------
+    json.JSONDecodeError
+        If ``text`` is not JSON.
+    JSONShapeError
+        If it nests deeper than ``max_depth`` or holds an integer longer than
+        Python reads (4300 digits).
+    """
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise JSONShapeError(f"JSON nested {depth} levels deep (at most {max_depth} are read)")
     try:
         return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError as exc:  # not expected after the depth check; never a crash
+        raise JSONShapeError(f"JSON nested too deeply (at most {max_depth} levels)") from exc
+    except ValueError as exc:  # int() refuses integers of more than 4300 digits
+        raise JSONShapeError("JSON holds a number of more than 4300 digits") from exc
+
+
+def read_json(path: Path, error: type[InputDataError]) -> Any:
+    """Parse a JSON file, turning encoding, syntax and shape errors into ``error``."""
+    text = decode(path, error)
+    try:
+        return loads_json(text)
     except json.JSONDecodeError as exc:
         fail(
             error,
@@ -174,6 +221,8 @@ def read_json(path: Path, error: type[InputDataError]) -> Any:
             f"broken JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); "
             "fix the file or write it again",
         )
+    except JSONShapeError as exc:
+        fail(error, path.name, f"{exc}; fix the file or write it again")
 
 
 def read_feature_collection(path: Path, error: type[InputDataError]) -> list[Any]:

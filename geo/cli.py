@@ -102,16 +102,57 @@ def _settings(minutes: float | None = None, max_minutes: float | None = None) ->
     return base.with_(**changes) if changes else base
 
 
-def _network(settings: Settings, osm: Path | None, download: bool) -> Any:
-    """Load the road network (once per command; :func:`_announce` reports it)."""
+def _network(
+    settings: Settings,
+    osm: Path | None,
+    download: bool,
+    command: str,
+    defaults: Sequence[str] | None,
+) -> Any:
+    """Load the road network (once per command; :func:`_announce` reports it).
+
+    An OSM file is clipped while it is read to the region's outline grown by
+    ``clip_halo_m`` (:mod:`geo.osmclip`) whenever the command uses the region's
+    villages or facilities (``defaults``, as in :func:`_input_area`), so a
+    province or country extract is read in memory proportional to the region.
+    """
+    from geo._errors import OutsideRegionError
     from geo.network import load_network
+    from geo.places import load_city
 
-    polygon = None
+    uses_region = defaults is None or len(defaults) > 0
+    polygon = clip = None
     if download and osm is None:
-        from geo.places import load_city
-
         polygon = load_city(settings=settings).geometry.union_all()
-    return load_network(settings, osm, download_polygon=polygon)
+    if osm is not None and uses_region:
+        from geo.osmclip import clip_area
+
+        clip = clip_area(load_city(settings=settings), settings.clip_halo_m)
+    verbose = bool((click.get_current_context().obj or {}).get("verbose"))
+    try:
+        return load_network(settings, osm, download_polygon=polygon, clip=clip, progress=verbose)
+    except OutsideRegionError as exc:
+        _fail(
+            f"{exc}; it is outside the region {settings.region.label}: "
+            + _foreign_remedy(settings, command, defaults)
+        )
+
+
+def _foreign_remedy(settings: Settings, command: str, defaults: Sequence[str] | None) -> str:
+    """What to do when the network is elsewhere than the region whose data are used."""
+    region = settings.region
+    if defaults is None:
+        return (
+            f"`skillcircle {command}` works on the region's villages and counties; pass an "
+            f"OSM extract of {region.name}, choose the region it covers (--region), or use "
+            "`skillcircle coverage --villages FILE --facilities FILE`"
+        )
+    names = " and ".join(option.removeprefix("--") for option in defaults)
+    files = " and ".join(f"{option} FILE" for option in defaults)
+    return (
+        f"the {names} of {region.name} are used by default; pass {files} for that area, "
+        "or choose its region (--region)"
+    )
 
 
 def _announce(net: Any) -> None:
@@ -142,18 +183,7 @@ def _input_area(settings: Settings, net: Any, command: str, defaults: Sequence[s
         f"the road network {net.source.description} covers {describe_bounds(area.bounds)}, "
         f"outside the region {region.label}"
     )
-    if defaults is None:
-        _fail(
-            f"{where}, but `skillcircle {command}` works on the region's villages and "
-            f"counties; pass an OSM extract of {region.name}, choose the region it covers "
-            "(--region), or use `skillcircle coverage --villages FILE --facilities FILE`"
-        )
-    names = " and ".join(option.removeprefix("--") for option in defaults)
-    files = " and ".join(f"{option} FILE" for option in defaults)
-    _fail(
-        f"{where}, but the {names} of {region.name} are used by default; pass {files} for "
-        "that area, or choose its region (--region)"
-    )
+    _fail(f"{where}, but {_foreign_remedy(settings, command, defaults)}")
 
 
 def _router(net: Any, mode: str, settings: Settings, villages: Any, facilities: Any = None) -> Any:
@@ -370,7 +400,13 @@ def coverage(
     if (scheduler or workers) and not use_dask:
         raise click.UsageError("--scheduler and --workers need --dask")
     settings = _settings(minutes, max_minutes)
-    net = _network(settings, osm, download)
+    net = _network(
+        settings,
+        osm,
+        download,
+        "coverage",
+        [o for o, f in (("--villages", villages), ("--facilities", facilities)) if f is None],
+    )
     fac, vil = _load_inputs(settings, net, "coverage", facilities, villages, trade)
     _announce(net)
     if use_dask:
@@ -440,7 +476,7 @@ def isochrones(
 
     _check_out(out, "isochrones")
     settings = _settings(minutes)
-    net = _network(settings, osm, download)
+    net = _network(settings, osm, download, "isochrones", [] if facilities else ["--facilities"])
     area = _input_area(settings, net, "isochrones", [] if facilities else ["--facilities"])
     fac = load_facilities(facilities, settings, bounds=REGION if facilities is None else area)
     fac = fac[fac["layer"] == layer].reset_index(drop=True)
@@ -493,7 +529,7 @@ def times(
 
     _check_out(out, "times")
     settings = _settings(max_minutes=max_minutes)
-    net = _network(settings, osm, download)
+    net = _network(settings, osm, download, "times", [])
     area = _input_area(settings, net, "times", [])
     a = load_points(origins, bounds=area)
     b = load_points(targets, bounds=area)
@@ -557,7 +593,7 @@ def stats(
 
     _check_out(out, "stats")
     settings = _settings(minutes)
-    net = _network(settings, osm, download)
+    net = _network(settings, osm, download, "stats", None)
     fac, vil = _load_inputs(settings, net, "stats", trade=trade, own_inputs=False)
     _announce(net)
     table = coverage_table(_router(net, mode, settings, vil, fac), vil, fac, minutes)
@@ -688,7 +724,7 @@ def export(
     _check_out(out, "export")
     settings = _settings(minutes)
     which = check_county(county, settings.region)
-    net = _network(settings, osm, False)
+    net = _network(settings, osm, False, "export", None)
     fac, vil = _load_inputs(settings, net, "export", trade=trade, own_inputs=False)
     people = load_population(population, vil["village_code"]) if population else None
     _announce(net)
@@ -768,7 +804,7 @@ def plan(
             "plan works on one county at a time; pass --county "
             f"{settings.region.county_names[0]} (etc.)"
         )
-    net = _network(settings, osm, False)
+    net = _network(settings, osm, False, "plan", None)
     fac, vil = _load_inputs(settings, net, "plan", own_inputs=False)
     cand: Any = candidates
     if candidates not in ("villages", "towns"):
@@ -852,7 +888,7 @@ def posters(county: str, town: str | None, public_url: str, osm: Path | None, ou
             "posters are printed per county; pass --county "
             f"{settings.region.county_names[0]} (etc.)"
         )
-    net = _network(settings, osm, False)
+    net = _network(settings, osm, False, "posters", None)
     fac, vil = _load_inputs(settings, net, "posters", own_inputs=False)
     vil = vil[vil["county"] == county]
     if town is not None:

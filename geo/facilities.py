@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from geo import _validate as v
-from geo._errors import FacilityDataError, SettingsError
+from geo._errors import FacilityDataError, SettingsError, TooManyRowsError
 from geo.coords import CRS_NAMES, to_wgs84
 from geo.settings import LAYERS, Settings, check_layer
 
@@ -52,6 +52,18 @@ FACILITY_COLUMNS = (
     "location_quality",
     "note",
 )
+
+#: What a facility id may be, everywhere ids are made (files, registries, the admin
+#: API): 1-64 ASCII letters, digits, ``_``, ``.`` and ``-``, starting with a letter
+#: or digit, and no ``..``. So an id is one URL path segment and a file name as it
+#: stands, and cannot be markup, a path (``/``, ``..``), a spreadsheet formula
+#: (``= + - @``), whitespace, or a control or bidi character. Checked by
+#: :func:`facility_id_problem`.
+FACILITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_FACILITY_ID = re.compile(FACILITY_ID_PATTERN)
+
+#: Largest capacity (trainees per year) a facility may declare.
+MAX_CAPACITY = 1_000_000
 
 #: Prefix of generated ids per layer (``TS-IMP-0001``).
 LAYER_PREFIXES: Mapping[str, str] = {
@@ -89,6 +101,31 @@ _LAYER_BY_LABEL = {label: key for key, label in LAYERS.items()}
 _GEOJSON_SUFFIXES = (".geojson", ".json")
 
 
+def facility_id_problem(fid: str) -> str | None:
+    """What is wrong with a facility id, or None if it follows :data:`FACILITY_ID_PATTERN`.
+
+    The one id check: loaders, registry imports and the admin API all call it.
+    """
+    if _FACILITY_ID.fullmatch(fid) and ".." not in fid:
+        return None
+    shown = repr(fid if len(fid) <= 40 else fid[:40] + "…")
+    return (
+        f"id {shown} is not a safe id; use 1-64 letters A-Z/a-z, digits, '_', '.' or '-' "
+        "(no '..'), starting with a letter or digit (e.g. TI-330402-001), or leave it empty "
+        "to have one made"
+    )
+
+
+def facility_id_prefix(layer: str, county_code: str) -> str:
+    """Prefix of the ids the admin API makes for a layer in a county: ``TB-330402-A``.
+
+    Only the letters and digits of ``county_code`` are used, so every id made
+    with it follows :data:`FACILITY_ID_PATTERN`.
+    """
+    code = re.sub(r"[^A-Za-z0-9]", "", county_code)[:12] or "X"
+    return f"{LAYER_PREFIXES.get(layer, 'FAC')}-{code}-A"
+
+
 def load_facilities(
     path: Path | None = None,
     settings: Settings | None = None,
@@ -122,9 +159,11 @@ def load_facilities(
     Raises
     ------
     FacilityDataError
-        If the file is missing, undecodable, not a FeatureCollection, or a feature
-        is not a Point, lacks ``id``/``layer``/``name``, repeats an id, names an
-        unknown layer, has a bad value or lies outside ``bounds``.
+        If the file is missing, undecodable, not a FeatureCollection (or nested
+        deeper than ``MAX_JSON_DEPTH``), or a feature is not a Point, lacks
+        ``id``/``layer``/``name``, has an unsafe id (:func:`facility_id_problem`)
+        or repeats one, names an unknown layer, has a bad value or lies outside
+        ``bounds``.
     """
     settings = settings or Settings()
     path = Path(path) if path is not None else settings.facilities_path
@@ -176,10 +215,11 @@ def import_registry(
     crs: str,
     *,
     id_prefix: str | None = None,
-    id_tag: str = "IMP",
+    id_tag: str | None = "IMP",
     bounds: v.BoundsArg = v.REGION,
     geocoder: Geocoder | None = None,
     settings: Settings | None = None,
+    max_rows: int | None = None,
 ) -> gpd.GeoDataFrame:
     """Convert a published registry into validated facilities.
 
@@ -204,7 +244,8 @@ def import_registry(
         Rows without an id get ``<prefix>-<id_tag>-<n>`` where ``n`` is the data
         row number (first data row 1), so ids are stable while rows stay in place.
     id_tag
-        Middle part of generated ids (``IMP``; the web upload numbers its uploads).
+        Middle part of generated ids (``IMP``). ``None`` leaves the id of such rows
+        empty: the web upload gives them ids per county when it stores them.
     bounds
         Region check after conversion to WGS84 (default: the area of
         ``settings.region``); ``None`` disables it.
@@ -216,6 +257,9 @@ def import_registry(
         (``village_from_address``, ``town_from_address``, ``geocoded_amap:…``).
     settings
         Supplies the region (and its gazetteer); ``Settings()`` if omitted.
+    max_rows
+        Refuse a file of more data rows (:class:`geo._errors.TooManyRowsError`);
+        the web upload sets it, the CLI does not.
 
     Returns
     -------
@@ -229,10 +273,11 @@ def import_registry(
     SettingsError
         If ``layer`` or ``crs`` is unknown.
     FacilityDataError
-        If the file is missing, cannot be decoded or read, lacks required
-        columns, or rows have empty names, non-numeric coordinates, a capacity
-        that is not a whole number, an unknown layer, a repeated id, lie
-        outside ``bounds`` or have an address that cannot be placed (unmatched,
+        If the file is missing, cannot be decoded or read, has no data rows,
+        lacks required columns, or rows have empty names, non-numeric
+        coordinates, a capacity that is not a whole number, an unknown layer,
+        an unsafe (:func:`facility_id_problem`) or repeated id, lie outside
+        ``bounds`` or have an address that cannot be placed (unmatched,
         ambiguous, outside the region). Row numbers are those a spreadsheet shows.
     GeocoderError
         If an online geocoder refuses the key, its quota is spent or it does not answer.
@@ -258,6 +303,17 @@ def import_registry(
             f"unknown registry file type {suffix!r}; use .csv, .xlsx or .geojson "
             "(save .xls files as .xlsx)",
         )
+    if table.empty:
+        v.fail(
+            FacilityDataError,
+            path.name,
+            "has no data rows under the header; add one row per facility",
+        )
+    if max_rows is not None and len(table) > max_rows:
+        raise TooManyRowsError(
+            f"{path.name}: {len(table):,} rows, more than the {max_rows:,} one file may hold; "
+            "split it into files of at most that many rows"
+        )
     table = _rename_headers(table, path.name)
     by_address = "address" in table.columns and "lon" not in table and "lat" not in table
     missing = [c for c in ("name", "lon", "lat") if c not in table.columns]
@@ -282,7 +338,7 @@ def import_registry(
     layers = [_LAYER_BY_LABEL.get(x, x) if x else layer for x in cells]
     ids = list(table["id"]) if "id" in table else [""] * len(table)
     for n, (fid, row_layer) in enumerate(zip(ids, layers, strict=True), start=1):
-        if not fid:
+        if not fid and id_tag is not None:
             prefix = id_prefix or LAYER_PREFIXES.get(row_layer, "FAC")
             ids[n - 1] = f"{prefix}-{id_tag}-{n:04d}"
     kept = {
@@ -306,7 +362,7 @@ def import_registry(
     )
     for i, place in placed.items():
         lon[i], lat[i] = place.lon, place.lat
-    frame, problems = _normalise(records, where, default_source="")
+    frame, problems = _normalise(records, where, default_source="", require_id=id_tag is not None)
     hint = f"the file was read as {crs_key}; is --crs right, and are the columns lon/lat?"
     problems += address_problems
     skip = {p.order for p in address_problems}
@@ -390,12 +446,14 @@ def facilities_from_records(
     bounds: v.BoundsArg = v.REGION,
     label: str = "facilities",
     settings: Settings | None = None,
+    check_ids: bool = True,
 ) -> gpd.GeoDataFrame:
     """Validate property dicts with WGS84 ``lon``/``lat`` into a facilities frame.
 
     The checks are those of :func:`load_facilities` (required id/layer/name,
-    known layer, trades, capacity, unique ids, coordinates inside ``bounds``);
-    the web store keeps facilities this way.
+    known layer, trades, capacity, safe and unique ids, coordinates inside
+    ``bounds``); the web store keeps facilities this way. ``check_ids=False``
+    skips the id pattern (for records stored before it was enforced).
 
     Raises
     ------
@@ -407,7 +465,9 @@ def facilities_from_records(
     where = list(where) if where is not None else [v.feature_row(i) for i in range(len(records))]
     lon = np.array([_float_or_nan(r.get("lon")) for r in records], dtype=float)
     lat = np.array([_float_or_nan(r.get("lat")) for r in records], dtype=float)
-    frame, problems = _normalise(records, where, default_source="user_supplied")
+    frame, problems = _normalise(
+        records, where, default_source="user_supplied", check_ids=check_ids
+    )
     problems += v.coordinate_problems(lon, lat, where, bounds, "give WGS84 decimal degrees")
     v.raise_problems(FacilityDataError, label, problems)
     return _to_frame(frame, lon, lat)
@@ -455,9 +515,19 @@ def split_trades(value: Any) -> list[str]:
 
 
 def _normalise(
-    records: Sequence[Mapping[str, Any]], where: Sequence[str], *, default_source: str
+    records: Sequence[Mapping[str, Any]],
+    where: Sequence[str],
+    *,
+    default_source: str,
+    require_id: bool = True,
+    check_ids: bool = True,
 ) -> tuple[pd.DataFrame, list[v.Problem]]:
-    """Check and fill the properties of each record; the one place rows are validated."""
+    """Check and fill the properties of each record; the one place rows are validated.
+
+    ``require_id=False`` lets ids be empty (the caller makes them); a given id
+    must still be safe unless ``check_ids`` is False (records stored before ids
+    were checked, see ``skillcircle admin repair-ids``).
+    """
     problems: list[v.Problem] = []
     rows = []
     for i, props in enumerate(records):
@@ -467,8 +537,10 @@ def _normalise(
 
         row: dict[str, Any] = {c: v.as_text(props.get(c)) for c in ("id", "layer", "name")}
         for column, article in (("id", "an"), ("layer", "a"), ("name", "a")):
-            if not row[column]:
+            if not row[column] and (column != "id" or require_id):
                 bad(f"{column} is missing or empty; give every facility {article} {column}")
+        if check_ids and row["id"] and (id_problem := facility_id_problem(row["id"])):
+            bad(id_problem)
         if row["layer"] and row["layer"] not in LAYERS:
             bad(f"unknown layer {row['layer']!r}; use one of {', '.join(LAYERS)}")
         row["layer_name"] = v.as_text(props.get("layer_name")) or LAYERS.get(row["layer"], "")
@@ -481,8 +553,8 @@ def _normalise(
         row["capacity"], capacity_ok = _capacity(props.get("capacity"))
         if not capacity_ok:
             bad(
-                f"capacity {props.get('capacity')!r} is not a whole number; "
-                "write a number of trainees per year or leave it empty"
+                f"capacity {props.get('capacity')!r} is not a whole number from 0 to "
+                f"{MAX_CAPACITY:,}; write the trainees per year or leave it empty"
             )
         is_sample = props.get("is_sample", False)
         if not isinstance(is_sample, bool | np.bool_):
@@ -508,7 +580,7 @@ def _capacity(value: Any) -> tuple[int | None, bool]:
         number = float(value)
     except (TypeError, ValueError):
         return None, False
-    if not number.is_integer() or number < 0:
+    if not number.is_integer() or not 0 <= number <= MAX_CAPACITY:
         return None, False
     return int(number), True
 

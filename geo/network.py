@@ -24,6 +24,7 @@ import re
 import time
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,7 +291,7 @@ def _from_segments(
     seg = seg[seg["highway"].fillna("") != ""]
     if "area" in seg:
         seg = seg[seg["area"].fillna("") != "yes"]
-    used = np.unique(np.concatenate([seg["u"].to_numpy(), seg["v"].to_numpy()]))
+    used = unique_ids(np.concatenate([seg["u"].to_numpy(), seg["v"].to_numpy()]))
     order = np.argsort(node_ids)
     pos = order[np.searchsorted(node_ids, used, sorter=order)]
     node_ids, lon, lat = node_ids[pos], lon[pos], lat[pos]
@@ -300,7 +301,9 @@ def _from_segments(
     flags = _edge_flags(seg)
     length = great_circle(lat[u], lon[u], lat[v], lon[v])
     way = seg["way"].to_numpy(np.int64) if "way" in seg else np.full(len(seg), -1)
-    signal = np.isin(node_ids, np.asarray(signals if signals is not None else [], np.int64))
+    signal = in_sorted(
+        node_ids, unique_ids(np.asarray(signals if signals is not None else [], np.int64))
+    )
     rules = _restriction_rows(restrictions or [], index, set(way.tolist()))
     return RoadNetwork(
         lon=lon.astype(float),
@@ -320,6 +323,28 @@ def _from_segments(
         signal=signal,
         restrictions=rules,
     )
+
+
+def unique_ids(ids: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The sorted distinct values of an integer array, as ``np.unique`` returns them.
+
+    By sorting: numpy 2.4's ``np.unique`` hashes integer arrays and takes about
+    1 s per 600,000 OSM ids on this project's machines, 50 x longer than a sort.
+    """
+    ids = np.sort(np.asarray(ids).ravel())
+    if not ids.size:
+        return ids
+    return ids[np.concatenate([[True], ids[1:] != ids[:-1]])]
+
+
+def in_sorted(values: NDArray[np.int64], table: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """``np.isin(values, table)`` for a sorted ``table`` of distinct integers (by
+    binary search; ``np.isin`` calls the slow ``np.unique``, see :func:`unique_ids`)."""
+    values = np.asarray(values)
+    if not len(table):
+        return np.zeros(values.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(table, values), len(table) - 1)
+    return np.asarray(table[pos] == values)
 
 
 def _restriction_rows(
@@ -376,7 +401,7 @@ def _xml_relations(path: Path) -> list[tuple[int, int, int, int]]:
 
 
 def _restriction_members(
-    members: list[tuple[str | None, str | None, str | None]], only: int
+    members: Sequence[tuple[str | None, str | None, str | None]], only: int
 ) -> tuple[int, int, int, int] | None:
     """(from way, via node, to way, only) from relation members; None for via-way ones."""
     by_role: dict[str, list[tuple[str | None, str | None]]] = {}
@@ -458,17 +483,88 @@ def network_from_osm_xml(path: Path) -> RoadNetwork:
     return network_from_osmnx_graph(graph, source, _xml_relations(path))
 
 
-def network_from_pbf(path: Path) -> RoadNetwork:
-    """Build a network from an ``.osm.pbf`` file with pyosmium (same rules as osmnx)."""
+#: Way tags read from OSM files: those kept on edges plus ``oneway``.
+_WAY_KEYS = ("highway", "maxspeed", "oneway", *_EXTRA_TAGS)
+
+
+class WayEdges:
+    """Directed segments of OSM road ways, built way by way as osmnx would.
+
+    Every PBF reader (:func:`network_from_pbf` and the clipped readers of
+    :mod:`geo.osmclip`) feeds its ways here, so that they all build the same
+    edges from the same ways.
+    """
+
+    def __init__(self) -> None:
+        self.way_tags: list[dict[str, Any]] = []
+        self.u: list[int] = []
+        self.v: list[int] = []
+        self.way: list[int] = []
+        self.oneway: list[bool] = []
+
+    def add(self, way_id: int, tags: dict[str, Any], refs: list[int]) -> None:
+        """Add a way: its id, :func:`way_tags` and node ids (those with a location).
+
+        Ways with fewer than two located nodes are skipped; ``oneway=-1`` reverses
+        the node order; two-way roads give both directions.
+        """
+        if len(refs) < 2:
+            return
+        is_oneway = tags["oneway"] in _ONEWAY_VALUES or tags["junction"] == "roundabout"
+        if is_oneway and tags["oneway"] in _REVERSED_VALUES:
+            refs = refs[::-1]
+        index = len(self.way_tags)
+        self.way_tags.append(
+            {"way": way_id, **{k: tags[k] for k in ("highway", "maxspeed", *_EXTRA_TAGS)}}
+        )
+        pairs = len(refs) - 1
+        self.u += refs[:-1]
+        self.v += refs[1:]
+        if not is_oneway:
+            self.u += refs[1:]
+            self.v += refs[:-1]
+        count = pairs if is_oneway else 2 * pairs
+        self.way += [index] * count
+        self.oneway += [is_oneway] * count
+
+    def __len__(self) -> int:
+        return len(self.u)
+
+    def segments(self) -> pd.DataFrame:
+        """One row per directed segment: ``u``, ``v``, the way's tags, ``oneway``."""
+        seg = pd.DataFrame(self.way_tags).iloc[self.way].reset_index(drop=True)
+        seg.insert(0, "u", np.array(self.u, dtype=np.int64))
+        seg.insert(1, "v", np.array(self.v, dtype=np.int64))
+        seg["oneway"] = np.array(self.oneway, dtype=bool)
+        return seg
+
+
+def way_tags(way: Any) -> dict[str, Any]:
+    """The tags of a pyosmium way that the network keeps (None where absent)."""
+    return {k: way.tags.get(k) for k in _WAY_KEYS}
+
+
+def pbf_restriction(relation: Any) -> tuple[int, int, int, int] | None:
+    """``(from way, via node, to way, only)`` of a pyosmium turn-restriction relation
+    that binds cars, else None (also for restrictions via ways)."""
+    only = _restriction({t.k: t.v for t in relation.tags})
+    if only is None:
+        return None
+    members = [(m.type and _MEMBER_KIND[m.type], m.role, str(m.ref)) for m in relation.members]
+    return _restriction_members(members, only)
+
+
+def network_from_pbf(path: Path, source: NetworkSource | None = None) -> RoadNetwork:
+    """Build a network from an ``.osm.pbf`` file with pyosmium (same rules as osmnx).
+
+    The whole file is read: node locations of every road are kept in memory. For a
+    file much larger than the study area, read it clipped
+    (:func:`load_network` with ``clip``, :mod:`geo.osmclip`).
+    """
     import osmium
 
-    source = NetworkSource("osm_file", f"{path.name} (OSM PBF)")
-    # per way: its tags once; per directed edge: two node ids and the way's index
-    way_tags: list[dict[str, Any]] = []
-    edge_u: list[int] = []
-    edge_v: list[int] = []
-    edge_way: list[int] = []
-    edge_oneway: list[bool] = []
+    source = source or NetworkSource("osm_file", f"{path.name} (OSM PBF)")
+    edges = WayEdges()
     nodes: dict[int, tuple[float, float]] = {}
     signals: list[int] = []
     restrictions: list[tuple[int, int, int, int]] = []
@@ -484,59 +580,32 @@ def network_from_pbf(path: Path) -> RoadNetwork:
                     signals.append(obj.id)
                 continue
             if isinstance(obj, osmium.osm.Relation):
-                only = _restriction({t.k: t.v for t in obj.tags})
-                if only is not None:
-                    members = [
-                        (
-                            m.type and {"n": "node", "w": "way", "r": "relation"}[m.type],
-                            m.role,
-                            str(m.ref),
-                        )
-                        for m in obj.members
-                    ]
-                    rule = _restriction_members(members, only)
-                    if rule is not None:
-                        restrictions.append(rule)
+                if (rule := pbf_restriction(obj)) is not None:
+                    restrictions.append(rule)
                 continue
-            way = obj
+            way: Any = obj
             if "highway" not in way.tags:
                 continue
-            tags = {k: way.tags.get(k) for k in ("highway", "maxspeed", "oneway", *_EXTRA_TAGS)}
             refs = []
             for n in way.nodes:
                 if n.location.valid():
                     nodes[n.ref] = (n.location.lon, n.location.lat)
                     refs.append(n.ref)
-            if len(refs) < 2:
-                continue
-            is_oneway = tags["oneway"] in _ONEWAY_VALUES or tags["junction"] == "roundabout"
-            if is_oneway and tags["oneway"] in _REVERSED_VALUES:
-                refs.reverse()
-            index = len(way_tags)
-            way_tags.append(
-                {"way": way.id, **{k: tags[k] for k in ("highway", "maxspeed", *_EXTRA_TAGS)}}
-            )
-            pairs = len(refs) - 1
-            edge_u += refs[:-1]
-            edge_v += refs[1:]
-            if not is_oneway:
-                edge_u += refs[1:]
-                edge_v += refs[:-1]
-            count = pairs if is_oneway else 2 * pairs
-            edge_way += [index] * count
-            edge_oneway += [is_oneway] * count
+            edges.add(way.id, way_tags(way), refs)
     except RuntimeError as exc:
         raise NetworkError(f"{path}: cannot read OSM PBF ({exc})") from exc
-    if not edge_u:
+    if not len(edges):
         raise NetworkError(f"{path}: the OSM data has no roads (no highway ways)")
-    seg = pd.DataFrame(way_tags).iloc[edge_way].reset_index(drop=True)
-    seg.insert(0, "u", np.array(edge_u, dtype=np.int64))
-    seg.insert(1, "v", np.array(edge_v, dtype=np.int64))
-    seg["oneway"] = np.array(edge_oneway, dtype=bool)
     ids = np.fromiter(nodes.keys(), dtype=np.int64, count=len(nodes))
     coords = np.array(list(nodes.values()), dtype=float)
     return _from_segments(
-        ids, coords[:, 0], coords[:, 1], seg, source, np.array(signals, np.int64), restrictions
+        ids,
+        coords[:, 0],
+        coords[:, 1],
+        edges.segments(),
+        source,
+        np.array(signals, np.int64),
+        restrictions,
     )
 
 
@@ -746,6 +815,9 @@ def load_network(
     settings: Settings,
     osm_file: Path | str | None = None,
     *,
+    clip: Any = None,
+    clip_reader: str = "auto",
+    progress: bool = False,
     download_polygon: Any = None,
     use_cache: bool = True,
 ) -> RoadNetwork:
@@ -757,6 +829,19 @@ def load_network(
         Paths (cache and bundled data).
     osm_file
         A user's ``.osm``/``.xml``/``.osm.pbf`` file (highest priority).
+    clip
+        A shapely (Multi)Polygon in WGS84: read only the roads of ``osm_file`` that
+        touch it, in memory proportional to it, not to the file (a province or
+        country extract for one county). Pass the region's outline grown by the
+        routing halo, :func:`geo.osmclip.clip_area` ``(outline,
+        settings.clip_halo_m)``. Roads crossing its edge are kept whole. Cached
+        apart from unclipped reads of the same file. Ignored without ``osm_file``.
+    clip_reader
+        How to clip: ``auto`` (``osmium extract`` from Debian ``osmium-tool`` when
+        installed, else streaming pyosmium), ``osmium-tool`` or ``pyosmium``; both
+        give the same network (:mod:`geo.osmclip`).
+    progress
+        Progress bars (tqdm, stderr) while clipping a file.
     download_polygon
         A shapely polygon (WGS84) to download from Overpass with osmnx when no
         file is given and nothing is cached for it. Needs the internet.
@@ -766,7 +851,8 @@ def load_network(
     Raises
     ------
     NetworkError
-        Missing, unreadable or road-less file; failed download.
+        Missing, unreadable or road-less file; a file that does not overlap
+        ``clip``; failed download. Nothing is written to the cache then.
     """
     started = time.perf_counter()
     cache_dir = settings.cache_dir / "networks"
@@ -775,16 +861,23 @@ def load_network(
         path = Path(osm_file)
         if not path.is_file():
             raise NetworkError(f"{path}: OSM file not found; pass an existing .osm or .osm.pbf")
+        name = path.name.lower()
+        if not name.endswith((".pbf", ".osm", ".xml")):
+            raise NetworkError(f"{path}: unknown OSM format; use .osm, .xml or .osm.pbf")
         key = _file_key(path)
+        if clip is not None:
+            from geo import osmclip
+
+            clip = osmclip.check_clip(clip)
+            key += "-clip-" + osmclip.clip_key(clip)
         net = load_cached(cache_dir, key) if use_cache else None
         if net is None:
-            name = path.name.lower()
-            if name.endswith(".pbf"):
+            if clip is not None:
+                net = osmclip.read_clipped(path, clip, reader=clip_reader, progress=progress)
+            elif name.endswith(".pbf"):
                 net = network_from_pbf(path)
-            elif name.endswith((".osm", ".xml", ".osm.xml")):
-                net = network_from_osm_xml(path)
             else:
-                raise NetworkError(f"{path}: unknown OSM format; use .osm, .xml or .osm.pbf")
+                net = network_from_osm_xml(path)
             if use_cache:
                 save_cached(net, cache_dir, key)
     else:

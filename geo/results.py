@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Version of the cached results; a file of another version is recomputed.
-FORMAT_VERSION = 7  # 7: with 技能码 cards; 6: a Results dataclass (5: a positional tuple)
+#: 8: with the facilities; 7: with 技能码 cards; 6: a Results dataclass; 5: a tuple.
+FORMAT_VERSION = 8
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class Results:
     trade_minutes
         ``(mode, trade)`` -> minutes from every village (in village order) to the
         nearest facility teaching the trade; NaN beyond ``max_minutes``.
+    facilities
+        The facilities these results are of (so that a process that reads the
+        results of a data version from the cache serves exactly that version).
     cards
         Layer -> the facilities each village's 技能码 card lists for that layer
         (:func:`card_rows`): columns ``village`` (position), ``rank``,
@@ -82,6 +86,7 @@ class Results:
     isochrones: Mapping[tuple[str, str, float], BaseGeometry]
     trade_minutes: Mapping[tuple[str, str], np.ndarray] = field(default_factory=dict)
     cards: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    facilities: gpd.GeoDataFrame | None = None
 
     @property
     def trades(self) -> list[str]:
@@ -175,6 +180,7 @@ def compute_results(
         isochrones=isochrones,
         trade_minutes=trade_minutes,
         cards=cards,
+        facilities=facilities,
     )
 
 

@@ -23,6 +23,7 @@ straight-line distance x ``detour_factor`` at the mode's ``access_kmh``.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -101,6 +102,11 @@ NON_MOTOR_HIGHWAYS: frozenset[str] = frozenset(
 )
 
 
+#: Default routing halo (metres) around a region when an OSM file is clipped to it;
+#: see :func:`geo.osmclip.clip_area` for why 10 km.
+DEFAULT_CLIP_HALO_M = 10_000.0
+
+
 def _default_data_dir() -> Path:
     """The region pack: ``SKILLCIRCLE_REGION`` (a folder or a code), else
     ``SKILLCIRCLE_DATA`` (a folder), else the bundled Jiaxing pack."""
@@ -169,6 +175,11 @@ class Settings:
         (the default) means "choose from the data": the UTM zone at the median
         of the network's nodes (:meth:`metric_crs_for`), e.g. EPSG:32651 for
         Jiaxing and Shanghai, EPSG:32635 for Helsinki. Set it to pin one CRS.
+    clip_halo_m
+        When a big OSM file is read for a region, only the roads within the region's
+        outline grown by this many metres are read (:func:`geo.osmclip.clip_area`):
+        room for routes that leave the region and come back, and for access legs
+        across the border. 10 km by default; 0 clips to the outline itself.
     data_dir
         The region pack folder (:mod:`geo.region`): its ``region.json`` is
         :attr:`region`, its files the default villages, towns, counties,
@@ -202,6 +213,7 @@ class Settings:
     u_turn_penalty_s: float = 20.0
     signal_delay_s: float = 2.0
     metric_crs: str | None = None
+    clip_halo_m: float = DEFAULT_CLIP_HALO_M
     data_dir: Path = field(default_factory=_default_data_dir)
     cache_dir: Path = field(default_factory=_default_cache_dir)
 
@@ -231,6 +243,10 @@ class Settings:
         ):
             if not (getattr(self, name) >= 0):
                 raise SettingsError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.clip_halo_m) and self.clip_halo_m >= 0):
+            raise SettingsError(
+                f"setting clip_halo_m must be a number of metres >= 0, got {self.clip_halo_m!r}"
+            )
         if self.detour_factor < 1:
             raise SettingsError(f"detour_factor must be >= 1, got {self.detour_factor}")
         if self.minutes > self.max_minutes:

@@ -93,6 +93,9 @@ class Study:
     ) -> Study:
         """Load data and network and compute (or read cached) results.
 
+        An ``osm_file`` is clipped to the region's counties grown by
+        ``settings.clip_halo_m`` while it is read (:mod:`geo.osmclip`).
+
         ``facilities`` (a frame like :func:`geo.facilities.load_facilities` returns,
         e.g. from the web app's store) takes precedence over ``facilities_path``.
         """
@@ -108,7 +111,14 @@ class Study:
         villages = load_villages(villages_path, settings)
         towns = load_towns(settings=settings)
         counties = load_counties(settings=settings)
-        network = load_network(settings, osm_file, use_cache=use_cache)
+        clip = None
+        if osm_file is not None:  # the region's data: read the file only around the region
+            from geo.osmclip import clip_area
+
+            clip = clip_area(counties, settings.clip_halo_m)
+        network = load_network(
+            settings, osm_file, use_cache=use_cache, clip=clip, progress=progress
+        )
         routers = {m: Router(network, m, settings) for m in modes}
         version = results_key(settings, network, facilities, villages, modes, iso_minutes)
         cache = _cache(settings)
@@ -150,7 +160,7 @@ class Study:
         """
         started = time.perf_counter()
         layers, trades = affected(self.facilities, facilities)
-        results = self.results
+        results = replace(self.results, facilities=facilities)  # a text edit: no recompute
         if layers or trades:
             results = compute_results(
                 self.routers,
@@ -165,7 +175,7 @@ class Study:
         version = results_key(
             self.settings, self.network, facilities, self.villages, self.modes, self.iso_minutes
         )
-        if self.use_cache and (layers or trades):
+        if self.use_cache and version != self.version:
             _cache(self.settings).write(version, results)
         study = replace(
             self,
@@ -187,6 +197,24 @@ class Study:
             change.seconds,
         )
         return study, change
+
+    def with_results(self, results: Results, version: str) -> Study:
+        """This study serving other results of the same villages and network (read from
+        the results cache by :meth:`read_results`): another process computed them."""
+        if results.facilities is None:
+            raise SettingsError(f"results {version} carry no facilities; compute them again")
+        return replace(
+            self,
+            facilities=results.facilities,
+            results=results,
+            version=version,
+            _tables=LRUCache(maxsize=512),
+            _lock=threading.Lock(),
+        )
+
+    def read_results(self, version: str) -> Results | None:
+        """Results of a data version from this study's results cache (None if absent)."""
+        return _cache(self.settings).read(version)
 
     # ------------------------------------------------------------------ results
 

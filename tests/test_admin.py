@@ -436,14 +436,15 @@ def test_upload_gbk_csv_commits_all_rows(client, tokens):
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
     assert (body["added"], body["updated"]) == (3, 0)
-    assert body["ids"][0] == "TI-U1-0001"
+    # ids per layer and county (南湖区 330402), numbered in the store
+    assert body["ids"] == ["TI-330402-A001", "TI-330402-A002", "TI-330402-A003"]
     assert body["recomputed"]["layers"] == ["training_institution"]
     assert facility_count(client) == count + 3
-    fac = client.get("/api/facilities/TI-U1-0001").get_json()
+    fac = client.get("/api/facilities/TI-330402-A001").get_json()
     assert fac["name"] == "南湖职业培训中心" and fac["county"] == "南湖区"
     assert fac["source"] == "import:名录.csv" and fac["location_quality"] == "registry_gcj02"
     # re-uploading with ids updates instead of duplicating
-    again = "编号,名称,经度,纬度\nTI-U1-0001,南湖职业培训中心（新址）,120.7623,30.7531\n"
+    again = "编号,名称,经度,纬度\nTI-330402-A001,南湖职业培训中心（新址）,120.7623,30.7531\n"
     resp = _upload(client, tokens["nanhu"], again)
     assert resp.get_json()["updated"] == 1
     assert facility_count(client) == count + 3
@@ -557,3 +558,163 @@ def test_admin_page_renders_without_inline_script(client):
     script = client.get("/static/admin.js")
     assert script.status_code == 200 and b"/api/admin/facilities/upload" in script.data
     script.close()
+
+
+# ------------------------------------------------ ids: safe, per county, repair
+
+
+TONGXIANG_ROWS = ["桐乡培训点,120.5646,30.6227,电工,", "梧桐技能驿站,120.5616,30.6601,,"]
+
+
+def test_generated_ids_are_per_county_and_cannot_be_squatted(app, client, tokens):
+    store: Store = app.extensions["skillcircle.store"]
+    _, token = store.create_token("桐乡市总工会", "桐乡市")
+    tongxiang = {"Authorization": f"Bearer {token}"}
+    # 南湖 takes, in its own county, the ids 桐乡's next id-less upload would be given
+    squat = (
+        "编号,名称,经度,纬度\n"
+        "TI-330483-A001,占位,120.7623,30.7531\nTI-330483-A002,占位二,120.79,30.76\n"
+    )
+    resp = _upload(client, tokens["nanhu"], squat)
+    assert resp.status_code == 200, resp.get_json()
+    # 桐乡 is not blocked: its rows get the next free ids of its own sequence
+    resp = _upload(client, tongxiang, REGISTRY.format(rows="\n".join(TONGXIANG_ROWS)), crs="wgs84")
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["ids"] == ["TI-330483-A003", "TI-330483-A004"]
+    assert store.facility("TI-330483-A001")["county"] == "南湖区"  # untouched
+    assert store.facility("TI-330483-A003")["county"] == "桐乡市"
+    # and 南湖's own id-less rows come from 南湖's sequence
+    resp = _upload(client, tokens["nanhu"], REGISTRY.format(rows=GOOD_ROWS[0]))
+    assert resp.get_json()["ids"] == ["TI-330402-A001"]
+    # a deleted id is not given again (printed 技能码 keep pointing at nothing, not at another)
+    assert (
+        client.delete("/api/admin/facilities/TI-330402-A001", headers=tokens["nanhu"]).status_code
+        == 204
+    )
+    resp = _upload(client, tokens["nanhu"], REGISTRY.format(rows=GOOD_ROWS[0]))
+    assert resp.get_json()["ids"] == ["TI-330402-A002"]
+
+
+def test_given_ids_are_stored_before_ids_are_made(client, tokens):
+    # the file names A001 itself: the id-less row above it must not take (and lose) it
+    text = "编号,名称,经度,纬度\n,无编号,120.79,30.76\nTI-330402-A001,有编号,120.7623,30.7531\n"
+    resp = _upload(client, tokens["nanhu"], text)
+    assert resp.status_code == 200 and resp.get_json()["ids"] == [
+        "TI-330402-A002",
+        "TI-330402-A001",
+    ]
+    assert client.get("/api/facilities/TI-330402-A001").get_json()["name"] == "有编号"
+    assert client.get("/api/facilities/TI-330402-A002").get_json()["name"] == "无编号"
+
+
+def test_concurrent_uploads_on_one_store_get_distinct_ids(study, database, tokens):
+    """Two apps on one database (as two server processes): each has its own lock, so
+    only the store's transaction keeps generated ids apart."""
+    import threading
+
+    clients = [make_app(study, database).test_client() for _ in range(2)]
+    barrier = threading.Barrier(2)
+    results: list[list[str]] = [[], []]
+
+    def upload(k: int) -> None:
+        barrier.wait()
+        for _ in range(2):
+            resp = _upload(clients[k], tokens["nanhu"], REGISTRY.format(rows="\n".join(GOOD_ROWS)))
+            assert resp.status_code == 200, resp.get_json()
+            results[k] += resp.get_json()["ids"]
+
+    threads = [threading.Thread(target=upload, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = results[0] + results[1]
+    assert sorted(ids) == [f"TI-330402-A{n:03d}" for n in range(1, 13)]
+    store = Store(database)
+    assert all(store.facility(fid)["source"] == "import:名录.csv" for fid in ids)
+
+
+UNSAFE_IDS = ["a/b", "../../etc/passwd", "<script>alert(1)</script>", '=HYPERLINK("x")', "+cmd"]
+
+
+def test_unsafe_ids_are_refused_on_post_and_upload(client, tokens, database):
+    before = (facility_count(client), Store(database).count_audit("upload"))
+    for fid in UNSAFE_IDS:
+        body = {"id": fid, "layer": "training_base", "name": "x", "lon": 120.75, "lat": 30.76}
+        resp = client.post("/api/admin/facilities", json=body, headers=tokens["city"])
+        assert resp.status_code == 400 and "not a safe id" in resp.get_json()["fields"]["id"]
+        text = f'编号,名称,经度,纬度\n"{fid.replace(chr(34), 2 * chr(34))}",x,120.7623,30.7531\n'
+        resp = _upload(client, tokens["nanhu"], text)
+        assert resp.status_code == 400, fid
+        assert resp.get_json()["problems"][0]["message"].startswith(f"id {fid!r} is not a safe id")
+    assert (facility_count(client), Store(database).count_audit("upload")) == before
+
+
+def test_repair_ids_lists_then_removes_unreachable_records(study, tmp_path, caplog):
+    from geo.cli import main
+
+    db = str(tmp_path / "legacy.sqlite3")
+    store = Store(db)
+    store.seed(study.facilities)
+    good = store.facility(NANHU_SCHOOL)
+    # records an older version accepted: no URL reaches them
+    with store.write(None, "upload", "facility", "old.csv") as tx:
+        for fid in ("a/b", '=HYPERLINK("x")'):
+            tx.put_facility({**good, "id": fid, "name": f"孤儿 {fid}"})
+        course = tx.insert_item("courses", "a/b", {**COURSE})
+        tx.insert_item(
+            "evaluations", "a/b", {"trade": "电工", "level": "初级", "date": "2099-01-01"}
+        )
+    count = store.facility_count()
+    # the app still starts on such a store, and says what to do
+    with caplog.at_level("WARNING"):
+        served = make_app(study, db).test_client()
+    assert "2 facilities with unsafe ids" in caplog.text and "repair-ids" in caplog.text
+    assert served.get("/api/layers").status_code == 200
+
+    runner = CliRunner()
+    listed = runner.invoke(main, ["admin", "repair-ids", "--database", db])
+    assert listed.exit_code == 0, listed.output
+    assert "'a/b'\t南湖区" in listed.output and "courses 1, evaluations 1" in listed.output
+    assert "2 facilities with unsafe ids; run again with --yes" in listed.output
+    assert Store(db).facility_count() == count  # listing removes nothing
+
+    fixed = runner.invoke(main, ["admin", "repair-ids", "--database", db, "--yes"])
+    assert fixed.exit_code == 0, fixed.output
+    assert "removed 2 facilities, 1 courses and 1 evaluations" in fixed.output
+    store = Store(db)
+    assert store.facility_count() == count - 2 and store.facility(NANHU_SCHOOL) is not None
+    assert store.item("courses", course) is None
+    assert store.conn.execute("SELECT count(*) FROM evaluations").fetchone()[0] == 0
+    entry = store.audit(limit=1)[0]
+    assert (entry["action"], entry["who"]) == ("repair", "cli repair-ids")
+    assert entry["after"]["removed"] == ["a/b", '=HYPERLINK("x")']
+    assert entry["before"][0]["courses"][0]["title"] == COURSE["title"]  # kept in the audit
+    again = runner.invoke(main, ["admin", "repair-ids", "--database", db])
+    assert again.exit_code == 0 and "no facilities with unsafe ids" in again.output
+
+
+def test_unexpected_error_is_json_500_with_request_id(study, database, monkeypatch, caplog):
+    app = make_app(study, database, PROPAGATE_EXCEPTIONS=False)
+    _, token = app.extensions["skillcircle.store"].create_token("t", None)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Store, "audit", broken)
+    with caplog.at_level("ERROR"):
+        resp = app.test_client().get(
+            "/api/admin/audit", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert resp.status_code == 500 and resp.is_json
+    body = resp.get_json()
+    assert body["error"] == "internal error" and len(body["request_id"]) == 16
+    assert resp.headers["X-Request-Id"] == body["request_id"]
+    assert "disk on fire" not in resp.get_data(as_text=True)  # no internals to the client
+    assert f"request {body['request_id']}: unexpected error on GET /api/admin/audit" in caplog.text
+    assert "RuntimeError: disk on fire" in caplog.text
+    # a page gets the HTML error page with the id
+    monkeypatch.setattr("web.qr.get_study", broken)
+    page = app.test_client().get(f"/q/f/{NANHU_SCHOOL}")
+    assert page.status_code == 500 and "text/html" in page.content_type
+    assert page.headers["X-Request-Id"] in page.get_data(as_text=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -46,6 +47,9 @@ FACILITY_FILES = {
     "empty.geojson": "broken JSON",
     "no_features.geojson": "is empty",
     "binary_garbage.geojson": "cannot decode",
+    "deep_nesting.geojson": "nested 5002 levels deep",
+    "long_number.geojson": "more than 4300 digits",
+    "unsafe_id.geojson": "id '../../etc/passwd' is not a safe id",
 }
 
 REGISTRY_FILES = {
@@ -57,6 +61,10 @@ REGISTRY_FILES = {
     "binary.csv": "cannot decode",
     "not_a_zip.xlsx": "cannot read the workbook",
     "registry.txt": "unknown registry file type",
+    "header_only.csv": "no data rows",
+    "huge_capacity.csv": "not a whole number from 0 to 1,000,000",
+    "unsafe_ids.csv": "13 problems | row 2: id 'a/b' is not a safe id",
+    "deep_nesting.geojson": "nested 5002 levels deep",
 }
 
 OSM_FILES = {
@@ -254,6 +262,20 @@ API_CASES = [
     ("/api/facilities?county=上海", 400),
     ("/export/..%2F..%2Fetc%2Fpasswd.xlsx", 404),
     ("/export/南湖区.exe", 404),
+    # numbers are ASCII decimals: no '_', non-ASCII or superscript digits, no 5000-digit ints
+    ("/api/nearby?lon=120.7_5&lat=30.76", 400),
+    ("/api/nearby?lon=１２０.７５&lat=30.76", 400),
+    ("/api/nearby?lon=120.75&lat=٣٠.٧٦", 400),
+    ("/api/nearby?lon=%20120.75&lat=30.76", 400),
+    ("/api/nearby?lon=120.75&lat=30.76&limit=٣", 400),
+    ("/api/nearby?lon=120.75&lat=30.76&limit=²", 400),
+    ("/api/nearby?lon=120.75&lat=30.76&limit=1_0", 400),
+    ("/api/nearby?lon=120.75&lat=30.76&limit=" + "9" * 5000, 400),
+    ("/api/nearby?lon=120.75&lat=30.76&minutes=3_0", 400),
+    ("/api/nearby?lon=1" + "0" * 400 + "&lat=30.76", 400),
+    ("/api/plan?county=南湖区&add=٣", 400),
+    ("/api/facilities/..%2F..%2Fetc%2Fpasswd", 404),
+    ("/api/facilities/%3Cscript%3E", 404),
 ]
 
 
@@ -275,9 +297,14 @@ def test_bad_requests(api, url, status):
         assert resp.is_json and resp.get_json()["error"]
 
 
-def snapshot(app) -> tuple[int, int]:
+def snapshot(app) -> tuple[int, int, int, int]:
+    """Counts of facilities, audit entries, courses and evaluations in the store."""
     store: Store = app.extensions["skillcircle.store"]
-    return store.facility_count(), len(store.audit(limit=100_000))
+    rows = store.conn.execute(
+        "SELECT (SELECT count(*) FROM facilities), (SELECT count(*) FROM audit), "
+        "(SELECT count(*) FROM courses), (SELECT count(*) FROM evaluations)"
+    ).fetchone()
+    return tuple(rows)
 
 
 ADMIN_BODIES = [
@@ -302,6 +329,88 @@ def test_bad_admin_bodies_change_nothing(api, body, field):
     assert snapshot(app) == before
 
 
+def nested(depth: int, opener: str = "[") -> bytes:
+    closer = {"[": "]", '{"a":': "}"}[opener]
+    inner = "1" if opener != "[" else ""
+    return (opener * depth + inner + closer * depth).encode()
+
+
+FACILITY = {"layer": "training_base", "name": "x", "lon": 120.75, "lat": 30.76}
+NANHU_SCHOOL = "TS-330402-001"
+HOSTILE_BODIES = {
+    # 3,000-100,000 levels deep: refused before Python's parser recurses (RecursionError)
+    **{f"array_{n}": nested(n) for n in (3_000, 100_000)},
+    **{f"object_{n}": nested(n, '{"a":') for n in (3_000, 100_000)},
+    "deep_trades": json.dumps(FACILITY)[:-1].encode() + b', "trades": ' + nested(10_000) + b"}",
+    "digits_5000": b'{"seats": ' + b"9" * 5000 + b"}",
+    "capacity_1e23": json.dumps({**FACILITY, "capacity": 10**23}).encode(),
+    "seats_1e23": json.dumps(
+        {"title": "x", "trade": "电工", "start_date": "2099-01-01", "seats": 10**23}
+    ).encode(),
+    "lon_1e400": json.dumps(FACILITY).replace("120.75", "1e400").encode(),
+    "path_id": json.dumps({**FACILITY, "id": "../../etc/passwd"}).encode(),
+    "formula_id": json.dumps({**FACILITY, "id": '=HYPERLINK("http://x")'}).encode(),
+    "bidi_id": json.dumps({**FACILITY, "id": "TB\u202e1"}).encode(),
+    "not_utf8": b'{"name": "\xff\xfe"}',
+    "array": b"[1, 2]",
+    "null": b"null",
+    "too_large": b'{"note": "' + b"x" * 300_000 + b'"}',
+}
+HOSTILE_TARGETS = {
+    "post_facility": ("POST", "/api/admin/facilities"),
+    "patch_facility": ("PATCH", f"/api/admin/facilities/{NANHU_SCHOOL}"),
+    "post_course": ("POST", f"/api/admin/facilities/{NANHU_SCHOOL}/courses"),
+    "patch_course": ("PATCH", f"/api/admin/facilities/{NANHU_SCHOOL}/courses/1"),
+    "post_evaluation": ("POST", f"/api/admin/facilities/{NANHU_SCHOOL}/evaluations"),
+}
+
+
+@pytest.mark.parametrize("target", HOSTILE_TARGETS)
+@pytest.mark.parametrize("body", HOSTILE_BODIES)
+def test_hostile_json_bodies_are_4xx_json_and_change_nothing(api, body, target):
+    app, auth = api
+    client = app.test_client()
+    if target == "patch_course" and not app.extensions["skillcircle.store"].item("courses", 1):
+        course = {"title": "x", "trade": "电工", "start_date": "2099-01-01", "seats": 1}
+        url = f"/api/admin/facilities/{NANHU_SCHOOL}/courses"
+        assert client.post(url, json=course, headers=auth).status_code == 201
+    before = snapshot(app)
+    method, url = HOSTILE_TARGETS[target]
+    resp = client.open(
+        url, method=method, data=HOSTILE_BODIES[body], headers=auth, content_type="application/json"
+    )
+    assert resp.status_code in (400, 413), (body, target, resp.get_data()[:300])
+    assert resp.is_json and resp.get_json()["error"] == "invalid body"
+    assert snapshot(app) == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/admin/audit?limit=²",
+        "/api/admin/audit?limit=٣",
+        "/api/admin/audit?limit=1_0",
+        "/api/admin/audit?limit=" + "1" * 24,
+        "/api/admin/audit?limit=-1",
+    ],
+)
+def test_admin_query_numbers_are_ascii(api, url):
+    app, auth = api
+    resp = app.test_client().get(url, headers=auth)
+    assert resp.status_code == 400 and "limit must be a whole number" in resp.get_json()["message"]
+
+
+@pytest.mark.parametrize("item", ["1" + "0" * 23, str(2**63), "0", "٣", "-1", "1.5"])
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+def test_item_ids_sqlite_cannot_hold_are_404(api, item, method):
+    app, auth = api
+    before = snapshot(app)
+    url = f"/api/admin/facilities/{NANHU_SCHOOL}/courses/{item}"
+    resp = app.test_client().open(url, method=method, json={"seats": 1}, headers=auth)
+    assert resp.status_code == 404 and resp.is_json
+    assert snapshot(app) == before
+
+
 UPLOADS = {
     "zip_bomb.xlsx": (zip_bomb, 400, "zip bomb"),
     "merged_cells.xlsx": (GENERATED["merged_cells.xlsx"][0], 400, "name is missing"),
@@ -309,6 +418,25 @@ UPLOADS = {
     "missing_columns.xlsx": (GENERATED["missing_columns.xlsx"][0], 400, "lon, lat"),
     "huge.csv": (lambda: b"x" * (200 * 1024 * 1024), 413, "larger than"),
     "binary.csv": (lambda: (CORPUS / "binary.csv").read_bytes(), 400, "cannot decode"),
+    **{
+        name: (lambda name=name: (CORPUS / name).read_bytes(), 400, REGISTRY_FILES[name])
+        for name in ("header_only.csv", "huge_capacity.csv", "unsafe_ids.csv")
+    },
+    "deep_nesting.geojson": (
+        lambda: nested(100_000).join([b'{"type":"FeatureCollection","features":[', b"]}"]),
+        400,
+        "nested 100002 levels deep",
+    ),
+    "long_number.geojson": (
+        lambda: (CORPUS / "long_number.geojson").read_bytes(),
+        400,
+        "more than 4300 digits",
+    ),
+    "unsafe_id.geojson": (
+        lambda: (CORPUS / "unsafe_id.geojson").read_bytes(),
+        400,
+        "not a safe id",
+    ),
 }
 
 
@@ -327,6 +455,8 @@ def test_bad_uploads_change_nothing(api, name):
     )
     assert resp.status_code == status
     assert expected in resp.get_json()["message"]
+    if status == 400:
+        assert resp.get_json()["message"].startswith(name)  # names the file
     assert snapshot(app) == before
     del data, resp
     gc.collect()  # let the client's spool file go here, under this test's filter

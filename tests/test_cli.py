@@ -513,3 +513,42 @@ def test_the_network_is_loaded_once_before_the_inputs(runner, tmp_path, monkeypa
     args = ["coverage", "--osm", str(osm), "--villages", str(v), "--facilities", str(f)]
     assert run(runner, *args, "--out", str(out)).exit_code == 0
     assert calls == [1]
+
+
+def test_an_extract_larger_than_the_region_is_clipped_to_it(runner, tmp_path):
+    """A file with streets in 南湖区 and in 杭州 (30 km beyond Jiaxing) is read only around
+    the region: the far streets never become part of the network."""
+    import re
+
+    from geo.network import load_network
+    from geo.osmclip import clip_area
+    from geo.places import load_city
+    from geo.settings import Settings
+
+    near = write_osm_grid(tmp_path / "near.osm", 120.75, 30.75).read_text(encoding="utf-8")
+    far = write_osm_grid(tmp_path / "far.osm", 119.90, 30.30).read_text(encoding="utf-8")
+
+    def shifted(line: str) -> str:
+        return re.sub(r'(id|ref)="(\d+)"', lambda m: f'{m[1]}="{int(m[2]) + 100000}"', line)
+
+    def lines(text: str, kind: str) -> list[str]:
+        return re.findall(rf"  <{kind} .*", text)
+
+    body = [  # OSM files list nodes, then ways, each by id
+        *lines(near, "node"),
+        *map(shifted, lines(far, "node")),
+        *lines(near, "way"),
+        *map(shifted, lines(far, "way")),
+    ]
+    both = "\n".join([*near.splitlines()[:2], *body, "</osm>"]) + "\n"
+    osm = tmp_path / "both.osm"
+    osm.write_text(both, encoding="utf-8")
+    settings = Settings(cache_dir=tmp_path / "cache")
+    whole = load_network(settings, osm)
+    clip = clip_area(load_city(settings=settings), settings.clip_halo_m)
+    clipped = load_network(settings, osm, clip=clip)
+    assert whole.n_nodes == 72 and clipped.n_nodes == 36 and clipped.lon.min() > 120.7
+    out = tmp_path / "s.csv"
+    result = runner.invoke(main, ["stats", "--osm", str(osm), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "clipped to the region + halo" in result.output

@@ -29,11 +29,15 @@ MOVED = "TB-330402-001"
 POINTS = [(120.80, 30.78), (120.79, 30.761), (120.77, 30.75)]
 
 
-def start_server(cache: Path, database: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    cache: Path, database: Path, tmp: Path, workers: int = 1
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The app on a real server (waitress; gunicorn with ``workers`` > 1) in a child process."""
     port_file = tmp / f"port-{time.monotonic_ns()}"
+    args = [str(HELPER), str(cache), str(database), str(port_file), str(workers)]
     with (tmp / "server.log").open("ab") as log:  # the child keeps its own descriptor
         proc = subprocess.Popen(
-            [sys.executable, str(HELPER), str(cache), str(database), str(port_file)],
+            [sys.executable, *args],
             stdout=log,
             stderr=log,
         )

@@ -1,5 +1,7 @@
 """API fuzzing: Schemathesis generates requests from /api/openapi.json for every public and
-admin operation; no response may be a server error or disagree with the document."""
+admin operation — valid ones, schema violations, and hand-made hostile shapes (deep nesting,
+huge integers, non-ASCII digits, path-like ids); no response may be a server error or
+disagree with the document."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
+from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
@@ -81,3 +84,109 @@ def test_api_conforms_and_never_fails(label, api_schema, fuzz_app):
         case.call_and_validate(headers=headers, checks=CHECKS)
 
     check()
+
+
+#: Operations that take parameters or a body: schemathesis can break those.
+NEGATIVE_OPERATIONS = [
+    op.ok().label
+    for op in schemathesis.openapi.from_dict(openapi_document()).get_all_operations()
+    if op.ok().label in OPERATIONS
+    and (len(op.ok().query) or len(op.ok().path_parameters) or len(op.ok().body))
+]
+
+
+@pytest.mark.parametrize("label", NEGATIVE_OPERATIONS)
+def test_api_refuses_schema_violations_cleanly(label, api_schema, fuzz_app):
+    (operation,) = [op.ok() for op in api_schema.get_all_operations() if op.ok().label == label]
+    headers = {"Authorization": f"Bearer {fuzz_app.config['FUZZ_TOKEN']}"}
+
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def check(case):
+        case.call_and_validate(headers=headers, checks=CHECKS)
+
+    check()
+
+
+def _deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+FACILITY = {"layer": "training_base", "name": "x", "lon": 120.75, "lat": 30.76}
+SCHOOL = "TS-330402-001"
+#: Shapes no generator makes by itself: (operation, case id, Case arguments).
+HOSTILE = [
+    *[
+        (op, f"{name}-{depth}", {"path_parameters": path, "body": _deep(depth)})
+        for depth in (3_000, 100_000)
+        for op, name, path in [
+            ("POST /api/admin/facilities", "post", {}),
+            ("PATCH /api/admin/facilities/{fid}", "patch", {"fid": SCHOOL}),
+            ("POST /api/admin/facilities/{fid}/courses", "course", {"fid": SCHOOL}),
+            (
+                "PATCH /api/admin/facilities/{fid}/courses/{item_id}",
+                "patch-course",
+                {"fid": SCHOOL, "item_id": 1},
+            ),
+        ]
+    ],
+    ("POST /api/admin/facilities", "digits-5000", {"body": b'{"capacity": ' + b"9" * 5000 + b"}"}),
+    ("POST /api/admin/facilities", "capacity-1e23", {"body": {**FACILITY, "capacity": 10**23}}),
+    ("POST /api/admin/facilities", "path-id", {"body": {**FACILITY, "id": "../../etc/passwd"}}),
+    ("POST /api/admin/facilities", "slash-id", {"body": {**FACILITY, "id": "a/b"}}),
+    ("POST /api/admin/facilities", "formula-id", {"body": {**FACILITY, "id": "=1+2"}}),
+    ("POST /api/admin/facilities", "bidi-id", {"body": {**FACILITY, "id": "TB\u202e1"}}),
+    *[
+        (
+            f"{method} /api/admin/facilities/{{fid}}/courses/{{item_id}}",
+            f"{method}-{item}",
+            {"path_parameters": {"fid": SCHOOL, "item_id": item}, "body": {"seats": 1}},
+        )
+        for method in ("PATCH", "DELETE")
+        for item in (10**23, 2**63, 0, -1, "٣")
+    ],
+    *[
+        ("GET /api/facilities/{fid}", f"fid-{fid}", {"path_parameters": {"fid": fid}})
+        for fid in ("..", "a/b", "<script>", "=HYPERLINK(1)", "a..b", "x" * 65)
+    ],
+    *[
+        ("GET /api/admin/audit", f"limit-{limit}", {"query": {"limit": limit}})
+        for limit in ("²", "٣", "1_0", "1" * 24, "１０")
+    ],
+    *[
+        (
+            "GET /api/nearby",
+            f"nearby-{key}-{value[:12]}",
+            {"query": {"lon": "120.75", "lat": "30.76", key: value}},
+        )
+        for key, value in [
+            ("lon", "120.7_5"),
+            ("lon", "１２０.７５"),
+            ("lat", "٣٠"),
+            ("limit", "٣"),
+            ("limit", "²"),
+            ("limit", "9" * 5000),
+            ("minutes", "3_0"),
+        ]
+    ],
+    ("GET /api/plan", "plan-add-٣", {"query": {"county": "南湖区", "add": "٣"}}),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "kwargs"), [(h[0], h[2]) for h in HOSTILE], ids=[h[1] for h in HOSTILE]
+)
+def test_hostile_shapes_are_4xx(label, kwargs, api_schema, fuzz_app):
+    (operation,) = [op.ok() for op in api_schema.get_all_operations() if op.ok().label == label]
+    headers = {"Authorization": f"Bearer {fuzz_app.config['FUZZ_TOKEN']}"}
+    if "body" in kwargs:
+        kwargs = {**kwargs, "media_type": "application/json"}
+    case = operation.Case(**kwargs)
+    response = case.call_and_validate(headers=headers, checks=CHECKS)
+    assert 400 <= response.status_code < 500, response.text[:300]

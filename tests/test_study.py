@@ -43,7 +43,7 @@ def test_corrupt_results_cache_is_detected_and_rebuilt(tmp_path, caplog):
     cached.write_bytes(bytes(blob))
     with caplog.at_level(logging.WARNING, logger="geo.results"):
         assert cache.read(cached.stem) is None
-    assert "format version 6, not 7" in caplog.text
+    assert "format version 9, not 8" in caplog.text
 
 
 def test_results_cache_keeps_the_newest_files(tmp_path, study):

@@ -272,7 +272,7 @@ def test_openapi_document_is_valid_and_complete(client, app):
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/"):
             continue
-        path = re.sub(r"<(?:int:|string:)?(\w+)>", r"{\1}", rule.rule)
+        path = re.sub(r"<(?:int:|id:|string:)?(\w+)>", r"{\1}", rule.rule)
         # <any(a, b):name> is one documented path per alternative
         alternatives = re.search(r"<any\(([^)]*)\):\w+>", path)
         if alternatives:

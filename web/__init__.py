@@ -12,20 +12,27 @@ in with :func:`set_study`; a request keeps the study it started with.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import threading
+import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, render_template, request
+from flask import Flask, current_app, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
 
+from geo._errors import SettingsError
+from geo.facilities import facilities_from_records
 from geo.region import BUNDLED_CODE, Region, RegionError
 from geo.settings import Settings
 from geo.study import Study
 
 from .memo import Memo
 from .store import Store
+from .sync import STALE_S, Follower, Recomputer, Served
 
 T = TypeVar("T")
 
@@ -35,6 +42,25 @@ DEFAULT_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 DEFAULT_TILE_ATTR = (
     '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
 )
+
+
+class _Flask(Flask):
+    def log_exception(self, exc_info: Any) -> None:
+        """Log an unexpected error with the request id its 500 answer carries."""
+        self.logger.error(
+            "request %s: unexpected error on %s %s",
+            request_id(),
+            request.method,
+            request.path,
+            exc_info=exc_info,
+        )
+
+
+def request_id() -> str:
+    """An id for this request, quoted in a 500 answer and in the log line of its error."""
+    if "request_id" not in g:
+        g.request_id = uuid.uuid4().hex[:16]
+    return str(g.request_id)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -55,11 +81,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     ``TILE_URL`` / ``TILE_ATTR``
         Base-map tiles (env ``SKILLCIRCLE_TILE_URL``; ``none`` for no tiles).
     ``DATABASE``
-        SQLite file of the store (env ``SKILLCIRCLE_DATABASE``; default
+        The store: a ``postgresql://`` URL (env ``SKILLCIRCLE_DATABASE_URL``) or
+        a SQLite file (env ``SKILLCIRCLE_DATABASE``; default
         ``<instance folder>/skillcircle.sqlite3`` for the bundled region,
         ``skillcircle-<code>.sqlite3`` for others).
     ``MAX_CONTENT_LENGTH``
         Largest request body, bytes (default 10 MB; uploads above get 413).
+    ``UPLOAD_MAX_ROWS``
+        Most rows one registry upload may hold (default 50,000; more: 413).
+    ``MAX_JSON_LENGTH``
+        Largest JSON body of the admin API, bytes (default 256 KB).
     ``RATELIMIT_PUBLIC`` / ``RATELIMIT_ADMIN`` / ``RATELIMIT_AUTH_FAILURES``
         flask-limiter limits per client address (env ``SKILLCIRCLE_RATELIMIT_*``).
     ``RATELIMIT_STORAGE``
@@ -67,7 +98,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         ``SKILLCIRCLE_RATELIMIT_STORAGE``; default ``sqlite:///<store>.ratelimit``;
         ``memory://`` for one process, or a Redis/memcached URI).
     """
-    app = Flask(__name__, instance_relative_config=True)
+    app = _Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
         OSM_FILE=os.environ.get("SKILLCIRCLE_OSM") or None,
         REGION=os.environ.get("SKILLCIRCLE_REGION") or None,
@@ -75,8 +106,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         TILE_URL=os.environ.get("SKILLCIRCLE_TILE_URL", DEFAULT_TILES),
         TILE_ATTR=os.environ.get("SKILLCIRCLE_TILE_ATTR", DEFAULT_TILE_ATTR),
         JSON_AS_ASCII=False,
-        DATABASE=os.environ.get("SKILLCIRCLE_DATABASE") or None,
+        DATABASE=(
+            os.environ.get("SKILLCIRCLE_DATABASE_URL")
+            or os.environ.get("SKILLCIRCLE_DATABASE")
+            or None
+        ),
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
+        UPLOAD_MAX_ROWS=int(os.environ.get("SKILLCIRCLE_UPLOAD_MAX_ROWS", "50000")),
         RATELIMIT_PUBLIC=os.environ.get("SKILLCIRCLE_RATELIMIT_PUBLIC", "50 per second"),
         RATELIMIT_ADMIN=os.environ.get("SKILLCIRCLE_RATELIMIT_ADMIN", "120 per minute"),
         RATELIMIT_STORAGE=os.environ.get("SKILLCIRCLE_RATELIMIT_STORAGE") or None,
@@ -94,29 +130,60 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     store = Store(app.config["DATABASE"] or default_database(region.code))
     check_store_region(store, region)
     app.extensions["skillcircle.store"] = store
-    if study is None:
-        if not store.facility_count():
-            from geo.facilities import load_facilities
+    unsafe = store.unsafe_id_facilities()
+    if unsafe:
+        logger.warning(
+            "the store has %d facilities with unsafe ids (e.g. %r) that the admin API "
+            "cannot reach; list and remove them with `skillcircle admin repair-ids`",
+            len(unsafe),
+            unsafe[0]["id"],
+        )
+    if study is None and not store.facility_count():
+        from geo.facilities import load_facilities
 
-            store.seed(load_facilities(settings=settings))
+        store.seed(load_facilities(settings=settings))
+    elif study is not None:
+        store.seed(study.facilities)
+    records, facilities_version = store.facilities_snapshot()
+    frame = facilities_from_records(records, bounds=None, label="store", check_ids=False)
+    if study is None:
         osm = app.config.get("OSM_FILE")
         study = Study.load(
-            settings,
-            osm_file=Path(osm) if osm else None,
-            facilities=store.facilities_frame(),
-            progress=True,
+            settings, osm_file=Path(osm) if osm else None, facilities=frame, progress=True
         )
     else:
-        store.seed(study.facilities)
-        study, change = study.with_facilities(store.facilities_frame())
+        study, change = study.with_facilities(frame)
         if change.layers or change.trades:
             logger.info("store differs from the given study: recomputed %s", change)
-    app.extensions["skillcircle"] = study
+    # what this process computed at start is the newest state: publish it (a no-op if
+    # another process published a newer one, which the follower then brings in)
+    store.publish(facilities_version, study.version)
+    _put(app, Served(study, facilities_version))
     app.extensions["skillcircle.memo"] = Memo()
+    mode = app.config.get("RECOMPUTE") or ("inline" if app.testing else "thread")
+    if mode not in RECOMPUTE_MODES:
+        raise SettingsError(f"RECOMPUTE must be one of {', '.join(RECOMPUTE_MODES)}; got {mode!r}")
+    app.config["RECOMPUTE"] = mode
+    app.extensions["skillcircle.recomputer"] = Recomputer(
+        store,
+        study,
+        on_publish=lambda served: _put(app, served),
+        stale_s=float(app.config.get("JOB_STALE_S", STALE_S)),
+    )
+    app.extensions["skillcircle.follower"] = Follower(
+        store, lambda: app.extensions["skillcircle.served"], lambda served: _put(app, served)
+    )
+    app.after_request(_version_header)
+    _conditional_get(app)
+    follow = app.config.get("FOLLOW", not app.testing)
+    if follow or mode == "thread":
+        app.before_request(lambda: _start_background(app, follow))
     logger.info("network: %s", study.network.source.label)
 
     from web import admin, api, exports, map, qr, security
+    from web._params import RowId
 
+    app.url_map.converters["id"] = RowId
     storage = app.config.get("RATELIMIT_STORAGE") or f"sqlite:///{ratelimit_file(store)}"
     security.init_app(app, storage)
     app.register_blueprint(map.bp)
@@ -136,6 +203,27 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     def not_allowed(error: Any) -> Any:
         return {"error": "method not allowed"}, 405
 
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Any:
+        if not request.path.startswith("/api/"):
+            return error
+        return {"error": error.name.lower(), "message": error.description}, error.code
+
+    @app.errorhandler(InternalServerError)
+    def internal_error(error: InternalServerError) -> Any:
+        """Any unexpected exception (logged by ``log_exception``): JSON on /api, never HTML."""
+        rid = request_id()
+        message = f"unexpected error; quote request id {rid} to the operator"
+        if request.path.startswith("/api/"):
+            response = jsonify(error="internal error", message=message, request_id=rid)
+        else:
+            response = current_app.make_response(
+                render_template("error.html", status=500, message=f"服务器内部错误 / {message}")
+            )
+        response.status_code = 500
+        response.headers["X-Request-Id"] = rid
+        return response
+
     return app
 
 
@@ -150,6 +238,8 @@ def default_database(code: str = BUNDLED_CODE) -> Path:
 def ratelimit_file(store: Store) -> Path:
     """The rate-limit counters of a store's app: a SQLite file beside it (shared by every
     worker process on this machine)."""
+    if store.path is None:  # PostgreSQL: counters stay on this machine
+        return Path(Flask(__name__).instance_path) / "ratelimit.sqlite3"
     return store.path.with_name(store.path.name + ".ratelimit")
 
 
@@ -158,8 +248,8 @@ def check_store_region(store: Store, region: Region) -> None:
     foreign = sorted(set(store.facility_counties()) - set(region.county_names) - {""})
     if foreign:
         raise RegionError(
-            f"{store.path}: the store holds facilities of {'、'.join(foreign[:5])}, which are not "
-            f"in the region {region.label}; pass --database for a store of this region"
+            f"{store.location}: the store holds facilities of {'、'.join(foreign[:5])}, which "
+            f"are not in the region {region.label}; pass --database for a store of this region"
         )
 
 
@@ -174,9 +264,91 @@ def get_store() -> Store:
     return current_app.extensions["skillcircle.store"]  # type: ignore[no-any-return]
 
 
-def set_study(study: Study) -> None:
-    """Publish a new study (after an admin change); answers of the old one age out."""
-    current_app.extensions["skillcircle"] = study
+#: Where facility changes are recomputed: in the admin request (tests), in a thread of
+#: this process, or elsewhere (``serve`` runs a recompute process of its own).
+RECOMPUTE_MODES = ("inline", "thread", "external")
+
+
+def _put(app: Flask, served: Served) -> None:
+    """Serve another study (answers of the old one age out of the memo)."""
+    app.extensions["skillcircle.served"] = served
+    app.extensions["skillcircle"] = served.study
+
+
+def _start_background(app: Flask, follow: bool) -> None:
+    """The follower and (mode ``thread``) the recompute thread, once per process."""
+    if follow:
+        app.extensions["skillcircle.follower"].ensure_running()
+    if app.config["RECOMPUTE"] == "thread" and app.extensions.get("skillcircle.runner") != (
+        os.getpid()
+    ):
+        app.extensions["skillcircle.runner"] = os.getpid()
+        recomputer: Recomputer = app.extensions["skillcircle.recomputer"]
+        stop = threading.Event()
+        threading.Thread(
+            target=recomputer.run_forever, args=(stop,), name="skillcircle-recompute", daemon=True
+        ).start()
+
+
+#: Paths without an ETag (admin answers are ``no-store``; static files have their own).
+_PRIVATE = ("/api/admin", "/admin", "/static/")
+
+
+def _conditional_get(app: Flask) -> None:
+    """ETag and Cache-Control on public GETs, so phones and proxies revalidate cheaply.
+
+    The tag is the data an answer depends on — the served results, their
+    facilities version, the content version (courses, sessions), today's date in
+    China (past courses drop off) and the app's settings (public URL, tiles) —
+    so it is known before any work: a matching ``If-None-Match`` gets 304 at once.
+    QR images depend only on their URL and are cached for a day.
+    """
+    from .records import today
+
+    config_tag = hashlib.sha256(
+        repr((app.config.get("PUBLIC_URL"), app.config.get("TILE_URL"))).encode()
+    ).hexdigest()[:8]
+
+    def tag() -> str | None:
+        path = request.path
+        if request.method not in ("GET", "HEAD") or path.startswith(_PRIVATE):
+            return None
+        now = served()
+        content = get_store().data_versions()["content"]
+        version = now.study.version[:16]
+        return f"{version}-{now.facilities_version}-{content}-{today()}-{config_tag}"
+
+    @app.before_request
+    def not_modified() -> Any:
+        g.etag = tag()
+        if g.etag is not None and request.if_none_match.contains_weak(g.etag):
+            response = app.response_class(status=304)
+            response.set_etag(g.etag, weak=True)
+            response.headers["Cache-Control"] = "public, no-cache"
+            return response
+        return None
+
+    @app.after_request
+    def cache_headers(response: Any) -> Any:
+        etag = g.get("etag")
+        if etag is not None and response.status_code == 200:
+            response.set_etag(etag, weak=True)
+            if request.path.endswith((".png", ".svg")) and request.path.startswith("/q/"):
+                response.headers["Cache-Control"] = "public, max-age=86400"
+            else:
+                response.headers.setdefault("Cache-Control", "public, no-cache")
+        return response
+
+
+def _version_header(response: Any) -> Any:
+    """Every answer says which facilities version its figures reflect."""
+    response.headers.setdefault("X-Data-Version", str(served().facilities_version))
+    return response
+
+
+def served() -> Served:
+    """The study of the running app and the facilities version it reflects."""
+    return current_app.extensions["skillcircle.served"]  # type: ignore[no-any-return]
 
 
 def remember(kind: str, key: Hashable, compute: Callable[[], T]) -> T:

@@ -14,6 +14,7 @@ show it from the next request. Writes are serialised by one lock per app.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -34,19 +35,22 @@ from flask import (
     make_response,
     render_template,
     request,
+    url_for,
 )
 from pydantic import BaseModel, ValidationError
 
-from geo._errors import FacilityDataError, SettingsError
+from geo import _validate as v
+from geo._errors import FacilityDataError, SettingsError, TooManyRowsError
 from geo.coords import to_wgs84
-from geo.facilities import LAYER_PREFIXES, facilities_from_records, import_registry
+from geo.facilities import facilities_from_records, facility_id_prefix, import_registry
 from geo.geocode import Gazetteer, Geocoder, make_geocoder
 from geo.settings import LAYERS
-from geo.study import Study, StudyChange
+from geo.study import Study
 
-from . import get_store, set_study
+from . import _params as p
+from . import get_store
 from .schemas import BODIES, FacilityBody, as_stored, field_errors
-from .store import Principal, frame_records
+from .store import Principal, Write, frame_records
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 page = Blueprint("admin_page", __name__)
@@ -97,13 +101,6 @@ def _validate(model: type[BaseModel], data: Any) -> BaseModel:
         _fail(400, "invalid body", "some fields are invalid", fields=field_errors(exc))
 
 
-def _json_body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        _fail(400, "invalid body", "send a JSON object with Content-Type: application/json")
-    return data
-
-
 @contextmanager
 def _writing() -> Iterator[None]:
     """Serialise facility writes (read-modify-write, then recompute) within the app."""
@@ -112,20 +109,49 @@ def _writing() -> Iterator[None]:
         yield
 
 
-def _publish() -> StudyChange:
-    """Recompute what the store's facilities changed and publish the new study."""
-    current: Study = current_app.extensions["skillcircle"]
-    study, change = current.with_facilities(get_store().facilities_frame())
-    set_study(study)
-    return change
+def _queued(tx: Write) -> dict[str, Any]:
+    """The answer's part about the write's recompute (:mod:`web.sync`).
+
+    The write is committed; its job recomputes the affected layers and publishes
+    them. With ``RECOMPUTE=inline`` (the tests) that happens before the answer, and
+    ``recomputed`` says what was recomputed; otherwise the answer comes at once
+    and ``job`` says where to follow it (``GET /api/admin/jobs/<id>``).
+    """
+    out: dict[str, Any] = {"data_version": tx.versions.get("facilities")}
+    if tx.job_id is None:
+        return out
+    if current_app.config["RECOMPUTE"] == "inline":
+        current_app.extensions["skillcircle.recomputer"].run_pending()
+    else:
+        current_app.extensions["skillcircle.recomputer"].wake.set()
+    job = get_store().job(tx.job_id) or {}
+    out["job"] = _job_json(job)
+    if job.get("state") == "done":
+        detail = json.loads(job.get("detail") or "{}")
+        out["recomputed"] = {
+            "layers": detail.get("layers", []),
+            "trades": detail.get("trades", []),
+            "seconds": job.get("seconds"),
+        }
+    return out
 
 
-def _change_json(change: StudyChange) -> dict[str, Any]:
-    return {
-        "layers": list(change.layers),
-        "trades": list(change.trades),
-        "seconds": round(change.seconds, 3),
-    }
+def _job_json(job: dict[str, Any]) -> dict[str, Any]:
+    fields = ("id", "state", "facilities_version", "published_version", "created_at")
+    out = {k: job.get(k) for k in (*fields, "started_at", "finished_at", "seconds")}
+    out["url"] = url_for("admin.job", job_id=job.get("id", 0))
+    if job.get("state") == "failed":
+        out["error"] = job.get("detail")
+    return out
+
+
+@bp.get("/jobs/<id:job_id>")
+def job(job_id: int) -> Any:
+    """A recompute job: queued, running, done (with what it published) or failed."""
+    found = get_store().job(p.row_id(job_id, "job"))
+    if found is None:
+        _fail(404, "not found", f"no job {job_id}")
+    return jsonify(_job_json(found))
 
 
 # ------------------------------------------------------------------ facilities
@@ -133,18 +159,36 @@ def _change_json(change: StudyChange) -> dict[str, Any]:
 
 def _locate(lon: float, lat: float) -> tuple[str | None, str, str]:
     """County, nearest town seat in it (name, code) of a WGS84 point."""
+    return _locate_many(np.array([lon]), np.array([lat]))[0]
+
+
+def _locate_many(lon: np.ndarray, lat: np.ndarray) -> list[tuple[str | None, str, str]]:
+    """Per WGS84 point: the county it lies in (None outside every county) and the nearest
+    town seat of that county (name, code). Vectorised: a 50,000-row upload is one query."""
+    from scipy.spatial import cKDTree
+
     study: Study = current_app.extensions["skillcircle"]
-    point = shapely.Point(lon, lat)
-    hits = study.counties[study.counties.contains(point)]
-    if hits.empty:
-        return None, "", ""
-    county = str(hits["county"].iloc[0])
-    towns = study.towns[study.towns["county"] == county]
-    if towns.empty:
-        return county, "", ""
-    d2 = (towns.geometry.x - lon) ** 2 + (towns.geometry.y - lat) ** 2
-    nearest = towns.iloc[int(np.argmin(d2.to_numpy()))]
-    return county, str(nearest["town"]), str(nearest["town_code"])
+    points = shapely.points(lon, lat)
+    tree = shapely.STRtree(study.counties.geometry.to_numpy())
+    point_i, county_i = tree.query(points, predicate="within")
+    county = np.full(len(points), -1)
+    county[point_i[::-1]] = county_i[::-1]  # on a shared border: the first county listed
+    names = study.counties["county"].astype(str).to_numpy()
+    out: list[tuple[str | None, str, str]] = [(None, "", "")] * len(points)
+    for c in np.unique(county[county >= 0]):
+        rows = np.flatnonzero(county == c)
+        towns = study.towns[study.towns["county"] == names[c]]
+        if towns.empty:
+            out_rows = [(str(names[c]), "", "")] * len(rows)
+        else:
+            seats = np.column_stack([towns.geometry.x, towns.geometry.y])
+            _, nearest = cKDTree(seats).query(np.column_stack([lon[rows], lat[rows]]))
+            town = towns["town"].astype(str).to_numpy()[nearest]
+            code = towns["town_code"].astype(str).to_numpy()[nearest]
+            out_rows = [(str(names[c]), t, k) for t, k in zip(town, code, strict=True)]
+        for r, value in zip(rows, out_rows, strict=True):
+            out[r] = value
+    return out
 
 
 def _facility_record(body: FacilityBody, old: dict[str, Any] | None) -> dict[str, Any]:
@@ -165,7 +209,7 @@ def _facility_record(body: FacilityBody, old: dict[str, Any] | None) -> dict[str
     _require_county(county, f"place a facility in {county}")
     if body.town:
         town, town_code = body.town, _town_code(county, body.town)
-    fid = body.id or _new_id(body.layer, county)
+    fid = body.id or ""  # a new facility without an id gets one when it is stored
     record = {
         "id": fid,
         "layer": body.layer,
@@ -188,7 +232,8 @@ def _facility_record(body: FacilityBody, old: dict[str, Any] | None) -> dict[str
         "lat": lat,
     }
     try:
-        facilities_from_records([record], where=[f"facility {fid}"], label="body")
+        probe = {**record, "id": fid or "new"}
+        facilities_from_records([probe], where=[f"facility {fid or '(new)'}"], label="body")
     except FacilityDataError as exc:
         _fail(400, "invalid body", str(exc), fields={"_": str(exc)})
     return record
@@ -200,14 +245,10 @@ def _town_code(county: str, town: str) -> str:
     return "" if hit.empty else str(hit["town_code"].iloc[0])
 
 
-def _new_id(layer: str, county: str) -> str:
+def _id_prefix(layer: str, county: str) -> str:
+    """Prefix of generated ids: per layer and county, so counties never share a sequence."""
     adcode = current_app.extensions["skillcircle"].settings.region.county(county).adcode
-    prefix = f"{LAYER_PREFIXES[layer]}-{adcode}-A"
-    store = get_store()
-    n = 1
-    while store.facility(f"{prefix}{n:03d}") is not None:
-        n += 1
-    return f"{prefix}{n:03d}"
+    return facility_id_prefix(layer, adcode)
 
 
 def _existing(fid: str) -> dict[str, Any]:
@@ -233,7 +274,7 @@ def list_facilities() -> Any:
 
 @bp.post("/facilities")
 def create_facility() -> Any:
-    data = _json_body()
+    data = p.json_body()
     with _writing():
         body = _validate(FacilityBody, data)
         assert isinstance(body, FacilityBody)
@@ -241,15 +282,16 @@ def create_facility() -> Any:
             _fail(409, "conflict", f"facility {body.id!r} exists; PATCH it instead")
         record = _facility_record(body, None)
         with get_store().write(g.principal, "create", "facility", record["id"]) as tx:
+            if not record["id"]:
+                record["id"] = tx.new_facility_id(_id_prefix(body.layer, record["county"]))
             tx.put_facility(record)
-            tx.county, tx.after = record["county"], record
-        change = _publish()
-    return jsonify(facility=record, recomputed=_change_json(change)), 201
+            tx.entity_id, tx.county, tx.after = record["id"], record["county"], record
+    return jsonify(facility=record, **_queued(tx)), 201
 
 
 @bp.patch("/facilities/<fid>")
 def update_facility(fid: str) -> Any:
-    patch = _json_body()
+    patch = p.json_body()
     with _writing():
         old = _existing(fid)
         _require_county(old["county"], f"change facility {fid} in {old['county']}")
@@ -265,8 +307,7 @@ def update_facility(fid: str) -> Any:
         with get_store().write(g.principal, "update", "facility", fid) as tx:
             tx.put_facility(record)
             tx.county, tx.before, tx.after = record["county"], old, record
-        change = _publish()
-    return jsonify(facility=record, recomputed=_change_json(change))
+    return jsonify(facility=record, **_queued(tx))
 
 
 @bp.delete("/facilities/<fid>")
@@ -277,8 +318,11 @@ def delete_facility(fid: str) -> Any:
         with get_store().write(g.principal, "delete", "facility", fid) as tx:
             tx.delete_facility(fid)
             tx.county, tx.before = old["county"], old
-        _publish()
-    return "", 204
+        queued = _queued(tx)
+    headers = {"X-Data-Version": str(queued["data_version"])}
+    if "job" in queued:
+        headers["Location"] = queued["job"]["url"]
+    return "", 204, headers
 
 
 @bp.post("/facilities/upload")
@@ -301,16 +345,18 @@ def upload() -> Any:
             file.save(path)
         finally:
             file.close()  # a large upload is spooled to a temporary file
-        number = get_store().count_audit("upload") + 1
         try:
             rows = import_registry(
                 path,
                 layer or "training_institution",
                 crs,
-                id_tag=f"U{number}",
+                id_tag=None,  # rows without an id get one per county when stored
                 geocoder=_upload_geocoder(),
                 settings=current_app.extensions["skillcircle"].settings,
+                max_rows=int(current_app.config["UPLOAD_MAX_ROWS"]),
             )
+        except TooManyRowsError as exc:
+            _fail(413, "too large", str(exc), committed=False)
         except (FacilityDataError, SettingsError) as exc:
             listed = exc.problems if isinstance(exc, FacilityDataError) else []
             problems = [{"row": where, "message": what} for where, what in listed]
@@ -319,10 +365,16 @@ def upload() -> Any:
         problems = []
         forbidden = False  # a row outside the token's county makes the whole upload a 403
         replaced = {}
-        for record in records:
-            county, town, town_code = _locate(record["lon"], record["lat"])
-            where = f"{record['id']}"
-            old = get_store().facility(record["id"])
+        row_name = v.feature_row if suffix in (".geojson", ".json") else v.table_row
+        located = _locate_many(
+            np.array([r["lon"] for r in records], float),
+            np.array([r["lat"] for r in records], float),
+        )
+        for i, (record, (county, town, town_code)) in enumerate(
+            zip(records, located, strict=True)
+        ):
+            where = record["id"] or row_name(i)
+            old = get_store().facility(record["id"]) if record["id"] else None
             if county is None:
                 problems.append({"row": where, "message": "point is outside the region's counties"})
                 continue
@@ -352,17 +404,23 @@ def upload() -> Any:
                 committed=False,
             )
         with get_store().write(g.principal, "upload", "facility", file.filename[:200]) as tx:
+            for record in records:  # given ids first: a made id must skip them
+                if record["id"]:
+                    tx.put_facility(record)
             for record in records:
-                tx.put_facility(record)
+                if not record["id"]:
+                    prefix = _id_prefix(record["layer"], record["county"])
+                    record["id"] = tx.new_facility_id(prefix)
+                    tx.put_facility(record)
             tx.county = g.principal.county
             tx.before = replaced or None
             tx.after = {"ids": [r["id"] for r in records], "crs": crs}
-        change = _publish()
+        queued = _queued(tx)
     return jsonify(
         added=len(records) - len(replaced),
         updated=len(replaced),
         ids=[r["id"] for r in records],
-        recomputed=_change_json(change),
+        **queued,
     )
 
 
@@ -402,7 +460,7 @@ def list_items(fid: str, table: str) -> Any:
 
 @bp.post("/facilities/<fid>/<any(courses, evaluations):table>")
 def create_item(fid: str, table: str) -> Any:
-    data = _json_body()
+    data = p.json_body()
     facility = _existing(fid)
     _require_county(facility["county"], f"add {table} to {fid} in {facility['county']}")
     values = as_stored(_validate(BODIES[table], data))
@@ -414,16 +472,16 @@ def create_item(fid: str, table: str) -> Any:
 
 def _item(fid: str, table: str, item_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
     facility = _existing(fid)
-    item = get_store().item(table, item_id)
+    item = get_store().item(table, p.row_id(item_id, table[:-1]))
     if item is None or item["facility_id"] != fid:
         _fail(404, "not found", f"no {table[:-1]} {item_id} at facility {fid!r}")
     _require_county(facility["county"], f"change {table} of {fid} in {facility['county']}")
     return facility, item
 
 
-@bp.patch("/facilities/<fid>/<any(courses, evaluations):table>/<int:item_id>")
+@bp.patch("/facilities/<fid>/<any(courses, evaluations):table>/<id:item_id>")
 def update_item(fid: str, table: str, item_id: int) -> Any:
-    patch = _json_body()
+    patch = p.json_body()
     facility, item = _item(fid, table, item_id)
     model = BODIES[table]
     merged = {k: item[k] for k in model.model_fields if item.get(k) is not None} | patch
@@ -434,7 +492,7 @@ def update_item(fid: str, table: str, item_id: int) -> Any:
     return jsonify(get_store().item(table, item_id))
 
 
-@bp.delete("/facilities/<fid>/<any(courses, evaluations):table>/<int:item_id>")
+@bp.delete("/facilities/<fid>/<any(courses, evaluations):table>/<id:item_id>")
 def delete_item(fid: str, table: str, item_id: int) -> Any:
     facility, item = _item(fid, table, item_id)
     with get_store().write(g.principal, "delete", table[:-1], str(item_id)) as tx:
@@ -445,11 +503,9 @@ def delete_item(fid: str, table: str, item_id: int) -> Any:
 
 @bp.get("/audit")
 def audit() -> Any:
-    limit = request.args.get("limit", "100")
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
-        _fail(400, "bad request", "limit must be a whole number 1-1000")
+    limit = p.integer("limit", 1, 1000, default=100)
     principal: Principal = g.principal
-    return jsonify(entries=get_store().audit(principal.county, int(limit)))
+    return jsonify(entries=get_store().audit(principal.county, limit))
 
 
 # ------------------------------------------------------------------------ page

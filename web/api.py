@@ -14,7 +14,7 @@ from geo._errors import SkillcircleError
 from geo.settings import LAYERS, MODES
 
 from . import _params as p
-from . import get_store, get_study, remember
+from . import get_store, get_study, remember, served
 from .openapi import openapi_document
 from .records import (
     clean,
@@ -69,6 +69,22 @@ def _our_error(exc: SkillcircleError) -> Any:
 @memoised
 def openapi() -> Any:
     return jsonify(openapi_document(get_study().settings.region))
+
+
+@bp.get("/version")
+def version() -> Any:
+    """Which data the answers reflect: the facilities version served by this process,
+    the newest in the store, the content version (courses, sessions) and pending jobs."""
+    now = served()
+    store = get_store()
+    versions = store.data_versions()
+    return jsonify(
+        facilities_version=now.facilities_version,
+        latest_facilities_version=versions["facilities"],
+        content_version=versions["content"],
+        results_key=now.study.version,
+        jobs_waiting=store.jobs_waiting(),
+    )
 
 
 @bp.get("/layers")

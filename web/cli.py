@@ -18,9 +18,12 @@ logger = logging.getLogger(__name__)
 
 _database = click.option(
     "--database",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=str,
     default=None,
-    help="SQLite 数据库 / store file (env SKILLCIRCLE_DATABASE; default: instance folder).",
+    help=(
+        "数据库 / store: a SQLite file or a postgresql:// URL (env SKILLCIRCLE_DATABASE_URL "
+        "or SKILLCIRCLE_DATABASE; default: a SQLite file in the instance folder)."
+    ),
 )
 
 
@@ -40,7 +43,20 @@ _database = click.option(
     default=None,
     help="二维码中的外部地址 / base URL in QR codes (env SKILLCIRCLE_PUBLIC_URL).",
 )
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="服务进程数 / server processes (more than 1: gunicorn, each forked from the loaded app).",
+)
+@click.option(
+    "--threads",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="每进程线程数 / threads per process.",
+)
 @_database
 @region_option
 @click.pass_context
@@ -50,15 +66,19 @@ def serve(
     port: int,
     osm: Path | None,
     public_url: str | None,
+    workers: int,
     threads: int,
-    database: Path | None,
+    database: str | None,
 ) -> None:
-    """启动地图与技能码服务 / start the map, JSON API and QR pages."""
-    import waitress
+    """启动地图与技能码服务 / start the map, JSON API and QR pages.
 
+    Facility changes are recomputed in a process of their own and published to
+    every server process (web/sync.py); --workers N serves with N gunicorn processes.
+    """
     from geo._errors import SkillcircleError
     from geo.study import Study
     from web import create_app
+    from web.serving import RecomputeProcess, serve_gunicorn, serve_waitress
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -67,7 +87,11 @@ def serve(
     click.echo(
         "skillcircle: loading data, road network and coverage (first start builds the cache)…"
     )
-    config: dict[str, object] = {"OSM_FILE": str(osm) if osm else None}
+    config: dict[str, object] = {
+        "OSM_FILE": str(osm) if osm else None,
+        "RECOMPUTE": "external",
+        "FOLLOW": True,
+    }
     if (ctx.obj or {}).get("region"):
         config["REGION"] = ctx.obj["region"]
     if public_url or os.environ.get("SKILLCIRCLE_PUBLIC_URL"):
@@ -80,11 +104,23 @@ def serve(
         raise click.ClickException(str(exc)) from exc
     study: Study = app.extensions["skillcircle"]
     click.echo(f"skillcircle: region {study.settings.region.label} ({study.settings.data_dir})")
-    click.echo(f"skillcircle: store {app.extensions['skillcircle.store'].path}")
+    click.echo(f"skillcircle: store {app.extensions['skillcircle.store'].location}")
     click.echo(f"skillcircle: network {study.network.source.label}")
+    recompute = RecomputeProcess(app)
+    recompute.start()
     click.echo(f"skillcircle: ready in {time.perf_counter() - started:.1f} s")
-    click.echo(f"skillcircle: serving on http://{host}:{port}/  (Ctrl+C to stop)")
-    waitress.serve(app, host=host, port=port, threads=threads)
+    processes = f"{workers} worker processes" if workers > 1 else "1 process"
+    click.echo(
+        f"skillcircle: serving on http://{host}:{port}/  ({processes} x {threads} threads; "
+        "Ctrl+C to stop)"
+    )
+    try:
+        if workers > 1:
+            serve_gunicorn(app, host, port, workers, threads)
+        else:
+            serve_waitress(app, host, port, threads)
+    finally:
+        recompute.stop()
 
 
 def _settings() -> Settings:
@@ -97,10 +133,14 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
-def _store(database: Path | None) -> Store:
+def _store(database: str | None) -> Store:
     from web import default_database
 
-    chosen = database or os.environ.get("SKILLCIRCLE_DATABASE")
+    chosen = (
+        database
+        or os.environ.get("SKILLCIRCLE_DATABASE_URL")
+        or os.environ.get("SKILLCIRCLE_DATABASE")
+    )
     return Store(chosen or default_database(_settings().region.code))
 
 
@@ -116,7 +156,7 @@ def admin() -> None:
 @click.option("--city", is_flag=True, help="全域令牌 / a region-wide token (all counties).")
 @click.option("--name", default=None, help="名称 / who holds it (default: '<county> 总工会').")
 @_database
-def create_token(county: str | None, city: bool, name: str | None, database: Path | None) -> None:
+def create_token(county: str | None, city: bool, name: str | None, database: str | None) -> None:
     """Print a new token once; only its hash is stored."""
     if city == (county is not None):
         raise click.UsageError("give exactly one of --county <区县> or --city")
@@ -134,7 +174,7 @@ def create_token(county: str | None, city: bool, name: str | None, database: Pat
 @region_option
 @click.argument("token_id", type=int)
 @_database
-def revoke_token(token_id: int, database: Path | None) -> None:
+def revoke_token(token_id: int, database: str | None) -> None:
     """Revoke a token by its id (see list-tokens)."""
     from web.store import StoreError
 
@@ -148,9 +188,46 @@ def revoke_token(token_id: int, database: Path | None) -> None:
 @admin.command("list-tokens")
 @region_option
 @_database
-def list_tokens(database: Path | None) -> None:
+def list_tokens(database: str | None) -> None:
     """List tokens (never the tokens themselves)."""
     for row in _store(database).tokens():
         state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
         county = row["county"] or "city-wide"
         click.echo(f"{row['id']}\t{row['name']}\t{county}\t{row['created_at']}\t{state}")
+
+
+@admin.command("repair-ids")
+@region_option
+@click.option("--yes", is_flag=True, help="删除列出的设施 / remove the listed facilities.")
+@_database
+def repair_ids(yes: bool, database: str | None) -> None:
+    """List facilities whose ids break the id pattern; with --yes remove them.
+
+    Such records (stored before ids were checked, e.g. ``a/b`` or
+    ``=HYPERLINK(...)``) cannot be reached by any URL, so nobody can see, fix or
+    delete them. Removal takes their courses and evaluation sessions with them,
+    in one transaction with an audit entry (action ``repair``) that keeps every
+    removed record. Restart the server afterwards to recompute coverage.
+    """
+    store = _store(database)
+    unsafe = store.unsafe_id_facilities()
+    if not unsafe:
+        click.echo(f"no facilities with unsafe ids in {store.location}")
+        return
+    for row in unsafe:
+        click.echo(
+            f"{row['id']!r}\t{row['county'] or '-'}\t{row['layer']}\t{row['name']!r}\t"
+            f"courses {row['courses']}, evaluations {row['evaluations']}"
+        )
+    if not yes:
+        click.echo(
+            f"{len(unsafe)} facilities with unsafe ids; run again with --yes to remove them "
+            "(with their courses and evaluations)"
+        )
+        return
+    removed = store.remove_facilities([row["id"] for row in unsafe], who="cli repair-ids")
+    click.echo(
+        f"removed {removed['facilities']} facilities, {removed['courses']} courses and "
+        f"{removed['evaluations']} evaluations (audit action 'repair'); "
+        "restart the server to recompute coverage"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from geo.facilities import FACILITY_ID_PATTERN
 from geo.settings import LAYERS, MODES, Settings
 
 from .schemas import CourseBody, EvaluationBody, FacilityBody
@@ -47,7 +48,13 @@ NOT_FOUND = {
 }
 
 
-FACILITY_ID = _param("fid", {"type": "string"}, "设施编号 facility id", required=True, where="path")
+FACILITY_ID = _param(
+    "fid",
+    {"type": "string", "pattern": FACILITY_ID_PATTERN, "maxLength": 64},
+    "设施编号 facility id (no '..')",
+    required=True,
+    where="path",
+)
 SCHEMAS = {"Facility": FacilityBody, "Course": CourseBody, "Evaluation": EvaluationBody}
 
 
@@ -61,6 +68,7 @@ ADMIN_ERRORS = {
     "401": {"description": "no, unknown or revoked token", **_json("Error")},
     "403": {"description": "the token's county may not change this", **_json("Error")},
     "404": {"description": "unknown facility or item", **_json("Error")},
+    "413": {"description": "request body too large", **_json("Error")},
     "429": {"description": "rate limit", **_json("Error")},
 }
 
@@ -81,9 +89,27 @@ def _admin(summary: str, ok: str, body: str | None = None, **extra: Any) -> dict
 
 def _admin_paths() -> dict[str, Any]:
     """Admin endpoints (web/admin.py); bodies are the pydantic models of web/schemas.py."""
-    item_id = _param("item_id", {"type": "integer"}, "课程/评价编号", required=True, where="path")
+    item_id = _param(
+        "item_id",
+        {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "课程/评价编号 (other numbers: 404)",
+        required=True,
+        where="path",
+    )
     paths: dict[str, Any] = {
         "/api/admin/whoami": {"get": _admin("令牌信息 the token's name and county", "200")},
+        "/api/admin/jobs/{job_id}": {
+            "parameters": [
+                _param(
+                    "job_id",
+                    {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+                    "重算任务编号 recompute job (from a write's answer)",
+                    required=True,
+                    where="path",
+                )
+            ],
+            "get": _admin("重算任务 a recompute job: queued, running, done or failed", "200"),
+        },
         "/api/admin/audit": {
             "get": _admin(
                 "审计日志 audit log (own county), newest first",
@@ -172,6 +198,12 @@ def openapi_document(region: Region | None = None) -> dict[str, Any]:
             ),
         },
         "paths": {
+            "/api/version": {
+                "get": {
+                    "summary": "数据版本 which facilities version the answers reflect",
+                    "responses": {"200": _ok("versions")},
+                }
+            },
             "/api/layers": {
                 "get": {
                     "summary": "设施图层与数量 layers and counts",

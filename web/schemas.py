@@ -11,14 +11,17 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
+from geo.facilities import FACILITY_ID_PATTERN, MAX_CAPACITY, facility_id_problem
 from geo.settings import LAYERS
 
 #: One of the layer keys of :data:`geo.settings.LAYERS` (pydantic lists them in the schema).
@@ -34,6 +37,21 @@ Url = Annotated[
 Level = Literal["初级", "中级", "高级", "技师"]
 
 
+def _safe_id(value: str) -> str:
+    problem = facility_id_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: A facility id, checked by the same code as files and registries (geo/facilities.py).
+FacilityId = Annotated[
+    str,
+    AfterValidator(_safe_id),
+    WithJsonSchema({"type": "string", "pattern": FACILITY_ID_PATTERN, "maxLength": 64}),
+]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -41,8 +59,10 @@ class _Body(BaseModel):
 class FacilityBody(_Body):
     """A facility as an admin writes it; coordinates in ``crs`` (converted to WGS84)."""
 
-    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,40}$")] | None = Field(
-        None, description="Omit to have one generated, e.g. TI-330402-A001."
+    id: FacilityId | None = Field(
+        None,
+        description="Omit to have one generated, e.g. TI-330402-A001. Letters, digits, "
+        "'_', '.', '-' (no '..'), starting with a letter or digit, at most 64.",
     )
     layer: LayerKey
     name: Name
@@ -55,7 +75,7 @@ class FacilityBody(_Body):
     address: Text = ""
     phone: Phone | Literal[""] = ""
     trades: list[Trade] = Field(default_factory=list, max_length=50)
-    capacity: int | None = Field(None, ge=0, le=1_000_000, description="Trainees per year.")
+    capacity: int | None = Field(None, ge=0, le=MAX_CAPACITY, description="Trainees per year.")
     note: Text = ""
     is_sample: bool = False
 

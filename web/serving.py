@@ -1,0 +1,144 @@
+"""Running the app for real: waitress (one process) or gunicorn (``--workers N``), plus a
+recompute process, so that no request worker ever computes coverage.
+
+The app is built once in the parent process (the study loaded or read from the
+results cache), then:
+
+* a **recompute process** is forked from it and runs
+  :meth:`web.sync.Recomputer.run_forever`; a supervisor thread starts it again if
+  it dies (kill -9): its job is taken again once its heartbeat is stale, and until
+  then every worker serves the previous version;
+* with one worker, waitress serves the app in the parent process; with more,
+  gunicorn (``preload_app``: the workers are forked from the parent and share its
+  memory) runs them, restarting any that dies. Every process follows the
+  published results (:class:`web.sync.Follower`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+from flask import Flask
+
+logger = logging.getLogger(__name__)
+
+
+def _recompute_main(app: Flask) -> None:
+    """Body of the recompute process (forked with the loaded app); never returns."""
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C stops the parent, which stops us
+    try:
+        app.extensions["skillcircle.recomputer"].run_forever(threading.Event())
+    finally:
+        os._exit(1)
+
+
+class RecomputeProcess:
+    """The recompute process of an app, restarted when it dies.
+
+    A plain :func:`os.fork` (not :mod:`multiprocessing`: gunicorn forks its workers
+    from the same parent, which must not inherit a child list to join at exit, and
+    gunicorn's SIGCHLD handler may reap our child, which is then seen as gone).
+
+    Parameters
+    ----------
+    app
+        The loaded app (its recomputer, store and study).
+    check_s
+        How often the supervisor looks whether the process is alive.
+    """
+
+    def __init__(self, app: Flask, check_s: float = 0.5) -> None:
+        self.app = app
+        self.check_s = check_s
+        self.pid: int | None = None
+        self.restarts = 0
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self._spawn()
+        threading.Thread(target=self._supervise, name="skillcircle-supervisor", daemon=True).start()
+
+    def _spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:  # the child
+            _recompute_main(self.app)
+        self.pid = pid
+        logger.info("recompute process %d started", pid)
+
+    def alive(self) -> bool:
+        """Whether the process runs (a zombie, or one reaped by someone else, does not)."""
+        if self.pid is None:
+            return False
+        try:
+            done, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere (gunicorn's SIGCHLD handler)
+            return False
+        return done == 0
+
+    def _supervise(self) -> None:
+        while not self._stop.wait(self.check_s):
+            if not self.alive():
+                logger.warning("recompute process %s ended; starting another", self.pid)
+                self.restarts += 1
+                self._spawn()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.pid is not None and self.alive():
+            os.kill(self.pid, signal.SIGTERM)
+            for _ in range(50):
+                if not self.alive():
+                    break
+                time.sleep(0.1)
+
+
+def serve_waitress(app: Flask, host: str, port: int, threads: int) -> None:
+    """One process: waitress with a thread pool."""
+    import waitress
+
+    waitress.serve(app, host=host, port=port, threads=threads)
+
+
+def serve_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
+    """Several processes: gunicorn forks ``workers`` from this one (the loaded app), each
+    with ``threads`` threads (``gthread``)."""
+    from gunicorn.app.base import BaseApplication
+
+    class _Application(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "worker_class": "gthread",
+                "threads": threads,
+                "preload_app": True,
+                "timeout": 120,
+                "graceful_timeout": 10,
+                "keepalive": 5,
+                "accesslog": None,
+                "errorlog": "-",
+                "loglevel": "warning",
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            return app
+
+    _Application().run()
+
+
+def wait_until(predicate: Any, timeout_s: float, step_s: float = 0.1) -> bool:
+    """Poll ``predicate()`` until it is true or ``timeout_s`` passed (for tests and benches)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return bool(predicate())
