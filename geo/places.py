@@ -303,7 +303,7 @@ def _census_counts(values: pd.Series, file: str) -> pd.Series:
             f"population_2020 {values.iloc[i]!r} is not a whole "
             "number of people; fix it or leave it empty (null)",
         )
-        for i in np.flatnonzero(bad.to_numpy())
+        for i in np.flatnonzero(bad.to_numpy()).tolist()
     ]
     v.raise_problems(InputDataError, file, problems)
     return numbers.astype("Int64")
