@@ -7,9 +7,11 @@ code) as child processes, one after the other, and measures each:
 * **peak RSS** — the largest process's peak, from ``wait4``'s ``ru_maxrss``
   (what ``/usr/bin/time -v`` prints as "Maximum resident set size"; for
   ``serve`` the server's ``VmHWM`` before it is stopped);
-* **tree RSS** — the sum of the resident sizes of the child and all its
-  descendants, sampled every 0.2 s (psutil), whose maximum matters for the
-  Dask run (scheduler, nanny and worker processes).
+* **tree MB** — the sum of the proportional set sizes (PSS: a page shared by
+  several processes counts in part) of the child and all its descendants,
+  sampled every 0.2 s (psutil), whose maximum matters for the Dask run
+  (scheduler, nanny and worker processes) and for ``serve`` (its recompute
+  process is a fork of the server).
 
 Commands: ``coverage`` per mode (walk, ebike, drive; all layers), ``stats --by
 county`` (XLSX) and ``--by town`` (CSV), ``export --county`` (XLSX), ``coverage
@@ -60,7 +62,7 @@ class Run:
     name: str
     wall_s: float
     peak_rss_mb: float
-    tree_rss_mb: float
+    tree_pss_mb: float
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
     status: int
@@ -68,8 +70,17 @@ class Run:
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
+def pss(proc: psutil.Process) -> int:
+    """Proportional set size (pages shared with other processes, e.g. a forked child's
+    copy-on-write pages, count in part), else RSS."""
+    try:
+        return int(proc.memory_full_info().pss)
+    except (AttributeError, psutil.AccessDenied):
+        return int(proc.memory_info().rss)
+
+
 class TreeSampler(threading.Thread):
-    """Largest sum of RSS over a process and its descendants, sampled."""
+    """Largest sum of memory (PSS) over a process and its descendants, sampled."""
 
     def __init__(self, pid: int, every: float = 0.2) -> None:
         super().__init__(daemon=True)
@@ -86,7 +97,7 @@ class TreeSampler(threading.Thread):
             try:
                 for proc in [root, *root.children(recursive=True)]:
                     with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                        total += proc.memory_info().rss
+                        total += pss(proc)
             except psutil.NoSuchProcess:
                 return
             self.peak = max(self.peak, total)
@@ -134,7 +145,7 @@ def measure(name: str, argv: list[str], env: dict[str, str]) -> Run:
         name=name,
         wall_s=round(wall, 1),
         peak_rss_mb=round(usage.ru_maxrss / 1024),
-        tree_rss_mb=round(max(sampler.peak, usage.ru_maxrss * 1024) / 2**20),
+        tree_pss_mb=round(max(sampler.peak, usage.ru_maxrss * 1024) / 2**20),
         load_before=tuple(round(x, 2) for x in before),  # type: ignore[arg-type]
         load_after=tuple(round(x, 2) for x in os.getloadavg()),  # type: ignore[arg-type]
         status=proc.returncode,
@@ -252,7 +263,7 @@ def serve(
         name=name,
         wall_s=round(ready, 1),
         peak_rss_mb=round(max(usage.ru_maxrss / 1024, startup_hwm)),
-        tree_rss_mb=round(sampler.peak / 2**20),
+        tree_pss_mb=round(sampler.peak / 2**20),
         load_before=tuple(round(x, 2) for x in before),  # type: ignore[arg-type]
         load_after=tuple(round(x, 2) for x in load_after),  # type: ignore[arg-type]
         status=0 if "serving on" in (lines[-1] if lines else "") else 1,
@@ -347,19 +358,20 @@ def main(argv: list[str] | None = None) -> None:
         runs.append(
             serve("serve, cold (no results cache)", args.region, cold, work / "cold.sqlite3", paths)
         )
+        warm = work / "warm.sqlite3"
         runs.append(
-            serve("serve, warm (results cache)", args.region, cold, work / "warm.sqlite3", paths)
+            serve("serve, warm (results cache)", args.region, cold, warm, paths, args.browser)
         )
     total = time.perf_counter() - started
 
     print(f"\nregion {args.region}, outputs in {work}, {total:.0f} s in all")
-    head = f"{'command':40} {'wall s':>8} {'peak RSS MB':>12} {'tree RSS MB':>12}  load 1-min"
+    head = f"{'command':40} {'wall s':>8} {'peak RSS MB':>12} {'tree PSS MB':>12}  load 1-min"
     print(head)
     print("-" * len(head))
     for run in runs:
         flag = "" if run.status == 0 else f"  FAILED ({run.status})"
         print(
-            f"{run.name:40} {run.wall_s:8.1f} {run.peak_rss_mb:12.0f} {run.tree_rss_mb:12.0f}  "
+            f"{run.name:40} {run.wall_s:8.1f} {run.peak_rss_mb:12.0f} {run.tree_pss_mb:12.0f}  "
             f"{run.load_before[0]:.2f} -> {run.load_after[0]:.2f}{flag}"
         )
         for req in run.requests:
