@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -251,6 +252,21 @@ def read_csv(path: Path, error: type[InputDataError]) -> pd.DataFrame:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         fail(error, path.name, f"cannot read the CSV ({exc}); check quotes and separators")
+    return clean_table(frame)
+
+
+def read_table(path: Path, error: type[InputDataError]) -> pd.DataFrame:
+    """Read a ``.csv`` (:func:`read_csv`) or the first sheet of an ``.xlsx`` as text cells."""
+    if path.suffix.lower() == ".csv":
+        return read_csv(path, error)
+    try:
+        frame = pd.read_excel(path, dtype=str, engine="openpyxl")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        fail(
+            error,
+            path.name,
+            f"cannot read the workbook ({exc}); open it in Excel and save as .xlsx",
+        )
     return clean_table(frame)
 
 

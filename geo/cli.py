@@ -47,7 +47,7 @@ _OUT_TYPES = {
     "stats": (".csv", ".xlsx"),
     "times": (".csv",),
     "isochrones": (".geojson",),
-    "import": (".geojson",),
+    "import": (".geojson", ".csv", ".xlsx"),
     "export": (".xlsx", ".csv", ".geojson"),
     "plan": (".csv", ".geojson"),
     "posters": (".pdf",),
@@ -346,7 +346,7 @@ def _load_inputs(
 )
 @osm_option
 @download_option
-@file_option("--facilities", help="设施 GeoJSON (default data/facilities.geojson).")
+@file_option("--facilities", help="设施 GeoJSON/CSV/XLSX (default data/facilities.geojson).")
 @file_option("--villages", help="村点 GeoJSON/CSV (default data/boundaries/villages.geojson).")
 @file_option("--out", required=True, help="输出 .csv/.geojson/.xlsx")
 @trade_option
@@ -448,7 +448,7 @@ def coverage(
 @click.option("--union", is_flag=True, help="合并为图层等时圈 / one polygon for the whole layer.")
 @osm_option
 @download_option
-@file_option("--facilities", help="设施 GeoJSON (default data/facilities.geojson).")
+@file_option("--facilities", help="设施 GeoJSON/CSV/XLSX (default data/facilities.geojson).")
 @file_option("--out", required=True, help="输出 .geojson")
 @click.pass_context
 @_friendly
@@ -644,7 +644,7 @@ def stats(
     default=None,
     help="高德/天地图 Web服务 key (或环境变量 SKILLCIRCLE_AMAP_KEY / SKILLCIRCLE_TIANDITU_KEY).",
 )
-@file_option("--out", required=True, help="输出 .geojson")
+@file_option("--out", required=True, help="输出 .geojson (或 .csv/.xlsx，列同 Facility 模型)")
 @_friendly
 def import_(file: Path, layer: str, crs: str, geocoder: str, key: str | None, out: Path) -> None:
     """导入设施台账 (CSV UTF-8/GBK, XLSX, GeoJSON) / import a facility registry.
@@ -654,10 +654,7 @@ def import_(file: Path, layer: str, crs: str, geocoder: str, key: str | None, ou
     村或乡镇（location_quality: village_from_address / town_from_address）。
     Rows without lon/lat are placed by their address (column 地址/address).
     """
-    import json
-
-    from geo.export import atomic_write
-    from geo.facilities import facilities_to_geojson, import_registry
+    from geo.facilities import import_registry, write_facilities
     from geo.geocode import make_geocoder
 
     _check_out(out, "import")
@@ -665,12 +662,7 @@ def import_(file: Path, layer: str, crs: str, geocoder: str, key: str | None, ou
     # the offline gazetteer is built only if a row has no lon/lat
     coder = make_geocoder(geocoder, settings, key=key) if geocoder != "offline" else None
     gdf = import_registry(file, layer, crs, geocoder=coder, settings=settings)
-    doc = facilities_to_geojson(gdf)
-
-    def write(tmp: Path) -> None:
-        tmp.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
-
-    atomic_write(out, write)
+    write_facilities(gdf, out, metadata={"来源 source": f"skillcircle import {file.name}"})
     by_address = ~gdf["location_quality"].str.startswith("registry_")
     parts = [layer]
     if not by_address.all():

@@ -15,20 +15,14 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from geo.models import VILLAGE_KEYS, VillageResult
 from geo.routing import Router
 from geo.settings import LAYERS
 
 logger = logging.getLogger(__name__)
 
-BASE_COLUMNS = [
-    "village_code",
-    "village_name",
-    "town",
-    "county",
-    "lon",
-    "lat",
-    "location_quality",
-]
+#: The village columns a coverage table starts with (:data:`geo.models.VILLAGE_KEYS`).
+BASE_COLUMNS = list(VILLAGE_KEYS)
 
 
 def layer_columns(layers: list[str] | None = None) -> list[str]:
@@ -40,15 +34,9 @@ def layer_columns(layers: list[str] | None = None) -> list[str]:
 
 
 def coverage_columns() -> list[str]:
-    """All columns of a coverage table, in contract order (then extras)."""
-    return [
-        *BASE_COLUMNS,
-        *layer_columns(),
-        "any_minutes",
-        "covered",
-        "nearest_road_m",
-        "far_from_road",
-    ]
+    """All columns of a coverage table, in contract order: the fields of
+    :data:`geo.models.VillageResult` (then any extras a caller adds)."""
+    return list(VillageResult.model_fields)
 
 
 def coverage_table(
@@ -98,6 +86,7 @@ def coverage_table(
     out["nearest_road_m"] = np.round(nearest_m, 0)
     # beyond the snap bound a village is unreachable; flag it (and far ones on the coarse network)
     out["far_from_road"] = nearest_m > min(router.settings.access_flag_m, router.access_max_m)
+    out = out[coverage_columns()]  # the contract's order is the model's (geo/models.py)
     gdf = gpd.GeoDataFrame(out, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
     logger.info(
         "coverage %s: %d of %d villages within %g min of any facility",

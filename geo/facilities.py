@@ -1,10 +1,14 @@
-"""Training facilities: load ``data/facilities.geojson``, import registries, write GeoJSON.
+"""Training facilities: load ``data/facilities.geojson``, import registries, write files.
 
-A facility is a WGS84 Point with the properties in :data:`FACILITY_COLUMNS`.
-:func:`load_facilities` reads our own GeoJSON; :func:`import_registry` turns a
-registry as published by a bureau (CSV/XLSX/GeoJSON, Chinese or English
-headers, WGS84/GCJ-02/BD-09 coordinates) into the same validated frame, and
-:func:`facilities_to_geojson` gives the dict to write back.
+A facility is a WGS84 Point with the properties in :data:`FACILITY_COLUMNS`,
+the fields of :class:`geo.models.Facility`, whose rules every row passes here.
+:func:`load_facilities` reads our own files (GeoJSON, or CSV/XLSX as
+:func:`write_facilities` writes them); :func:`import_registry` turns a registry
+as published by a bureau (CSV/XLSX/GeoJSON, Chinese or English headers,
+WGS84/GCJ-02/BD-09 coordinates) into the same validated frame;
+:func:`facilities_from_records` validates dicts (the web store's records);
+:func:`facilities_to_geojson` is the one GeoJSON writer of facilities (files,
+the API and the map) and :func:`facility_records` the one frame -> dicts converter.
 
 Problems are reported as ``<file> feature N (id 'X'): ...`` for GeoJSON and
 ``<file> row N: ...`` for tables, where row 1 is the header, as a spreadsheet
@@ -13,6 +17,7 @@ shows it. All rows are checked first and the first few bad ones are listed.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import zipfile
@@ -26,44 +31,42 @@ import pandas as pd
 
 from geo import _validate as v
 from geo._errors import FacilityDataError, SettingsError, TooManyRowsError
+from geo._io import atomic_write
 from geo.coords import CRS_NAMES, to_wgs84
+from geo.models import (
+    FACILITY_COLUMNS,
+    FACILITY_ID_PATTERN,
+    MAX_CAPACITY,
+    Facility,
+    facility_id_problem,
+    split_trades,
+    validate_rows,
+)
 from geo.settings import LAYERS, Settings, check_layer
+from geo.tables import cells_row, frame_rows, read_rows, write_records
 
 if TYPE_CHECKING:
     from geo.geocode import Geocoder, Placement
 
+__all__ = [
+    "FACILITY_COLUMNS",
+    "FACILITY_ID_PATTERN",
+    "FACILITY_SUFFIXES",
+    "HEADER_ALIASES",
+    "LAYER_PREFIXES",
+    "MAX_CAPACITY",
+    "facilities_from_records",
+    "facilities_to_geojson",
+    "facility_id_prefix",
+    "facility_id_problem",
+    "facility_records",
+    "import_registry",
+    "load_facilities",
+    "split_trades",
+    "write_facilities",
+]
+
 logger = logging.getLogger(__name__)
-
-#: Properties of every facility, in this order (then ``geometry``).
-FACILITY_COLUMNS = (
-    "id",
-    "layer",
-    "layer_name",
-    "name",
-    "county",
-    "town",
-    "town_code",
-    "address",
-    "phone",
-    "trades",
-    "capacity",
-    "source",
-    "is_sample",
-    "location_quality",
-    "note",
-)
-
-#: What a facility id may be, everywhere ids are made (files, registries, the admin
-#: API): 1-64 ASCII letters, digits, ``_``, ``.`` and ``-``, starting with a letter
-#: or digit, and no ``..``. So an id is one URL path segment and a file name as it
-#: stands, and cannot be markup, a path (``/``, ``..``), a spreadsheet formula
-#: (``= + - @``), whitespace, or a control or bidi character. Checked by
-#: :func:`facility_id_problem`.
-FACILITY_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-_FACILITY_ID = re.compile(FACILITY_ID_PATTERN)
-
-#: Largest capacity (trainees per year) a facility may declare.
-MAX_CAPACITY = 1_000_000
 
 #: Prefix of generated ids per layer (``TS-IMP-0001``).
 LAYER_PREFIXES: Mapping[str, str] = {
@@ -94,26 +97,11 @@ HEADER_ALIASES: Mapping[str, str] = {
     **dict.fromkeys(["note", "备注"], "note"),
 }
 
+#: Registry columns copied onto a facility as they are (besides name, trades, capacity).
 _TEXT_COLUMNS = ("county", "town", "town_code", "address", "phone", "note")
-_TRADE_SEPARATORS = re.compile(r"[、,，;；/\s]+")
 _BRACKETED = re.compile(r"[(（\[【].*?[)）\]】]")
 _LAYER_BY_LABEL = {label: key for key, label in LAYERS.items()}
 _GEOJSON_SUFFIXES = (".geojson", ".json")
-
-
-def facility_id_problem(fid: str) -> str | None:
-    """What is wrong with a facility id, or None if it follows :data:`FACILITY_ID_PATTERN`.
-
-    The one id check: loaders, registry imports and the admin API all call it.
-    """
-    if _FACILITY_ID.fullmatch(fid) and ".." not in fid:
-        return None
-    shown = repr(fid if len(fid) <= 40 else fid[:40] + "…")
-    return (
-        f"id {shown} is not a safe id; use 1-64 letters A-Z/a-z, digits, '_', '.' or '-' "
-        "(no '..'), starting with a letter or digit (e.g. TI-330402-001), or leave it empty "
-        "to have one made"
-    )
 
 
 def facility_id_prefix(layer: str, county_code: str) -> str:
@@ -132,14 +120,16 @@ def load_facilities(
     *,
     bounds: v.BoundsArg = v.REGION,
 ) -> gpd.GeoDataFrame:
-    """Load and validate a facilities GeoJSON (the ``data/facilities.geojson`` format).
+    """Load and validate a facilities file (the ``data/facilities.geojson`` format).
 
     Parameters
     ----------
     path
-        A FeatureCollection of Points whose properties follow
-        :data:`FACILITY_COLUMNS`; ``id``, ``layer`` and ``name`` are required.
-        Defaults to ``settings.facilities_path``.
+        A FeatureCollection of Points whose properties are the fields of
+        :class:`geo.models.Facility` (:data:`FACILITY_COLUMNS`), or a ``.csv`` /
+        ``.xlsx`` with those columns and ``lon``/``lat`` as
+        :func:`write_facilities` writes it; ``id``, ``layer`` and ``name`` are
+        required. Defaults to ``settings.facilities_path``.
     settings
         Supplies the default path; ``Settings()`` if omitted.
     bounds
@@ -160,10 +150,11 @@ def load_facilities(
     ------
     FacilityDataError
         If the file is missing, undecodable, not a FeatureCollection (or nested
-        deeper than ``MAX_JSON_DEPTH``), or a feature is not a Point, lacks
-        ``id``/``layer``/``name``, has an unsafe id (:func:`facility_id_problem`)
-        or repeats one, names an unknown layer, has a bad value or lies outside
-        ``bounds``.
+        deeper than ``MAX_JSON_DEPTH``), or a feature is not a Point, or a row
+        breaks a rule of :class:`geo.models.Facility` (lacks ``id``/``layer``/
+        ``name``, has an unsafe (:func:`facility_id_problem`) or repeated id, an
+        unknown layer, text too long or starting like a formula, a bad phone,
+        capacity or is_sample) or lies outside ``bounds``.
     """
     settings = settings or Settings()
     path = Path(path) if path is not None else settings.facilities_path
@@ -173,40 +164,42 @@ def load_facilities(
         FacilityDataError,
         "build data/facilities.geojson with the data scripts or `skillcircle import` a registry",
     )
-    features = v.read_feature_collection(path, FacilityDataError)
-    records: list[dict[str, Any]] = []
-    xy = np.full((len(features), 2), np.nan)
-    base = [v.feature_row(i) for i in range(len(features))]
-    problems: list[v.Problem] = []
-    for i, feature in enumerate(features):
-        point = v.point_xy(feature)
-        props = feature.get("properties") if isinstance(feature, dict) else None
-        props = props if isinstance(props, dict) else {}
-        fid = v.as_text(props.get("id"))
-        if fid:
-            base[i] = f"{base[i]} (id {fid!r})"
-        if isinstance(point, str):
-            problems.append(v.Problem(i, base[i], point))
-        else:
-            xy[i] = point
-        records.append(props)
-
     hint = (
         "facilities must be WGS84; if the source is GCJ-02/BD-09 re-import it with "
         "`skillcircle import --crs gcj02` (or bd09)"
     )
-    not_points = {p.order for p in problems}  # already reported: no coordinates to check
-    frame, row_problems = _normalise(records, base, default_source="user_supplied")
-    problems += row_problems
-    problems += [
-        p
-        for p in v.coordinate_problems(xy[:, 0], xy[:, 1], base, bounds, hint)
-        if p.order not in not_points
-    ]
+    if path.suffix.lower() in (".csv", ".xlsx"):
+        _check_size(path)
+        cells, base, _ = read_rows(path, FacilityDataError)
+        records = [cells_row(Facility, row) for row in cells]
+        lon = np.array([_float_or_nan(r.get("lon")) for r in records], dtype=float)
+        lat = np.array([_float_or_nan(r.get("lat")) for r in records], dtype=float)
+        raw = [(v.as_text(r.get("lon")), v.as_text(r.get("lat"))) for r in records]
+        frame, problems = _validated(records, base, lon, lat, bounds, hint, raw=raw)
+    else:
+        features = v.read_feature_collection(path, FacilityDataError)
+        records = []
+        xy = np.full((len(features), 2), np.nan)
+        base = [v.feature_row(i) for i in range(len(features))]
+        not_points: list[v.Problem] = []
+        for i, feature in enumerate(features):
+            point = v.point_xy(feature)
+            props = feature.get("properties") if isinstance(feature, dict) else None
+            props = props if isinstance(props, dict) else {}
+            fid = v.as_text(props.get("id"))
+            if fid:
+                base[i] = f"{base[i]} (id {fid!r})"
+            if isinstance(point, str):
+                not_points.append(v.Problem(i, base[i], point))
+            else:
+                xy[i] = point
+            records.append(props)
+        frame, problems = _validated(
+            records, base, xy[:, 0], xy[:, 1], bounds, hint, reported=not_points
+        )
     v.raise_problems(FacilityDataError, path.name, problems)
-    facilities = _to_frame(frame, xy[:, 0], xy[:, 1])
-    logger.info("loaded %d facilities from %s (%s)", len(facilities), path.name, _count(facilities))
-    return facilities
+    logger.info("loaded %d facilities from %s (%s)", len(frame), path.name, _count(frame))
+    return frame
 
 
 def import_registry(
@@ -294,7 +287,7 @@ def import_registry(
     if suffix in _GEOJSON_SUFFIXES:
         table, where = _registry_geojson(path)
     elif suffix in (".csv", ".xlsx"):
-        table = _registry_table(path)
+        table = v.read_table(path, FacilityDataError)
         where = [v.table_row(i) for i in range(len(table))]
     else:
         v.fail(
@@ -362,15 +355,19 @@ def import_registry(
     )
     for i, place in placed.items():
         lon[i], lat[i] = place.lon, place.lat
-    frame, problems = _normalise(records, where, default_source="", require_id=id_tag is not None)
     hint = f"the file was read as {crs_key}; is --crs right, and are the columns lon/lat?"
-    problems += address_problems
-    skip = {p.order for p in address_problems}
-    problems += [
-        p for p in v.coordinate_problems(lon, lat, where, bounds, hint, raw) if p.order not in skip
-    ]
+    facilities, problems = _validated(
+        records,
+        where,
+        lon,
+        lat,
+        bounds,
+        hint,
+        raw=raw,
+        reported=address_problems,
+        require_id=id_tag is not None,
+    )
     v.raise_problems(FacilityDataError, path.name, problems)
-    facilities = _to_frame(frame, lon, lat)
     logger.info(
         "imported %d facilities from %s (%s, %s)%s",
         len(facilities),
@@ -446,31 +443,36 @@ def facilities_from_records(
     bounds: v.BoundsArg = v.REGION,
     label: str = "facilities",
     settings: Settings | None = None,
-    check_ids: bool = True,
+    waived: list[v.Problem] | None = None,
 ) -> gpd.GeoDataFrame:
     """Validate property dicts with WGS84 ``lon``/``lat`` into a facilities frame.
 
-    The checks are those of :func:`load_facilities` (required id/layer/name,
-    known layer, trades, capacity, safe and unique ids, coordinates inside
-    ``bounds``); the web store keeps facilities this way. ``check_ids=False``
-    skips the id pattern (for records stored before it was enforced).
+    The checks are those of :func:`load_facilities` (the
+    :class:`geo.models.Facility` model, unique ids, coordinates inside
+    ``bounds``); the web store keeps facilities this way.
+
+    Parameters
+    ----------
+    waived
+        Read records stored before a rule existed (e.g. an unsafe id): the rules
+        that :mod:`geo.models` lets a stored record break are noted here instead
+        of refused.
 
     Raises
     ------
     FacilityDataError
         With every problem in ``problems``; ``where`` names the records
-        (default ``facility N``), ``label`` the collection in the message.
+        (default ``feature N``), ``label`` the collection in the message.
     """
     bounds = v.region_bounds(bounds, settings or Settings())
     where = list(where) if where is not None else [v.feature_row(i) for i in range(len(records))]
     lon = np.array([_float_or_nan(r.get("lon")) for r in records], dtype=float)
     lat = np.array([_float_or_nan(r.get("lat")) for r in records], dtype=float)
-    frame, problems = _normalise(
-        records, where, default_source="user_supplied", check_ids=check_ids
+    frame, problems = _validated(
+        records, where, lon, lat, bounds, "give WGS84 decimal degrees", waived=waived
     )
-    problems += v.coordinate_problems(lon, lat, where, bounds, "give WGS84 decimal degrees")
     v.raise_problems(FacilityDataError, label, problems)
-    return _to_frame(frame, lon, lat)
+    return frame
 
 
 def _float_or_nan(value: Any) -> float:
@@ -482,12 +484,11 @@ def _float_or_nan(value: Any) -> float:
         return float("nan")
 
 
-def facilities_to_geojson(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
-    """Return a GeoJSON FeatureCollection dict of facilities, ready for ``json.dump``.
+def facility_records(gdf: gpd.GeoDataFrame, digits: int | None = 7) -> list[dict[str, Any]]:
+    """JSON-ready dicts of a facilities frame: the fields of :class:`geo.models.Facility`
+    (:data:`FACILITY_COLUMNS`, then ``lon``/``lat`` in WGS84 rounded to ``digits``).
 
-    Properties are exactly :data:`FACILITY_COLUMNS` in that order (missing values
-    ``null``, ``trades`` a list, numpy scalars as plain Python values); geometry
-    is WGS84. Write it with ``ensure_ascii=False`` to keep Chinese readable.
+    The one frame -> records converter (the web store keeps these dicts).
 
     Raises
     ------
@@ -497,99 +498,167 @@ def facilities_to_geojson(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
     missing = [c for c in FACILITY_COLUMNS if c not in gdf.columns]
     if missing:
         raise FacilityDataError(f"facilities frame lacks column(s) {', '.join(missing)}")
-    out = gdf[[*FACILITY_COLUMNS, gdf.geometry.name]]
-    if out.crs is not None and not out.crs.equals("EPSG:4326"):
-        out = out.to_crs("EPSG:4326")
-    out = out.astype({"capacity": object})  # Int64 -> ints and None
-    out["trades"] = [list(t) if isinstance(t, list | tuple) else [] for t in out["trades"]]
-    return out.to_geo_dict(na="null", drop_id=True)
+    records = frame_rows(gdf, Facility)
+    for record in records:
+        record["trades"] = list(record["trades"] or [])
+        record["is_sample"] = bool(record["is_sample"])
+        if digits is not None:
+            record["lon"], record["lat"] = (
+                round(record["lon"], digits),
+                round(record["lat"], digits),
+            )
+    return records
 
 
-def split_trades(value: Any) -> list[str]:
-    """Split a trades cell (``"电工、焊工"``, a list, or empty) into distinct trade names."""
-    if isinstance(value, list | tuple):
-        parts = [v.as_text(x) for x in value]
-    else:
-        parts = _TRADE_SEPARATORS.split(v.as_text(value))
-    return list(dict.fromkeys(p for p in parts if p))
+def facilities_to_geojson(
+    gdf: gpd.GeoDataFrame,
+    *,
+    fields: Sequence[str] = FACILITY_COLUMNS,
+    digits: int | None = None,
+) -> dict[str, Any]:
+    """Return a GeoJSON FeatureCollection dict of facilities, ready for ``json.dump``.
+
+    The one GeoJSON writer of facilities: files (:func:`write_facilities`), the
+    API and the map. Properties are ``fields`` in that order (default
+    :data:`FACILITY_COLUMNS`; missing values ``null``, ``trades`` a list, numpy
+    scalars as plain Python values); geometry is a WGS84 Point, coordinates
+    rounded to ``digits`` if given. Write it with ``ensure_ascii=False`` to keep
+    Chinese readable.
+
+    Raises
+    ------
+    FacilityDataError
+        If ``gdf`` lacks one of :data:`FACILITY_COLUMNS`.
+    """
+    features = [
+        {
+            "type": "Feature",
+            "properties": {k: record[k] for k in fields},
+            "geometry": {"type": "Point", "coordinates": [record["lon"], record["lat"]]},
+        }
+        for record in facility_records(gdf, digits)
+    ]
+    return {"type": "FeatureCollection", "features": features}
 
 
-def _normalise(
+#: Files :func:`write_facilities` writes.
+FACILITY_SUFFIXES = (".geojson", ".csv", ".xlsx")
+
+
+def write_facilities(
+    gdf: gpd.GeoDataFrame, path: Path, *, metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Write facilities as GeoJSON, CSV or XLSX (by suffix), atomically.
+
+    Every row is checked by :class:`geo.models.Facility` first (records stored
+    before a rule existed are let through, as the store serves them). GeoJSON is
+    :func:`facilities_to_geojson`; CSV (UTF-8 with BOM) and XLSX have the
+    columns :data:`FACILITY_COLUMNS`, ``lon``, ``lat`` (trades joined with
+    ``、``, formula-like text kept as text, ``metadata`` on the XLSX 说明 sheet).
+    :func:`load_facilities` reads all three back to the same frame.
+
+    Raises
+    ------
+    SettingsError
+        If the suffix is not one of :data:`FACILITY_SUFFIXES`.
+    FacilityDataError
+        If the frame lacks a column or a row breaks a rule of the model.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in FACILITY_SUFFIXES:
+        raise SettingsError(f"cannot write {path.name}: use one of {', '.join(FACILITY_SUFFIXES)}")
+    records = facility_records(gdf, digits=None)
+    where = [f"facility {r['id']!r}" for r in records]
+    items, problems = validate_rows(Facility, records, where, waived=[])
+    v.raise_problems(FacilityDataError, path.name, problems)
+    if suffix != ".geojson":
+        checked = [item for item in items if item is not None]
+        return write_records(Facility, checked, path, metadata=metadata or {}, sheet_name="设施")
+    document = facilities_to_geojson(gdf)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    atomic_write(path, write)
+    logger.info("wrote %d facilities to %s", len(records), path)
+    return path
+
+
+#: Properties read as text onto a facility (the model parses trades, capacity, is_sample).
+_TEXT_FIELDS = tuple(c for c in FACILITY_COLUMNS if c not in ("trades", "capacity", "is_sample"))
+
+
+def _validated(
     records: Sequence[Mapping[str, Any]],
     where: Sequence[str],
+    lon: np.ndarray,
+    lat: np.ndarray,
+    bounds: v.Area | v.Bounds | None,
+    hint: str,
     *,
-    default_source: str,
+    raw: Sequence[tuple[str, str]] | None = None,
+    reported: Sequence[v.Problem] = (),
     require_id: bool = True,
-    check_ids: bool = True,
-) -> tuple[pd.DataFrame, list[v.Problem]]:
-    """Check and fill the properties of each record; the one place rows are validated.
+    waived: list[v.Problem] | None = None,
+) -> tuple[gpd.GeoDataFrame, list[v.Problem]]:
+    """Check every record: the one place facility rows are validated.
 
-    ``require_id=False`` lets ids be empty (the caller makes them); a given id
-    must still be safe unless ``check_ids`` is False (records stored before ids
-    were checked, see ``skillcircle admin repair-ids``).
+    Each record runs through :class:`geo.models.Facility` (text cells, trades,
+    capacity and is_sample parsed by its rules), then ids must be unique and
+    coordinates finite and inside ``bounds``. ``reported`` are problems found
+    before (a feature that is not a Point, an address that cannot be placed):
+    their rows' coordinates are not checked again. ``require_id=False`` lets
+    ids be empty (the caller makes them).
+
+    Returns
+    -------
+    (frame, problems)
+        The frame (:func:`load_facilities`' format; empty if there are problems)
+        and every problem in file order.
     """
-    problems: list[v.Problem] = []
+    skip = {p.order for p in reported}
+    xy_problems = [
+        p for p in v.coordinate_problems(lon, lat, where, bounds, hint, raw) if p.order not in skip
+    ]
+    no_point = skip | {p.order for p in xy_problems}
     rows = []
     for i, props in enumerate(records):
-
-        def bad(what: str, i: int = i) -> None:
-            problems.append(v.Problem(i, where[i], what))
-
-        row: dict[str, Any] = {c: v.as_text(props.get(c)) for c in ("id", "layer", "name")}
-        for column, article in (("id", "an"), ("layer", "a"), ("name", "a")):
-            if not row[column] and (column != "id" or require_id):
-                bad(f"{column} is missing or empty; give every facility {article} {column}")
-        if check_ids and row["id"] and (id_problem := facility_id_problem(row["id"])):
-            bad(id_problem)
-        if row["layer"] and row["layer"] not in LAYERS:
-            bad(f"unknown layer {row['layer']!r}; use one of {', '.join(LAYERS)}")
-        row["layer_name"] = v.as_text(props.get("layer_name")) or LAYERS.get(row["layer"], "")
-        for column in _TEXT_COLUMNS:
-            row[column] = v.as_text(props.get(column))
+        row: dict[str, Any] = {c: _text(props.get(c)) for c in _TEXT_FIELDS}
         trades = props.get("trades")
-        if trades is not None and not isinstance(trades, str | list | tuple):
-            bad(f'trades {trades!r} is not a list of names; write e.g. ["电工", "焊工"]')
-        row["trades"] = split_trades(trades)
-        row["capacity"], capacity_ok = _capacity(props.get("capacity"))
-        if not capacity_ok:
-            bad(
-                f"capacity {props.get('capacity')!r} is not a whole number from 0 to "
-                f"{MAX_CAPACITY:,}; write the trainees per year or leave it empty"
-            )
-        is_sample = props.get("is_sample", False)
-        if not isinstance(is_sample, bool | np.bool_):
-            bad(f"is_sample {is_sample!r} is not true/false; write true or false")
-        row["is_sample"] = bool(is_sample) if isinstance(is_sample, bool | np.bool_) else False
-        row["source"] = v.as_text(props.get("source")) or default_source or "user_supplied"
-        row["location_quality"] = v.as_text(props.get("location_quality")) or "user_supplied"
+        row["trades"] = split_trades(trades) if isinstance(trades, str) else trades
+        row["capacity"] = props.get("capacity")
+        if "is_sample" in props:
+            row["is_sample"] = props["is_sample"]
+        # a point already reported is not checked twice (0, 0 stands in; nothing is returned)
+        row["lon"], row["lat"] = (0.0, 0.0) if i in no_point else (float(lon[i]), float(lat[i]))
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=list(FACILITY_COLUMNS))
-    problems += v.duplicate_problems(frame["id"], where, "id", "ids must be unique; renumber one")
-    return frame, problems
+    context = {"id_optional": not require_id}
+    items, problems = validate_rows(Facility, rows, where, context=context, waived=waived)
+    problems = [*reported, *problems]
+    problems += v.duplicate_problems(
+        [row["id"] for row in rows], where, "id", "ids must be unique; renumber one"
+    )
+    problems += xy_problems
+    if problems:
+        return _to_frame([]), problems
+    return _to_frame([item for item in items if item is not None]), []
 
 
-def _capacity(value: Any) -> tuple[int | None, bool]:
-    """Parse a capacity: ``(None, True)`` if empty, ``(n, True)`` if a whole n >= 0, else not ok."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None, True
-    if isinstance(value, str) and not value.strip():
-        return None, True
-    if isinstance(value, bool):
-        return None, False
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None, False
-    if not number.is_integer() or not 0 <= number <= MAX_CAPACITY:
-        return None, False
-    return int(number), True
+def _text(value: Any) -> str:
+    """A cell or property as text (the model strips it), numbers as :func:`v.as_text` has them."""
+    return value if type(value) is str else v.as_text(value)
 
 
-def _to_frame(frame: pd.DataFrame, lon: np.ndarray, lat: np.ndarray) -> gpd.GeoDataFrame:
-    frame = frame.copy()
+def _to_frame(items: Sequence[Facility]) -> gpd.GeoDataFrame:
+    # a model's __dict__ holds exactly its field values (no serialiser: 50,000 rows)
+    frame = pd.DataFrame(
+        [item.__dict__ for item in items], columns=[*FACILITY_COLUMNS, "lon", "lat"]
+    )
     frame["capacity"] = pd.array(list(frame["capacity"]), dtype="Int64")
     frame["is_sample"] = frame["is_sample"].astype(bool)
-    return gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(lon, lat), crs="EPSG:4326")
+    points = gpd.points_from_xy(frame["lon"].astype(float), frame["lat"].astype(float))
+    return gpd.GeoDataFrame(frame[list(FACILITY_COLUMNS)], geometry=points, crs="EPSG:4326")
 
 
 #: Registry files larger than this are refused (a county's registry is kilobytes).
@@ -620,20 +689,6 @@ def _check_size(path: Path) -> None:
             f"the workbook unpacks to {unpacked / 2**20:.0f} MB from {size / 2**20:.1f} MB "
             "(a zip bomb?); save the data as a plain .xlsx or .csv",
         )
-
-
-def _registry_table(path: Path) -> pd.DataFrame:
-    if path.suffix.lower() == ".csv":
-        return v.read_csv(path, FacilityDataError)
-    try:
-        frame = pd.read_excel(path, dtype=str, engine="openpyxl")
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        v.fail(
-            FacilityDataError,
-            path.name,
-            f"cannot read the workbook ({exc}); open it in Excel and save as .xlsx",
-        )
-    return v.clean_table(frame)
 
 
 def _registry_geojson(path: Path) -> tuple[pd.DataFrame, list[str]]:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from geo.facilities import FACILITY_COLUMNS
+from geo.models import FACILITY_FIELDS
 from geo.settings import LAYERS, MODES, Settings
+from geo.tables import plain
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -30,36 +30,26 @@ if TYPE_CHECKING:
     from geo.reports import Report
     from geo.routing import Router
 
-#: Facility fields shown on cards and in the API (the town code is internal).
-FACILITY_FIELDS = tuple(c for c in FACILITY_COLUMNS if c != "town_code")
+__all__ = ["FACILITY_FIELDS", "clean", "facility_record"]
 
-
-def clean(value: Any) -> Any:
-    """A JSON-safe value: NaN/None/NA -> None, numpy scalars -> Python, lists kept."""
-    if isinstance(value, list | tuple):
-        return [clean(v) for v in value]
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+#: A JSON-safe value: NaN/None/NA -> None, numpy scalars -> Python, lists kept.
+clean = plain
 
 
 def facility_record(row: pd.Series) -> dict[str, Any]:
-    """A facility row as a JSON-safe dict (:data:`FACILITY_FIELDS`, ``lon``/``lat``,
-    and ``minutes``/``distance_m`` when the row has them)."""
-    out = {k: clean(row.get(k)) for k in FACILITY_FIELDS}
-    out["trades"] = list(row.get("trades") or [])
+    """A facility row as a JSON-safe dict: :data:`geo.models.FACILITY_FIELDS` (the
+    :class:`geo.models.Facility` fields people see), ``lon``/``lat`` (6 decimals),
+    and ``minutes``/``distance_m`` when the row has them."""
+    out = {k: plain(row.get(k)) for k in FACILITY_FIELDS}
+    out["trades"] = list(out["trades"] or [])
     geom = row.get("geometry")
     if geom is not None:
         out["lon"], out["lat"] = round(geom.x, 6), round(geom.y, 6)
     else:
-        out["lon"], out["lat"] = clean(row.get("lon")), clean(row.get("lat"))
+        out["lon"], out["lat"] = plain(row.get("lon")), plain(row.get("lat"))
     for extra in ("minutes", "distance_m"):
         if extra in row:
-            out[extra] = clean(row[extra])
+            out[extra] = plain(row[extra])
     return out
 
 
@@ -95,69 +85,79 @@ class VillageCard:
         return [(s, s.facilities[0]) for s in self.sections if s.facilities]
 
 
+class CardIndex:
+    """The 技能码 cards of a study, ready to read one village at a time.
+
+    Built once per data version (:meth:`geo.study.Study.village_card` keeps one):
+    the card rows of every layer sorted by village with each village's slice
+    found by binary search, and every facility's JSON record. A card then costs
+    a few dictionary copies, whatever the region's size.
+
+    Parameters
+    ----------
+    villages, facilities
+        The study's data.
+    cards
+        Layer -> :func:`geo.results.card_rows` of the same villages.
+    """
+
+    def __init__(
+        self,
+        villages: gpd.GeoDataFrame,
+        facilities: gpd.GeoDataFrame,
+        cards: Mapping[str, pd.DataFrame],
+    ) -> None:
+        self.villages = villages
+        self.records = {str(row["id"]): facility_record(row) for _, row in facilities.iterrows()}
+        columns = next(iter(cards.values())).columns
+        self.modes = tuple(c.removesuffix("_minutes") for c in columns if c.endswith("_minutes"))
+        self.layers: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for layer, rows in cards.items():
+            rows = rows.sort_values(["village", "rank"], kind="stable")
+            minutes = rows[[f"{m}_minutes" for m in self.modes]].to_numpy(float)
+            self.layers[layer] = (
+                rows["village"].to_numpy(np.int64),
+                rows["facility_id"].astype(str).to_numpy(),
+                minutes,
+            )
+
+    def card(self, index: int) -> VillageCard:
+        """The card of the village at position ``index``."""
+        village = self.villages.iloc[index]
+        sections = []
+        for layer, name in LAYERS.items():
+            items: list[dict[str, Any]] = []
+            if layer in self.layers:
+                where, ids, minutes = self.layers[layer]
+                lo, hi = np.searchsorted(where, [index, index + 1])
+                for fid, times in zip(ids[lo:hi], minutes[lo:hi], strict=True):
+                    record = dict(self.records[fid])
+                    record["times"] = {m: clean(t) for m, t in zip(self.modes, times, strict=True)}
+                    items.append(record)
+            sections.append(CardSection(layer, name, tuple(items)))
+        return VillageCard(
+            village_code=str(village["village_code"]),
+            village_name=str(village["village_name"]),
+            town=str(village.get("town", "")),
+            county=str(village.get("county", "")),
+            location_quality=str(village.get("location_quality", "")),
+            lon=round(float(village.geometry.x), 6),
+            lat=round(float(village.geometry.y), 6),
+            modes=self.modes,
+            sections=tuple(sections),
+        )
+
+
 def village_cards(
     villages: gpd.GeoDataFrame,
     facilities: gpd.GeoDataFrame,
     cards: Mapping[str, pd.DataFrame],
     indices: Sequence[int] | None = None,
 ) -> list[VillageCard]:
-    """Cards of the villages at ``indices`` (positions; default all).
-
-    Parameters
-    ----------
-    villages, facilities
-        The study's data (facility records are read from ``facilities``, so a
-        text edit shows at once).
-    cards
-        Layer -> :func:`geo.results.card_rows` of the same villages.
-    """
-    positions = list(range(len(villages))) if indices is None else [int(i) for i in indices]
-    if indices is not None:  # one page of a province: only these villages' rows and facilities
-        cards = {layer: rows[rows["village"].isin(positions)] for layer, rows in cards.items()}
-        shown = {str(f) for rows in cards.values() for f in rows["facility_id"]}
-        facilities = facilities[facilities["id"].astype(str).isin(shown)]
-    by_id = facilities.set_index(facilities["id"].astype(str), drop=False)
-    records = {fid: facility_record(row) for fid, row in by_id.iterrows()}
-    columns = next(iter(cards.values())).columns
-    modes = tuple(c.removesuffix("_minutes") for c in columns if c.endswith("_minutes"))
-    grouped = {layer: dict(iter(rows.groupby("village"))) for layer, rows in cards.items()}
-    out = []
-    for i in positions:
-        village = villages.iloc[i]
-        sections = []
-        for layer, name in LAYERS.items():
-            rows = grouped.get(layer, {}).get(i)
-            items: list[dict[str, Any]] = []
-            if rows is not None:
-                for row in rows.sort_values("rank").itertuples(index=False):
-                    record = dict(records[row.facility_id])
-                    record["times"] = {m: clean(getattr(row, f"{m}_minutes")) for m in modes}
-                    items.append(record)
-            sections.append(CardSection(layer, name, tuple(items)))
-        out.append(
-            VillageCard(
-                village_code=str(village["village_code"]),
-                village_name=str(village["village_name"]),
-                town=str(village.get("town", "")),
-                county=str(village.get("county", "")),
-                location_quality=str(village.get("location_quality", "")),
-                lon=round(float(village.geometry.x), 6),
-                lat=round(float(village.geometry.y), 6),
-                modes=modes,
-                sections=tuple(sections),
-            )
-        )
-    return out
-
-
-def village_card(
-    villages: gpd.GeoDataFrame,
-    facilities: gpd.GeoDataFrame,
-    cards: Mapping[str, pd.DataFrame],
-    index: int,
-) -> VillageCard:
-    """The card of one village (see :func:`village_cards`)."""
-    return village_cards(villages, facilities, cards, [index])[0]
+    """Cards of the villages at ``indices`` (positions; default all); see :class:`CardIndex`."""
+    index = CardIndex(villages, facilities, cards)
+    positions = range(len(villages)) if indices is None else indices
+    return [index.card(int(i)) for i in positions]
 
 
 # --------------------------------------------------------------------------- metadata

@@ -20,12 +20,31 @@ import pandas as pd
 from geo._errors import InputDataError, SettingsError
 from geo.coverage import coverage_stats
 from geo.export import write_table, write_workbook
+from geo.facilities import facility_records
+from geo.models import Facility, labels
 from geo.settings import LAYERS
 
 if TYPE_CHECKING:
     from geo.region import Region
 
 SHARE_COLUMNS = ("覆盖率", "人口覆盖率")
+#: Columns of the 设施 sheet: fields of :class:`geo.models.Facility`, headed by their titles.
+REPORT_FACILITY_FIELDS = (
+    "id",
+    "layer_name",
+    "name",
+    "county",
+    "town",
+    "address",
+    "phone",
+    "trades",
+    "capacity",
+    "is_sample",
+    "source",
+    "location_quality",
+    "lon",
+    "lat",
+)
 _POP_ALIASES = {
     "village_code": ("village_code", "code", "村代码", "统计代码", "区划代码"),
     "people": ("people", "population", "人口", "常住人口"),
@@ -163,23 +182,10 @@ def county_report(
         uncovered[f"{name}最近"] = unc[f"{layer}_facility_id"].map(names).fillna("")
         uncovered[f"{name}分钟"] = unc[f"{layer}_minutes"]
 
+    titles = labels(Facility)
     facilities_table = pd.DataFrame(
-        {
-            "编号": fac["id"],
-            "类别": fac["layer_name"],
-            "名称": fac["name"],
-            "区县": fac["county"],
-            "乡镇": fac["town"],
-            "地址": fac["address"],
-            "电话": fac["phone"],
-            "工种": fac["trades"],
-            "培训能力": fac["capacity"],
-            "样例": fac["is_sample"],
-            "来源": fac["source"],
-            "定位": fac["location_quality"],
-            "经度": fac.geometry.x.round(6),
-            "纬度": fac.geometry.y.round(6),
-        }
+        [{titles[f]: r[f] for f in REPORT_FACILITY_FIELDS} for r in facility_records(fac, 6)],
+        columns=[titles[f] for f in REPORT_FACILITY_FIELDS],
     )
     scores = None
     if access is not None:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from geo.coords import bd09_to_wgs84
-from geo.facilities import FACILITY_COLUMNS, LAYER_PREFIXES
+from geo.facilities import LAYER_PREFIXES, facilities_from_records, facilities_to_geojson
 from geo.settings import LAYERS
 
 logger = logging.getLogger(__name__)
@@ -348,17 +348,15 @@ def assign_ids(
 
 
 def facilities_text(records: list[dict[str, Any]]) -> str:
-    """The facilities GeoJSON text (one feature a line, 6-decimal coordinates)."""
-    feats = []
-    for rec in records:
-        props = {k: rec[k] for k in FACILITY_COLUMNS}
-        geom = {"type": "Point", "coordinates": [round(rec["lon"], 6), round(rec["lat"], 6)]}
-        feats.append(
-            json.dumps(
-                {"type": "Feature", "properties": props, "geometry": geom}, ensure_ascii=False
-            )
-        )
-    return '{"type": "FeatureCollection", "features": [\n' + ",\n".join(feats) + "\n]}\n"
+    """The facilities GeoJSON text (one feature a line, 6-decimal coordinates).
+
+    The records are checked by :class:`geo.models.Facility` and written by the one
+    facility GeoJSON writer, :func:`geo.facilities.facilities_to_geojson`.
+    """
+    frame = facilities_from_records(records, bounds=None, label="facilities")
+    features = facilities_to_geojson(frame, digits=6)["features"]
+    lines = [json.dumps(feature, ensure_ascii=False) for feature in features]
+    return '{"type": "FeatureCollection", "features": [\n' + ",\n".join(lines) + "\n]}\n"
 
 
 # --------------------------------------------------------------------------- Jiaxing, real

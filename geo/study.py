@@ -27,7 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from geo._errors import SettingsError
 from geo.coverage import coverage_stats
 from geo.network import RoadNetwork, load_network
-from geo.products import VillageCard, clean, village_card
+from geo.products import CardIndex, VillageCard, clean
 from geo.results import (
     Results,
     ResultsCache,
@@ -69,8 +69,9 @@ class Study:
     version: str
     load_seconds: float = 0.0
     use_cache: bool = True
-    #: Facility targets per (layer, trade) for :meth:`nearby` (bounded; inputs only).
-    _tables: LRUCache[tuple[str | None, str | None], Targets] = field(
+    #: Facility targets per (layer, trade) for :meth:`nearby` and the card index
+    #: (bounded; derived from this study's data only).
+    _tables: LRUCache[tuple[str | None, str | None], Any] = field(
         default_factory=lambda: LRUCache(maxsize=512), repr=False, compare=False
     )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -277,7 +278,25 @@ class Study:
 
     def village_card(self, index: int) -> VillageCard:
         """The 技能码 card of the village at position ``index`` (from the results)."""
-        return village_card(self.villages, self.facilities, self.results.cards, index)
+        with self._lock:
+            built = self._tables.get(("cards", None))
+        if built is None:
+            built = CardIndex(self.villages, self.facilities, self.results.cards)
+            with self._lock:
+                self._tables[("cards", None)] = built
+        return built.card(index)  # type: ignore[no-any-return]
+
+    def village_position(self, code: str) -> int | None:
+        """The position of the village with this 12-digit code in :attr:`villages`, or None."""
+        with self._lock:
+            positions = self._tables.get(("village_codes", None))
+        if positions is None:
+            codes = self.villages["village_code"].astype(str)
+            positions = {code: i for i, code in enumerate(codes)}
+            with self._lock:
+                self._tables[("village_codes", None)] = positions
+        found = positions.get(str(code))
+        return None if found is None else int(found)
 
     def village_row(self, code: str) -> pd.Series | None:
         """The village with this 12-digit code, or None."""

@@ -4,6 +4,7 @@ immediate visibility on the 技能码 pages, recomputation after a move, restart
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 
 import numpy as np
@@ -69,6 +70,14 @@ def tokens(app) -> dict[str, dict[str, str]]:
         _, token = store.create_token(f"{county or '嘉兴市'}总工会", county)
         out[key] = {"Authorization": f"Bearer {token}"}
     return out
+
+
+def put_legacy(tx, record) -> None:
+    """Store a facility as an older version did, without the model's checks."""
+    tx.conn.execute(
+        "INSERT INTO facilities (id, county, layer, data, updated_at) VALUES (?, ?, ?, ?, ?)",
+        (record["id"], record["county"], record["layer"], json.dumps(record), "2025-01-01"),
+    )
 
 
 def facility_count(client) -> int:
@@ -450,6 +459,65 @@ def test_upload_gbk_csv_commits_all_rows(client, tokens):
     assert facility_count(client) == count + 3
 
 
+#: The row of issue 15: the upload took it (200), then every PATCH of it was a 400.
+LONG_NAME = "培" * 300
+FORMULA_PHONE = '=HYPERLINK("http://x")'
+
+
+def test_upload_refuses_what_a_patch_refuses_with_row_numbered_problems(client, tokens, database):
+    count = facility_count(client)
+    audit = Store(database).count_audit("upload")
+    phone = FORMULA_PHONE.replace('"', '""')
+    rows = [GOOD_ROWS[0], f'{LONG_NAME},120.7901,30.7612,电工,"{phone}"']
+    resp = _upload(client, tokens["nanhu"], REGISTRY.format(rows="\n".join(rows)))
+    assert resp.status_code == 400
+    body = resp.get_json()
+    assert body["committed"] is False
+    assert [p["row"] for p in body["problems"]] == ["row 3", "row 3"]
+    assert body["problems"][0]["message"].startswith("name has 300 characters")
+    assert body["problems"][1]["message"].startswith(f"phone {FORMULA_PHONE!r} is not a phone")
+    # the POST and the PATCH say the same
+    post = {"layer": "training_base", "name": LONG_NAME, "lon": 120.75, "lat": 30.76}
+    fields = client.post("/api/admin/facilities", json=post, headers=tokens["nanhu"]).get_json()
+    assert fields["fields"]["name"] == body["problems"][0]["message"]
+    url = f"/api/admin/facilities/{NANHU_SCHOOL}"
+    patched = client.patch(url, json={"phone": FORMULA_PHONE}, headers=tokens["nanhu"])
+    assert patched.status_code == 400
+    assert patched.get_json()["fields"]["phone"] == body["problems"][1]["message"]
+    assert facility_count(client) == count
+    assert Store(database).count_audit("upload") == audit
+
+
+def test_what_an_upload_accepts_can_be_patched_and_the_other_way_round(client, tokens):
+    # values at the edges of every rule: 100 characters, a formula-like name (data), a
+    # phone starting with +, a 30-character trade, a lone "-"
+    name, trade = "站" * 100, "焊" * 30
+    text = (
+        "名称,经度,纬度,工种,电话,地址\n"
+        f"{name},120.7623,30.7531,电工、{trade},+86 573 8211 1111,-\n"
+        '"=SUM(1,2)",120.7901,30.7612,育婴员,,\n'
+    )
+    resp = _upload(client, tokens["nanhu"], text)
+    assert resp.status_code == 200, resp.get_json()
+    ids = resp.get_json()["ids"]
+    first = client.get(f"/api/facilities/{ids[0]}").get_json()
+    assert (first["name"], first["trades"], first["address"]) == (name, ["电工", trade], "-")
+    for fid in ids:
+        url = f"/api/admin/facilities/{fid}"
+        resp = client.patch(url, json={"note": "已核实"}, headers=tokens["nanhu"])
+        assert resp.status_code == 200, resp.get_json()
+        assert resp.get_json()["facility"]["note"] == "已核实"
+    # what a PATCH sets, the upload of the same values takes again
+    url = f"/api/admin/facilities/{ids[1]}"
+    change = {"name": "=HYPERLINK(1)" + "x" * 87, "phone": "(0573) 8211-1111", "trades": [trade]}
+    resp = client.patch(url, json=change, headers=tokens["nanhu"])
+    assert resp.status_code == 200, resp.get_json()
+    row = f'{ids[1]},"{change["name"]}",120.7901,30.7612,{trade},{change["phone"]}'
+    again = f"编号,名称,经度,纬度,工种,电话\n{row}\n"
+    resp = _upload(client, tokens["nanhu"], again)
+    assert resp.status_code == 200 and resp.get_json()["updated"] == 1, resp.get_json()
+
+
 def test_upload_outside_county_is_403_and_changes_nothing(client, tokens):
     count = facility_count(client)
     resp = _upload(client, tokens["xiuzhou"], REGISTRY.format(rows="\n".join(GOOD_ROWS)))
@@ -660,7 +728,7 @@ def test_repair_ids_lists_then_removes_unreachable_records(study, tmp_path, capl
     # records an older version accepted: no URL reaches them
     with store.write(None, "upload", "facility", "old.csv") as tx:
         for fid in ("a/b", '=HYPERLINK("x")'):
-            tx.put_facility({**good, "id": fid, "name": f"孤儿 {fid}"})
+            put_legacy(tx, {**good, "id": fid, "name": f"孤儿 {fid}"})
         course = tx.insert_item("courses", "a/b", {**COURSE})
         tx.insert_item(
             "evaluations", "a/b", {"trade": "电工", "level": "初级", "date": "2099-01-01"}

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -25,7 +26,6 @@ from flask import Flask, current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from geo._errors import SettingsError
-from geo.facilities import facilities_from_records
 from geo.region import BUNDLED_CODE, Region, RegionError
 from geo.settings import Settings
 from geo.study import Study
@@ -145,7 +145,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     elif study is not None:
         store.seed(study.facilities)
     records, facilities_version = store.facilities_snapshot()
-    frame = facilities_from_records(records, bounds=None, label="store", check_ids=False)
+    frame = store.facilities_frame(records)
     if study is None:
         osm = app.config.get("OSM_FILE")
         study = Study.load(
@@ -171,7 +171,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         stale_s=float(app.config.get("JOB_STALE_S", STALE_S)),
     )
     app.extensions["skillcircle.follower"] = Follower(
-        store, lambda: app.extensions["skillcircle.served"], lambda served: _put(app, served)
+        store,
+        lambda: app.extensions["skillcircle.served"],
+        lambda served: _put(app, served),
+        warm=None if app.testing else lambda study: warm(app, study, rest_later=True),
     )
     app.after_request(_version_header)
     _conditional_get(app)
@@ -344,6 +347,24 @@ def _version_header(response: Any) -> Any:
     """Every answer says which facilities version its figures reflect."""
     response.headers.setdefault("X-Data-Version", str(served().facilities_version))
     return response
+
+
+def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
+    """Render the maps of a study before it is served (the slowest first visit).
+
+    With ``rest_later`` only the default mode's map is rendered now and the other
+    modes' in a background thread (a new version is then served sooner).
+    """
+    from web import map
+
+    started = time.perf_counter()
+    from web._params import DEFAULT_MODE
+
+    first = [DEFAULT_MODE] if rest_later and DEFAULT_MODE in study.modes else None
+    map.warm(app, study, first)
+    logger.info("maps of %s rendered in %.1f s", study.version, time.perf_counter() - started)
+    if first is not None:
+        threading.Thread(target=map.warm, args=(app, study), daemon=True).start()
 
 
 def served() -> Served:

@@ -49,7 +49,11 @@ def choice(name: str, allowed: tuple[str, ...], default: str) -> str:
     return value
 
 
-def mode(default: str = "ebike") -> str:
+#: The travel mode of pages and answers without ``?mode=``.
+DEFAULT_MODE = "ebike"
+
+
+def mode(default: str = DEFAULT_MODE) -> str:
     value = request.args.get("mode", default)
     if value not in MODES:
         bad_request(f"mode must be one of {', '.join(MODES)}; got {value!r}")

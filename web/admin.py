@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import shapely
@@ -42,21 +42,23 @@ from pydantic import BaseModel, ValidationError
 from geo import _validate as v
 from geo._errors import FacilityDataError, SettingsError, TooManyRowsError
 from geo.coords import to_wgs84
-from geo.facilities import facilities_from_records, facility_id_prefix, import_registry
+from geo.facilities import facility_id_prefix, facility_records, import_registry
 from geo.geocode import Gazetteer, Geocoder, make_geocoder
+from geo.models import Facility, validate_rows
 from geo.settings import LAYERS
 from geo.study import Study
 
 from . import _params as p
 from . import get_store
-from .schemas import BODIES, FacilityBody, as_stored, field_errors
-from .store import Principal, Write, frame_records
+from .schemas import BODIES, PATCHES, FacilityBody, as_stored, field_errors
+from .store import Principal, Write
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 page = Blueprint("admin_page", __name__)
 
 UPLOAD_SUFFIXES = (".csv", ".xlsx", ".geojson", ".json")
 _FACILITY_FIELDS = tuple(FacilityBody.model_fields)
+M = TypeVar("M", bound=BaseModel)
 
 
 def _fail(status: int, error: str, message: str, **extra: Any) -> NoReturn:
@@ -92,13 +94,23 @@ def _require_county(county: str, what: str) -> None:
         _fail(403, "forbidden", f"token {principal.name!r} ({principal.county}) may not {what}")
 
 
-def _validate(model: type[BaseModel], data: Any) -> BaseModel:
+def _validate(model: type[M], data: Any) -> M:
     if not isinstance(data, dict):
         _fail(400, "invalid body", "send a JSON object", fields={"_": "not a JSON object"})
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        _fail(400, "invalid body", "some fields are invalid", fields=field_errors(exc))
+        _fail(400, "invalid body", "some fields are invalid", fields=field_errors(exc, model))
+
+
+def _patched(table: str, old: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """``old`` (the body fields of a stored record) with the fields a PATCH body sends.
+
+    The patch is checked by the entity's PATCH model first (every field optional,
+    unknown fields refused); the caller validates the merge with the POST body.
+    """
+    changes = _validate(PATCHES[table], patch).model_dump(mode="json", exclude_unset=True)
+    return {**old, **changes}
 
 
 @contextmanager
@@ -191,8 +203,9 @@ def _locate_many(lon: np.ndarray, lat: np.ndarray) -> list[tuple[str | None, str
     return out
 
 
-def _facility_record(body: FacilityBody, old: dict[str, Any] | None) -> dict[str, Any]:
-    """Validated store record of a facility body (new, or ``old`` edited)."""
+def _facility_record(body: Any, old: dict[str, Any] | None) -> dict[str, Any]:
+    """Validated store record of a :data:`~web.schemas.FacilityBody` (new, or ``old``
+    edited): its fields with the county and town of its point, checked by :class:`Facility`."""
     principal: Principal = g.principal
     x, y = to_wgs84([body.lon], [body.lat], body.crs)
     lon, lat = round(float(x[0]), 7), round(float(y[0]), 7)
@@ -209,34 +222,27 @@ def _facility_record(body: FacilityBody, old: dict[str, Any] | None) -> dict[str
     _require_county(county, f"place a facility in {county}")
     if body.town:
         town, town_code = body.town, _town_code(county, body.town)
-    fid = body.id or ""  # a new facility without an id gets one when it is stored
     record = {
-        "id": fid,
-        "layer": body.layer,
+        **body.model_dump(exclude={"crs"}),
+        "id": body.id or "",  # a new facility without an id gets one when it is stored
         "layer_name": LAYERS[body.layer],
-        "name": body.name,
         "county": county,
         "town": town,
         "town_code": town_code,
-        "address": body.address,
-        "phone": body.phone,
-        "trades": list(dict.fromkeys(body.trades)),
-        "capacity": body.capacity,
         "source": old["source"] if old else f"admin:{principal.name}",
-        "is_sample": body.is_sample,
         "location_quality": (
             f"admin_entered_{body.crs}" if moved or old is None else old["location_quality"]
         ),
-        "note": body.note,
         "lon": lon,
         "lat": lat,
     }
-    try:
-        probe = {**record, "id": fid or "new"}
-        facilities_from_records([probe], where=[f"facility {fid or '(new)'}"], label="body")
-    except FacilityDataError as exc:
-        _fail(400, "invalid body", str(exc), fields={"_": str(exc)})
-    return record
+    (facility,), problems = validate_rows(
+        Facility, [record], [f"facility {body.id or '(new)'}"], context={"id_optional": True}
+    )
+    if facility is None:
+        message = "; ".join(p.what for p in problems)
+        _fail(400, "invalid body", message, fields={"_": message})
+    return facility.model_dump()
 
 
 def _town_code(county: str, town: str) -> str:
@@ -277,7 +283,6 @@ def create_facility() -> Any:
     data = p.json_body()
     with _writing():
         body = _validate(FacilityBody, data)
-        assert isinstance(body, FacilityBody)
         if body.id and get_store().facility(body.id) is not None:
             _fail(409, "conflict", f"facility {body.id!r} exists; PATCH it instead")
         record = _facility_record(body, None)
@@ -297,12 +302,10 @@ def update_facility(fid: str) -> Any:
         _require_county(old["county"], f"change facility {fid} in {old['county']}")
         if "id" in patch and patch["id"] != fid:
             _fail(400, "invalid body", "ids cannot change", fields={"id": "cannot change"})
-        merged = {k: old[k] for k in _FACILITY_FIELDS if k in old}
+        fields = {k: old[k] for k in _FACILITY_FIELDS if k in old}
         if ("lon" in patch or "lat" in patch) and "town" not in patch:
-            merged["town"] = ""  # moved: derive the town again
-        merged.update(patch)
-        body = _validate(FacilityBody, merged)
-        assert isinstance(body, FacilityBody)
+            fields["town"] = ""  # moved: derive the town again
+        body = _validate(FacilityBody, _patched("facility", fields, patch))
         record = _facility_record(body, old)
         with get_store().write(g.principal, "update", "facility", fid) as tx:
             tx.put_facility(record)
@@ -361,7 +364,7 @@ def upload() -> Any:
             listed = exc.problems if isinstance(exc, FacilityDataError) else []
             problems = [{"row": where, "message": what} for where, what in listed]
             _fail(400, "invalid upload", str(exc), problems=problems, committed=False)
-        records = frame_records(rows)
+        records = facility_records(rows)
         problems = []
         forbidden = False  # a row outside the token's county makes the whole upload a 403
         replaced = {}
@@ -370,9 +373,7 @@ def upload() -> Any:
             np.array([r["lon"] for r in records], float),
             np.array([r["lat"] for r in records], float),
         )
-        for i, (record, (county, town, town_code)) in enumerate(
-            zip(records, located, strict=True)
-        ):
+        for i, (record, (county, town, town_code)) in enumerate(zip(records, located, strict=True)):
             where = record["id"] or row_name(i)
             old = get_store().facility(record["id"]) if record["id"] else None
             if county is None:
@@ -394,6 +395,9 @@ def upload() -> Any:
             record["source"] = f"import:{file.filename}"[:200]
             if old is not None:
                 replaced[record["id"]] = old
+        where = [r["id"] or row_name(i) for i, r in enumerate(records)]
+        items, invalid = validate_rows(Facility, records, where, context={"id_optional": True})
+        problems += [{"row": p.where, "message": p.what} for p in invalid]
         if problems:
             status = 403 if forbidden else 400
             _fail(
@@ -403,23 +407,23 @@ def upload() -> Any:
                 problems=problems,
                 committed=False,
             )
+        facilities = [item for item in items if item is not None]  # all, as nothing failed
         with get_store().write(g.principal, "upload", "facility", file.filename[:200]) as tx:
-            for record in records:  # given ids first: a made id must skip them
-                if record["id"]:
-                    tx.put_facility(record)
-            for record in records:
-                if not record["id"]:
-                    prefix = _id_prefix(record["layer"], record["county"])
-                    record["id"] = tx.new_facility_id(prefix)
-                    tx.put_facility(record)
+            for facility in facilities:  # given ids first: a made id must skip them
+                if facility.id:
+                    tx.put_facility(facility)
+            for facility in facilities:
+                if not facility.id:
+                    facility.id = tx.new_facility_id(_id_prefix(facility.layer, facility.county))
+                    tx.put_facility(facility)
             tx.county = g.principal.county
             tx.before = replaced or None
-            tx.after = {"ids": [r["id"] for r in records], "crs": crs}
+            tx.after = {"ids": [f.id for f in facilities], "crs": crs}
         queued = _queued(tx)
     return jsonify(
-        added=len(records) - len(replaced),
+        added=len(facilities) - len(replaced),
         updated=len(replaced),
-        ids=[r["id"] for r in records],
+        ids=[f.id for f in facilities],
         **queued,
     )
 
@@ -484,8 +488,8 @@ def update_item(fid: str, table: str, item_id: int) -> Any:
     patch = p.json_body()
     facility, item = _item(fid, table, item_id)
     model = BODIES[table]
-    merged = {k: item[k] for k in model.model_fields if item.get(k) is not None} | patch
-    values = as_stored(_validate(model, merged))
+    stored = {k: item[k] for k in model.model_fields if item.get(k) is not None}
+    values = as_stored(_validate(model, _patched(table, stored, patch)))
     with get_store().write(g.principal, "update", table[:-1], str(item_id)) as tx:
         tx.update_item(table, item_id, values)
         tx.county, tx.before, tx.after = facility["county"], item, values

@@ -77,7 +77,7 @@ def serve(
     """
     from geo._errors import SkillcircleError
     from geo.study import Study
-    from web import create_app
+    from web import create_app, warm
     from web.serving import RecomputeProcess, serve_gunicorn, serve_waitress
 
     logging.basicConfig(
@@ -106,6 +106,7 @@ def serve(
     click.echo(f"skillcircle: region {study.settings.region.label} ({study.settings.data_dir})")
     click.echo(f"skillcircle: store {app.extensions['skillcircle.store'].location}")
     click.echo(f"skillcircle: network {study.network.source.label}")
+    warm(app, study)  # rendered once here, shared by the forked workers
     recompute = RecomputeProcess(app)
     recompute.start()
     click.echo(f"skillcircle: ready in {time.perf_counter() - started:.1f} s")

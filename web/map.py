@@ -9,11 +9,12 @@ once, not per request.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import folium
 import numpy as np
-from flask import Blueprint, current_app, render_template, url_for
+from flask import Blueprint, Flask, current_app, g, render_template, request, url_for
 from folium.plugins import MarkerCluster
 from folium.utilities import JsCode
 
@@ -215,8 +216,23 @@ def cached_map(
     return remember("maps", key, lambda: build_map(study, mode, trade, access_layer))
 
 
+def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
+    """Render the map of ``modes`` (default: all; no trade filter) for ``study`` into the
+    app's memo, so that the first visit after a data change costs what the second does."""
+    memo = app.extensions["skillcircle.memo"]
+    with app.test_request_context("/"):
+        for mode in study.modes if modes is None else modes:
+            key = (mode, None, None)
+            memo.get("maps", study.version, key, lambda m=mode: build_map(study, m, None, None))
+
+
 @bp.get("/")
 def index() -> str:
+    # the page depends on the served results and the arguments only
+    return remember("pages", (request.full_path, g.etag), _index)
+
+
+def _index() -> str:
     study = get_study()
     mode = p.mode()
     trade = p.trade()

@@ -18,7 +18,7 @@ from cachetools import LRUCache
 T = TypeVar("T")
 
 #: Entries kept per kind (maps are large: fewer of them).
-SIZES = {"maps": 64, "plans": 256, "responses": 4096, "village_sections": 50_000}
+SIZES = {"maps": 64, "plans": 256, "responses": 4096, "qr": 20_000, "pages": 5000}
 DEFAULT_SIZE = 1024
 
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from geo.facilities import FACILITY_ID_PATTERN
+from geo.models import FACILITY_ID_PATTERN
 from geo.settings import LAYERS, MODES, Settings
 
-from .schemas import CourseBody, EvaluationBody, FacilityBody
+from .schemas import (
+    CourseBody,
+    CoursePatch,
+    EvaluationBody,
+    EvaluationPatch,
+    FacilityBody,
+    FacilityPatch,
+)
 
 if TYPE_CHECKING:
     from geo.region import Region
@@ -55,7 +62,14 @@ FACILITY_ID = _param(
     required=True,
     where="path",
 )
-SCHEMAS = {"Facility": FacilityBody, "Course": CourseBody, "Evaluation": EvaluationBody}
+SCHEMAS = {
+    "Facility": FacilityBody,
+    "FacilityPatch": FacilityPatch,
+    "Course": CourseBody,
+    "CoursePatch": CoursePatch,
+    "Evaluation": EvaluationBody,
+    "EvaluationPatch": EvaluationPatch,
+}
 
 
 def _json(ref: str) -> dict[str, Any]:
@@ -125,7 +139,9 @@ def _admin_paths() -> dict[str, Any]:
         },
         "/api/admin/facilities/{fid}": {
             "parameters": [FACILITY_ID],
-            "patch": _admin("修改设施 change fields; a move recomputes the layer", "200", "Any"),
+            "patch": _admin(
+                "修改设施 change fields; a move recomputes the layer", "200", "FacilityPatch"
+            ),
             "delete": _admin("删除设施 delete a facility and its courses", "204"),
         },
         "/api/admin/facilities/upload": {
@@ -158,7 +174,7 @@ def _admin_paths() -> dict[str, Any]:
         }
         paths[f"/api/admin/facilities/{{fid}}/{table}/{{item_id}}"] = {
             "parameters": [FACILITY_ID, item_id],
-            "patch": _admin(f"change a {model.lower()} (fields merged)", "200", "Any"),
+            "patch": _admin(f"change a {model.lower()} (fields merged)", "200", f"{model}Patch"),
             "delete": _admin(f"delete a {model.lower()}", "204"),
         }
     return paths

@@ -6,11 +6,11 @@ import io
 from typing import Any
 
 import segno
-from flask import Blueprint, Response, abort, render_template, url_for
+from flask import Blueprint, Response, abort, g, render_template, request, url_for
 
 from geo.settings import LAYERS, MODES
 
-from . import get_store, get_study, public_base
+from . import get_store, get_study, public_base, remember
 from .records import facility_dict, today, village_index
 
 bp = Blueprint("qr", __name__, url_prefix="/q")
@@ -18,16 +18,21 @@ bp = Blueprint("qr", __name__, url_prefix="/q")
 PER_LAYER = 3
 
 
-def _qr_response(url: str, fmt: str) -> Response:
-    qr = segno.make(url, error="m")
+def _qr_image(url: str, fmt: str) -> bytes:
     buf = io.BytesIO()
+    qr = segno.make(url, error="m")
     if fmt == "png":
         qr.save(buf, kind="png", scale=8, border=4)
-        mimetype = "image/png"
     else:
         qr.save(buf, kind="svg", scale=8, border=4, xmldecl=False)
-        mimetype = "image/svg+xml"
-    resp = Response(buf.getvalue(), mimetype=mimetype)
+    return buf.getvalue()
+
+
+def _qr_response(url: str, fmt: str) -> Response:
+    """The QR image of ``url`` (drawn once, then remembered: it depends on the URL only)."""
+    image = remember("qr", (url, fmt), lambda: _qr_image(url, fmt))
+    mimetype = "image/png" if fmt == "png" else "image/svg+xml"
+    resp = Response(image, mimetype=mimetype)
     resp.headers["X-QR-URL"] = url
     return resp
 
@@ -56,17 +61,23 @@ def here() -> str:
 @bp.get("/<code>")
 def village(code: str) -> str:
     study = get_study()
-    card = study.village_card(_village_or_404(code))
-    shown = [f["id"] for section in card.sections for f in section.facilities]
-    return render_template(
-        "village.html",
-        study=study,
-        v=card,
-        sections=card.sections,
-        schedule=get_store().upcoming(shown, today()),
-        modes=MODES,
-        qr_url=village_url(code),
-    )
+    index = _village_or_404(code)
+
+    def render() -> str:
+        card = study.village_card(index)
+        shown = [f["id"] for section in card.sections for f in section.facilities]
+        return render_template(
+            "village.html",
+            study=study,
+            v=card,
+            sections=card.sections,
+            schedule=get_store().upcoming(shown, today()),
+            modes=MODES,
+            qr_url=village_url(code),
+        )
+
+    # one rendering per village and data (results, courses, date: the ETag says which)
+    return remember("pages", (request.full_path, g.etag), render)
 
 
 @bp.get("/<code>.<any(png, svg):fmt>")

@@ -8,7 +8,9 @@ from typing import Any
 import geopandas as gpd
 import shapely
 
-from geo.products import FACILITY_FIELDS, clean
+from geo.facilities import facilities_to_geojson
+from geo.models import FACILITY_FIELDS
+from geo.products import clean
 from geo.products import facility_record as facility_dict
 from geo.settings import LAYERS, MODES
 from geo.study import Study
@@ -26,18 +28,8 @@ def today() -> str:
 
 
 def facilities_geojson(frame: gpd.GeoDataFrame) -> dict[str, Any]:
-    features = []
-    for _, row in frame.iterrows():
-        props = facility_dict(row)
-        lon, lat = props.pop("lon"), props.pop("lat")
-        features.append(
-            {
-                "type": "Feature",
-                "properties": props,
-                "geometry": {"type": "Point", "coordinates": [lon, lat]},
-            }
-        )
-    return {"type": "FeatureCollection", "features": features}
+    """Facilities for the API and the map: :data:`FACILITY_FIELDS`, 6-decimal points."""
+    return facilities_to_geojson(frame, fields=FACILITY_FIELDS, digits=6)
 
 
 def village_summary(study: Study, mode: str, index: int) -> dict[str, Any]:
@@ -93,8 +85,8 @@ def village_detail(study: Study, index: int) -> dict[str, Any]:
 
 
 def village_index(study: Study, code: str) -> int | None:
-    hits = (study.villages["village_code"] == code).to_numpy().nonzero()[0]
-    return int(hits[0]) if len(hits) else None
+    """The position of the village with this code, or None (a dict lookup per study)."""
+    return study.village_position(code)
 
 
 def simplified(geom: Any, tolerance: float = 0.0003) -> Any:

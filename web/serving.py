@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -28,12 +29,23 @@ from flask import Flask
 logger = logging.getLogger(__name__)
 
 
-def _recompute_main(app: Flask) -> None:
-    """Body of the recompute process (forked with the loaded app); never returns."""
+def _recompute_main(app: Flask, parent: int) -> None:
+    """Body of the recompute process (forked with the loaded app); never returns.
+
+    It ends with its parent: on SIGTERM, and when the parent is gone (kill -9).
+    """
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C stops the parent, which stops us
+    stop = threading.Event()
+
+    def orphaned() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=orphaned, daemon=True).start()
     try:
-        app.extensions["skillcircle.recomputer"].run_forever(threading.Event())
+        app.extensions["skillcircle.recomputer"].run_forever(stop)
     finally:
         os._exit(1)
 
@@ -65,9 +77,10 @@ class RecomputeProcess:
         threading.Thread(target=self._supervise, name="skillcircle-supervisor", daemon=True).start()
 
     def _spawn(self) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child
-            _recompute_main(self.app)
+            _recompute_main(self.app, parent)
         self.pid = pid
         logger.info("recompute process %d started", pid)
 
@@ -102,6 +115,8 @@ def serve_waitress(app: Flask, host: str, port: int, threads: int) -> None:
     """One process: waitress with a thread pool."""
     import waitress
 
+    # SIGTERM ends the process through SystemExit, so the caller's clean-up runs
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     waitress.serve(app, host=host, port=port, threads=threads)
 
 

@@ -33,12 +33,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,9 +47,18 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import pandas as pd
+from pydantic import BaseModel
 
-from geo.facilities import FACILITY_COLUMNS, facilities_from_records, facility_id_problem
+from geo import _validate as v
+from geo.facilities import facilities_from_records, facility_records
+from geo.models import (
+    Course,
+    EvaluationSession,
+    Facility,
+    column_problems,
+    facility_id_problem,
+    validate_rows,
+)
 
 #: Schema migrations; index k upgrades schema version k -> k + 1. ``{autoid}``,
 #: ``{real}`` and ``{position}`` are the dialect's words (:class:`_Dialect`).
@@ -152,20 +162,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-COURSE_FIELDS = (
-    "title",
-    "trade",
-    "start_date",
-    "end_date",
-    "seats",
-    "fee",
-    "subsidy_note",
-    "register_url",
-    "register_phone",
-)
-EVALUATION_FIELDS = ("trade", "level", "date", "place", "seats")
-TABLE_FIELDS = {"courses": COURSE_FIELDS, "evaluations": EVALUATION_FIELDS}
+#: The entity model of each item table: its fields are the table's columns besides
+#: :data:`ITEM_KEYS`, checked when the store opens (:meth:`Store.check_tables`).
+TABLE_MODELS: dict[str, type[BaseModel]] = {"courses": Course, "evaluations": EvaluationSession}
+#: Columns of an item table that the store keeps, not the model.
+ITEM_KEYS = ("id", "facility_id", "updated_at")
+#: The columns the store writes per item table, in the model's order.
+TABLE_FIELDS: dict[str, tuple[str, ...]] = {
+    table: tuple(model.model_fields) for table, model in TABLE_MODELS.items()
+}
 TOKEN_PREFIX = "sc_"
+
+logger = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -276,6 +284,8 @@ class Store:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.migrate()
+        self.check_tables()
+        self._reported: set[str] = set()
 
     @property
     def location(self) -> str:
@@ -368,6 +378,31 @@ class Store:
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
         return SCHEMA_VERSION
 
+    def check_tables(self) -> None:
+        """Refuse a database whose item tables differ from the entity models.
+
+        Raises
+        ------
+        StoreError
+            Naming each table, the columns it lacks or has beyond the model
+            (:data:`TABLE_MODELS`) and the store's own :data:`ITEM_KEYS`.
+        """
+        problems = []
+        for table, model in TABLE_MODELS.items():
+            cursor = self.conn.execute(f"SELECT * FROM {table} LIMIT 0")
+            columns = [str(column[0]) for column in cursor.description or ()]
+            lacking = [k for k in ITEM_KEYS if k not in columns]
+            if lacking:
+                problems.append(f"table {table} lacks column(s) {', '.join(lacking)}")
+            own = [c for c in columns if c not in ITEM_KEYS]
+            problems += column_problems(model, own, f"table {table}")
+        if problems:
+            raise StoreError(
+                f"{self.location}: {'; '.join(problems)} (geo/models.py); the database was "
+                "changed by hand or by another skillcircle version: restore a backup or "
+                "open it with the version that wrote it"
+            )
+
     @property
     def version(self) -> int:
         return self._schema_version()
@@ -430,7 +465,7 @@ class Store:
         """Fill an empty store from a facilities frame; returns the number added."""
         if self.facility_count():
             return 0
-        records = frame_records(facilities)
+        records = facility_records(facilities)
         with self.write(None, "seed", "facility", "*", who=who) as tx:
             for record in records:
                 tx.put_facility(record)
@@ -445,15 +480,39 @@ class Store:
         rows = self.conn.execute("SELECT data FROM facilities ORDER BY rowid")
         return [json.loads(r["data"]) for r in rows]
 
-    def facilities_frame(self) -> gpd.GeoDataFrame:
-        """All facilities as a validated frame (the format of ``load_facilities``).
+    def facilities_frame(
+        self, records: Sequence[Mapping[str, Any]] | None = None
+    ) -> gpd.GeoDataFrame:
+        """All facilities (or ``records`` read from the store, e.g. a
+        :meth:`facilities_snapshot`) as a frame checked by :class:`geo.models.Facility`
+        (the format of ``load_facilities``).
 
-        Ids stored before they were checked are let through (see
-        :meth:`unsafe_id_facilities`), so such a store still serves.
+        Records stored before a rule existed (an unsafe id, a 300-character name)
+        are let through and logged once (see :meth:`unsafe_id_facilities`), so
+        such a store still serves and a PATCH can fix them.
+
+        Raises
+        ------
+        geo._errors.FacilityDataError
+            If a record breaks a rule that was always enforced (no layer, no point...).
         """
-        return facilities_from_records(
-            self.facility_records(), bounds=None, label="store", check_ids=False
+        records = self.facility_records() if records is None else records
+        where = [f"record {i + 1} (id {r.get('id')!r})" for i, r in enumerate(records)]
+        waived: list[v.Problem] = []
+        frame = facilities_from_records(
+            records, where=where, bounds=None, label=f"store {self.location}", waived=waived
         )
+        new = [p for p in waived if f"{p.where}: {p.what}" not in self._reported]
+        if new:
+            self._reported.update(f"{p.where}: {p.what}" for p in new)
+            logger.warning(
+                "the store holds %d facilities stored before a rule of geo/models.py existed "
+                "(e.g. %s: %s); PATCH them or, for unsafe ids, `skillcircle admin repair-ids`",
+                len({p.order for p in new}),
+                new[0].where,
+                new[0].what,
+            )
+        return frame
 
     def unsafe_id_facilities(self) -> list[dict[str, Any]]:
         """Facilities whose id breaks :data:`geo.facilities.FACILITY_ID_PATTERN`, each with
@@ -504,12 +563,26 @@ class Store:
         rows = self.conn.execute(
             f"SELECT * FROM {table} WHERE facility_id = ? ORDER BY {order}, id", (facility_id,)
         )
-        return [dict(r) for r in rows]
+        return self._checked(table, rows)
 
     def item(self, table: str, item_id: int) -> dict[str, Any] | None:
         _check_table(table)
         row = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (item_id,)).fetchone()
-        return None if row is None else dict(row)
+        return None if row is None else self._checked(table, [row])[0]
+
+    def _checked(self, table: str, rows: Iterable[Any]) -> list[dict[str, Any]]:
+        """Rows read from an item table, checked by its model (rules added since a row
+        was stored are let through)."""
+        out = [dict(row) for row in rows]
+        where = [f"{table} id {row['id']}" for row in out]
+        _, problems = validate_rows(TABLE_MODELS[table], out, where, waived=[])
+        if problems:
+            raise StoreError(
+                f"{self.location}: "
+                + " | ".join(f"{p.where}: {p.what}" for p in problems[: v.MAX_LISTED])
+                + "; correct the row or restore a backup"
+            )
+        return out
 
     def upcoming(
         self, facility_ids: Sequence[str], today: str, per_facility: int = 3
@@ -531,10 +604,10 @@ class Store:
                 f"ORDER BY {order}, id",
                 (*facility_ids, today),
             )
-            for row in rows:
+            for row in self._checked(table, rows):
                 bucket = out[row["facility_id"]][table]
                 if len(bucket) < per_facility:
-                    bucket.append(dict(row))
+                    bucket.append(row)
         return out
 
     # --------------------------------------------------- data versions and jobs
@@ -723,14 +796,19 @@ class Write:
     #: The data versions after this write (name -> version), set at commit.
     versions: dict[str, int] = field(default_factory=dict)
 
-    def put_facility(self, record: Mapping[str, Any]) -> None:
+    def put_facility(self, record: Facility | Mapping[str, Any]) -> None:
+        """Insert or replace a facility: a :class:`geo.models.Facility`, or a dict that
+        must pass it (ids must not be empty)."""
         self.facilities_changed = True
-        data = json.dumps(dict(record), ensure_ascii=False)
+        facility = record if isinstance(record, Facility) else Facility.model_validate(record)
+        if not facility.id:
+            raise StoreError("a facility needs an id before it is stored")
+        data = json.dumps(facility.model_dump(), ensure_ascii=False)
         self.conn.execute(
             "INSERT INTO facilities (id, county, layer, data, updated_at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET county = excluded.county, layer = excluded.layer, "
             "data = excluded.data, updated_at = excluded.updated_at",
-            (record["id"], record.get("county") or "", record["layer"], data, now()),
+            (facility.id, facility.county, facility.layer, data, now()),
         )
 
     def delete_facility(self, fid: str) -> None:
@@ -762,16 +840,20 @@ class Write:
         return fid
 
     def insert_item(self, table: str, facility_id: str, values: Mapping[str, Any]) -> int:
+        """Add a course or session; ``values`` must pass the table's model."""
         fields = TABLE_FIELDS[table]
+        values = _item_values(table, values)
         row = self.conn.execute(
             f"INSERT INTO {table} (facility_id, {', '.join(fields)}, updated_at) "
             f"VALUES (?, {', '.join('?' * len(fields))}, ?) RETURNING id",
-            (facility_id, *(values.get(f) for f in fields), now()),
+            (facility_id, *(values[f] for f in fields), now()),
         ).fetchone()
         return int(row["id"])
 
     def update_item(self, table: str, item_id: int, values: Mapping[str, Any]) -> None:
-        fields = [f for f in TABLE_FIELDS[table] if f in values]
+        """Replace a course's or session's fields; ``values`` must pass the table's model."""
+        values = _item_values(table, values)
+        fields = list(TABLE_FIELDS[table])
         assignments = ", ".join(f"{f} = ?" for f in [*fields, "updated_at"])
         self.conn.execute(
             f"UPDATE {table} SET {assignments} WHERE id = ?",
@@ -783,24 +865,10 @@ class Write:
         self.conn.execute(f"DELETE FROM {table} WHERE id = ?", (item_id,))
 
 
-def frame_records(facilities: gpd.GeoDataFrame) -> list[dict[str, Any]]:
-    """JSON-ready property dicts (``FACILITY_COLUMNS`` + ``lon``/``lat``) of a frame."""
-    records = []
-    for row in facilities.itertuples(index=False):
-        rec: dict[str, Any] = {}
-        for column in FACILITY_COLUMNS:
-            value = getattr(row, column)
-            if column == "trades":
-                value = list(value or [])
-            elif column == "capacity":
-                value = None if pd.isna(value) else int(value)
-            elif column == "is_sample":
-                value = bool(value)
-            rec[column] = value
-        rec["lon"] = round(float(row.geometry.x), 7)
-        rec["lat"] = round(float(row.geometry.y), 7)
-        records.append(rec)
-    return records
+def _item_values(table: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` checked by the table's model, as SQLite holds them (dates as ISO text)."""
+    _check_table(table)
+    return TABLE_MODELS[table].model_validate(values).model_dump(mode="json")
 
 
 def _rows(conn: _Connection, table: str, facility_id: str) -> list[dict[str, Any]]:

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from geo.facilities import facilities_from_records
 from geo.study import Study
 
 from .store import Store
@@ -98,7 +97,7 @@ class Recomputer:
         started = time.perf_counter()
         try:
             records, version = self.store.facilities_snapshot()
-            frame = facilities_from_records(records, bounds=None, label="store", check_ids=False)
+            frame = self.store.facilities_frame(records)
             study, change = self.study.with_facilities(frame)
             if self.study.use_cache and not study.use_cache:  # pragma: no cover - defensive
                 raise RuntimeError("results cache disabled")
@@ -164,14 +163,23 @@ class Follower:
         The store.
     get, put
         Read and replace the process's :class:`Served` (the app's extension).
+
+    warm
+        Called with a newly read study before it is served (renders what the
+        first visits would otherwise wait for).
     """
 
     def __init__(
-        self, store: Store, get: Callable[[], Served], put: Callable[[Served], None]
+        self,
+        store: Store,
+        get: Callable[[], Served],
+        put: Callable[[Served], None],
+        warm: Callable[[Study], None] | None = None,
     ) -> None:
         self.store = store
         self.get = get
         self.put = put
+        self.warm = warm
         self._pid: int | None = None
         self._lock = threading.Lock()
 
@@ -189,7 +197,10 @@ class Follower:
         if results is None:  # not (yet) in this machine's cache: keep serving, retry
             logger.warning("published results %s are not in the results cache", key)
             return False
-        self.put(Served(served.study.with_results(results, key), int(row["facilities_version"])))
+        study = served.study.with_results(results, key)
+        if self.warm is not None:
+            self.warm(study)
+        self.put(Served(study, int(row["facilities_version"])))
         logger.info("now serving facilities version %s (%s)", row["facilities_version"], key)
         return True
 
