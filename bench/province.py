@@ -4,6 +4,9 @@ Runs the real command line (``skillcircle --region CODE ...``, this work tree's
 code) as child processes, one after the other, and measures each:
 
 * **wall** — from start to exit (for ``serve``: to the line "serving on");
+* **CPU** — user + system seconds of the process and its children (``wait4``;
+  for ``serve``: psutil at "serving on"): unlike wall time, hardly affected by
+  other processes sharing the cores;
 * **peak RSS** — the largest process's peak, from ``wait4``'s ``ru_maxrss``
   (what ``/usr/bin/time -v`` prints as "Maximum resident set size"; for
   ``serve`` the server's ``VmHWM`` before it is stopped);
@@ -61,6 +64,7 @@ class Run:
 
     name: str
     wall_s: float
+    cpu_s: float
     peak_rss_mb: float
     tree_pss_mb: float
     load_before: tuple[float, float, float]
@@ -144,6 +148,7 @@ def measure(name: str, argv: list[str], env: dict[str, str]) -> Run:
     return Run(
         name=name,
         wall_s=round(wall, 1),
+        cpu_s=round(usage.ru_utime + usage.ru_stime, 1),
         peak_rss_mb=round(usage.ru_maxrss / 1024),
         tree_pss_mb=round(max(sampler.peak, usage.ru_maxrss * 1024) / 2**20),
         load_before=tuple(round(x, 2) for x in before),  # type: ignore[arg-type]
@@ -240,6 +245,15 @@ def serve(
             break
     ready = time.perf_counter() - started
     load_after = os.getloadavg()
+    try:  # CPU seconds of the start-up: the server and its children so far
+        cpu = psutil.Process(proc.pid).cpu_times()
+        ready_cpu = cpu.user + cpu.system + cpu.children_user + cpu.children_system
+        ready_cpu += sum(
+            c.cpu_times().user + c.cpu_times().system
+            for c in psutil.Process(proc.pid).children(recursive=True)
+        )
+    except psutil.NoSuchProcess:
+        ready_cpu = float("nan")
     # keep draining the server's output so that it never blocks on a full pipe
     drain = threading.Thread(target=lambda: [None for _ in proc.stdout or ()], daemon=True)
     drain.start()
@@ -262,6 +276,7 @@ def serve(
     return Run(
         name=name,
         wall_s=round(ready, 1),
+        cpu_s=round(ready_cpu, 1),
         peak_rss_mb=round(max(usage.ru_maxrss / 1024, startup_hwm)),
         tree_pss_mb=round(sampler.peak / 2**20),
         load_before=tuple(round(x, 2) for x in before),  # type: ignore[arg-type]
@@ -365,13 +380,17 @@ def main(argv: list[str] | None = None) -> None:
     total = time.perf_counter() - started
 
     print(f"\nregion {args.region}, outputs in {work}, {total:.0f} s in all")
-    head = f"{'command':40} {'wall s':>8} {'peak RSS MB':>12} {'tree PSS MB':>12}  load 1-min"
+    head = (
+        f"{'command':40} {'wall s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'tree PSS MB':>12}"
+        "  load 1-min"
+    )
     print(head)
     print("-" * len(head))
     for run in runs:
         flag = "" if run.status == 0 else f"  FAILED ({run.status})"
         print(
-            f"{run.name:40} {run.wall_s:8.1f} {run.peak_rss_mb:12.0f} {run.tree_pss_mb:12.0f}  "
+            f"{run.name:40} {run.wall_s:8.1f} {run.cpu_s:7.1f} {run.peak_rss_mb:12.0f}"
+            f" {run.tree_pss_mb:12.0f}  "
             f"{run.load_before[0]:.2f} -> {run.load_after[0]:.2f}{flag}"
         )
         for req in run.requests:
