@@ -430,8 +430,9 @@ def coverage(
         mode,
         **{"样例 sample": sample_note(fac), "工种 trade": trade or "全部 all"},
     )
-    if out.name.lower().endswith(".csv"):  # CSV has no metadata block: say it in a column
+    if out.name.lower().endswith(".csv"):  # CSV has no metadata block: say it in columns
         table["network_source"] = _source_cell(net)
+        table["sample_facilities"] = sample_note(fac)
     write_table(table, out, metadata=meta, sheet_name="覆盖 coverage")
     covered = int(table["covered"].sum())
     click.echo(f"{len(table)} villages, {covered} within {minutes:g} min ({mode}) -> {out}")
@@ -612,8 +613,9 @@ def stats(
             ),
         },
     )
-    if out.name.lower().endswith(".csv"):
+    if out.name.lower().endswith(".csv"):  # CSV has no metadata block: say it in columns
         result["network_source"] = _source_cell(net)
+        result["sample_facilities"] = sample_note(fac)
     write_table(result, out, metadata=meta, sheet_name="统计 stats")
     click.echo(f"{len(result)} {by} rows ({mode}, {minutes:g} min) -> {out}")
 
