@@ -291,7 +291,7 @@ def _solve_plan(
         demand=demand,
     )
     table = plan_table(solved)
-    demand = solved.demand
+    points = solved.demand  # the county's villages with their weights
     sites = []
     for row, newly in zip(
         table.to_dict(orient="records"), solved.result.newly_covered, strict=True
@@ -306,7 +306,7 @@ def _solve_plan(
                 "lat": round(v.geometry.y, 6),
                 "weight": float(v["weight"]),
             }
-            for _, v in demand.iloc[newly].iterrows()
+            for _, v in points.iloc[newly].iterrows()
         ]
         sites.append(row)
     res = solved.result

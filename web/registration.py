@@ -189,7 +189,8 @@ def _refuse(status: int, error: str, message: str, **extra: Any) -> Any:
     return jsonify(error=error, message=message, **extra), status
 
 
-def _body(model: type[BaseModel]) -> BaseModel | Any:
+def _body(model: type[BaseModel]) -> Any:
+    """The validated body, or the 400 answer (a tuple) saying what is wrong."""
     data = p.json_body()
     try:
         return model.model_validate(data)
@@ -219,7 +220,7 @@ def register() -> Any:
     """Register for a course or session: 201 with the confirmation code, or a refusal
     with nothing written."""
     body = _body(RegistrationBody)
-    if not isinstance(body, BaseModel):
+    if isinstance(body, tuple):  # the refusal
         return body
     checked = check_challenge(_subkey("challenge"), body.challenge)
     if isinstance(checked, str):
@@ -238,6 +239,7 @@ def register() -> Any:
         phone=body.phone,
         consent_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),  # type: ignore[arg-type]
         consent_version=version,
+        attended=False,
     )
     try:
         done = get_store().register(registration, challenge=nonce, today=today())
@@ -268,7 +270,7 @@ def withdraw() -> Any:
     """Withdraw with the confirmation code and the phone: the same 404 for an unknown
     code and a wrong phone (no enumeration)."""
     body = _body(WithdrawBody)
-    if not isinstance(body, BaseModel):
+    if isinstance(body, tuple):
         return body
     if not get_store().withdraw(body.code, body.phone):
         return _refuse(

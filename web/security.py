@@ -61,10 +61,9 @@ def limit_views(app: Flask, limiter: Limiter, limits: dict[str, str]) -> None:
     """Give registered views their own limits: endpoint -> config key of the limit
     (they replace ``RATELIMIT_PUBLIC`` for that view)."""
     for endpoint, key in limits.items():
-        view = app.view_functions[endpoint]
-        app.view_functions[endpoint] = limiter.limit(
-            lambda key=key: str(current_app.config[key])  # type: ignore[misc]
-        )(view)
+        view: Any = app.view_functions[endpoint]
+        limited: Any = limiter.limit(lambda key=key: str(current_app.config[key]))(view)  # type: ignore[misc]
+        app.view_functions[endpoint] = limited
 
 
 def _headers(response: Response) -> Response:

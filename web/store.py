@@ -416,6 +416,7 @@ class Store:
         raw_sqlite.execute("PRAGMA journal_mode=WAL")
         raw_sqlite.execute("PRAGMA synchronous=FULL")  # a 2xx means the change is on disk
         raw_sqlite.execute("PRAGMA foreign_keys=ON")
+        raw_sqlite.execute("PRAGMA secure_delete=ON")  # deleted personal data are overwritten
         return _Connection(raw_sqlite, SQLITE)
 
     def close(self) -> None:
@@ -1397,7 +1398,7 @@ def new_code() -> str:
 def normal_code(text: str) -> str:
     """A code as typed (lower case, O for 0, I/L for 1, spaces) in its canonical form."""
     cleaned = text.strip().upper().replace(" ", "").replace("-", "")
-    return cleaned.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
+    return cleaned.translate(str.maketrans("OIL", "011"))
 
 
 def hash_code(code: str) -> str:

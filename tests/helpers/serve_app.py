@@ -30,6 +30,9 @@ def main() -> None:
         "TILE_URL": "none",
         "RATELIMIT_ADMIN": "100000 per minute",
         "RATELIMIT_PUBLIC": "100000 per second",
+        "RATELIMIT_REGISTER": "100000 per minute",
+        "RATELIMIT_CHALLENGE": "100000 per minute",
+        "RATELIMIT_PHONE": "100000 per day",
     }
     if workers == 1:
         from waitress.server import create_server
