@@ -13,8 +13,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 from click.testing import CliRunner
+from signup import COURSE, body, snapshot, solve
 
-from signup import COURSE, body, challenge, snapshot, solve
 from web import create_app
 from web.records import today
 from web.registration import CONSENT_TEXT, check_challenge, make_challenge

@@ -7,8 +7,8 @@ import datetime as dt
 
 import numpy as np
 import pytest
-
 from signup import COURSE, body
+
 from web import create_app
 from web.records import today
 
@@ -115,7 +115,7 @@ def searched(study, tmp_path_factory):
 
 
 def test_upcoming_only_and_seats(searched):
-    app, client, made, _, _ = searched
+    _, client, made, _, _ = searched
     got = client.get("/api/search?limit=200").get_json()
     titles = {i["title"] for i in got["items"]}
     assert "已结束" not in titles and "进行中电工班" in titles  # ends today: still listed
@@ -132,7 +132,7 @@ def test_upcoming_only_and_seats(searched):
 
 
 def test_filters(searched):
-    _, client, made, _, _ = searched
+    client = searched[1]
 
     def titles(query):
         resp = client.get(f"/api/search?{query}")
@@ -174,7 +174,7 @@ def test_filters(searched):
 
 
 def test_order_by_start_then_travel_time_from_a_village(searched, study):
-    _, client, made, chosen, card = searched
+    _, client, _, chosen, card = searched
     got = client.get(f"/api/search?village={VILLAGE}&mode=ebike&trade=焊工&kind=course").get_json()
     assert got["origin"]["village_code"] == VILLAGE and got["mode"] == "ebike"
     same_day = [i for i in got["items"] if i["start_date"] == "2099-03-01"]
@@ -225,7 +225,7 @@ def test_search_from_a_point(searched, study):
 
 
 def test_trades_and_new_items_show_at_once(searched, study):
-    app, client, made, _, _ = searched
+    app, client = searched[:2]
     trades = client.get("/api/trades").get_json()
     assert trades["levels"] == ["初级", "中级", "高级", "技师"]
     assert set(study.trades) <= set(trades["trades"]) and "无人机驾驶员" in trades["trades"]

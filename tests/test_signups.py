@@ -9,9 +9,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from signup import COURSE, solve
 from test_faults import start_server
+
 from web.store import Store
 
 SCHOOL = "TS-330402-001"
