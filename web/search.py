@@ -18,7 +18,6 @@ bounded Dijkstra.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,14 +46,23 @@ LIMIT_MAX = 200
 class Catalogue:
     """The upcoming items of one data version, ready to filter.
 
-    ``items`` are JSON-ready records (without ``minutes``/``distance_m``);
-    ``facility`` maps each item to a row of the facility arrays (``-1``: its
-    facility is not in the served results yet, so no point and no minutes).
+    ``items`` are JSON-ready records (without seats left, ``minutes`` and
+    ``distance_m``); the arrays, aligned with them, are what the filters and the
+    order read. ``facility`` maps each item to a row of the facility arrays
+    (``-1``: its facility is not in the served results yet: no point, no minutes).
     """
 
     items: list[dict[str, Any]]
     text: list[str]
+    kind: np.ndarray
+    trade: np.ndarray
+    level: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    ident: np.ndarray
     facility: np.ndarray
+    #: Per level: items of that level (sessions) or naming it in their title (courses).
+    levels: dict[str, np.ndarray]
     facility_ids: list[str]
     lon: np.ndarray
     lat: np.ndarray
@@ -63,16 +71,22 @@ class Catalogue:
     trades: list[str]
 
 
-def content_key() -> tuple[int, str]:
-    """What the catalogue depends on besides the served results: the store's content
-    version (courses, sessions, registrations) and today's date in China."""
-    return get_store().data_versions()["content"], today()
+def items_key() -> tuple[int, str]:
+    """What the catalogue depends on besides the served results: the store's items
+    version (courses and sessions; registrations do not change it) and today in China."""
+    return get_store().data_versions().get("items", 0), today()
 
 
 def catalogue() -> Catalogue:
     """The catalogue of the served data version (built once, then remembered)."""
-    key = content_key()
+    key = items_key()
     return remember("search-catalogue", key, lambda: _build(key[1]))
+
+
+def seats_taken() -> dict[tuple[str, int], int]:
+    """Active registrations per (kind, item id), read once per content version."""
+    content = get_store().data_versions()["content"]
+    return remember("search-seats", content, get_store().registered_counts)
 
 
 def _build(day: str) -> Catalogue:
@@ -109,22 +123,35 @@ def _build(day: str) -> Catalogue:
             )
     ids = list(used)
     rows_used = [row_of[fid] for fid in ids]
-    trades = sorted(set(study.trades) | {str(i["trade"]) for i in items})
+    kind = np.array([i["kind"] for i in items], dtype=object)
+    level = np.array([i["level"] or "" for i in items], dtype=object)
+    titles = [i["title"] for i in items]
+    levels = {
+        name: (level == name) | ((kind == "course") & np.array([name in t for t in titles], bool))
+        for name in LEVELS
+    }
     return Catalogue(
         items=items,
         text=text,
+        kind=kind,
+        trade=np.array([i["trade"] for i in items], dtype=object),
+        level=level,
+        start=np.array([i["start_date"] for i in items], dtype="U10"),
+        end=np.array([i["end_date"] or i["start_date"] for i in items], dtype="U10"),
+        ident=np.array([i["id"] for i in items], dtype=np.int64),
         facility=np.asarray(facility, dtype=np.int64),
+        levels=levels,
         facility_ids=ids,
         lon=targets.lon[rows_used],
         lat=targets.lat[rows_used],
         x=targets.x[rows_used],
         y=targets.y[rows_used],
-        trades=trades,
+        trades=sorted(set(study.trades) | {str(i["trade"]) for i in items}),
     )
 
 
 def _item(table: str, row: dict[str, Any], facility: dict[str, Any]) -> dict[str, Any]:
-    """One search result (without travel time)."""
+    """One search result (without seats left and travel time)."""
     course = table == "courses"
     phone = (row.get("register_phone") if course else None) or facility.get("phone") or None
     out: dict[str, Any] = {
@@ -139,8 +166,6 @@ def _item(table: str, row: dict[str, Any], facility: dict[str, Any]) -> dict[str
         "address": facility.get("address", ""),
         "trade": row["trade"],
         "seats": row["seats"],
-        "seats_left": row["seats_left"],
-        "registered": row["registered"],
         "is_sample": bool(facility.get("is_sample", False)),
     }
     if course:
@@ -192,7 +217,7 @@ def _village_minutes(cat: Catalogue, index: int, mode: str, bound: float) -> np.
                     minutes[i] = round(float(shown), 1)
         return minutes
 
-    key = (content_key(), "village", index, mode, bound)
+    key = (items_key(), "village", index, mode, bound)
     return remember("search-minutes", key, compute)
 
 
@@ -273,60 +298,63 @@ def search() -> Any:
     origin, village = _origin()
     cat = catalogue()
 
+    keep = cat.end >= first
+    if kind != "all":
+        keep &= cat.kind == kind
+    if trade:
+        keep &= cat.trade == trade
+    if level:
+        keep &= cat.levels[level]
     words = q.lower().split()
-    keep = []
-    for i, item in enumerate(cat.items):
-        if kind != "all" and item["kind"] != kind:
-            continue
-        if trade and item["trade"] != trade:
-            continue
-        if level and item["level"] != level and (item["level"] or level not in item["title"]):
-            continue  # a course matches a level named in its title (焊工（中级）培训班)
-        if (item["end_date"] or item["start_date"]) < first:
-            continue
-        if words and not all(w in cat.text[i] for w in words):
-            continue
-        keep.append(i)
+    if words:
+        keep &= np.array([all(w in t for w in words) for t in cat.text], dtype=bool)
 
     n_fac = len(cat.facility_ids)
-    fac_minutes = np.full(n_fac, np.nan)
-    fac_metres = np.full(n_fac, np.nan)
+    fac_minutes = np.full(n_fac + 1, np.nan)  # the last row: items without a point
+    fac_metres = np.full(n_fac + 1, np.nan)
     near_only = origin is not None and given not in (None, "")
     if origin is not None and n_fac:
         bound = float(minutes) if near_only else float(study.settings.max_minutes)
         if village is not None:
-            fac_minutes = _village_minutes(cat, village, mode, bound)
+            fac_minutes[:n_fac] = _village_minutes(cat, village, mode, bound)
         else:
-            key = (content_key(), "point", origin["lon"], origin["lat"], mode, bound)
-            fac_minutes = remember(
+            key = (items_key(), "point", origin["lon"], origin["lat"], mode, bound)
+            fac_minutes[:n_fac] = remember(
                 "search-minutes",
                 key,
                 lambda: _routed(cat, origin["lon"], origin["lat"], mode, bound),
             )
-        router = study.routers[mode]
-        ox, oy = router.to_metric([origin["lon"]], [origin["lat"]])
-        fac_metres = np.round(np.hypot(cat.x - ox[0], cat.y - oy[0]))
-
-    rows = []
-    for i in keep:
-        f = int(cat.facility[i])
-        took = float(fac_minutes[f]) if f >= 0 and not math.isnan(fac_minutes[f]) else None
-        if near_only and (took is None or took > minutes):
-            continue
-        metres = int(fac_metres[f]) if f >= 0 and not math.isnan(fac_metres[f]) else None
-        rows.append((i, took, metres))
-    rows.sort(
-        key=lambda r: (
-            cat.items[r[0]]["start_date"],
-            math.inf if r[1] is None else r[1],
-            math.inf if r[2] is None else r[2],
-            cat.items[r[0]]["kind"],
-            cat.items[r[0]]["id"],
+        ox, oy = study.routers[mode].to_metric([origin["lon"]], [origin["lat"]])
+        fac_metres[:n_fac] = np.round(np.hypot(cat.x - ox[0], cat.y - oy[0]))
+    took = fac_minutes[cat.facility]  # -1 (no point) reads the NaN row
+    metres = fac_metres[cat.facility]
+    if near_only:
+        keep &= took <= minutes  # NaN (unknown, beyond the bound) is never <=
+    rows = np.flatnonzero(keep)
+    order = np.lexsort(
+        (
+            cat.ident[rows],
+            cat.kind[rows].astype(str),
+            np.nan_to_num(metres[rows], nan=np.inf),
+            np.nan_to_num(took[rows], nan=np.inf),
+            cat.start[rows],
         )
     )
-    items = [
-        cat.items[i] | {"minutes": took, "distance_m": metres} for i, took, metres in rows[:limit]
-    ]
+    taken = seats_taken()
+    items = []
+    for i in rows[order[:limit]]:
+        item = cat.items[i]
+        registered = taken.get((item["kind"], item["id"]), 0)
+        seats = item["seats"]
+        items.append(
+            item
+            | {
+                "registered": registered,
+                "seats_left": None if seats is None else max(0, seats - registered),
+                "minutes": None if np.isnan(took[i]) else float(took[i]),
+                "distance_m": None if np.isnan(metres[i]) else int(metres[i]),
+            }
+        )
     return jsonify(
         items=items,
         total=len(rows),

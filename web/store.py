@@ -194,6 +194,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # one active registration per phone and item (the write checks it first)
         "CREATE UNIQUE INDEX registrations_once ON registrations(kind, item_id, phone) "
         "WHERE state = 'active'",
+        # a data version of courses and sessions only (registrations change content, not it)
+        "INSERT INTO data_versions (name, version) VALUES ('items', 0)",
         # 培训需求: anonymous counters per village, trade, kind and ISO week
         """CREATE TABLE demand (
             village_code TEXT NOT NULL,
@@ -750,8 +752,8 @@ class Store:
         return out
 
     def upcoming_items(self, today: str) -> dict[str, list[dict[str, Any]]]:
-        """Every course not yet ended and session not yet held, region-wide, with
-        ``registered`` and ``seats_left``: ``{"courses": [...], "evaluations": [...]}``."""
+        """Every course not yet ended and session not yet held, region-wide:
+        ``{"courses": [...], "evaluations": [...]}`` (seats taken: :meth:`registered_counts`)."""
         out = {}
         for table in ("courses", "evaluations"):
             order = "start_date" if table == "courses" else "date"
@@ -759,14 +761,16 @@ class Store:
                 f"SELECT * FROM {table} WHERE {ITEM_END[table]} >= ? ORDER BY {order}, id",
                 (today,),
             )
-            items = self._checked(table, rows)
-            counts = self._registered_counts(TABLE_KINDS[table], None)
-            for row in items:
-                row["registered"] = counts.get(int(row["id"]), 0)
-                seats = row.get("seats")
-                row["seats_left"] = None if seats is None else max(0, seats - row["registered"])
-            out[table] = items
+            out[table] = self._checked(table, rows)
         return out
+
+    def registered_counts(self) -> dict[tuple[str, int], int]:
+        """Active registrations per ``(kind, item id)`` (items without any are absent)."""
+        rows = self.conn.execute(
+            "SELECT kind, item_id, count(*) AS n FROM registrations WHERE state = 'active' "
+            "GROUP BY kind, item_id"
+        )
+        return {(str(r["kind"]), int(r["item_id"])): int(r["n"]) for r in rows}
 
     # ---------------------------------------------------------- registrations
 
@@ -1070,7 +1074,8 @@ class Store:
     # --------------------------------------------------- data versions and jobs
 
     def data_versions(self) -> dict[str, int]:
-        """``{"facilities": n, "content": m}``: bumped by every facility / any write."""
+        """``{"facilities": n, "content": m, "items": k}``: bumped by every facility write,
+        any write, and every course or session write."""
         rows = self.conn.execute("SELECT name, version FROM data_versions")
         return {str(r["name"]): int(r["version"]) for r in rows}
 
@@ -1218,6 +1223,8 @@ class Store:
             tx = Write(conn, entity_id=entity_id)
             yield tx
             tx.versions = dict([_bump(conn, "content")])
+            if tx.items_changed:  # the search catalogue depends on these only
+                tx.versions["items"] = _bump(conn, "items")[1]
             if tx.facilities_changed:  # results depend on facilities: queue their recompute
                 version = _bump(conn, "facilities")[1]
                 tx.versions["facilities"] = version
@@ -1260,6 +1267,8 @@ class Write:
     #: Set by the facility statements: the commit bumps the facilities version and
     #: queues a recompute job (its id in :attr:`job_id`).
     facilities_changed: bool = False
+    #: Set by the course and session statements: the commit bumps the items version.
+    items_changed: bool = False
     job_id: int | None = None
     #: The data versions after this write (name -> version), set at commit.
     versions: dict[str, int] = field(default_factory=dict)
@@ -1282,7 +1291,7 @@ class Write:
     def delete_facility(self, fid: str) -> None:
         """Delete a facility (its courses and sessions go with it) and the personal data
         of its registrations."""
-        self.facilities_changed = True
+        self.facilities_changed = self.items_changed = True
         self.conn.execute(
             "UPDATE registrations SET name = NULL, phone = NULL, code_hash = NULL, "
             "state = 'cancelled', closed_at = ? WHERE facility_id = ? AND state = 'active'",
@@ -1318,6 +1327,7 @@ class Write:
         """Add a course or session; ``values`` must pass the table's model."""
         fields = TABLE_FIELDS[table]
         values = _item_values(table, values)
+        self.items_changed = True
         row = self.conn.execute(
             f"INSERT INTO {table} (facility_id, {', '.join(fields)}, updated_at) "
             f"VALUES (?, {', '.join('?' * len(fields))}, ?) RETURNING id",
@@ -1328,6 +1338,7 @@ class Write:
     def update_item(self, table: str, item_id: int, values: Mapping[str, Any]) -> None:
         """Replace a course's or session's fields; ``values`` must pass the table's model."""
         values = _item_values(table, values)
+        self.items_changed = True
         fields = list(TABLE_FIELDS[table])
         assignments = ", ".join(f"{f} = ?" for f in [*fields, "updated_at"])
         self.conn.execute(
@@ -1338,6 +1349,7 @@ class Write:
     def delete_item(self, table: str, item_id: int) -> None:
         """Delete a course or session and the personal data of its registrations."""
         _check_table(table)
+        self.items_changed = True
         self.conn.execute(
             "UPDATE registrations SET name = NULL, phone = NULL, code_hash = NULL, "
             "state = 'cancelled', closed_at = ? "
