@@ -63,4 +63,9 @@ def snapshot(store: Any) -> tuple[Any, ...]:
     content version and the audit log."""
     rows = store.conn.execute("SELECT * FROM registrations ORDER BY id").fetchall()
     audit = store.conn.execute("SELECT count(*) FROM audit").fetchone()[0]
-    return tuple(tuple(r) for r in rows), store.data_versions()["content"], audit
+    return tuple(values(r) for r in rows), store.data_versions()["content"], audit
+
+
+def values(row: Any) -> tuple[Any, ...]:
+    """A store row's values in column order (a SQLite row and a PostgreSQL one alike)."""
+    return tuple(row[k] for k in row.keys())  # noqa: SIM118 - a sqlite3.Row iterates values
