@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import Counter
 from typing import Any
 
@@ -111,7 +112,8 @@ def init_app(app: Flask, store: Store) -> DemandBuffer:
     """The app's demand buffer, the scan counter and a flush at exit."""
     buffer = DemandBuffer(store, float(app.config.get("DEMAND_FLUSH_S", FLUSH_S)))
     app.extensions["skillcircle.demand"] = buffer
-    atexit.register(buffer.flush)
+    held = weakref.ref(buffer)  # the exit flush does not keep an app's store alive
+    atexit.register(lambda: (found := held()) is not None and found.flush())
 
     @app.after_request
     def count_scan(response: Response) -> Response:
