@@ -814,3 +814,68 @@ def test_unexpected_error_is_json_500_with_request_id(study, database, monkeypat
     page = app.test_client().get(f"/q/f/{NANHU_SCHOOL}")
     assert page.status_code == 500 and "text/html" in page.content_type
     assert page.headers["X-Request-Id"] in page.get_data(as_text=True)
+
+
+# -------------------------------------------------------------------- upload preview
+
+
+def _preview(client, headers, text: str, **kwargs):
+    import io
+
+    data = {
+        "file": (io.BytesIO(text.encode(kwargs.get("encoding", "utf-8"))), "名录.csv"),
+        "crs": "gcj02",
+        "layer": "training_institution",
+    }
+    return client.post(
+        "/api/admin/facilities/upload?dry_run=1",
+        data=data,
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+
+
+def test_upload_preview_lists_every_row_and_problem_and_writes_nothing(client, tokens, database):
+    count = facility_count(client)
+    audit = Store(database).count_audit("upload")
+    versions = Store(database).data_versions()
+    again = f"{NANHU_SCHOOL},嘉兴市建筑工业学校,120.7623,30.7531,电工,"
+    rows = [*[f",{row}" for row in GOOD_ROWS], again, ",秀洲的点,120.70,30.80,电工,"]
+    text = "编号," + REGISTRY.format(rows="\n".join(rows))
+    resp = _preview(client, tokens["nanhu"], text)
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert body["committed"] is False and body["valid"] is False
+    assert [p["row"] for p in body["preview"]] == [f"row {n}" for n in range(2, 7)]
+    first = body["preview"][0]
+    assert (first["name"], first["county"], first["id"]) == ("南湖职业培训中心", "南湖区", "")
+    assert first["location_quality"] == "registry_gcj02" and first["town"]
+    assert 120.7 < first["lon"] < 120.8  # converted from GCJ-02 to WGS84
+    assert body["preview"][3]["id"] == NANHU_SCHOOL
+    assert (body["would_add"], body["would_update"]) == (4, 1)
+    assert [p["row"] for p in body["problems"]] == ["row 6"]
+    assert "not in 南湖区" in body["problems"][0]["message"]
+    # the same file without the 秀洲 row is valid; nothing was written either way
+    ok = _preview(client, tokens["nanhu"], "编号," + REGISTRY.format(rows="\n".join(rows[:4])))
+    assert ok.get_json()["valid"] is True and ok.get_json()["problems"] == []
+    assert facility_count(client) == count
+    assert Store(database).count_audit("upload") == audit
+    assert Store(database).data_versions() == versions
+
+
+def test_upload_preview_of_a_broken_file_lists_its_row_problems(client, tokens, database):
+    count = facility_count(client)
+    rows = [*GOOD_ROWS, "坏行,120.80,纬度不详,电工,", "外省,116.40,39.90,电工,"]
+    resp = _preview(client, tokens["nanhu"], REGISTRY.format(rows="\n".join(rows)))
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["committed"] is False and body["valid"] is False and body["preview"] == []
+    assert [p["row"] for p in body["problems"]] == ["row 5", "row 6"]
+    assert facility_count(client) == count
+    no_crs = client.post(
+        "/api/admin/facilities/upload?dry_run=1",
+        data={"file": (io.BytesIO(b"name,lon,lat\n"), "a.csv")},
+        headers=tokens["nanhu"],
+        content_type="multipart/form-data",
+    )
+    assert no_crs.status_code == 400

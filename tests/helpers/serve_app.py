@@ -31,6 +31,9 @@ def main() -> None:
         "TILE_URL": "none",
         "RATELIMIT_ADMIN": "100000 per minute",
         "RATELIMIT_PUBLIC": "100000 per second",
+        "RATELIMIT_REGISTER": "100000 per minute",
+        "RATELIMIT_CHALLENGE": "100000 per minute",
+        "RATELIMIT_PHONE": "100000 per day",
     }
     if is_database_url(database):  # counters beside the port file, not in the instance folder
         config["RATELIMIT_STORAGE"] = f"sqlite:///{Path(port_file).parent / 'ratelimit.sqlite3'}"
