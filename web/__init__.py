@@ -338,10 +338,25 @@ def get_store() -> Store:
 RECOMPUTE_MODES = ("inline", "thread", "external")
 
 
-def _put(app: Flask, served: Served) -> None:
-    """Serve another study (answers of the old one age out of the memo)."""
-    app.extensions["skillcircle.served"] = served
-    app.extensions["skillcircle"] = served.study
+_PUT_LOCK = threading.Lock()
+
+
+def _put(app: Flask, served: Served) -> bool:
+    """Serve another study (answers of the old one age out of the memo), unless it is
+    older than the one served (:meth:`web.sync.Served.newer_than`: the served version
+    never goes backwards, whichever of the follower and the recompute thread comes
+    last)."""
+    with _PUT_LOCK:
+        now: Served | None = app.extensions.get("skillcircle.served")
+        same = now is not None and (now.facilities_version, now.key) == (
+            served.facilities_version,
+            served.key,
+        )
+        if now is not None and not same and not served.newer_than(now):
+            return False
+        app.extensions["skillcircle.served"] = served
+        app.extensions["skillcircle"] = served.study
+    return True
 
 
 def _start_background(app: Flask, follow: bool) -> None:
@@ -388,6 +403,8 @@ def _conditional_get(app: Flask) -> None:
         version = now.study.version[:16]
         return f"{version}-{now.facilities_version}-{content}-{today()}-{config_tag}"
 
+    app.extensions["skillcircle.etag"] = tag
+
     @app.before_request
     def not_modified() -> Any:
         g.etag = tag()
@@ -417,21 +434,23 @@ def _version_header(response: Any) -> Any:
 
 
 def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
-    """Render the maps of a study before it is served (the slowest first visit).
+    """Render the maps of a study and the map page ``/`` of the served study.
 
-    With ``rest_later`` only the default mode's map is rendered now and the other
-    modes' in a background thread (a new version is then served sooner).
+    At start-up (before the workers fork) every mode's map is rendered. After a
+    switch (the follower, ``rest_later``) the new version is already served and
+    only the default mode's map and page are rendered here; other modes' pages are
+    rendered by their first visitor. Until the page of the new version is rendered
+    its other visitors get the previous version's page, with that version's
+    ``ETag`` and ``X-Data-Version`` (:func:`web.map.index`); the API and the 技能码
+    pages answer with the new version from the switch on.
     """
     from web import map
-
-    started = time.perf_counter()
     from web._params import DEFAULT_MODE
 
-    first = [DEFAULT_MODE] if rest_later and DEFAULT_MODE in study.modes else None
-    map.warm(app, study, first)
+    started = time.perf_counter()
+    modes = [DEFAULT_MODE] if rest_later and DEFAULT_MODE in study.modes else None
+    map.warm(app, study, modes)
     logger.info("maps of %s rendered in %.1f s", study.version, time.perf_counter() - started)
-    if first is not None:
-        threading.Thread(target=map.warm, args=(app, study), daemon=True).start()
 
 
 def served() -> Served:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import shapely
-from flask import Blueprint, Response, abort, jsonify, make_response, request
+from flask import Blueprint, Response, abort, current_app, jsonify, make_response, request
 
 from geo._errors import SkillcircleError
 from geo.settings import LAYERS, MODES
+from geo.study import IsochronesPendingError
 
 from . import _params as p
 from . import get_store, get_study, remember, served
@@ -65,6 +67,14 @@ def _our_error(exc: SkillcircleError) -> Any:
     return jsonify(error="bad request", message=str(exc)), 400
 
 
+@bp.errorhandler(IsochronesPendingError)
+def _pending(exc: IsochronesPendingError) -> Any:
+    """Isochrones still being traced after a facility change (never the old ones)."""
+    response = jsonify(error="being recomputed", message=str(exc))
+    response.headers["Retry-After"] = "2"
+    return response, 503
+
+
 @bp.get("/openapi.json")
 @memoised
 def openapi() -> Any:
@@ -78,12 +88,15 @@ def version() -> Any:
     now = served()
     store = get_store()
     versions = store.data_versions()
+    follower = current_app.extensions["skillcircle.follower"]
     return jsonify(
         facilities_version=now.facilities_version,
         latest_facilities_version=versions["facilities"],
         content_version=versions["content"],
         results_key=now.study.version,
         jobs_waiting=store.jobs_waiting(),
+        process=os.getpid(),
+        switch=follower.last_switch,
     )
 
 
