@@ -139,13 +139,10 @@ class Server:
             return {self.proc.pid}
         from web.store import Store
 
-        claimed = (
-            Store(self.database)
-            .conn.execute(
-                "SELECT worker FROM jobs WHERE worker IS NOT NULL ORDER BY id DESC LIMIT 1"
-            )
-            .fetchone()
-        )
+        store = Store(self.database)  # (held: its connection closes with it)
+        claimed = store.conn.execute(
+            "SELECT worker FROM jobs WHERE worker IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         recompute = int(claimed["worker"].rsplit(":", 1)[1]) if claimed else None
         return {p for p in self.pids()[1:] if p != recompute}
 

@@ -38,7 +38,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from geo.study import PARTIAL, Study
 
@@ -112,6 +112,7 @@ class Recomputer:
         self.housekeeping = housekeeping
         self.housekeeping_s = housekeeping_s
         self._housekept = -math.inf
+        self._unreadable = ""
         self.wake = threading.Event()
 
     @property
@@ -201,9 +202,12 @@ class Recomputer:
         key, version = str(row["results_key"]), int(row["facilities_version"])
         base = self.study
         if base.cache_key != key:
+            if key == self._unreadable:  # warned once; the next job publishes anew
+                return False
             results = base.read_results(key)
             if results is None:
                 logger.warning("published partial results %s are not in the cache", key)
+                self._unreadable = key
                 return False
             base = base.with_results(results, key)
         timing: dict[str, float] = {}
@@ -318,7 +322,10 @@ class Follower:
         if results is None:  # not (yet) in this machine's cache: keep serving, retry
             logger.warning("published results %s are not in the results cache", key)
             return False
-        study = served.study.with_results(results, key)
+        if results.facilities is not None and key.removesuffix(PARTIAL) == served.study.version:
+            study = replace(served.study, results=results)  # completed: keep its tables
+        else:
+            study = served.study.with_results(results, key)
         read_s = time.perf_counter() - clock
         if self.put(Served(study, version, key)) is False:  # another path served a newer one
             return False
