@@ -5,6 +5,7 @@ disagree with the document."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -13,6 +14,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.core.failures import FailureGroup  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
     response_schema_conformance,
@@ -190,3 +192,79 @@ def test_hostile_shapes_are_4xx(label, kwargs, api_schema, fuzz_app):
     case = operation.Case(**kwargs)
     response = case.call_and_validate(headers=headers, checks=CHECKS)
     assert 400 <= response.status_code < 500, response.text[:300]
+
+
+# ----------------------------------------------------- the response models bite
+
+
+def _broken(body: dict, path: tuple, value: object) -> dict:
+    """``body`` with the value at ``path`` replaced (``...``: the key removed)."""
+    body = json.loads(json.dumps(body))
+    node = body
+    for key in path[:-1]:
+        node = node[key]
+    if value is ...:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return body
+
+
+#: (operation, query, where in the answer, a value its model refuses or ``...``: removed)
+BREAKS = [
+    ("GET /api/version", {}, ("results_key",), ...),
+    ("GET /api/version", {}, ("jobs_waiting",), "many"),
+    ("GET /api/layers", {}, ("layers", 0, "count"), "3"),
+    ("GET /api/nearby", {"lon": "120.75", "lat": "30.76"}, ("facilities", 0, "minutes"), None),
+    ("GET /api/facilities", {}, ("features", 0, "geometry", "coordinates"), [120.7]),
+    ("GET /api/villages", {}, ("features", 0, "properties", "covered"), "yes"),
+    ("GET /api/stats", {}, ("by",), "province"),
+    ("GET /api/trades", {}, ("levels",), "初级"),
+    ("GET /api/admin/whoami", {}, ("token_id",), ...),
+    ("GET /api/admin/audit", {}, ("entries",), {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "query", "path", "value"), BREAKS, ids=[f"{b[0]}-{b[2][-1]}" for b in BREAKS]
+)
+def test_response_schema_conformance_catches_a_broken_answer(
+    label, query, path, value, api_schema, fuzz_app
+):
+    """A real answer conforms; the same answer with one field broken does not."""
+    (operation,) = [op.ok() for op in api_schema.get_all_operations() if op.ok().label == label]
+    case = operation.Case(query=query)
+    headers = {"Authorization": f"Bearer {fuzz_app.config['FUZZ_TOKEN']}"}
+    response = fuzz_app.test_client().get(operation.path, query_string=query, headers=headers)
+    assert response.status_code == 200, response.text[:300]
+    case.validate_response(response, checks=[response_schema_conformance])
+    response.set_data(json.dumps(_broken(response.get_json(), path, value)))
+    with pytest.raises(FailureGroup) as caught:
+        case.validate_response(response, checks=[response_schema_conformance])
+    assert "Response violates schema" in str(caught.value.exceptions[0])
+
+
+def test_every_json_answer_has_a_model():
+    """Every documented JSON answer of every operation refers to a named model, none is
+    a bare ``{"type": "object"}``; the document is valid OpenAPI."""
+    from openapi_spec_validator import validate
+
+    doc = openapi_document()
+    validate(doc)
+    schemas = doc["components"]["schemas"]
+    operations = typed = 0
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            operations += 1
+            ok = [code for code in op["responses"] if code.startswith("2")]
+            assert ok, (method, path)
+            for code, answer in op["responses"].items():
+                content = answer.get("content", {}).get("application/json")
+                if content is None:
+                    assert code in ("204",) or path.endswith(".xlsx"), (method, path, code)
+                    continue
+                name = content["schema"]["$ref"].rsplit("/", 1)[1]
+                assert schemas[name].get("properties") or schemas[name].get("anyOf"), name
+            typed += all("content" in op["responses"][c] for c in ok if c != "204")
+    assert operations == 39
+    assert typed == 38  # all but the XLSX export

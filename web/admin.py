@@ -54,7 +54,22 @@ from geo.study import Study
 
 from . import _params as p
 from . import get_store
-from .schemas import BODIES, PATCHES, AttendanceBody, FacilityBody, as_stored, field_errors
+from . import responses as r
+from .openapi import BEARER, Answers, query, spec
+from .schemas import (
+    BODIES,
+    PATCHES,
+    AttendanceBody,
+    CourseBody,
+    CoursePatch,
+    EvaluationBody,
+    EvaluationPatch,
+    FacilityBody,
+    FacilityPatch,
+    UploadForm,
+    as_stored,
+    field_errors,
+)
 from .store import Principal, Write, mask_phone, now
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -63,6 +78,22 @@ page = Blueprint("admin_page", __name__)
 UPLOAD_SUFFIXES = (".csv", ".xlsx", ".geojson", ".json")
 _FACILITY_FIELDS = tuple(FacilityBody.model_fields)
 M = TypeVar("M", bound=BaseModel)
+
+
+#: Refusals every admin call can give.
+ADMIN_ERRORS: dict[str, Any] = {
+    "HTTP_400": (r.FieldErrors, "invalid body or parameter: field errors"),
+    "HTTP_401": (r.Error, "no, unknown or revoked token"),
+    "HTTP_403": (r.Error, "the token's county may not change this"),
+    "HTTP_404": (r.Error, "unknown facility or item"),
+    "HTTP_413": (r.Error, "request body too large"),
+    "HTTP_429": (r.Error, "rate limit"),
+}
+
+
+def _answers(*codes: str, **models: Any) -> Answers:
+    """An admin operation's answers: ``models`` (or bodiless ``codes``) and the refusals."""
+    return Answers(*codes, **{**ADMIN_ERRORS, **models})
 
 
 def _fail(status: int, error: str, message: str, **extra: Any) -> NoReturn:
@@ -176,8 +207,9 @@ def _job_json(job: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/jobs/<id:job_id>")
+@spec.validate(resp=_answers(HTTP_200=r.Job), security=BEARER)
 def job(job_id: int) -> Any:
-    """A recompute job: queued, running, done (with what it published) or failed."""
+    """重算任务 a recompute job: queued, running, done (with what it published) or failed."""
     found = get_store().job(p.row_id(job_id, "job"))
     if found is None:
         _fail(404, "not found", f"no job {job_id}")
@@ -216,8 +248,8 @@ def _locate_many(lon: np.ndarray, lat: np.ndarray) -> list[tuple[str | None, str
             town = towns["town"].astype(str).to_numpy()[nearest]
             code = towns["town_code"].astype(str).to_numpy()[nearest]
             out_rows = [(str(names[c]), t, k) for t, k in zip(town, code, strict=True)]
-        for r, value in zip(rows, out_rows, strict=True):
-            out[r] = value
+        for row, value in zip(rows, out_rows, strict=True):
+            out[row] = value
     return out
 
 
@@ -283,7 +315,9 @@ def _existing(fid: str) -> dict[str, Any]:
 
 
 @bp.get("/whoami")
+@spec.validate(resp=_answers(HTTP_200=r.WhoAmI), security=BEARER)
 def whoami() -> Any:
+    """令牌信息 the token's name and county."""
     principal: Principal = g.principal
     facility = get_store().facility(principal.facility_id) if principal.facility_id else None
     return jsonify(
@@ -296,8 +330,9 @@ def whoami() -> Any:
 
 
 @bp.get("/facilities")
+@spec.validate(resp=_answers(HTTP_200=r.AdminFacilities), security=BEARER)
 def list_facilities() -> Any:
-    """The facilities this token may manage: its county's (a staff token: its own)."""
+    """可编辑的设施 the facilities this token may manage: its county's (staff: its own)."""
     principal: Principal = g.principal
     records = get_store().facility_records()
     mine = [r for r in records if principal.may_manage(r["id"], r["county"])]
@@ -305,7 +340,15 @@ def list_facilities() -> Any:
 
 
 @bp.post("/facilities")
+@spec.validate(
+    json=FacilityBody,
+    resp=_answers(
+        HTTP_201=r.FacilityWritten, HTTP_409=(r.Error, "the id exists: PATCH it instead")
+    ),
+    security=BEARER,
+)
 def create_facility() -> Any:
+    """新增设施 add a facility (recomputes its layer)."""
     data = p.json_body()
     with _writing():
         body = _validate(FacilityBody, data)
@@ -321,7 +364,9 @@ def create_facility() -> Any:
 
 
 @bp.patch("/facilities/<fid>")
+@spec.validate(json=FacilityPatch, resp=_answers(HTTP_200=r.FacilityWritten), security=BEARER)
 def update_facility(fid: str) -> Any:
+    """修改设施 change fields; a move recomputes the layer."""
     patch = p.json_body()
     with _writing():
         old = _existing(fid)
@@ -340,7 +385,9 @@ def update_facility(fid: str) -> Any:
 
 
 @bp.delete("/facilities/<fid>")
+@spec.validate(resp=_answers("HTTP_204"), security=BEARER)
 def delete_facility(fid: str) -> Any:
+    """删除设施 delete a facility and its courses."""
     with _writing():
         old = _existing(fid)
         _require_county(old["county"], f"delete facility {fid} in {old['county']}")
@@ -355,14 +402,20 @@ def delete_facility(fid: str) -> Any:
 
 
 @bp.post("/facilities/upload")
+@spec.validate(
+    query=p.UploadQuery,
+    form=UploadForm,
+    resp=_answers(HTTP_200=r.UploadAnswer),
+    security=BEARER,
+)
 def upload() -> Any:
-    """Bulk upsert from a registry file: every row validated first, then all or nothing.
+    """批量导入 upsert a registry file: every row validated first, then all or nothing.
 
     ``?dry_run=1``: the same checks, nothing written: every row as it would be
     stored (``preview``), every row problem (``problems``) and what a commit would
     add and update, with status 200 even when rows have problems.
     """
-    dry_run = bool(p.boolean("dry_run"))
+    dry_run = query(p.UploadQuery).dry_run
     principal: Principal = g.principal
     if principal.staff:
         _fail(403, "forbidden", "a facility-staff token cannot upload registries")
@@ -517,13 +570,11 @@ def _safe_name(filename: str) -> str:
 # --------------------------------------------------------- courses, evaluations
 
 
-@bp.get("/facilities/<fid>/<any(courses, evaluations):table>")
 def list_items(fid: str, table: str) -> Any:
     _existing(fid)
     return jsonify(facility_id=fid, items=get_store().items(table, fid))
 
 
-@bp.post("/facilities/<fid>/<any(courses, evaluations):table>")
 def create_item(fid: str, table: str) -> Any:
     data = p.json_body()
     facility = _existing(fid)
@@ -545,7 +596,6 @@ def _item(fid: str, table: str, item_id: int) -> tuple[dict[str, Any], dict[str,
     return facility, item
 
 
-@bp.patch("/facilities/<fid>/<any(courses, evaluations):table>/<id:item_id>")
 def update_item(fid: str, table: str, item_id: int) -> Any:
     patch = p.json_body()
     facility, item = _item(fid, table, item_id)
@@ -566,7 +616,6 @@ def update_item(fid: str, table: str, item_id: int) -> Any:
     return jsonify(get_store().item(table, item_id))
 
 
-@bp.delete("/facilities/<fid>/<any(courses, evaluations):table>/<id:item_id>")
 def delete_item(fid: str, table: str, item_id: int) -> Any:
     """Delete a course or session; the personal data of its registrations go with it."""
     facility, item = _item(fid, table, item_id)
@@ -576,11 +625,80 @@ def delete_item(fid: str, table: str, item_id: int) -> Any:
     return "", 204
 
 
+# One route per table: each documents its own body and answer models.
+_CONFLICT = (r.FieldErrors, "seats fewer than the people registered")
+
+
+@bp.get("/facilities/<fid>/courses")
+@spec.validate(resp=_answers(HTTP_200=r.Courses), security=BEARER)
+def list_courses(fid: str) -> Any:
+    """培训班 courses of a facility (past included; registered, seats_left)."""
+    return list_items(fid, "courses")
+
+
+@bp.post("/facilities/<fid>/courses")
+@spec.validate(json=CourseBody, resp=_answers(HTTP_201=r.Course), security=BEARER)
+def create_course(fid: str) -> Any:
+    """新增培训班 add a course."""
+    return create_item(fid, "courses")
+
+
+@bp.patch("/facilities/<fid>/courses/<id:item_id>")
+@spec.validate(
+    json=CoursePatch, resp=_answers(HTTP_200=r.Course, HTTP_409=_CONFLICT), security=BEARER
+)
+def update_course(fid: str, item_id: int) -> Any:
+    """修改培训班 change a course (fields merged)."""
+    return update_item(fid, "courses", item_id)
+
+
+@bp.delete("/facilities/<fid>/courses/<id:item_id>")
+@spec.validate(resp=_answers("HTTP_204"), security=BEARER)
+def delete_course(fid: str, item_id: int) -> Any:
+    """删除培训班 delete a course (its registrants' personal data with it)."""
+    return delete_item(fid, "courses", item_id)
+
+
+@bp.get("/facilities/<fid>/evaluations")
+@spec.validate(resp=_answers(HTTP_200=r.Evaluations), security=BEARER)
+def list_evaluations(fid: str) -> Any:
+    """技能评价 evaluation sessions of a facility (past included; registered, seats_left)."""
+    return list_items(fid, "evaluations")
+
+
+@bp.post("/facilities/<fid>/evaluations")
+@spec.validate(json=EvaluationBody, resp=_answers(HTTP_201=r.Evaluation), security=BEARER)
+def create_evaluation(fid: str) -> Any:
+    """新增技能评价 add an evaluation session."""
+    return create_item(fid, "evaluations")
+
+
+@bp.patch("/facilities/<fid>/evaluations/<id:item_id>")
+@spec.validate(
+    json=EvaluationPatch,
+    resp=_answers(HTTP_200=r.Evaluation, HTTP_409=_CONFLICT),
+    security=BEARER,
+)
+def update_evaluation(fid: str, item_id: int) -> Any:
+    """修改技能评价 change an evaluation session (fields merged)."""
+    return update_item(fid, "evaluations", item_id)
+
+
+@bp.delete("/facilities/<fid>/evaluations/<id:item_id>")
+@spec.validate(resp=_answers("HTTP_204"), security=BEARER)
+def delete_evaluation(fid: str, item_id: int) -> Any:
+    """删除技能评价 delete a session (its registrants' personal data with it)."""
+    return delete_item(fid, "evaluations", item_id)
+
+
 @bp.get("/audit")
+@spec.validate(query=p.AuditQuery, resp=_answers(HTTP_200=r.AuditLog), security=BEARER)
 def audit() -> Any:
-    """Audit entries, newest first: a county token its county's, a staff token its
-    facility's (registrations appear without name or phone)."""
-    limit = p.integer("limit", 1, 1000, default=100)
+    """审计日志 audit log, newest first.
+
+    A county token sees its county's entries, a staff token its facility's
+    (registrations appear without name or phone)."""
+    limit = query(p.AuditQuery).limit
     principal: Principal = g.principal
     return jsonify(
         entries=get_store().audit(principal.county, limit, facility_id=principal.facility_id)
@@ -589,7 +707,6 @@ def audit() -> Any:
 
 # ----------------------------------------------------------------- registrations
 
-_ITEM_ARG = re.compile(r"(course|evaluation):([0-9]{1,18})")
 #: Columns of a facility's registrant export, in order, with their headers.
 EXPORT_COLUMNS = {
     "id": "编号",
@@ -606,13 +723,11 @@ EXPORT_COLUMNS = {
 
 
 def _item_arg() -> tuple[str | None, int | None]:
-    raw = request.args.get("item") or ""
-    if not raw:
+    raw = query(p.RegistrantsQuery).item
+    if raw is None:
         return None, None
-    match = _ITEM_ARG.fullmatch(raw)
-    if match is None:
-        _fail(400, "bad request", f"item must be course:<id> or evaluation:<id>; got {raw[:40]!r}")
-    return match.group(1), int(match.group(2))
+    kind, _, number = raw.partition(":")
+    return kind, int(number)
 
 
 def _registration_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -633,8 +748,11 @@ def _registration_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/facilities/<fid>/registrations")
+@spec.validate(query=p.RegistrantsQuery, resp=_answers(HTTP_200=r.Registrations), security=BEARER)
 def list_registrations(fid: str) -> Any:
-    """The facility's registrants (of one item with ``item=course:<id>``), phones masked."""
+    """报名名单 registrants of a facility, phones masked.
+
+    Staff see their facility's, a county its county's; ``item=course:<id>``: one item's."""
     facility = _existing(fid)
     _require_manage(fid, facility["county"], f"see the registrants of {fid}")
     kind, item_id = _item_arg()
@@ -645,8 +763,13 @@ def list_registrations(fid: str) -> Any:
 
 
 @bp.get("/facilities/<fid>/registrations.xlsx")
+@spec.validate(
+    query=p.RegistrantsQuery,
+    resp=_answers(HTTP_200=(None, "XLSX workbook (sheets 报名, 说明)")),
+    security=BEARER,
+)
 def export_registrations(fid: str) -> Any:
-    """The facility's own export with whole phone numbers: its staff token only."""
+    """报名导出 the facility's registrants with whole phones (its staff token only)."""
     facility = _existing(fid)
     principal: Principal = g.principal
     if principal.facility_id != fid:
@@ -706,8 +829,9 @@ def _managed_registration(reg_id: int) -> dict[str, Any]:
 
 
 @bp.patch("/registrations/<id:reg_id>")
+@spec.validate(json=AttendanceBody, resp=_answers(HTTP_200=r.RegistrationRow), security=BEARER)
 def update_registration(reg_id: int) -> Any:
-    """Mark attendance."""
+    """出勤 mark attendance."""
     data = p.json_body()
     body = _validate(AttendanceBody, data)
     _managed_registration(reg_id)
@@ -718,8 +842,9 @@ def update_registration(reg_id: int) -> Any:
 
 
 @bp.delete("/registrations/<id:reg_id>")
+@spec.validate(resp=_answers("HTTP_204"), security=BEARER)
 def delete_registration(reg_id: int) -> Any:
-    """Delete a registration's personal data (the seat is returned; the audit keeps no phone)."""
+    """删除报名 delete a registration's personal data (seat returned; the audit keeps no phone)."""
     _managed_registration(reg_id)
     if not get_store().update_registration(g.principal, reg_id, delete=True):
         _fail(404, "not found", f"no registration {reg_id} of yours")

@@ -33,6 +33,8 @@ from geo.demand import DEMAND_KINDS, demand_frame, demand_rows, iso_week, villag
 
 from . import _params as p
 from . import get_store, get_study
+from . import responses as r
+from .openapi import Answers, query, spec
 from .records import CHINA_TIME
 from .schemas import DemandBody, field_errors
 from .store import Store
@@ -144,8 +146,17 @@ def known_trades() -> set[str]:
 
 
 @bp.post("/demand")
+@spec.validate(
+    json=DemandBody,
+    resp=Answers(
+        "HTTP_204",
+        HTTP_400=(r.FieldErrors, "invalid body"),
+        HTTP_413=(r.Error, "body too large"),
+        HTTP_429=(r.Error, "rate limit"),
+    ),
+)
 def signal() -> Any:
-    """One anonymous signal: a search for a trade, or "notify me" for a trade."""
+    """需求信号 an anonymous signal: a search or notify-me for a trade."""
     data = p.json_body()
     try:
         body = DemandBody.model_validate(data)
@@ -169,21 +180,21 @@ def signal() -> Any:
 
 
 def _rows() -> tuple[list[dict[str, Any]], int]:
-    weeks = p.integer("weeks", 1, 1040, default=52)
+    q = query(p.DemandQuery)
     buffer().flush()
-    frame = demand_frame(get_store().demand(iso_week(time_now_china(), back=weeks - 1)))
-    return demand_rows(frame, get_study().villages, county=p.county(), trade=_trade()), weeks
-
-
-def _trade() -> str | None:
-    from .search import _trade_arg
-
-    return _trade_arg()
+    frame = demand_frame(get_store().demand(iso_week(time_now_china(), back=q.weeks - 1)))
+    rows = demand_rows(frame, get_study().villages, county=q.county, trade=q.trade or None)
+    return rows, q.weeks
 
 
 @bp.get("/demand")
+@spec.validate(
+    query=p.DemandQuery, resp=Answers(HTTP_200=r.Demand, HTTP_400=(r.Error, "bad parameter"))
+)
 def demand() -> Any:
-    """Signals per village and trade of the last ``weeks`` ISO weeks (this one included)."""
+    """培训需求 anonymous demand per village and trade.
+
+    Signals per village and trade of the last ``weeks`` ISO weeks (this one included)."""
     rows, weeks = _rows()
     totals = {k: sum(r[k] for r in rows) for k in ("scans", "searches", "notify")}
     return jsonify(
@@ -192,8 +203,13 @@ def demand() -> Any:
 
 
 @bp.get("/demand.geojson")
+@spec.validate(
+    query=p.DemandQuery, resp=Answers(HTTP_200=r.DemandMap, HTTP_400=(r.Error, "bad parameter"))
+)
 def demand_geojson() -> Any:
-    """The map's 需求 layer: one point per village with signals, ``total`` for its size."""
+    """需求图层 villages with signals, for the map (GeoJSON).
+
+    One point per village with signals, ``total`` for its size."""
     rows, weeks = _rows()
     features = [
         {

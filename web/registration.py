@@ -43,6 +43,8 @@ from geo.models import Registration
 
 from . import _params as p
 from . import get_store
+from . import responses as r
+from .openapi import Answers, spec
 from .records import today
 from .schemas import ChallengeAnswer, RegistrationBody, WithdrawBody, field_errors
 from .store import RefusedError, mask_phone
@@ -166,8 +168,9 @@ def check_challenge(
 
 
 @bp.get("/register/challenge")
+@spec.validate(resp=Answers(HTTP_200=r.Challenge, HTTP_429=(r.Error, "rate limit")))
 def challenge() -> Any:
-    """A question to answer with the registration, and the consent text to show."""
+    """报名验证题 a question to answer, and the consent text (告知书) to show."""
     text, version = consent(retention_days())
     token, question, _ = make_challenge(
         _subkey("challenge"), version, float(current_app.config["CHALLENGE_TTL_S"])
@@ -216,9 +219,22 @@ def _phone_allowed(phone: str) -> bool:
 
 
 @bp.post("/registrations")
+@spec.validate(
+    json=RegistrationBody,
+    resp=Answers(
+        HTTP_201=r.Registered,
+        HTTP_400=(r.FieldErrors, "invalid body or wrong challenge answer"),
+        HTTP_404=(r.Error, "unknown course or session"),
+        HTTP_409=(r.FieldErrors, "full, duplicate, or no online registration"),
+        HTTP_410=(r.Error, "the item is past"),
+        HTTP_413=(r.Error, "body too large"),
+        HTTP_429=(r.Error, "rate limit (per client, or per phone)"),
+    ),
+)
 def register() -> Any:
-    """Register for a course or session: 201 with the confirmation code, or a refusal
-    with nothing written."""
+    """报名 register for a course or evaluation session.
+
+    201 with the confirmation code (shown once), or a refusal with nothing written."""
     body = _body(RegistrationBody)
     if isinstance(body, tuple):  # the refusal
         return body
@@ -266,9 +282,20 @@ def register() -> Any:
 
 
 @bp.post("/registrations/withdraw")
+@spec.validate(
+    json=WithdrawBody,
+    resp=Answers(
+        HTTP_200=r.Withdrawn,
+        HTTP_400=(r.FieldErrors, "invalid body"),
+        HTTP_404=(r.Error, "no registration with this code and phone (one answer for both)"),
+        HTTP_413=(r.Error, "body too large"),
+        HTTP_429=(r.Error, "rate limit"),
+    ),
+)
 def withdraw() -> Any:
-    """Withdraw with the confirmation code and the phone: the same 404 for an unknown
-    code and a wrong phone (no enumeration)."""
+    """撤回报名 withdraw: personal data deleted, seat returned.
+
+    The same 404 for an unknown code and a wrong phone (no enumeration)."""
     body = _body(WithdrawBody)
     if isinstance(body, tuple):
         return body

@@ -14,12 +14,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from spectree.model_adapter.pydantic_adapter import BaseFile
 
 from geo.models import (
     Course,
     DemandSignal,
     EvaluationSession,
     Facility,
+    LayerKey,
     Mobile,
     Registration,
     VillageCode,
@@ -27,6 +29,8 @@ from geo.models import (
     noun_of,
 )
 from geo.models import field_errors as _field_errors
+
+from ._params import plain_optional
 
 #: The fields of :class:`geo.models.Facility` an admin sets; the others (county,
 #: town code, layer name, source, location quality) are derived from them.
@@ -142,6 +146,18 @@ class AttendanceBody(BaseModel):
     model_config = ConfigDict(extra="forbid", title="AttendanceBody", strict=True)
 
     attended: bool = Field(description="true: attended.")
+
+
+class UploadForm(BaseModel):
+    """A registry upload (multipart): the file, its coordinate system, the default layer."""
+
+    model_config = ConfigDict(title="UploadForm", json_schema_extra=plain_optional)
+
+    file: BaseFile = Field(description="CSV (UTF-8 or GBK), XLSX or GeoJSON, at most 50,000 rows.")
+    crs: Literal["wgs84", "gcj02", "bd09"] = Field(
+        description="Coordinates as copied from 高德/腾讯 are gcj02, from 百度 bd09."
+    )
+    layer: LayerKey | None = Field(None, description="The layer of rows that name none.")
 
 
 #: POST body per entity (``facility`` or a store table).
