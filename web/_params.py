@@ -257,6 +257,18 @@ def _pattern(regex: str, says: str, max_length: int | None = None) -> Checked:
     return Checked(check, schema)
 
 
+def words(max_length: int) -> Checked:
+    """Free text of at most ``max_length`` characters (spaces around it ignored)."""
+
+    def check(value: Any, info: ValidationInfo) -> str:
+        text = str(value).strip()
+        if len(text) > max_length:
+            _refuse(f"{info.field_name} must be at most {max_length} characters")
+        return text
+
+    return Checked(check, {"type": "string", "maxLength": max_length})
+
+
 def _boolean(value: Any, info: ValidationInfo) -> bool:
     if str(value).lower() in ("true", "1", "yes"):
         return True
@@ -407,9 +419,7 @@ class PlanQuery(Query):
 
 
 class SearchQuery(Query):
-    q: Annotated[str, Field(max_length=50)] = Field(
-        "", description="关键词 words in title, trade, facility"
-    )
+    q: Annotated[str, words(50)] = Field("", description="关键词 words in title, trade, facility")
     trade: AnyTrade | None = Field(None, description="工种 trade (exact)")
     level: Annotated[str, choice_of(get_args(Level))] | None = Field(
         None, description="等级 (evaluations; courses naming it in their title)"
