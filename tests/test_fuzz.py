@@ -178,6 +178,26 @@ HOSTILE = [
         ]
     ],
     ("GET /api/plan", "plan-add-٣", {"query": {"county": "南湖区", "add": "٣"}}),
+    *[
+        (label, f"{label.split('/')[-1]}-{key}-{value[:12]}", {"query": {key: value}, **more})
+        for label, key, value, more in [
+            ("GET /api/search", "limit", "٣", {}),
+            ("GET /api/search", "limit", "1" * 30, {}),
+            ("GET /api/search", "lon", "１２０.７５", {}),
+            ("GET /api/search", "minutes", "3_0", {}),
+            ("GET /api/search", "from", "２０２６-01-01", {}),
+            ("GET /api/search", "village", "../../etc/passwd", {}),
+            ("GET /api/demand", "weeks", "²", {}),
+            ("GET /api/demand.geojson", "weeks", "9" * 5000, {}),
+            ("GET /api/stats", "by", "county\u0000", {}),
+            (
+                "GET /api/admin/facilities/{fid}/registrations",
+                "item",
+                "course:٣",
+                {"path_parameters": {"fid": SCHOOL}},
+            ),
+        ]
+    ],
 ]
 
 

@@ -21,7 +21,7 @@ import copy
 import functools
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, g, request
 from pydantic import TypeAdapter
@@ -102,7 +102,10 @@ class Plugin(FlaskPlugin):
         return path, parameters
 
 
-def query(model: type[Any]) -> Any:
+Q = TypeVar("Q")
+
+
+def query(model: type[Q]) -> Q:
     """The request's query, validated by ``model`` (its ``@spec.validate(query=model)``)."""
     found = g.get("query")
     if not isinstance(found, model):
@@ -137,20 +140,15 @@ BEARER: dict[str, list[str]] = {"bearer": []}
 def _generated() -> dict[str, Any]:
     """The document of the routes, before the region's ranges (built once per process)."""
     from . import admin, api, demand, registration, search
+    from ._params import RowId
 
-    app = Flask(__name__)
-    app.url_map.converters["id"] = _row_id_converter()
+    app = Flask(__name__)  # the /api blueprints alone: no study needed
+    app.url_map.converters["id"] = RowId
     for module in (api, search, registration, demand, admin):
         app.register_blueprint(module.bp)
     with app.app_context():
-        generated = spec._generate_spec()
+        generated = spec.spec
     return json.loads(json.dumps(generated))  # plain JSON types (enums as their text)
-
-
-def _row_id_converter() -> type[Any]:
-    from ._params import RowId
-
-    return RowId
 
 
 def openapi_document(settings: Settings | None = None) -> dict[str, Any]:
