@@ -5,6 +5,7 @@ disagree with the document."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
@@ -288,3 +289,114 @@ def test_every_json_answer_has_a_model():
             typed += all("content" in op["responses"][c] for c in ok if c != "204")
     assert operations == 39
     assert typed == 38  # all but the XLSX export
+
+
+# ------------------------------------- every answer of a store with data conforms
+
+VILLAGE = "330402007024"  # 百福弄社区居委会, 南湖区
+REGISTRY = "名称,经度,纬度,工种\n南湖技能驿站,120.7623,30.7531,焊工\n"
+
+
+@pytest.fixture(scope="module")
+def full_app(study, new_database):
+    """An app whose store has a course with a registrant, an evaluation session, demand
+    signals, an upload and audit entries: the answers the fuzzing rarely reaches."""
+    from signup import COURSE, body
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "STUDY": study,
+            "TILE_URL": "none",
+            "DATABASE": new_database(),
+            "DEMAND_FLUSH_S": 0,
+            "RATELIMIT_PUBLIC": "100000 per second",
+            "RATELIMIT_ADMIN": "100000 per minute",
+        }
+    )
+    store = app.extensions["skillcircle.store"]
+    _, token = store.create_token("nanhu", "南湖区")
+    app.config["FUZZ_TOKEN"] = token
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    made = client.post(f"/api/admin/facilities/{SCHOOL}/courses", json=COURSE, headers=auth)
+    course = made.get_json()["id"]
+    session = {
+        "trade": "焊工",
+        "level": "中级",
+        "date": "2099-04-01",
+        "place": "实训楼",
+        "seats": 9,
+    }
+    made = client.post(f"/api/admin/facilities/{SCHOOL}/evaluations", json=session, headers=auth)
+    assert made.status_code == 201, made.get_json()
+    made = client.post("/api/registrations", json=body(course, "13812345678", client))
+    assert made.status_code == 201, made.get_json()
+    for signal in (
+        {"kind": "search", "trade": "焊工", "village": VILLAGE},
+        {"kind": "notify", "trade": "焊工"},
+    ):
+        assert client.post("/api/demand", json=signal).status_code == 204
+    assert client.get(f"/q/{VILLAGE}").status_code == 200  # a scan
+    app.config["COURSE_ID"] = course
+    return app
+
+
+def _upload(dry_run: bool) -> dict:
+    return {
+        "query": {"dry_run": "true"} if dry_run else {},
+        "data": {"file": (io.BytesIO(REGISTRY.encode()), "r.csv"), "crs": "wgs84"},
+    }
+
+
+#: (operation, request arguments for the test client, path parameters)
+ANSWERS = [
+    ("GET /api/version", {}, {}),
+    ("GET /api/layers", {}, {}),
+    ("GET /api/facilities", {"query": {"trade": "焊工"}}, {}),
+    ("GET /api/facilities/{fid}", {}, {"fid": SCHOOL}),
+    ("GET /api/villages", {"query": {"county": "南湖区", "mode": "walk"}}, {}),
+    ("GET /api/villages/{code}", {}, {"code": VILLAGE}),
+    ("GET /api/nearby", {"query": {"lon": "120.75", "lat": "30.76", "minutes": "60"}}, {}),
+    ("GET /api/isochrones", {"query": {"layer": "technical_school"}}, {}),
+    ("GET /api/stats", {"query": {"by": "town"}}, {}),
+    ("GET /api/plan", {"query": {"county": "南湖区", "weights": "demand", "add": "2"}}, {}),
+    ("GET /api/search", {"query": {"village": VILLAGE}}, {}),
+    ("GET /api/search", {"query": {"lon": "120.75", "lat": "30.76", "minutes": "60"}}, {}),
+    ("GET /api/trades", {}, {}),
+    ("GET /api/register/challenge", {}, {}),
+    ("GET /api/demand", {}, {}),
+    ("GET /api/demand.geojson", {}, {}),
+    ("GET /api/admin/whoami", {}, {}),
+    ("GET /api/admin/facilities", {}, {}),
+    ("GET /api/admin/facilities/{fid}/courses", {}, {"fid": SCHOOL}),
+    ("GET /api/admin/facilities/{fid}/evaluations", {}, {"fid": SCHOOL}),
+    ("GET /api/admin/facilities/{fid}/registrations", {}, {"fid": SCHOOL}),
+    ("GET /api/admin/audit", {}, {}),
+    ("POST /api/admin/facilities/upload", "dry_run", {}),
+    ("POST /api/admin/facilities/upload", "commit", {}),
+    ("POST /api/admin/facilities", {"json": FACILITY}, {}),
+    ("PATCH /api/admin/facilities/{fid}", {"json": {"note": "改"}}, {"fid": SCHOOL}),
+    ("GET /api/admin/jobs/{job_id}", {}, {"job_id": 1}),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "args", "path"), ANSWERS, ids=[f"{a[0]}-{i}" for i, a in enumerate(ANSWERS)]
+)
+def test_answers_of_a_store_with_data_conform(label, args, path, full_app):
+    """Courses, sessions, registrants, demand, audit entries, uploads and jobs in the
+    answers, each checked against the document (all checks, as in the fuzzing)."""
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", full_app)
+    (operation,) = [op.ok() for op in schema.get_all_operations() if op.ok().label == label]
+    method, template = label.split(" ")
+    url = template.format(**path)
+    if isinstance(args, str):
+        args = _upload(args == "dry_run")
+    kwargs = {"query_string": args.get("query"), "json": args.get("json"), "data": args.get("data")}
+    headers = {"Authorization": f"Bearer {full_app.config['FUZZ_TOKEN']}"}
+    response = full_app.test_client().open(url, method=method, headers=headers, **kwargs)
+    assert 200 <= response.status_code < 300, response.get_json()
+    assert response.get_json(), "an empty answer checks nothing"
+    case = operation.Case(path_parameters=path or None, query=args.get("query"))
+    case.validate_response(response, checks=CHECKS)

@@ -275,11 +275,27 @@ class Version(Answer):
     jobs_waiting: int
 
 
+class StatsRow(Answer):
+    """Coverage of one county (or town): villages, covered, shares; per layer
+    ``<layer>_covered`` and ``<layer>_share``."""
+
+    county: str
+    town: str | None = None
+    population_2020: float | None = None
+    villages: int
+    covered: int
+    share_covered: float
+    uncovered: int
+    villages_located: int
+    covered_located: int
+    uncovered_villages: str
+
+
 class Stats(Answer):
     by: Literal["county", "town"]
     mode: str
     minutes: float
-    rows: list[dict[str, Any]]
+    rows: list[StatsRow]
     network: str
     population_note: str
 
@@ -412,10 +428,16 @@ class Withdrawn(Answer):
 
 class DemandRow(Answer):
     village_code: str
+    village_name: str
+    town: str
+    county: str
+    lon: float | None
+    lat: float | None
     trade: str
     scans: int
     searches: int
     notify: int
+    total: int
 
 
 class DemandTotals(BaseModel):
@@ -431,7 +453,22 @@ class Demand(Answer):
     since: str
 
 
+class DemandVillage(Answer):
+    """A village's signals, all trades: scans, searches, notify-me, total."""
+
+    village_code: str
+    village_name: str
+    town: str
+    county: str
+    scans: int
+    searches: int
+    notify: int
+    total: int
+    trades: dict[str, int] = Field(description="trade -> searches + notify, most first")
+
+
 class DemandFeature(Feature):
+    properties: DemandVillage  # type: ignore[assignment]
     geometry: Point  # type: ignore[assignment]
 
 
