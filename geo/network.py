@@ -611,10 +611,9 @@ def network_from_pbf(path: Path, source: NetworkSource | None = None) -> RoadNet
 
 def load_coarse_network(settings: Settings) -> RoadNetwork:
     """Load the coarse major-roads network of the settings' region pack (``network/``)."""
-    folder = settings.coarse_network_dir
     try:
-        nodes = pd.read_csv(folder / "nodes.csv")
-        edges = pd.read_csv(folder / "edges.csv")
+        nodes = pd.read_csv(settings.coarse_nodes_path)
+        edges = pd.read_csv(settings.coarse_edges_path)
     except FileNotFoundError as exc:
         raise NetworkError(
             f"bundled network missing: {exc.filename}; run scripts/build_network.py"

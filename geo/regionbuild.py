@@ -42,7 +42,16 @@ import shapely
 
 from geo import places_build as pb
 from geo import samples as sm
+from geo._io import features_text
 from geo.projection import utm_crs
+from geo.region import (
+    BOUNDS_MARGIN_M,
+    grow_bounds,
+    pack_path,
+    region_dict,
+    regions_home,
+    write_region_json,
+)
 from geo.regionsources import (
     SOURCES,
     RegionBuildError,
@@ -69,8 +78,6 @@ def default_shared() -> Path:
 
 def default_out(code: str) -> Path:
     """``<SKILLCIRCLE_HOME or ~/.local/share/skillcircle>/regions/<code>``."""
-    from geo.region import regions_home
-
     return regions_home() / code
 
 
@@ -194,9 +201,7 @@ def add_statistical_units(
 def write_geojson(frame: gpd.GeoDataFrame, path: Path) -> None:
     """Deterministic GeoJSON (stable key order, 6-decimal coordinates, one feature a line)."""
     doc = json.loads(frame.to_json(drop_id=True, to_wgs84=True))
-    feats = [json.dumps(f, ensure_ascii=False, sort_keys=False) for f in doc["features"]]
-    text = '{"type": "FeatureCollection", "features": [\n' + ",\n".join(feats) + "\n]}"
-    path.write_text(text + "\n", encoding="utf-8")
+    path.write_text(features_text(doc["features"]), encoding="utf-8")
 
 
 def cut_network(
@@ -327,7 +332,7 @@ def atomic_folder(out: Path) -> Iterator[Path]:
     out = Path(out)
     if (
         out.exists()
-        and not (out / "region.json").is_file()
+        and not pack_path(out, "meta").is_file()
         and (not out.is_dir() or any(out.iterdir()))
     ):
         raise RegionBuildError(
@@ -559,8 +564,6 @@ def build_region(
 
     # ---- network
     nodes, edges = read_scgraph(archives["scgraph"], None if sources_dir else _cache(cache_dir))
-    from geo.region import BOUNDS_MARGIN_M, grow_bounds
-
     box = tuple(round(b, 4) for b in grow_bounds(outline.bounds, BOUNDS_MARGIN_M))
     nodes, edges = cut_network(nodes, edges, box)  # type: ignore[arg-type]
     if not len(nodes):
@@ -662,17 +665,12 @@ def write_pack_region_json(
     ``facilities.geojson`` is not written yet), bounds and metric CRS from the
     outline (:func:`geo.region.region_dict`). Returns the document.
     """
-    from geo.region import region_dict, write_region_json
-
     folder = Path(folder)
-    counties = features_of(folder / "boundaries" / "counties.geojson")
+    counties = features_of(pack_path(folder, "counties"))
     outline = shapely.union_all(
-        [
-            shapely.geometry.shape(f["geometry"])
-            for f in features_of(folder / "boundaries" / "city.geojson")
-        ]
+        [shapely.geometry.shape(f["geometry"]) for f in features_of(pack_path(folder, "city"))]
     )
-    facilities = folder / "facilities.geojson"
+    facilities = pack_path(folder, "facilities")
     document = region_dict(
         code=code,
         name=name,
@@ -691,13 +689,13 @@ def write_pack_region_json(
         network_description=network_description,
         counts={
             "counties": len(counties),
-            "towns": len(features_of(folder / "boundaries" / "towns.geojson")),
-            "villages": len(features_of(folder / "boundaries" / "villages.geojson")),
+            "towns": len(features_of(pack_path(folder, "towns"))),
+            "villages": len(features_of(pack_path(folder, "villages"))),
             "facilities": len(features_of(facilities)) if facilities.is_file() else 0,
         },
         built_by=built_by,
     )
-    write_region_json(Path(path) if path is not None else folder / "region.json", document)
+    write_region_json(Path(path) if path is not None else pack_path(folder, "meta"), document)
     return document
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from geo import places_build as pb
+from geo._io import features_text
 from geo.regionbuild import BuildReport, _fmt, atomic_folder, default_out, write_geojson
 from geo.regionsources import RegionBuildError
 
@@ -184,7 +185,7 @@ def merge_villages(
     facilities standing at a moved town point follow it, a note is added to the
     README, and the copy replaces ``out``. Nothing is written when a row is bad.
     """
-    from geo.region import bundled_region_dir, load_region
+    from geo.region import bundled_region_dir, load_region, pack_path
 
     pack = Path(pack)
     region = load_region(pack)
@@ -195,13 +196,13 @@ def merge_villages(
             bundled = False
         out = default_out(region.code) if bundled else pack
     out = Path(out)
-    towns = _properties(pack / "boundaries" / "towns.geojson")
-    villages = _properties(pack / "boundaries" / "villages.geojson")
+    towns = _properties(pack_path(pack, "towns"))
+    villages = _properties(pack_path(pack, "villages"))
     user = read_user_villages(Path(file), crs, set(villages["village_code"]))
     seats = seats_from_towns(towns)
     towns_out, villages_out, merged = merge_user_villages(towns, villages, user, seats, str(file))
     # sample facilities at a town point follow their town
-    facilities = json.loads((pack / "facilities.geojson").read_text(encoding="utf-8"))
+    facilities = json.loads(pack_path(pack, "facilities").read_text(encoding="utf-8"))
     town_at = towns_out.set_index("town_code")
     followed = 0
     for feat in facilities["features"]:
@@ -222,12 +223,10 @@ def merge_villages(
     merged["sample facilities moved"] = followed
     with atomic_folder(out) as tmp:
         shutil.copytree(pack, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__*"))
-        write_geojson(towns_out, tmp / "boundaries" / "towns.geojson")
-        write_geojson(villages_out, tmp / "boundaries" / "villages.geojson")
-        feats = [json.dumps(f, ensure_ascii=False) for f in facilities["features"]]
-        (tmp / "facilities.geojson").write_text(
-            '{"type": "FeatureCollection", "features": [\n' + ",\n".join(feats) + "\n]}\n",
-            encoding="utf-8",
+        write_geojson(towns_out, pack_path(tmp, "towns"))
+        write_geojson(villages_out, pack_path(tmp, "villages"))
+        pack_path(tmp, "facilities").write_text(
+            features_text(facilities["features"]), encoding="utf-8"
         )
         readme = tmp / "README.md"
         text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
