@@ -390,6 +390,18 @@ def is_database_url(target: str | Path) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
 
+def _unused_code(tx: Write) -> str:
+    """A confirmation code no registration has: 2**40 codes make a clash all but
+    impossible, but one is never reused."""
+    while True:
+        code = new_code()
+        clash = tx.conn.execute(
+            "SELECT 1 FROM registrations WHERE code_hash = ?", (hash_code(code),)
+        ).fetchone()
+        if clash is None:
+            return code
+
+
 class Store:
     """The store in a SQLite file or a PostgreSQL database; a connection per thread and
     process (waitress serves from a thread pool, gunicorn forks workers).
@@ -532,22 +544,15 @@ class Store:
             (:data:`TABLE_MODELS`) and the store's own :data:`ITEM_KEYS`.
         """
         problems = []
-        for table, model in TABLE_MODELS.items():
-            cursor = self.conn.execute(f"SELECT * FROM {table} LIMIT 0")
-            columns = [str(column[0]) for column in cursor.description or ()]
-            lacking = [k for k in ITEM_KEYS if k not in columns]
-            if lacking:
-                problems.append(f"table {table} lacks column(s) {', '.join(lacking)}")
-            own = [c for c in columns if c not in ITEM_KEYS]
-            problems += column_problems(model, own, f"table {table}")
-        for table, (record_model, keys) in RECORD_TABLES.items():
+        tables = {table: (model, ITEM_KEYS) for table, model in TABLE_MODELS.items()}
+        for table, (model, keys) in {**tables, **RECORD_TABLES}.items():
             cursor = self.conn.execute(f"SELECT * FROM {table} LIMIT 0")
             columns = [str(column[0]) for column in cursor.description or ()]
             lacking = [k for k in keys if k not in columns]
             if lacking:
                 problems.append(f"table {table} lacks column(s) {', '.join(lacking)}")
             own = [c for c in columns if c not in keys]
-            problems += column_problems(record_model, own, f"table {table}")
+            problems += column_problems(model, own, f"table {table}")
         if problems:
             raise StoreError(
                 f"{self.location}: {'; '.join(problems)} (geo/models.py); the database was "
@@ -861,54 +866,13 @@ class Store:
             400 ``challenge`` (its challenge was used).
         """
         kind, item_id = registration.kind, registration.item_id
-        table = KIND_TABLES[kind]
-        noun = "course 培训班" if kind == "course" else "evaluation session 评价场次"
         with self.write(None, "register", "registration", "?", who="registrant") as tx:
-            row = tx.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (item_id,)).fetchone()
-            if row is None:
-                raise RefusedError(404, "not found", f"no {noun} {item_id}; 项目不存在，请重新搜索")
-            item = self._checked(table, [row])[0]
-            end = str(
-                item["date"] if kind == "evaluation" else item["end_date"] or item["start_date"]
-            )
-            if end < today:
-                raise RefusedError(410, "past", f"{noun} {item_id} ended on {end}; 该项目已结束")
-            seats = item["seats"]
-            if seats is None:
-                raise RefusedError(
-                    409,
-                    "closed",
-                    f"{noun} {item_id} takes no online registration; 请电话联系举办机构报名",
-                )
-            duplicate = tx.conn.execute(
-                "SELECT 1 FROM registrations WHERE kind = ? AND item_id = ? AND phone = ? "
-                "AND state = 'active'",
-                (kind, item_id, registration.phone),
-            ).fetchone()
-            if duplicate is not None:
-                raise RefusedError(
-                    409,
-                    "duplicate",
-                    "this phone is already registered for it; 该手机号已报名此项目",
-                )
-            taken = tx.registered(table, item_id)
-            if taken >= seats:
-                raise RefusedError(409, "full", f"all {seats} seats are taken; 名额已满")
-            used = tx.conn.execute(
-                "SELECT 1 FROM registrations WHERE challenge = ?", (challenge,)
-            ).fetchone()
-            if used is not None:
-                raise RefusedError(400, "challenge", "this challenge was used; 请刷新验证题后重试")
+            item, end, seats_left = self._registrable(tx, registration, challenge, today)
             facility = tx.conn.execute(
                 "SELECT county FROM facilities WHERE id = ?", (item["facility_id"],)
             ).fetchone()
-            while True:  # 2**40 codes: a clash is all but impossible, but never reuse one
-                code = new_code()
-                clash = tx.conn.execute(
-                    "SELECT 1 FROM registrations WHERE code_hash = ?", (hash_code(code),)
-                ).fetchone()
-                if clash is None:
-                    break
+            county = facility["county"] if facility else None
+            code = _unused_code(tx)
             values = registration.model_dump(mode="json")
             reg_id = int(
                 tx.conn.execute(
@@ -919,7 +883,7 @@ class Store:
                         kind,
                         item_id,
                         item["facility_id"],
-                        facility["county"] if facility else None,
+                        county,
                         values["name"],
                         values["phone"],
                         values["consent_at"],
@@ -931,7 +895,7 @@ class Store:
                 ).fetchone()["id"]
             )
             tx.entity_id, tx.facility_id = str(reg_id), item["facility_id"]
-            tx.county = facility["county"] if facility else None
+            tx.county = county
             tx.after = {"kind": kind, "item_id": item_id, "state": "active"}  # no personal data
         return {
             "id": reg_id,
@@ -941,8 +905,51 @@ class Store:
             "facility_id": item["facility_id"],
             "title": item_title(kind, item),
             "start_date": str(item["start_date"] if kind == "course" else item["date"]),
-            "seats_left": max(0, seats - taken - 1),
+            "seats_left": seats_left,
         }
+
+    def _registrable(
+        self, tx: Write, registration: Registration, challenge: str, today: str
+    ) -> tuple[dict[str, Any], str, int]:
+        """The item a registration is for, its last day and the seats left after it,
+        read in ``tx``; a refusal (:meth:`register`) raises :class:`RefusedError`."""
+        kind, item_id = registration.kind, registration.item_id
+        table = KIND_TABLES[kind]
+        noun = "course 培训班" if kind == "course" else "evaluation session 评价场次"
+        row = tx.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (item_id,)).fetchone()
+        if row is None:
+            raise RefusedError(404, "not found", f"no {noun} {item_id}; 项目不存在，请重新搜索")
+        item = self._checked(table, [row])[0]
+        end = str(item["date"] if kind == "evaluation" else item["end_date"] or item["start_date"])
+        if end < today:
+            raise RefusedError(410, "past", f"{noun} {item_id} ended on {end}; 该项目已结束")
+        seats = item["seats"]
+        if seats is None:
+            raise RefusedError(
+                409,
+                "closed",
+                f"{noun} {item_id} takes no online registration; 请电话联系举办机构报名",
+            )
+        duplicate = tx.conn.execute(
+            "SELECT 1 FROM registrations WHERE kind = ? AND item_id = ? AND phone = ? "
+            "AND state = 'active'",
+            (kind, item_id, registration.phone),
+        ).fetchone()
+        if duplicate is not None:
+            raise RefusedError(
+                409,
+                "duplicate",
+                "this phone is already registered for it; 该手机号已报名此项目",
+            )
+        taken = tx.registered(table, item_id)
+        if taken >= seats:
+            raise RefusedError(409, "full", f"all {seats} seats are taken; 名额已满")
+        used = tx.conn.execute(
+            "SELECT 1 FROM registrations WHERE challenge = ?", (challenge,)
+        ).fetchone()
+        if used is not None:
+            raise RefusedError(400, "challenge", "this challenge was used; 请刷新验证题后重试")
+        return item, end, max(0, seats - taken - 1)
 
     def withdraw(self, code: str, phone: str) -> bool:
         """Withdraw the active registration with this confirmation code and phone: its
