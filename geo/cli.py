@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -725,18 +724,10 @@ def _demand(
     import datetime as dt
 
     from geo.demand import demand_frame, iso_week
-
-    chosen = (
-        database
-        or os.environ.get("SKILLCIRCLE_DATABASE_URL")
-        or os.environ.get("SKILLCIRCLE_DATABASE")
-    )
+    from web import store_location
     from web.store import Store, StoreError, is_database_url
 
-    if chosen is None:
-        from web import default_database
-
-        chosen = str(default_database(settings.region.code))
+    chosen = store_location(database, settings.region.code)
     if not is_database_url(chosen) and not Path(chosen).exists():
         if not required:
             return None
@@ -751,6 +742,30 @@ def _demand(
         return demand_frame(store.demand(since)), f"{store.location}, ISO weeks {since} on"
     except StoreError as exc:
         _fail(str(exc))
+
+
+def _plan_weights(
+    settings: Settings,
+    villages: Any,
+    population: Path | None,
+    weights: str,
+    database: str | None,
+    weeks: int,
+) -> tuple[Any, Any, str]:
+    """The village weights of ``plan``: people per village (``--population``) or demand
+    signals per village (``--weights demand``, with where they came from); one at a time."""
+    from geo.reports import load_population
+
+    people = load_population(population, villages["village_code"]) if population else None
+    if weights != "demand":
+        return people, None, ""
+    if people is not None:
+        _fail("give --population or --weights demand, not both (one weighting at a time)")
+    from geo.demand import demand_per_village
+
+    found = _demand(settings, database, weeks, required=True)
+    assert found is not None  # required: _demand fails otherwise
+    return None, demand_per_village(found[0]), found[1]
 
 
 def _weights_text(people: bool, demand: Any, result: Any, source: str) -> str:
@@ -917,7 +932,6 @@ def plan(
     """
     from geo.export import write_table
     from geo.places import load_points, load_towns
-    from geo.reports import load_population
     from geo.routing import Router
     from geo.siting import plan_county, plan_table
 
@@ -929,16 +943,9 @@ def plan(
     if candidates not in ("villages", "towns"):
         area = _input_area(settings, net, "plan", [])
         cand = load_points(Path(candidates), bounds=area, settings=settings)
-    people = load_population(population, vil["village_code"]) if population else None
-    demand, demand_source = None, ""
-    if weights == "demand":
-        if people is not None:
-            _fail("give --population or --weights demand, not both (one weighting at a time)")
-        from geo.demand import demand_per_village
-
-        found = _demand(settings, database, weeks, required=True)
-        assert found is not None
-        demand, demand_source = demand_per_village(found[0]), found[1]
+    people, demand, demand_source = _plan_weights(
+        settings, vil, population, weights, database, weeks
+    )
     _announce(net)
     result = plan_county(
         Router(net, mode, settings),
@@ -956,6 +963,7 @@ def plan(
     )
     table = plan_table(result)
     res = result.result
+    solver = f"{res.method}, optimal={res.optimal}, gap={res.gap:.4g}, {res.seconds:.3f} s"
     meta = run_metadata(
         settings,
         net.source,
@@ -964,10 +972,8 @@ def plan(
             "区县 county": county,
             "图层 layer": layer,
             "新增 add": add,
-            "候选 candidates": candidates if isinstance(cand, str) else str(candidates),
-            "求解 solver": (
-                f"{res.method}, optimal={res.optimal}, gap={res.gap:.4g}, {res.seconds:.3f} s"
-            ),
+            "候选 candidates": candidates,
+            "求解 solver": solver,
             "权重 weights": _weights_text(people is not None, demand, result, demand_source),
             "样例 sample": sample_note(fac),
         },

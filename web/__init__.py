@@ -116,6 +116,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         (default 5; 0 in tests).
     """
     app = _Flask(__name__, instance_relative_config=True)
+    _configure(app, test_config)
+    study = app.config.get("STUDY")
+    settings = study.settings if study is not None else Settings.for_region(app.config["REGION"])
+    store = _open_store(app, settings)
+    study, facilities_version = _served_study(app, store, study, settings)
+    _start_sync(app, store, study, facilities_version)
+    logger.info("network: %s", study.network.source.label)
+    _register_blueprints(app, store)
+    _error_handlers(app)
+    return app
+
+
+def _configure(app: Flask, test_config: dict[str, Any] | None) -> None:
+    """The defaults of :func:`create_app` (from the environment), then ``test_config``;
+    the secret key made if missing; refuse a retention that is not a number of days."""
     app.config.from_mapping(
         OSM_FILE=os.environ.get("SKILLCIRCLE_OSM") or None,
         REGION=os.environ.get("SKILLCIRCLE_REGION") or None,
@@ -123,11 +138,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         TILE_URL=os.environ.get("SKILLCIRCLE_TILE_URL", DEFAULT_TILES),
         TILE_ATTR=os.environ.get("SKILLCIRCLE_TILE_ATTR", DEFAULT_TILE_ATTR),
         JSON_AS_ASCII=False,
-        DATABASE=(
-            os.environ.get("SKILLCIRCLE_DATABASE_URL")
-            or os.environ.get("SKILLCIRCLE_DATABASE")
-            or None
-        ),
+        DATABASE=database_from_env(),
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
         UPLOAD_MAX_ROWS=int(os.environ.get("SKILLCIRCLE_UPLOAD_MAX_ROWS", "50000")),
         RATELIMIT_PUBLIC=os.environ.get("SKILLCIRCLE_RATELIMIT_PUBLIC", "50 per second"),
@@ -162,11 +173,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             f"REGISTRATION_RETENTION_DAYS must be a whole number of days >= 1; got {retention!r}"
         )
 
-    study = app.config.get("STUDY")
-    settings = study.settings if study is not None else Settings.for_region(app.config["REGION"])
-    region = settings.region
-    store = Store(app.config["DATABASE"] or default_database(region.code))
-    check_store_region(store, region)
+
+def _open_store(app: Flask, settings: Settings) -> Store:
+    """The app's store (``DATABASE`` or the region's default), checked against the region;
+    facilities with ids no URL can reach are logged."""
+    store = Store(app.config["DATABASE"] or default_database(settings.region.code))
+    check_store_region(store, settings.region)
     app.extensions["skillcircle.store"] = store
     unsafe = store.unsafe_id_facilities()
     if unsafe:
@@ -176,6 +188,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             len(unsafe),
             unsafe[0]["id"],
         )
+    return store
+
+
+def _served_study(
+    app: Flask, store: Store, study: Study | None, settings: Settings
+) -> tuple[Study, int]:
+    """The study of the store's facilities and their version.
+
+    An empty store is seeded from the region's facilities (or the given study's);
+    the study is loaded, or the given one brought up to the store's facilities.
+    """
     if study is None and not store.facility_count():
         from geo.facilities import load_facilities
 
@@ -193,6 +216,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         study, change = study.with_facilities(frame)
         if change.layers or change.trades:
             logger.info("store differs from the given study: recomputed %s", change)
+    return study, facilities_version
+
+
+def _start_sync(app: Flask, store: Store, study: Study, facilities_version: int) -> None:
+    """Serve ``study``; set up the memo, the recomputer (mode ``RECOMPUTE``), the
+    follower of other processes' results and the version/ETag headers."""
     # what this process computed at start is the newest state: publish it (a no-op if
     # another process published a newer one, which the follower then brings in)
     store.publish(facilities_version, study.version)
@@ -202,6 +231,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if mode not in RECOMPUTE_MODES:
         raise SettingsError(f"RECOMPUTE must be one of {', '.join(RECOMPUTE_MODES)}; got {mode!r}")
     app.config["RECOMPUTE"] = mode
+    retention = app.config["REGISTRATION_RETENTION_DAYS"]
     app.extensions["skillcircle.recomputer"] = Recomputer(
         store,
         study,
@@ -221,23 +251,28 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     follow = app.config.get("FOLLOW", not app.testing)
     if follow or mode == "thread":
         app.before_request(lambda: _start_background(app, follow))
-    logger.info("network: %s", study.network.source.label)
 
+
+def _register_blueprints(app: Flask, store: Store) -> None:
+    """The blueprints, the row-id URL converter, rate limits and the demand buffer."""
     from web import admin, api, demand, exports, map, qr, registration, search, security
     from web._params import RowId
 
     app.url_map.converters["id"] = RowId
     storage = app.config.get("RATELIMIT_STORAGE") or f"sqlite:///{ratelimit_file(store)}"
     limiter = security.init_app(app, storage)
-    app.register_blueprint(map.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(search.bp)
-    app.register_blueprint(registration.bp)
-    app.register_blueprint(demand.bp)
-    app.register_blueprint(qr.bp)
-    app.register_blueprint(exports.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(admin.page)
+    for blueprint in (
+        map.bp,
+        api.bp,
+        search.bp,
+        registration.bp,
+        demand.bp,
+        qr.bp,
+        exports.bp,
+        admin.bp,
+        admin.page,
+    ):
+        app.register_blueprint(blueprint)
     security.limit_views(
         app,
         limiter,
@@ -249,6 +284,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         },
     )
     demand.init_app(app, store)
+
+
+def _error_handlers(app: Flask) -> None:
+    """JSON errors under ``/api/``, the error page elsewhere; a 500 quotes a request id."""
 
     @app.errorhandler(404)
     def not_found(error: Any) -> Any:
@@ -281,8 +320,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         response.headers["X-Request-Id"] = rid
         return response
 
-    return app
-
 
 def purge_registrations(store: Store, retention_days: int) -> int:
     """Delete registrants' name and phone ``retention_days`` after their item ended
@@ -298,6 +335,20 @@ def default_database(code: str = BUNDLED_CODE) -> Path:
     ``skillcircle-<code>.sqlite3`` (one store per region, never mixed)."""
     name = "skillcircle.sqlite3" if code == BUNDLED_CODE else f"skillcircle-{code}.sqlite3"
     return Path(Flask(__name__).instance_path) / name
+
+
+def database_from_env() -> str | None:
+    """The store named by the environment: ``SKILLCIRCLE_DATABASE_URL`` (PostgreSQL),
+    else ``SKILLCIRCLE_DATABASE`` (a SQLite file), else None."""
+    return (
+        os.environ.get("SKILLCIRCLE_DATABASE_URL") or os.environ.get("SKILLCIRCLE_DATABASE") or None
+    )
+
+
+def store_location(database: str | None, code: str = BUNDLED_CODE) -> str:
+    """The store a command means: ``database`` (``--database``), else the environment's
+    (:func:`database_from_env`), else region ``code``'s :func:`default_database`."""
+    return database or database_from_env() or str(default_database(code))
 
 
 def ratelimit_file(store: Store) -> Path:
