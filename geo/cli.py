@@ -246,6 +246,13 @@ def file_option(*decls: str, required: bool = False, help: str = "") -> Callable
     return path_option(*decls, required=required, help=help, dir_okay=False)
 
 
+def choice_option(*decls: str, choices: Sequence[str], help: str) -> Callable[[F], F]:
+    """An option taking one of ``choices``; the first is the default."""
+    return click.option(
+        *decls, type=click.Choice(list(choices)), default=choices[0], show_default=True, help=help
+    )
+
+
 osm_option = file_option(
     "--osm",
     help=(
@@ -584,11 +591,9 @@ def times(
 
 @main.command()
 @region_option
-@click.option(
+@choice_option(
     "--by",
-    type=click.Choice(["county", "town"]),
-    default="county",
-    show_default=True,
+    choices=("county", "town"),
     help="按区县或乡镇统计 / group by county or town.",
 )
 @mode_option
@@ -647,18 +652,14 @@ def stats(
 @region_option
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--layer", type=click.Choice(list(LAYERS)), required=True, help="设施图层 layer.")
-@click.option(
+@choice_option(
     "--crs",
-    type=click.Choice(["wgs84", "gcj02", "bd09"]),
-    default="wgs84",
-    show_default=True,
+    choices=("wgs84", "gcj02", "bd09"),
     help="坐标系：高德/腾讯=gcj02，百度=bd09.",
 )
-@click.option(
+@choice_option(
     "--geocoder",
-    type=click.Choice(["offline", "amap", "tianditu"]),
-    default="offline",
-    show_default=True,
+    choices=("offline", "amap", "tianditu"),
     help="无经纬度的行按地址定位：offline=本地区县/乡镇/村名录，amap=高德，tianditu=天地图 "
     "/ place rows without lon/lat by their address.",
 )
@@ -770,17 +771,16 @@ def _plan_weights(
 
 def _weights_text(people: bool, demand: Any, result: Any, source: str) -> str:
     """The 权重 row of a plan's metadata."""
-    from geo.demand import DEMAND_WEIGHT_FORMULA
+    from geo.demand import DEMAND_WEIGHT_FORMULA, demand_summary
 
     if people:
         return "people (from --population)"
     if demand is None:
         return "1 per village"
-    points = result.demand
-    signals = float(points["weight"].sum() - len(points))
+    signals, villages = demand_summary(result.demand)
     return (
-        f"{DEMAND_WEIGHT_FORMULA}; {signals:g} signals in {int((points['weight'] > 1).sum())} "
-        f"villages of the county ({source})"
+        f"{DEMAND_WEIGHT_FORMULA}; {signals:g} signals in {villages} villages of the county "
+        f"({source})"
     )
 
 
@@ -789,12 +789,10 @@ def _weights_text(people: bool, demand: Any, result: Any, source: str) -> str:
 @click.option("--county", required=True, help="区县名称或 all / county name or all (e.g. 南湖区).")
 @mode_option
 @minutes_option
-@click.option(
+@choice_option(
     "--format",
     "fmt",
-    type=click.Choice(["xlsx", "csv", "geojson"]),
-    default="xlsx",
-    show_default=True,
+    choices=("xlsx", "csv", "geojson"),
     help="输出格式 / output format.",
 )
 @file_option(
@@ -888,19 +886,15 @@ def export(
     show_default=True,
     help="候选点: villages, towns 或 CSV 文件 (id,lon,lat[,name]) / candidate sites.",
 )
-@click.option(
+@choice_option(
     "--method",
-    type=click.Choice(["milp", "greedy"]),
-    default="milp",
-    show_default=True,
+    choices=("milp", "greedy"),
     help="精确整数规划或贪心 / exact MILP (HiGHS) or greedy.",
 )
 @file_option("--population", help="村人口文件 (村代码, 人口) -> 按人口最大化 / weight by people.")
-@click.option(
+@choice_option(
     "--weights",
-    type=click.Choice(["villages", "demand"]),
-    default="villages",
-    show_default=True,
+    choices=("villages", "demand"),
     help="村权重 / villages: 1 each (people with --population); demand: 1 + the village's "
     "training-demand signals (技能码 scans + searches + notify-me) from the web store.",
 )

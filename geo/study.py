@@ -51,6 +51,13 @@ KEEP_RESULTS = 8
 class Study:
     """Facilities, places, network and the results of one data version for one region.
 
+    One class on purpose (~330 lines in sections: loading, updates, results,
+    queries): it is the read-only unit the web app serves and swaps whole when a
+    facility changes (a request keeps the study it started with). The work lives in
+    :mod:`geo.results` (compute, incremental update, versioned cache),
+    :mod:`geo.products` and :mod:`geo.routing`; the queries here are thin views of
+    one version's results, sharing its bounded per-(layer, trade) target tables.
+
     Attributes
     ----------
     version

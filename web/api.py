@@ -336,13 +336,15 @@ def _weights_note(solved: Any, demand: Any, weeks: int, formula: str) -> dict[st
     """How the plan weighted villages (its metadata)."""
     if demand is None:
         return {"kind": "villages", "formula": "w = 1 per village"}
-    points = solved.demand
+    from geo.demand import demand_summary
+
+    signals, villages = demand_summary(solved.demand)
     return {
         "kind": "demand",
         "formula": formula,
         "weeks": weeks,
-        "signals": float(points["weight"].sum() - len(points)),
-        "villages_with_signals": int((points["weight"] > 1).sum()),
+        "signals": signals,
+        "villages_with_signals": villages,
     }
 
 
