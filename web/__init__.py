@@ -57,7 +57,13 @@ class _Flask(Flask):
 
 
 def request_id() -> str:
-    """An id for this request, quoted in a 500 answer and in the log line of its error."""
+    """An id for this request, quoted in a 500 answer and in the log line of its error.
+
+    Returns
+    -------
+    str
+        16 hex digits, the same for the whole request.
+    """
     if "request_id" not in g:
         g.request_id = uuid.uuid4().hex[:16]
     return str(g.request_id)
@@ -322,39 +328,93 @@ def _error_handlers(app: Flask) -> None:
 
 
 def purge_registrations(store: Store, retention_days: int) -> int:
-    """Delete registrants' name and phone ``retention_days`` after their item ended
-    (the recompute loop's housekeeping and ``skillcircle admin purge-registrations``)."""
+    """Delete registrants' name and phone ``retention_days`` after their item ended.
+
+    The recompute loop's housekeeping and ``skillcircle admin purge-registrations``.
+
+    Parameters
+    ----------
+    store
+        The store.
+    retention_days
+        Days after an item's last day that its registrants' data are kept.
+
+    Returns
+    -------
+    int
+        How many registrations were emptied.
+    """
     from .records import today
 
     return store.purge_registrations(today(), retention_days)
 
 
 def default_database(code: str = BUNDLED_CODE) -> Path:
-    """The store of region ``code`` in the Flask instance folder, as the app and the CLI
-    both use it: ``skillcircle.sqlite3`` for the bundled region, else
-    ``skillcircle-<code>.sqlite3`` (one store per region, never mixed)."""
+    """The store of a region in the Flask instance folder, as the app and the CLI use it.
+
+    Parameters
+    ----------
+    code
+        The region code (default: the bundled region).
+
+    Returns
+    -------
+    pathlib.Path
+        ``skillcircle.sqlite3`` for the bundled region, else
+        ``skillcircle-<code>.sqlite3`` (one store per region, never mixed).
+    """
     name = "skillcircle.sqlite3" if code == BUNDLED_CODE else f"skillcircle-{code}.sqlite3"
     return Path(Flask(__name__).instance_path) / name
 
 
 def database_from_env() -> str | None:
-    """The store named by the environment: ``SKILLCIRCLE_DATABASE_URL`` (PostgreSQL),
-    else ``SKILLCIRCLE_DATABASE`` (a SQLite file), else None."""
+    """The store named by the environment.
+
+    Returns
+    -------
+    str or None
+        ``SKILLCIRCLE_DATABASE_URL`` (PostgreSQL), else ``SKILLCIRCLE_DATABASE`` (a
+        SQLite file), else None.
+    """
     return (
         os.environ.get("SKILLCIRCLE_DATABASE_URL") or os.environ.get("SKILLCIRCLE_DATABASE") or None
     )
 
 
 def store_location(database: str | None, code: str = BUNDLED_CODE) -> str:
-    """The store a command means: ``database`` (``--database``), else the environment's
-    (:func:`database_from_env`), else region ``code``'s :func:`default_database`."""
+    """The store a command means.
+
+    Parameters
+    ----------
+    database
+        ``--database`` as given (a SQLite file or a ``postgresql://`` URL), or None.
+    code
+        The region whose default store is used when nothing else names one.
+
+    Returns
+    -------
+    str
+        ``database``, else the environment's (:func:`database_from_env`), else
+        :func:`default_database` of ``code``.
+    """
     return database or database_from_env() or str(default_database(code))
 
 
 def ratelimit_file(store: Store) -> Path:
-    """The rate-limit counters of a store's app: a SQLite file beside it (shared by every
-    worker process on this machine); for a PostgreSQL store, one per database in the
-    instance folder (counters stay on this machine)."""
+    """Where an app's rate-limit counters live.
+
+    Parameters
+    ----------
+    store
+        The app's store.
+
+    Returns
+    -------
+    pathlib.Path
+        A SQLite file beside a SQLite store (shared by every worker process on this
+        machine); for a PostgreSQL store, one per database in the instance folder
+        (counters stay on this machine).
+    """
     if store.path is None:
         folder = Path(Flask(__name__).instance_path)
         folder.mkdir(parents=True, exist_ok=True)
@@ -364,7 +424,20 @@ def ratelimit_file(store: Store) -> Path:
 
 
 def check_store_region(store: Store, region: Region) -> None:
-    """Refuse a store that holds facilities of counties outside ``region``."""
+    """Refuse a store that holds facilities of counties outside ``region``.
+
+    Parameters
+    ----------
+    store
+        The store to open.
+    region
+        The served region.
+
+    Raises
+    ------
+    geo.region.RegionError
+        Naming the foreign counties, and telling to pass ``--database``.
+    """
     foreign = sorted(set(store.facility_counties()) - set(region.county_names) - {""})
     if foreign:
         raise RegionError(
@@ -374,13 +447,26 @@ def check_store_region(store: Store, region: Region) -> None:
 
 
 def get_study() -> Study:
-    """The study of the running app, fixed for the whole request."""
+    """The study of the running app, fixed for the whole request.
+
+    Returns
+    -------
+    geo.study.Study
+        The study served when the request first asked for it.
+    """
     if "study" not in g:
         g.study = current_app.extensions["skillcircle"]
     return g.study  # type: ignore[no-any-return]
 
 
 def get_store() -> Store:
+    """The running app's store.
+
+    Returns
+    -------
+    web.store.Store
+        The one store of the app (a connection per thread).
+    """
     return current_app.extensions["skillcircle.store"]  # type: ignore[no-any-return]
 
 
@@ -470,8 +556,15 @@ def _version_header(response: Any) -> Any:
 def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
     """Render the maps of a study before it is served (the slowest first visit).
 
-    With ``rest_later`` only the default mode's map is rendered now and the other
-    modes' in a background thread (a new version is then served sooner).
+    Parameters
+    ----------
+    app
+        The app whose map cache is filled.
+    study
+        The study about to be served.
+    rest_later
+        Render only the default mode's map now, the other modes' in a background
+        thread (a new version is then served sooner).
     """
     from web import map
 
@@ -486,18 +579,44 @@ def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
 
 
 def served() -> Served:
-    """The study of the running app and the facilities version it reflects."""
+    """The study of the running app and the facilities version it reflects.
+
+    Returns
+    -------
+    web.sync.Served
+        What this process serves now (may change between two calls).
+    """
     return current_app.extensions["skillcircle.served"]  # type: ignore[no-any-return]
 
 
 def remember(kind: str, key: Hashable, compute: Callable[[], T]) -> T:
-    """``compute()`` once per data version of the request's study and ``key``
-    (:class:`web.memo.Memo`: bounded per ``kind``, shared by all threads)."""
+    """``compute()`` once per data version of the request's study and ``key``.
+
+    Parameters
+    ----------
+    kind
+        The memo's kind (each bounded on its own, :class:`web.memo.Memo`).
+    key
+        What the answer depends on besides the study's version.
+    compute
+        Makes the answer (called at most once per key, shared by all threads).
+
+    Returns
+    -------
+    object
+        The remembered or new answer.
+    """
     memo: Memo = current_app.extensions["skillcircle.memo"]
     return memo.get(kind, get_study().version, key, compute)
 
 
 def public_base() -> str:
-    """Absolute base URL for links in QR codes (no trailing slash)."""
+    """The absolute base URL of links in QR codes.
+
+    Returns
+    -------
+    str
+        ``PUBLIC_URL`` (config), else the request's host URL; no trailing slash.
+    """
     base = current_app.config.get("PUBLIC_URL") or request.host_url
     return str(base).rstrip("/")

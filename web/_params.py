@@ -37,12 +37,44 @@ MAX_JSON_LENGTH = 256 * 1024
 def bad_request(
     message: str, status: int = 400, error: str = "bad request", **extra: Any
 ) -> NoReturn:
-    """Abort with ``status`` and a JSON body ``{"error": error, "message": message, **extra}``."""
+    """Abort the request with a JSON error.
+
+    Parameters
+    ----------
+    message
+        What is wrong and what to send instead.
+    status
+        HTTP status (400 unless told).
+    error
+        The short ``error`` of the body.
+    **extra
+        More members of the body (e.g. ``fields``).
+
+    Raises
+    ------
+    werkzeug.exceptions.HTTPException
+        Always: ``{"error": error, "message": message, **extra}`` with ``status``.
+    """
     abort(make_response(jsonify(error=error, message=message, **extra), status))
 
 
 def choice(name: str, allowed: tuple[str, ...], default: str) -> str:
-    """A parameter that must be one of ``allowed`` (``default`` when absent)."""
+    """A query parameter that must be one of ``allowed``.
+
+    Parameters
+    ----------
+    name
+        The parameter.
+    allowed
+        Its values.
+    default
+        The value when it is absent or empty.
+
+    Returns
+    -------
+    str
+        The value (400 when it is not one of ``allowed``).
+    """
     value = request.args.get(name) or default
     if value not in allowed:
         bad_request(f"{name} must be {' or '.join(allowed)}; got {value!r}")
@@ -54,6 +86,18 @@ DEFAULT_MODE = "ebike"
 
 
 def mode(default: str = DEFAULT_MODE) -> str:
+    """The ``mode`` parameter: a travel mode of :data:`geo.settings.MODES`.
+
+    Parameters
+    ----------
+    default
+        The mode when ``?mode=`` is absent (:data:`DEFAULT_MODE`).
+
+    Returns
+    -------
+    str
+        The mode (400 for another value).
+    """
     value = request.args.get("mode", default)
     if value not in MODES:
         bad_request(f"mode must be one of {', '.join(MODES)}; got {value!r}")
@@ -61,6 +105,18 @@ def mode(default: str = DEFAULT_MODE) -> str:
 
 
 def layer(required: bool = False) -> str | None:
+    """The ``layer`` parameter: a facility layer of :data:`geo.settings.LAYERS`.
+
+    Parameters
+    ----------
+    required
+        Refuse (400) a request without it.
+
+    Returns
+    -------
+    str or None
+        The layer, or None when absent and not required.
+    """
     value = request.args.get("layer") or None
     if value is None and required:
         bad_request(f"layer is required: one of {', '.join(LAYERS)}")
@@ -70,6 +126,13 @@ def layer(required: bool = False) -> str | None:
 
 
 def county() -> str | None:
+    """The ``county`` parameter: a county of the served region, or None when absent.
+
+    Returns
+    -------
+    str or None
+        The county name (400 for a name not in the region).
+    """
     value = request.args.get("county") or None
     names = get_study().settings.region.county_names
     if value is not None and value not in names:
@@ -78,6 +141,13 @@ def county() -> str | None:
 
 
 def trade() -> str | None:
+    """The ``trade`` parameter: a trade (工种) some facility teaches, or None when absent.
+
+    Returns
+    -------
+    str or None
+        The trade (400 for one no facility teaches).
+    """
     value = request.args.get("trade") or None
     if value is not None and value not in get_study().trades:
         bad_request(f"unknown trade {value!r}; known: {'、'.join(get_study().trades)}")
@@ -85,6 +155,22 @@ def trade() -> str | None:
 
 
 def number(name: str, low: float, high: float, default: float | None = None) -> float:
+    """A decimal query parameter within bounds.
+
+    Parameters
+    ----------
+    name
+        The parameter.
+    low, high
+        The bounds, both allowed.
+    default
+        The value when it is absent; None makes it required (400 when absent).
+
+    Returns
+    -------
+    float
+        The value (400 when it is not a plain decimal, not finite or out of bounds).
+    """
     raw = request.args.get(name)
     if raw is None or raw == "":
         if default is None:
@@ -99,7 +185,22 @@ def number(name: str, low: float, high: float, default: float | None = None) -> 
 
 
 def integer(name: str, low: int, high: int, default: int) -> int:
-    """A whole-number parameter from ``low`` to ``high`` (``default`` when absent)."""
+    """A whole-number query parameter within bounds.
+
+    Parameters
+    ----------
+    name
+        The parameter.
+    low, high
+        The bounds, both allowed.
+    default
+        The value when it is absent or empty.
+
+    Returns
+    -------
+    int
+        The value (400 when it is not 1-18 ASCII digits within bounds).
+    """
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
@@ -109,6 +210,18 @@ def integer(name: str, low: int, high: int, default: int) -> int:
 
 
 def boolean(name: str) -> bool | None:
+    """A true/false query parameter (``true/1/yes``, ``false/0/no``).
+
+    Parameters
+    ----------
+    name
+        The parameter.
+
+    Returns
+    -------
+    bool or None
+        The value, None when absent (400 for any other text).
+    """
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
@@ -121,7 +234,13 @@ def boolean(name: str) -> bool | None:
 
 
 def lon_lat() -> tuple[float, float]:
-    """``lon``/``lat`` inside the bounds of the study's region (:attr:`Region.bounds`)."""
+    """The ``lon``/``lat`` parameters, inside the bounds of the study's region.
+
+    Returns
+    -------
+    tuple of float
+        ``(lon, lat)`` in WGS84 (400 when absent or outside :attr:`Region.bounds`).
+    """
     min_lon, min_lat, max_lon, max_lat = get_study().settings.region.bounds
     lon = number("lon", min_lon, max_lon)
     lat = number("lat", min_lat, max_lat)
@@ -177,14 +296,29 @@ class RowId(BaseConverter):
     weight = 50
 
     def to_python(self, value: str) -> int:
+        """The row id as an int (the route's regex has checked the digits)."""
         return int(value)
 
     def to_url(self, value: Any) -> str:
+        """The row id in a URL."""
         return str(int(value))
 
 
 def row_id(value: int, what: str) -> int:
-    """``value`` if SQLite can hold it as a row id (1 to 2**63 - 1), else 404."""
+    """A row id SQLite can hold.
+
+    Parameters
+    ----------
+    value
+        The id from the URL (:class:`RowId`).
+    what
+        What it names, for the message (``course``).
+
+    Returns
+    -------
+    int
+        ``value`` when it is from 1 to 2**63 - 1; otherwise the request ends with 404.
+    """
     if not 1 <= value <= MAX_ROW_ID:
         bad_request(f"no {what} {value}; ids are whole numbers from 1", 404, error="not found")
     return value

@@ -42,6 +42,18 @@ UNREACHABLE = ("#9e9e9e", "不可达")
 
 
 def band_colour(minutes: float | None) -> str:
+    """The map colour of a village's minutes (:data:`BANDS`; grey when unreachable).
+
+    Parameters
+    ----------
+    minutes
+        Minutes to the nearest facility, or None/NaN when none is within reach.
+
+    Returns
+    -------
+    str
+        A ``#rrggbb`` colour.
+    """
     if minutes is None or np.isnan(minutes):
         return UNREACHABLE[0]
     for limit, colour, _ in BANDS:
@@ -78,7 +90,19 @@ ACCESS_COLOURS = ["#f2f0f7", "#cbc9e2", "#9e9ac8", "#756bb1", "#54278f"]
 
 
 def access_classes(scores: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    """Quintile class (0-4) of each 2SFCA score; 0 also for villages with no access."""
+    """Quintile class (0-4) of each 2SFCA score; 0 also for villages with no access.
+
+    Parameters
+    ----------
+    scores
+        One 2SFCA score per village (0: no facility within reach).
+
+    Returns
+    -------
+    tuple
+        The class of each village, and the four quintile edges of the positive
+        scores (empty when no village has access).
+    """
     positive = scores[scores > 0]
     if positive.size == 0:
         return np.zeros(len(scores), dtype=int), []
@@ -249,13 +273,38 @@ def _add_facilities(m: folium.Map, study: Study, trade: str | None) -> None:
 def cached_map(
     study: Study, mode: str, trade: str | None, access_layer: str | None
 ) -> dict[str, str]:
+    """:func:`build_map`, once per data version and arguments (the app's memo).
+
+    Parameters
+    ----------
+    study
+        The served study.
+    mode, trade, access_layer
+        As :func:`build_map` takes them.
+
+    Returns
+    -------
+    dict
+        The map's HTML parts (:func:`build_map`).
+    """
     key = (mode, trade, access_layer)
     return remember("maps", key, lambda: build_map(study, mode, trade, access_layer))
 
 
 def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
-    """Render the map of ``modes`` (default: all; no trade filter) for ``study`` into the
-    app's memo, so that the first visit after a data change costs what the second does."""
+    """Render the map of ``modes`` for ``study`` into the app's memo.
+
+    So the first visit after a data change costs what the second does.
+
+    Parameters
+    ----------
+    app
+        The app whose memo is filled.
+    study
+        The study about to be served.
+    modes
+        Which modes' maps (default: all; never a trade filter).
+    """
     memo = app.extensions["skillcircle.memo"]
     with app.test_request_context("/"):
         for mode in study.modes if modes is None else modes:

@@ -38,10 +38,34 @@ def _qr_response(url: str, fmt: str) -> Response:
 
 
 def village_url(code: str) -> str:
+    """The absolute URL a village's QR code opens (its 技能码 page).
+
+    Parameters
+    ----------
+    code
+        The 12-digit village code.
+
+    Returns
+    -------
+    str
+        :func:`web.public_base` + ``/q/<code>``.
+    """
     return public_base() + url_for("qr.village", code=code)
 
 
 def facility_url(fid: str) -> str:
+    """The absolute URL a facility's QR code opens.
+
+    Parameters
+    ----------
+    fid
+        The facility id.
+
+    Returns
+    -------
+    str
+        :func:`web.public_base` + the facility page's path.
+    """
     return public_base() + url_for("qr.facility", fid=fid)
 
 

@@ -283,10 +283,29 @@ class Principal:
 
 
 def now() -> str:
+    """The time now in UTC, ISO to the second (audit entries, tokens, jobs).
+
+    Returns
+    -------
+    str
+        ``YYYY-MM-DDTHH:MM:SS+00:00``.
+    """
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def hash_token(token: str) -> str:
+    """What the store keeps of an admin token: its SHA-256 (the token is shown once).
+
+    Parameters
+    ----------
+    token
+        The token.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -386,7 +405,18 @@ def _set_wal(raw: sqlite3.Connection, timeout_s: float = 30.0) -> None:
 
 
 def is_database_url(target: str | Path) -> bool:
-    """Whether a store location is a PostgreSQL URL (else a SQLite file path)."""
+    """Whether a store location is a PostgreSQL URL (else a SQLite file path).
+
+    Parameters
+    ----------
+    target
+        ``--database`` / ``DATABASE`` as given.
+
+    Returns
+    -------
+    bool
+        True for ``postgresql://`` and ``postgres://``.
+    """
     return str(target).startswith(("postgresql://", "postgres://"))
 
 
@@ -405,6 +435,15 @@ def _unused_code(tx: Write) -> str:
 class Store:
     """The store in a SQLite file or a PostgreSQL database; a connection per thread and
     process (waitress serves from a thread pool, gunicorn forks workers).
+
+    One class on purpose (~900 lines in sections: connections and migrations,
+    tokens, facilities, courses and evaluations, registrations, demand, data
+    versions and jobs, audit): it is the one transaction boundary. Every write
+    goes through :meth:`write`, which in the same transaction records the audit
+    entry, bumps the data versions and queues the recompute job; every section is
+    SQL over the same per-thread connection and dialect. Split into mixins or
+    modules, the rule "a write is audited, versioned and queued, or not made" would
+    be spread over several places instead of one.
 
     Parameters
     ----------
@@ -1465,29 +1504,82 @@ CODE_LENGTH = 8
 
 
 def new_code() -> str:
-    """An unguessable confirmation code (``secrets``), e.g. ``7KQ2M9XD``."""
+    """An unguessable confirmation code (``secrets``), e.g. ``7KQ2M9XD``.
+
+    Returns
+    -------
+    str
+        :data:`CODE_LENGTH` characters of :data:`CODE_ALPHABET`.
+    """
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
 def normal_code(text: str) -> str:
-    """A code as typed (lower case, O for 0, I/L for 1, spaces) in its canonical form."""
+    """A code as typed (lower case, O for 0, I/L for 1, spaces) in its canonical form.
+
+    Parameters
+    ----------
+    text
+        The code as the registrant typed it.
+
+    Returns
+    -------
+    str
+        Upper case, without spaces and dashes, O -> 0, I/L -> 1.
+    """
     cleaned = text.strip().upper().replace(" ", "").replace("-", "")
     return cleaned.translate(str.maketrans("OIL", "011"))
 
 
 def hash_code(code: str) -> str:
+    """What the store keeps of a confirmation code: the SHA-256 of its canonical form.
+
+    Parameters
+    ----------
+    code
+        The code, as made or as typed (:func:`normal_code`).
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     return hashlib.sha256(normal_code(code).encode()).hexdigest()
 
 
 def item_title(kind: str, item: Mapping[str, Any]) -> str:
-    """What a registration is for: a course's title, or ``焊工（中级）技能等级认定``."""
+    """What a registration is for.
+
+    Parameters
+    ----------
+    kind
+        ``course`` or ``evaluation``.
+    item
+        The course or evaluation session.
+
+    Returns
+    -------
+    str
+        A course's title, or e.g. ``焊工（中级）技能等级认定``.
+    """
     if kind == "course":
         return str(item["title"])
     return f"{item['trade']}（{item['level']}）技能等级认定"
 
 
 def mask_phone(phone: str | None) -> str:
-    """``13812345678`` -> ``138****5678`` (lists never show a whole number)."""
+    """A phone number as lists show it: ``13812345678`` -> ``138****5678``.
+
+    Parameters
+    ----------
+    phone
+        The number, or None.
+
+    Returns
+    -------
+    str
+        The masked number ("" for none, ``****`` for one of 7 digits or fewer).
+    """
     if not phone:
         return ""
     return phone[:3] + "*" * max(0, len(phone) - 7) + phone[-4:] if len(phone) > 7 else "****"
