@@ -129,6 +129,7 @@ class Region:
 
     @property
     def county_names(self) -> tuple[str, ...]:
+        """The names of the region's counties, in the pack's order."""
         return tuple(c.name for c in self.counties)
 
     @property

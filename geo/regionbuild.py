@@ -385,6 +385,7 @@ class BuildReport:
     merged: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
+        """One line: the region, its counts, where it was written and how long it took."""
         c = self.counts
         return (
             f"{self.name} ({self.code}, {self.level}): {c['counties']} counties, "

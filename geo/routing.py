@@ -90,6 +90,7 @@ class Snap:
 
     @property
     def n_points(self) -> int:
+        """How many points were given (whether they snapped or not)."""
         return len(self.nearest_m)
 
     def one(self, i: int) -> Snap:
@@ -114,6 +115,7 @@ class NearestResult:
 
     @property
     def minutes(self) -> FloatArray:
+        """The travel times in minutes (NaN where unreachable)."""
         return self.seconds / 60.0
 
 

@@ -156,6 +156,21 @@ def scaled_counts(scale: float) -> tuple[dict[str, int], int]:
 
 
 def pick_trades(rng: np.random.Generator, layer: str) -> list[str]:
+    """Sample trades (工种) for a sample facility of ``layer``: drawn from the trades that
+    kind of facility typically teaches.
+
+    Parameters
+    ----------
+    rng
+        The generator (seeded: samples are reproducible).
+    layer
+        The facility layer.
+
+    Returns
+    -------
+    list of str
+        One trade for a master studio, one to four (sorted) for other layers.
+    """
     if layer == "master_studio":
         return [str(rng.choice(TRADES_INDUSTRY + TRADES_FOOD + ["茶艺师", "缝纫工"]))]
     if layer == "village_station":

@@ -73,6 +73,7 @@ class RecomputeProcess:
         self._stop = threading.Event()
 
     def start(self) -> None:
+        """Start the recompute process and the thread that restarts it if it dies."""
         self._spawn()
         threading.Thread(target=self._supervise, name="skillcircle-supervisor", daemon=True).start()
 
@@ -102,6 +103,7 @@ class RecomputeProcess:
                 self._spawn()
 
     def stop(self) -> None:
+        """Stop the supervisor, then the recompute process (SIGTERM; waits up to 5 s for it)."""
         self._stop.set()
         if self.pid is not None and self.alive():
             os.kill(self.pid, signal.SIGTERM)

@@ -479,6 +479,7 @@ class Store:
 
     @property
     def conn(self) -> _Connection:
+        """This thread's connection (a new one after a fork, or when the server dropped it)."""
         conn: _Connection | None = getattr(self._local, "conn", None)
         # a connection never crosses a fork; one the server dropped (restarted) is replaced
         if conn is None or getattr(self._local, "pid", None) != os.getpid() or conn.lost:
@@ -509,6 +510,7 @@ class Store:
         return _Connection(db, SQLITE)
 
     def close(self) -> None:
+        """Close this thread's connection (others keep theirs)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -601,6 +603,7 @@ class Store:
 
     @property
     def version(self) -> int:
+        """The schema version of the database (:data:`SCHEMA_VERSION` once migrated)."""
         return self._schema_version()
 
     # ----------------------------------------------------------------- tokens
@@ -636,6 +639,13 @@ class Store:
         return token_id, token
 
     def revoke_token(self, token_id: int) -> dict[str, Any]:
+        """Revoke a token (an audited write); its row as it was.
+
+        Raises
+        ------
+        StoreError
+            When no token has this id.
+        """
         row = self.conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
         if row is None:
             raise StoreError(f"no token with id {token_id}; `skillcircle admin list-tokens`")
@@ -647,6 +657,7 @@ class Store:
         return dict(row)
 
     def tokens(self) -> list[dict[str, Any]]:
+        """Every token's id, name, county, facility and dates (never the token or its hash)."""
         rows = self.conn.execute(
             "SELECT id, name, county, facility_id, created_at, revoked_at FROM tokens ORDER BY id"
         )
@@ -667,6 +678,7 @@ class Store:
     # ------------------------------------------------------------- facilities
 
     def facility_count(self) -> int:
+        """How many facilities the store holds."""
         return int(self.conn.execute("SELECT count(*) FROM facilities").fetchone()[0])
 
     def facility_counties(self) -> list[str]:
@@ -686,12 +698,14 @@ class Store:
         return len(records)
 
     def facility(self, fid: str) -> dict[str, Any] | None:
+        """The facility record with this id, or None."""
         if "\x00" in fid:  # no id holds NUL (PostgreSQL text cannot: it would be an error)
             return None
         row = self.conn.execute("SELECT data FROM facilities WHERE id = ?", (fid,)).fetchone()
         return None if row is None else dict(json.loads(row["data"]))
 
     def facility_records(self) -> list[dict[str, Any]]:
+        """Every facility record, in insertion order."""
         rows = self.conn.execute("SELECT data FROM facilities ORDER BY rowid")
         return [json.loads(r["data"]) for r in rows]
 
@@ -773,6 +787,7 @@ class Store:
     # ------------------------------------------------------- courses, evaluations
 
     def items(self, table: str, facility_id: str) -> list[dict[str, Any]]:
+        """A facility's courses or evaluation sessions (``table``), by date, with seats taken."""
         _check_table(table)
         order = "start_date" if table == "courses" else "date"
         rows = self.conn.execute(
@@ -781,6 +796,7 @@ class Store:
         return self._with_seats(table, self._checked(table, rows))
 
     def item(self, table: str, item_id: int) -> dict[str, Any] | None:
+        """One course or evaluation session (``table``) with seats taken, or None."""
         _check_table(table)
         row = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (item_id,)).fetchone()
         return None if row is None else self._with_seats(table, self._checked(table, [row]))[0]
@@ -1248,6 +1264,7 @@ class Store:
         return self.job(int(row["id"]))
 
     def heartbeat(self, job_id: int) -> None:
+        """Say that the worker of a claimed job is still at it (stale jobs are taken over)."""
         self.conn.execute("UPDATE jobs SET heartbeat = ? WHERE id = ?", (time.time(), job_id))
 
     def finish_job(
@@ -1268,6 +1285,7 @@ class Store:
         )
 
     def job(self, job_id: int) -> dict[str, Any] | None:
+        """A recompute job's row, or None."""
         row = self.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else dict(row)
 
@@ -1305,6 +1323,7 @@ class Store:
         return out
 
     def count_audit(self, action: str) -> int:
+        """How many audit entries have this action."""
         query = "SELECT count(*) FROM audit WHERE action = ?"
         return int(self.conn.execute(query, (action,)).fetchone()[0])
 
