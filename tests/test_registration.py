@@ -44,14 +44,6 @@ def make_app(study, database: str, **config):
     )
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, new_database) -> str:
-    """A fresh store on each backend."""
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres").new_database()
-    return new_database()
-
-
 @pytest.fixture
 def app(study, database):
     return make_app(study, database)
