@@ -113,18 +113,7 @@ SCGRAPH_MEMBER = "scgraph_data/world_highways.py"
 
 
 def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file's content, read in 1 MiB blocks.
-
-    Parameters
-    ----------
-    path
-        The file.
-
-    Returns
-    -------
-    str
-        64 hex digits.
-    """
+    """The SHA-256 (64 hex digits) of the content of the file at ``path``, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

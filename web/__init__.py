@@ -70,8 +70,29 @@ def request_id() -> str:
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Create the Flask app.
+    """Create the Flask app (flaskr's factory).
 
+    Parameters
+    ----------
+    test_config
+        Configuration that overrides the defaults and the environment (tests,
+        ``skillcircle serve``); the keys are listed below.
+
+    Returns
+    -------
+    flask.Flask
+        The app, its store opened and checked, its study loaded (or the given one
+        brought up to the store's facilities) and published, blueprints registered.
+
+    Raises
+    ------
+    geo._errors.SettingsError
+        A configuration value that cannot be used (``RECOMPUTE``, retention days).
+    geo.region.RegionError
+        A store holding facilities of counties outside the region.
+
+    Notes
+    -----
     Configuration (``test_config`` or environment):
 
     ``STUDY``

@@ -126,13 +126,7 @@ def layer(required: bool = False) -> str | None:
 
 
 def county() -> str | None:
-    """The ``county`` parameter: a county of the served region, or None when absent.
-
-    Returns
-    -------
-    str or None
-        The county name (400 for a name not in the region).
-    """
+    """The ``county`` argument: a county of the served region (else 400), or None when absent."""
     value = request.args.get("county") or None
     names = get_study().settings.region.county_names
     if value is not None and value not in names:
@@ -141,13 +135,7 @@ def county() -> str | None:
 
 
 def trade() -> str | None:
-    """The ``trade`` parameter: a trade (工种) some facility teaches, or None when absent.
-
-    Returns
-    -------
-    str or None
-        The trade (400 for one no facility teaches).
-    """
+    """The ``trade`` argument: a trade (工种) some facility teaches (else 400), or None."""
     value = request.args.get("trade") or None
     if value is not None and value not in get_study().trades:
         bad_request(f"unknown trade {value!r}; known: {'、'.join(get_study().trades)}")
@@ -185,21 +173,13 @@ def number(name: str, low: float, high: float, default: float | None = None) -> 
 
 
 def integer(name: str, low: int, high: int, default: int) -> int:
-    """A whole-number query parameter within bounds.
-
-    Parameters
-    ----------
-    name
-        The parameter.
-    low, high
-        The bounds, both allowed.
-    default
-        The value when it is absent or empty.
+    """A whole-number query parameter within bounds: :func:`number`'s rules for 1-18 ASCII
+    digits, but ``default`` is never None (returned when the argument is absent or empty).
 
     Returns
     -------
     int
-        The value (400 when it is not 1-18 ASCII digits within bounds).
+        The value (400 when it is not whole, or outside ``low``..``high``).
     """
     raw = request.args.get(name)
     if raw is None or raw == "":
@@ -255,6 +235,11 @@ def json_body() -> dict[str, Any]:
     :data:`geo._validate.MAX_JSON_DEPTH` or holding a number too long to read,
     or not an object. Parsed without recursion limits being reached: deep
     nesting is refused before Python's parser sees it.
+
+    Returns
+    -------
+    dict
+        The parsed object (any other body ends the request as above).
     """
     limit = int(current_app.config.get("MAX_JSON_LENGTH", MAX_JSON_LENGTH))
 

@@ -38,8 +38,21 @@ class _NotCachedError(Exception):
 
 
 def memoised(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Serve a GET whose answer depends only on the data version and its arguments
-    from the app's memo (:func:`web.remember`)."""
+    """Serve a GET from the app's memo (:func:`web.remember`).
+
+    For views whose answer depends only on the data version and their arguments;
+    answers other than 200 are not kept.
+
+    Parameters
+    ----------
+    view
+        The view function.
+
+    Returns
+    -------
+    callable
+        The view, answering from the memo.
+    """
 
     @functools.wraps(view)
     def wrapper(**kwargs: Any) -> Any:

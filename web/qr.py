@@ -38,34 +38,12 @@ def _qr_response(url: str, fmt: str) -> Response:
 
 
 def village_url(code: str) -> str:
-    """The absolute URL a village's QR code opens (its 技能码 page).
-
-    Parameters
-    ----------
-    code
-        The 12-digit village code.
-
-    Returns
-    -------
-    str
-        :func:`web.public_base` + ``/q/<code>``.
-    """
+    """The absolute URL the QR code of village ``code`` opens (``<public base>/q/<code>``)."""
     return public_base() + url_for("qr.village", code=code)
 
 
 def facility_url(fid: str) -> str:
-    """The absolute URL a facility's QR code opens.
-
-    Parameters
-    ----------
-    fid
-        The facility id.
-
-    Returns
-    -------
-    str
-        :func:`web.public_base` + the facility page's path.
-    """
+    """The absolute URL the QR code of facility ``fid`` opens (its 技能码 page)."""
     return public_base() + url_for("qr.facility", fid=fid)
 
 

@@ -269,18 +269,7 @@ def _body(model: type[BaseModel]) -> Any:
 
 
 def phone_key(phone: str) -> str:
-    """How the rate limiter names a phone: an HMAC with the app's key, never the number.
-
-    Parameters
-    ----------
-    phone
-        The phone number.
-
-    Returns
-    -------
-    str
-        32 hex digits.
-    """
+    """How the rate limiter names ``phone``: an HMAC with the app's key, never the number."""
     return hmac.new(_subkey("phone"), phone.encode(), hashlib.sha256).hexdigest()[:32]
 
 

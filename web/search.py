@@ -73,19 +73,37 @@ class Catalogue:
 
 
 def items_key() -> tuple[int, str]:
-    """What the catalogue depends on besides the served results: the store's items
-    version (courses and sessions; registrations do not change it) and today in China."""
+    """What the catalogue depends on besides the served results.
+
+    Returns
+    -------
+    tuple
+        The store's items version (courses and sessions; registrations do not
+        change it) and today's date in China.
+    """
     return get_store().data_versions().get("items", 0), today()
 
 
 def catalogue() -> Catalogue:
-    """The catalogue of the served data version (built once, then remembered)."""
+    """The catalogue of the served data version (built once, then remembered).
+
+    Returns
+    -------
+    Catalogue
+        Upcoming items joined with their facilities, as arrays for filtering.
+    """
     key = items_key()
     return remember("search-catalogue", key, lambda: _build(key[1]))
 
 
 def seats_taken() -> dict[tuple[str, int], int]:
-    """Active registrations per (kind, item id), read once per content version."""
+    """Active registrations per item, read once per content version.
+
+    Returns
+    -------
+    dict
+        ``(kind, item id)`` -> active registrations.
+    """
     content = get_store().data_versions()["content"]
     return remember("search-seats", content, get_store().registered_counts)
 

@@ -294,18 +294,7 @@ def now() -> str:
 
 
 def hash_token(token: str) -> str:
-    """What the store keeps of an admin token: its SHA-256 (the token is shown once).
-
-    Parameters
-    ----------
-    token
-        The token.
-
-    Returns
-    -------
-    str
-        64 hex digits.
-    """
+    """What the store keeps of an admin ``token`` (shown once): its SHA-256, 64 hex digits."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
