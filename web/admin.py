@@ -20,11 +20,12 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
@@ -41,6 +42,7 @@ from flask import (
     url_for,
 )
 from pydantic import BaseModel, ValidationError
+from werkzeug.datastructures import FileStorage
 
 from geo import _validate as v
 from geo._errors import FacilityDataError, SettingsError, TooManyRowsError
@@ -416,6 +418,47 @@ def upload() -> Any:
     add and update, with status 200 even when rows have problems.
     """
     dry_run = query(p.UploadQuery).dry_run
+    file, name, crs, layer = _upload_request()
+    with _writing(), tempfile.TemporaryDirectory(prefix="skillcircle-upload-") as tmp:
+        path = Path(tmp) / name
+        try:
+            file.save(path)
+        finally:
+            file.close()  # a large upload is spooled to a temporary file
+        try:
+            rows = _import_upload(path, layer, crs)
+        except (FacilityDataError, SettingsError) as exc:
+            return _refused_file(exc, name, dry_run)
+        records = facility_records(rows)
+        source = f"import:{file.filename}"[:200]
+        row_name = v.feature_row if path.suffix.lower() in (".geojson", ".json") else v.table_row
+        problems, forbidden, replaced = _place_upload_rows(records, row_name, source)
+        where = [r["id"] or row_name(i) for i, r in enumerate(records)]
+        items, invalid = validate_rows(Facility, records, where, context={"id_optional": True})
+        problems += [{"row": p.where, "message": p.what} for p in invalid]
+        if dry_run:
+            return _upload_preview(records, row_name, problems, replaced)
+        if problems:
+            _fail(
+                403 if forbidden else 400,
+                "invalid upload",
+                f"{len(problems)} row(s) refused",
+                problems=problems,
+                committed=False,
+            )
+        facilities = [item for item in items if item is not None]  # all, as nothing failed
+        queued = _store_upload(facilities, replaced, str(file.filename)[:200], crs)
+    return jsonify(
+        added=len(facilities) - len(replaced),
+        updated=len(replaced),
+        ids=[f.id for f in facilities],
+        **queued,
+    )
+
+
+def _upload_request() -> tuple[FileStorage, str, str, str]:
+    """The upload's file, a safe name for it, its declared ``crs`` and ``layer``; refuse
+    staff tokens, a missing file, an unknown file type and an undeclared CRS."""
     principal: Principal = g.principal
     if principal.staff:
         _fail(403, "forbidden", "a facility-staff token cannot upload registries")
@@ -427,119 +470,125 @@ def upload() -> Any:
     if suffix not in UPLOAD_SUFFIXES:
         _fail(400, "invalid upload", f"file type {suffix or '(none)'}; use .csv, .xlsx or .geojson")
     crs = request.form.get("crs", "")
-    layer = request.form.get("layer", "")
     if not crs:
         _fail(400, "invalid upload", "declare the coordinate system: crs=wgs84, gcj02 or bd09")
-    with _writing(), tempfile.TemporaryDirectory(prefix="skillcircle-upload-") as tmp:
-        path = Path(tmp) / name
-        try:
-            file.save(path)
-        finally:
-            file.close()  # a large upload is spooled to a temporary file
-        try:
-            rows = import_registry(
-                path,
-                layer or "training_institution",
-                crs,
-                id_tag=None,  # rows without an id get one per county when stored
-                geocoder=_upload_geocoder(),
-                settings=current_app.extensions["skillcircle"].settings,
-                max_rows=int(current_app.config["UPLOAD_MAX_ROWS"]),
-            )
-        except TooManyRowsError as exc:
-            _fail(413, "too large", str(exc), committed=False)
-        except (FacilityDataError, SettingsError) as exc:
-            listed = exc.problems if isinstance(exc, FacilityDataError) else []
-            problems = [{"row": where, "message": what} for where, what in listed]
-            if dry_run and isinstance(exc, FacilityDataError):
-                if not problems:
-                    problems = [{"row": name, "message": str(exc)}]
-                return jsonify(
-                    preview=[],
-                    problems=problems,
-                    would_add=0,
-                    would_update=0,
-                    valid=False,
-                    committed=False,
-                    message=str(exc),
-                )
-            _fail(400, "invalid upload", str(exc), problems=problems, committed=False)
-        records = facility_records(rows)
-        problems = []
-        forbidden = False  # a row outside the token's county makes the whole upload a 403
-        replaced = {}
-        row_name = v.feature_row if suffix in (".geojson", ".json") else v.table_row
-        located = _locate_many(
-            np.array([r["lon"] for r in records], float),
-            np.array([r["lat"] for r in records], float),
+    return file, name, crs, request.form.get("layer", "")
+
+
+def _import_upload(path: Path, layer: str, crs: str) -> gpd.GeoDataFrame:
+    """The registry's rows (:func:`geo.facilities.import_registry`); too many: 413."""
+    try:
+        return import_registry(
+            path,
+            layer or "training_institution",
+            crs,
+            id_tag=None,  # rows without an id get one per county when stored
+            geocoder=_upload_geocoder(),
+            settings=current_app.extensions["skillcircle"].settings,
+            max_rows=int(current_app.config["UPLOAD_MAX_ROWS"]),
         )
-        for i, (record, (county, town, town_code)) in enumerate(zip(records, located, strict=True)):
-            where = record["id"] or row_name(i)
-            old = get_store().facility(record["id"]) if record["id"] else None
-            if county is None:
-                problems.append({"row": where, "message": "point is outside the region's counties"})
-                continue
-            if not g.principal.may_edit(county) or (
-                old is not None and not g.principal.may_edit(old["county"])
-            ):
-                problems.append({"row": where, "message": f"not in {g.principal.county}"})
-                forbidden = True
-                continue
-            record["county"] = record["county"] or county
-            if record["county"] != county:
-                problems.append(
-                    {"row": where, "message": f"county {record['county']} but point in {county}"}
-                )
-            record["town"] = record["town"] or town
-            record["town_code"] = record["town_code"] or town_code
-            record["source"] = f"import:{file.filename}"[:200]
-            if old is not None:
-                replaced[record["id"]] = old
-        where = [r["id"] or row_name(i) for i, r in enumerate(records)]
-        items, invalid = validate_rows(Facility, records, where, context={"id_optional": True})
-        problems += [{"row": p.where, "message": p.what} for p in invalid]
-        if dry_run:
-            fields = ("id", "name", "layer", "county", "town", "lon", "lat", "location_quality")
-            preview = [
-                {"row": row_name(i), **{k: record.get(k) for k in fields}}
-                for i, record in enumerate(records)
-            ]
-            return jsonify(
-                preview=preview,
-                problems=problems,
-                would_add=len(records) - len(replaced),
-                would_update=len(replaced),
-                valid=not problems,
-                committed=False,
-            )
-        if problems:
-            status = 403 if forbidden else 400
-            _fail(
-                status,
-                "invalid upload",
-                f"{len(problems)} row(s) refused",
-                problems=problems,
-                committed=False,
-            )
-        facilities = [item for item in items if item is not None]  # all, as nothing failed
-        with get_store().write(g.principal, "upload", "facility", file.filename[:200]) as tx:
-            for facility in facilities:  # given ids first: a made id must skip them
-                if facility.id:
-                    tx.put_facility(facility)
-            for facility in facilities:
-                if not facility.id:
-                    facility.id = tx.new_facility_id(_id_prefix(facility.layer, facility.county))
-                    tx.put_facility(facility)
-            tx.county = g.principal.county
-            tx.before = replaced or None
-            tx.after = {"ids": [f.id for f in facilities], "crs": crs}
-        queued = _queued(tx)
-    return jsonify(
-        added=len(facilities) - len(replaced),
-        updated=len(replaced),
-        ids=[f.id for f in facilities],
-        **queued,
+    except TooManyRowsError as exc:
+        _fail(413, "too large", str(exc), committed=False)
+
+
+def _refused_file(exc: FacilityDataError | SettingsError, name: str, dry_run: bool) -> Any:
+    """A registry that cannot be read: 400 with its problems, or (dry run, bad rows) a
+    200 preview with none."""
+    listed = exc.problems if isinstance(exc, FacilityDataError) else []
+    problems = [{"row": where, "message": what} for where, what in listed]
+    if dry_run and isinstance(exc, FacilityDataError):
+        return jsonify(
+            preview=[],
+            problems=problems or [{"row": name, "message": str(exc)}],
+            would_add=0,
+            would_update=0,
+            valid=False,
+            committed=False,
+            message=str(exc),
+        )
+    _fail(400, "invalid upload", str(exc), problems=problems, committed=False)
+
+
+def _place_upload_rows(
+    records: list[dict[str, Any]], row_name: Callable[[int], str], source: str
+) -> tuple[list[dict[str, str]], bool, dict[str, dict[str, Any]]]:
+    """Fill each record's county, town and ``source`` from its point.
+
+    Returns the row problems (outside the region, outside the token's county, a
+    county that differs from the point's), whether any row was outside the token's
+    county (the upload is then a 403), and the stored facility each given id replaces.
+    """
+    problems = []
+    forbidden = False
+    replaced = {}
+    located = _locate_many(
+        np.array([r["lon"] for r in records], float),
+        np.array([r["lat"] for r in records], float),
     )
+    for i, (record, (county, town, town_code)) in enumerate(zip(records, located, strict=True)):
+        where = record["id"] or row_name(i)
+        old = get_store().facility(record["id"]) if record["id"] else None
+        if county is None:
+            problems.append({"row": where, "message": "point is outside the region's counties"})
+            continue
+        if not g.principal.may_edit(county) or (
+            old is not None and not g.principal.may_edit(old["county"])
+        ):
+            problems.append({"row": where, "message": f"not in {g.principal.county}"})
+            forbidden = True
+            continue
+        record["county"] = record["county"] or county
+        if record["county"] != county:
+            problems.append(
+                {"row": where, "message": f"county {record['county']} but point in {county}"}
+            )
+        record["town"] = record["town"] or town
+        record["town_code"] = record["town_code"] or town_code
+        record["source"] = source
+        if old is not None:
+            replaced[record["id"]] = old
+    return problems, forbidden, replaced
+
+
+def _upload_preview(
+    records: list[dict[str, Any]],
+    row_name: Callable[[int], str],
+    problems: list[dict[str, str]],
+    replaced: dict[str, dict[str, Any]],
+) -> Any:
+    """The dry run's answer: each row as it would be stored, the problems, the counts."""
+    fields = ("id", "name", "layer", "county", "town", "lon", "lat", "location_quality")
+    preview = [
+        {"row": row_name(i), **{k: record.get(k) for k in fields}}
+        for i, record in enumerate(records)
+    ]
+    return jsonify(
+        preview=preview,
+        problems=problems,
+        would_add=len(records) - len(replaced),
+        would_update=len(replaced),
+        valid=not problems,
+        committed=False,
+    )
+
+
+def _store_upload(
+    facilities: list[Facility], replaced: dict[str, dict[str, Any]], filename: str, crs: str
+) -> dict[str, Any]:
+    """Write the facilities in one audited transaction; given ids first, so that a made
+    id skips them. Returns the answer's part about the recompute (:func:`_queued`)."""
+    with get_store().write(g.principal, "upload", "facility", filename) as tx:
+        for facility in facilities:
+            if facility.id:
+                tx.put_facility(facility)
+        for facility in facilities:
+            if not facility.id:
+                facility.id = tx.new_facility_id(_id_prefix(facility.layer, facility.county))
+                tx.put_facility(facility)
+        tx.county = g.principal.county
+        tx.before = replaced or None
+        tx.after = {"ids": [f.id for f in facilities], "crs": crs}
+    return _queued(tx)
 
 
 def _upload_geocoder() -> Geocoder:

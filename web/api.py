@@ -39,8 +39,21 @@ class _NotCachedError(Exception):
 
 
 def memoised(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Serve a GET whose answer depends only on the data version and its arguments
-    from the app's memo (:func:`web.remember`)."""
+    """Serve a GET from the app's memo (:func:`web.remember`).
+
+    For views whose answer depends only on the data version and their arguments;
+    answers other than 200 are not kept.
+
+    Parameters
+    ----------
+    view
+        The view function.
+
+    Returns
+    -------
+    callable
+        The view, answering from the memo.
+    """
 
     @functools.wraps(view)
     def wrapper(**kwargs: Any) -> Any:
@@ -357,13 +370,15 @@ def _weights_note(solved: Any, demand: Any, weeks: int, formula: str) -> dict[st
     """How the plan weighted villages (its metadata)."""
     if demand is None:
         return {"kind": "villages", "formula": "w = 1 per village"}
-    points = solved.demand
+    from geo.demand import demand_summary
+
+    signals, villages = demand_summary(solved.demand)
     return {
         "kind": "demand",
         "formula": formula,
         "weeks": weeks,
-        "signals": float(points["weight"].sum() - len(points)),
-        "villages_with_signals": int((points["weight"] > 1).sum()),
+        "signals": signals,
+        "villages_with_signals": villages,
     }
 
 

@@ -74,7 +74,22 @@ class DemandBuffer:
         self._pid = os.getpid()
 
     def add(self, village: str, trade: str, kind: str) -> None:
-        """Count one signal now (the ISO week of today in China)."""
+        """Count one signal now (the ISO week of today in China).
+
+        Parameters
+        ----------
+        village
+            The village code ("" when not known).
+        trade
+            The trade (工种) asked about ("" for a scan).
+        kind
+            One of :data:`geo.demand.DEMAND_KINDS`.
+
+        Raises
+        ------
+        ValueError
+            For another kind.
+        """
         if kind not in DEMAND_KINDS:
             raise ValueError(f"unknown demand kind {kind!r}")
         week = iso_week(time_now_china())
@@ -112,12 +127,31 @@ class DemandBuffer:
 
 
 def time_now_china() -> Any:
-    """Today in China time (:func:`geo.demand.today_china`)."""
+    """Today's date in China (UTC+8, :func:`geo.demand.today_china`).
+
+    Returns
+    -------
+    datetime.date
+        The date demand signals are counted under.
+    """
     return today_china()
 
 
 def init_app(app: Flask, store: Store) -> DemandBuffer:
-    """The app's demand buffer, the scan counter and a flush at exit."""
+    """The app's demand buffer, the scan counter and a flush at exit.
+
+    Parameters
+    ----------
+    app
+        The app (``DEMAND_FLUSH_S``: seconds signals are buffered).
+    store
+        Where the signals are added.
+
+    Returns
+    -------
+    DemandBuffer
+        The buffer, also in ``app.extensions["skillcircle.demand"]``.
+    """
     buffer = DemandBuffer(store, float(app.config.get("DEMAND_FLUSH_S", FLUSH_S)))
     app.extensions["skillcircle.demand"] = buffer
     held = weakref.ref(buffer)  # the exit flush does not keep an app's store alive
@@ -142,10 +176,24 @@ def init_app(app: Flask, store: Store) -> DemandBuffer:
 
 
 def buffer() -> DemandBuffer:
+    """The running app's demand buffer.
+
+    Returns
+    -------
+    DemandBuffer
+        The buffer :func:`init_app` made.
+    """
     return current_app.extensions["skillcircle.demand"]  # type: ignore[no-any-return]
 
 
 def known_trades() -> set[str]:
+    """Trades a demand signal may name: those of the search catalogue.
+
+    Returns
+    -------
+    set of str
+        Trades taught by a facility or of an upcoming item.
+    """
     from .search import catalogue
 
     return set(catalogue().trades)

@@ -175,10 +175,34 @@ PATCHES: dict[str, type[BaseModel]] = {
 
 
 def field_errors(exc: ValidationError, model: type[BaseModel] | None = None) -> dict[str, str]:
-    """``{"field": "message"}`` for a 400 body (``"_"`` for whole-record errors)."""
+    """The messages of a validation error, per field, for a 400 body.
+
+    Parameters
+    ----------
+    exc
+        The pydantic error.
+    model
+        The model validated (names the record in messages).
+
+    Returns
+    -------
+    dict
+        ``{"field": "message"}`` (``"_"`` for whole-record errors).
+    """
     return _field_errors(exc, noun_of(model) if model is not None else "record")
 
 
 def as_stored(model: BaseModel) -> dict[str, Any]:
-    """Model values with dates as ISO text (what SQLite and JSON hold)."""
+    """Model values as the store and JSON hold them.
+
+    Parameters
+    ----------
+    model
+        A validated entity.
+
+    Returns
+    -------
+    dict
+        Its values, dates as ISO text.
+    """
     return model.model_dump(mode="json")

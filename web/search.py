@@ -24,6 +24,7 @@ import numpy as np
 from flask import Blueprint, jsonify
 
 from geo.settings import LAYERS, MODES
+from geo.study import Study
 
 from . import _params as p
 from . import get_store, get_study, remember
@@ -72,19 +73,37 @@ class Catalogue:
 
 
 def items_key() -> tuple[int, str]:
-    """What the catalogue depends on besides the served results: the store's items
-    version (courses and sessions; registrations do not change it) and today in China."""
+    """What the catalogue depends on besides the served results.
+
+    Returns
+    -------
+    tuple
+        The store's items version (courses and sessions; registrations do not
+        change it) and today's date in China.
+    """
     return get_store().data_versions().get("items", 0), today()
 
 
 def catalogue() -> Catalogue:
-    """The catalogue of the served data version (built once, then remembered)."""
+    """The catalogue of the served data version (built once, then remembered).
+
+    Returns
+    -------
+    Catalogue
+        Upcoming items joined with their facilities, as arrays for filtering.
+    """
     key = items_key()
     return remember("search-catalogue", key, lambda: _build(key[1]))
 
 
 def seats_taken() -> dict[tuple[str, int], int]:
-    """Active registrations per (kind, item id), read once per content version."""
+    """Active registrations per item, read once per content version.
+
+    Returns
+    -------
+    dict
+        ``(kind, item id)`` -> active registrations.
+    """
     content = get_store().data_versions()["content"]
     return remember("search-seats", content, get_store().registered_counts)
 
@@ -278,37 +297,10 @@ def search() -> Any:
     first = max(args.from_ or "", today())
     origin, village = _origin(args)
     cat = catalogue()
-
-    keep = cat.end >= first
-    if kind != "all":
-        keep &= cat.kind == kind
-    if trade:
-        keep &= cat.trade == trade
-    if level:
-        keep &= cat.levels[level]
-    words = q.lower().split()
-    if words:
-        keep &= np.array([all(w in t for w in words) for t in cat.text], dtype=bool)
-
-    n_fac = len(cat.facility_ids)
-    fac_minutes = np.full(n_fac + 1, np.nan)  # the last row: items without a point
-    fac_metres = np.full(n_fac + 1, np.nan)
+    keep = _matching(cat, first, kind, trade, level, q)
     near_only = origin is not None and near_only
-    if origin is not None and n_fac:
-        bound = float(minutes) if near_only else float(study.settings.max_minutes)
-        if village is not None:
-            fac_minutes[:n_fac] = _village_minutes(cat, village, mode, bound)
-        else:
-            key = (items_key(), "point", origin["lon"], origin["lat"], mode, bound)
-            fac_minutes[:n_fac] = remember(
-                "search-minutes",
-                key,
-                lambda: _routed(cat, origin["lon"], origin["lat"], mode, bound),
-            )
-        ox, oy = study.routers[mode].to_metric([origin["lon"]], [origin["lat"]])
-        fac_metres[:n_fac] = np.round(np.hypot(cat.x - ox[0], cat.y - oy[0]))
-    took = fac_minutes[cat.facility]  # -1 (no point) reads the NaN row
-    metres = fac_metres[cat.facility]
+    bound = float(minutes) if near_only else float(study.settings.max_minutes)
+    took, metres = _item_distances(study, cat, origin, village, mode, bound)
     if near_only:
         keep &= took <= minutes  # NaN (unknown, beyond the bound) is never <=
     rows = np.flatnonzero(keep)
@@ -321,9 +313,73 @@ def search() -> Any:
             cat.start[rows],
         )
     )
+    items = _answer_items(cat, rows[order[:limit]], took, metres)
+    return jsonify(
+        items=items,
+        total=len(rows),
+        origin=origin,
+        mode=mode,
+        mode_name=MODES[mode],
+        minutes=minutes if near_only else None,
+        today=today(),
+        network=study.network.source.label,
+    )
+
+
+def _matching(
+    cat: Catalogue, first: str, kind: str, trade: str | None, level: str | None, q: str
+) -> np.ndarray:
+    """Which catalogue items end on or after ``first`` and match the filters (all the
+    words of ``q``, in any order)."""
+    keep = cat.end >= first
+    if kind != "all":
+        keep &= cat.kind == kind
+    if trade:
+        keep &= cat.trade == trade
+    if level:
+        keep &= cat.levels[level]
+    words = q.lower().split()
+    if words:
+        keep &= np.array([all(w in t for w in words) for t in cat.text], dtype=bool)
+    return np.asarray(keep, dtype=bool)
+
+
+def _item_distances(
+    study: Study,
+    cat: Catalogue,
+    origin: dict[str, Any] | None,
+    village: int | None,
+    mode: str,
+    bound: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per catalogue item: minutes from the origin to its facility (NaN: no origin, no
+    point, or beyond ``bound``) and the straight-line metres."""
+    n_fac = len(cat.facility_ids)
+    fac_minutes = np.full(n_fac + 1, np.nan)  # the last row: items without a point
+    fac_metres = np.full(n_fac + 1, np.nan)
+    if origin is not None and n_fac:
+        if village is not None:
+            fac_minutes[:n_fac] = _village_minutes(cat, village, mode, bound)
+        else:
+            key = (items_key(), "point", origin["lon"], origin["lat"], mode, bound)
+            fac_minutes[:n_fac] = remember(
+                "search-minutes",
+                key,
+                lambda: _routed(cat, origin["lon"], origin["lat"], mode, bound),
+            )
+        ox, oy = study.routers[mode].to_metric([origin["lon"]], [origin["lat"]])
+        fac_metres[:n_fac] = np.round(np.hypot(cat.x - ox[0], cat.y - oy[0]))
+    # -1 (no point) reads the NaN row
+    return fac_minutes[cat.facility], fac_metres[cat.facility]
+
+
+def _answer_items(
+    cat: Catalogue, rows: np.ndarray, took: np.ndarray, metres: np.ndarray
+) -> list[dict[str, Any]]:
+    """The answered items as JSON, with seats left, minutes and distance."""
     taken = seats_taken()
     items = []
-    for i in rows[order[:limit]]:
+    for i in rows:
         item = cat.items[i]
         registered = taken.get((item["kind"], item["id"]), 0)
         seats = item["seats"]
@@ -336,16 +392,7 @@ def search() -> Any:
                 "distance_m": None if np.isnan(metres[i]) else int(metres[i]),
             }
         )
-    return jsonify(
-        items=items,
-        total=len(rows),
-        origin=origin,
-        mode=mode,
-        mode_name=MODES[mode],
-        minutes=minutes if near_only else None,
-        today=today(),
-        network=study.network.source.label,
-    )
+    return items
 
 
 @bp.get("/trades")
