@@ -51,6 +51,7 @@ class SQLiteStorage(Storage):
 
     @property
     def base_exceptions(self) -> type[Exception]:
+        """The errors of this storage (``limits`` treats them as a storage failure)."""
         return sqlite3.Error
 
     def _conn(self) -> sqlite3.Connection:
@@ -83,6 +84,7 @@ class SQLiteStorage(Storage):
         seen[key] = (value, expiry, time.monotonic())
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` to a counter (a new window once it expired); its new value."""
         now = time.time()
         self._calls += 1
         if self._calls % PRUNE_EVERY == 0:
@@ -121,14 +123,17 @@ class SQLiteStorage(Storage):
         return int(row[0]), float(row[1])
 
     def get(self, key: str) -> int:
+        """A counter's value in its current window (0 when expired or absent)."""
         hit = self._read(key)
         return 0 if hit is None else hit[0]
 
     def get_expiry(self, key: str) -> float:
+        """When a counter's window ends (epoch seconds; now when absent)."""
         hit = self._read(key)
         return time.time() if hit is None else hit[1]
 
     def check(self) -> bool:
+        """Whether the counters file answers."""
         try:
             self._conn().execute("SELECT 1").fetchone()
         except sqlite3.Error:
@@ -136,11 +141,13 @@ class SQLiteStorage(Storage):
         return True
 
     def reset(self) -> int | None:
+        """Delete every counter; how many there were."""
         conn = self._conn()
         self._local.seen = {}
         return conn.execute("DELETE FROM counters").rowcount
 
     def clear(self, key: str) -> None:
+        """Delete one counter."""
         conn = self._conn()
         self._local.seen.pop(key, None)
         conn.execute("DELETE FROM counters WHERE key = ?", (key,))
