@@ -58,7 +58,12 @@ FACILITY = "TS-330402-001"
 MOVED = "TB-330402-001"
 MOVES = [(120.80, 30.78), (120.790049, 30.76092)]
 
+#: What wrk asks for, as every browser and phone does (``--accept-encoding identity``:
+#: uncompressed answers, as before the server compressed).
+ENCODING = "gzip"
+
 WRK_SCRIPT = r"""
+wrk.headers["Accept-Encoding"] = "%(encoding)s"
 local paths = {}
 for line in io.lines("%(paths)s") do paths[#paths + 1] = line end
 local i = 0
@@ -226,7 +231,7 @@ def run_wrk(base: str, tmp: Path, duration: float, connections: int) -> dict[str
     if not paths.exists():
         paths.write_text("\n".join(request_paths(20_000)) + "\n", encoding="utf-8")
     script = tmp / "mix.lua"
-    script.write_text(WRK_SCRIPT % {"paths": paths}, encoding="utf-8")
+    script.write_text(WRK_SCRIPT % {"paths": paths, "encoding": ENCODING}, encoding="utf-8")
     out = subprocess.run(
         [
             *("wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--timeout", "10s"),
@@ -519,6 +524,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--accept-encoding", default=ENCODING, help="wrk's Accept-Encoding")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker")
     parser.add_argument("--move-every", type=float, default=20.0, help="seconds between moves")
     parser.add_argument("--upload", type=int, default=0, help="rows of a registry upload")
@@ -526,6 +532,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8731)
     parser.add_argument("--cache", type=Path, default=None, help="results cache (warm)")
     args = parser.parse_args()
+    global ENCODING
+    ENCODING = args.accept_encoding
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk (Debian package wrk)")
     tmp = Path(tempfile.mkdtemp(prefix="skillcircle-serving-"))

@@ -275,6 +275,7 @@ def _start_sync(app: Flask, store: Store, study: Study, facilities_version: int)
     )
     app.after_request(_version_header)
     _conditional_get(app)
+    _compression(app)
     follow = app.config.get("FOLLOW", not app.testing)
     if follow or mode == "thread":
         app.before_request(lambda: _start_background(app, follow))
@@ -583,6 +584,53 @@ def _conditional_get(app: Flask) -> None:
             else:
                 response.headers.setdefault("Cache-Control", "public, no-cache")
         return response
+
+
+#: Bytes of compressed answers a process keeps (LRU), keyed by ETag and URL.
+COMPRESSED_CACHE_BYTES = 64 * 1024 * 1024
+
+
+class _CompressedCache:
+    """flask-compress's cache backend: compressed bodies of answers that carry an ETag
+    (the same bytes for the same tag and URL), bounded by their total size; answers
+    without a tag (key ``-``) are compressed per request and not kept."""
+
+    def __init__(self, max_bytes: int) -> None:
+        from cachetools import LRUCache
+
+        self._lock = threading.Lock()
+        self._cache: LRUCache[str, bytes] = LRUCache(max_bytes, getsizeof=len)
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._cache.get(key)
+
+    def set(self, key: str, value: bytes) -> None:
+        if key.endswith(";-") or len(value) > self._cache.maxsize:
+            return
+        with self._lock:
+            self._cache[key] = value
+
+
+def _compression(app: Flask) -> None:
+    """gzip (or Brotli) for clients that ask for it (every browser and phone does),
+    with flask-compress. An answer with an ETag is compressed once per tag and URL:
+    the planner's map page (1-20 MB of HTML) costs its compression once per data
+    version, not per visit. Config ``COMPRESS_*`` overrides the defaults."""
+    from flask_compress import Compress
+
+    app.config.setdefault("COMPRESS_ALGORITHM", ["br", "gzip"])
+    app.config.setdefault("COMPRESS_MIN_SIZE", 1024)
+    app.config.setdefault("COMPRESS_STREAMS", False)
+    app.config.setdefault(
+        "COMPRESS_CACHE_BACKEND", lambda: _CompressedCache(COMPRESSED_CACHE_BYTES)
+    )
+    app.config.setdefault(
+        "COMPRESS_CACHE_KEY",
+        lambda req: f"{g.etag}|{req.full_path}" if g.get("etag") else "-",
+    )
+    app.config.setdefault("COMPRESS_REGISTER", True)
+    Compress(app)
 
 
 def _version_header(response: Any) -> Any:
