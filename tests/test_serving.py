@@ -178,7 +178,8 @@ def test_answers_carry_an_etag_and_revalidate_cheaply(study, database):
     assert first.status_code == 200 and first.headers["Cache-Control"] == "public, no-cache"
     again = client.get("/q/330402007024", headers={"If-None-Match": tag})
     assert again.status_code == 304 and not again.data and again.headers["ETag"] == tag
-    assert client.get("/api/stats", headers={"If-None-Match": tag}).status_code == 304
+    stats = client.get("/api/stats").headers["ETag"]
+    assert client.get("/api/stats", headers={"If-None-Match": stats}).status_code == 304
     qr = client.get("/q/330402007024.png")
     assert qr.headers["Cache-Control"] == "public, max-age=86400"
     # a new course changes what pages show: the old tag no longer matches
@@ -193,6 +194,23 @@ def test_answers_carry_an_etag_and_revalidate_cheaply(study, database):
     assert made.status_code == 201 and "no-store" in made.headers["Cache-Control"]
     changed = client.get("/q/330402007024", headers={"If-None-Match": tag})
     assert changed.status_code == 200 and changed.headers["ETag"] != tag
+    assert "电工班" in changed.get_data(as_text=True)
+    assert client.get("/api/stats", headers={"If-None-Match": stats}).status_code == 200
+    # a course at a facility the page does not list changes neither the page nor its tag
+    tag = changed.headers["ETag"]
+    index = study.village_position("330402007024")
+    shown = {f["id"] for s in study.village_card(index).sections for f in s.facilities}
+    far = next(f for f in study.facilities["id"] if f not in shown and f.startswith("TS-"))
+    _, city = store.create_token("市总工会", None)
+    made = client.post(
+        f"/api/admin/facilities/{far}/courses",
+        json=course | {"title": "焊工班"},
+        headers={"Authorization": f"Bearer {city}"},
+    )
+    assert made.status_code == 201
+    same = client.get("/q/330402007024", headers={"If-None-Match": tag})
+    assert same.status_code == 304 and same.headers["ETag"] == tag
+    assert client.get("/api/stats", headers={"If-None-Match": stats}).status_code == 200
     assert "ETag" not in client.get("/api/admin/whoami").headers
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, jsonify, render_template, request
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from geo._errors import SettingsError
@@ -553,12 +553,13 @@ def _conditional_get(app: Flask) -> None:
         repr((app.config.get("PUBLIC_URL"), app.config.get("TILE_URL"))).encode()
     ).hexdigest()[:8]
 
-    def tag() -> str | None:
+    def tag(content: str | None = None) -> str | None:
         path = request.path
         if request.method not in ("GET", "HEAD") or path.startswith(_PRIVATE):
             return None
         now = served()
-        content = get_store().data_versions()["content"]
+        if content is None:
+            content = str(get_store().data_versions()["content"])
         version = now.study.version[:16]
         return f"{version}-{now.facilities_version}-{content}-{today()}-{config_tag}"
 
@@ -567,12 +568,7 @@ def _conditional_get(app: Flask) -> None:
     @app.before_request
     def not_modified() -> Any:
         g.etag = tag()
-        if g.etag is not None and request.if_none_match.contains_weak(g.etag):
-            response = app.response_class(status=304)
-            response.set_etag(g.etag, weak=True)
-            response.headers["Cache-Control"] = "public, no-cache"
-            return response
-        return None
+        return not_modified_response()
 
     @app.after_request
     def cache_headers(response: Any) -> Any:
@@ -631,6 +627,26 @@ def _compression(app: Flask) -> None:
     )
     app.config.setdefault("COMPRESS_REGISTER", True)
     Compress(app)
+
+
+def not_modified_response() -> Response | None:
+    """304 Not Modified when the request's ``If-None-Match`` holds ``g.etag``, else None.
+    A view whose answer depends on less than the whole data (a 技能码 page: its own
+    facilities' courses) sets a narrower ``g.etag`` and asks again."""
+    etag = g.get("etag")
+    if etag is None or not request.if_none_match.contains_weak(etag):
+        return None
+    response = current_app.response_class(status=304)
+    response.set_etag(etag, weak=True)
+    response.headers["Cache-Control"] = "public, no-cache"
+    return response
+
+
+def page_etag(content: str) -> str | None:
+    """The ETag of a public answer whose courses and sessions part is ``content`` (a
+    digest of what the page shows) instead of the store's content version: a course
+    added elsewhere in the region leaves the page, its ETag and its memo as they were."""
+    return current_app.extensions["skillcircle.etag"](content=content)
 
 
 def _version_header(response: Any) -> Any:

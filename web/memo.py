@@ -22,7 +22,15 @@ from cachetools import LRUCache
 T = TypeVar("T")
 
 #: Entries kept per kind (maps are large: fewer of them).
-SIZES = {"maps": 64, "plans": 256, "responses": 4096, "qr": 20_000, "pages": 5000, "index": 64}
+SIZES = {
+    "maps": 64,
+    "plans": 256,
+    "responses": 4096,
+    "qr": 20_000,
+    "pages": 5000,
+    "cards": 5000,
+    "index": 64,
+}
 DEFAULT_SIZE = 1024
 
 

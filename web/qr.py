@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import struct
 import zlib
 from typing import Any
@@ -22,7 +24,7 @@ from flask import (
 
 from geo.settings import LAYERS, MODES
 
-from . import get_store, get_study, public_base, remember
+from . import get_store, get_study, not_modified_response, page_etag, public_base, remember
 from .records import facility_dict, today, village_index
 
 bp = Blueprint("qr", __name__, url_prefix="/q")
@@ -96,24 +98,35 @@ def here() -> str:
 
 
 @bp.get("/<code>")
-def village(code: str) -> str:
+def village(code: str) -> Any:
+    """A village's 技能码 page. Its ETag (and memo key) says what it shows: the served
+    results, and a digest of the upcoming courses and sessions of the facilities on its
+    card (seats left included), so a write elsewhere in the region neither re-renders
+    the page nor makes phones download it again."""
     study = get_study()
     index = _village_or_404(code)
+    card = remember("cards", index, lambda: study.village_card(index))
+    shown = [f["id"] for section in card.sections for f in section.facilities]
+    schedule = get_store().upcoming(shown, today())
+    digest = hashlib.blake2b(
+        json.dumps(schedule, sort_keys=True, default=str).encode(), digest_size=8
+    ).hexdigest()
+    g.etag = page_etag("q" + digest)
+    unchanged = not_modified_response()
+    if unchanged is not None:
+        return unchanged
 
     def render() -> str:
-        card = study.village_card(index)
-        shown = [f["id"] for section in card.sections for f in section.facilities]
         return render_template(
             "village.html",
             study=study,
             v=card,
             sections=card.sections,
-            schedule=get_store().upcoming(shown, today()),
+            schedule=schedule,
             modes=MODES,
             qr_url=village_url(code),
         )
 
-    # one rendering per village and data (results, courses, date: the ETag says which)
     return remember("pages", (request.full_path, g.etag), render)
 
 
