@@ -295,7 +295,7 @@ def cached_map(
 
 def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
     """Render the map of ``modes`` for ``study`` into the app's memo, then the page
-    ``/`` if ``study`` is served.
+    ``/`` if ``study`` is served; build the 技能码 pages' card index and templates.
 
     So the first visit after a data change costs what the second does.
 
@@ -309,6 +309,10 @@ def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
         Which modes' maps (default: all; never a trade filter).
     """
     memo = app.extensions["skillcircle.memo"]
+    if len(study.villages):  # the 技能码 pages' card index and template, built once here
+        study.village_card(0)
+    for name in ("village.html", "facility.html"):
+        app.jinja_env.get_template(name)
     with app.test_request_context("/"):
         for mode in study.modes if modes is None else modes:
             key = (mode, None, None)
