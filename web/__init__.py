@@ -183,12 +183,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.before_request(lambda: _start_background(app, follow))
     logger.info("network: %s", study.network.source.label)
 
-    from web import admin, api, exports, map, qr, security
+    from web import admin, api, exports, map, pages, qr, security
     from web._params import RowId
 
     app.url_map.converters["id"] = RowId
     storage = app.config.get("RATELIMIT_STORAGE") or f"sqlite:///{ratelimit_file(store)}"
     security.init_app(app, storage)
+    pages.init_app(app)
     app.register_blueprint(map.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(qr.bp)

@@ -51,6 +51,10 @@ def choice(name: str, allowed: tuple[str, ...], default: str) -> str:
 
 #: The travel mode of pages and answers without ``?mode=``.
 DEFAULT_MODE = "ebike"
+#: Most facilities one ``/api/nearby`` answer lists (``limit=``).
+NEARBY_LIMIT_MAX = 200
+#: Most new sites one ``/api/plan`` places (``add=``).
+PLAN_ADD_MAX = 50
 
 
 def mode(default: str = DEFAULT_MODE) -> str:

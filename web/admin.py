@@ -517,4 +517,6 @@ def audit() -> Any:
 
 @page.get("/admin")
 def admin_page() -> str:
-    return render_template("admin.html", layers=LAYERS)
+    from .pages import admin_context
+
+    return render_template("admin.html", **admin_context())

@@ -180,7 +180,7 @@ def nearby() -> Any:
     lon, lat = p.lon_lat()
     mode = p.mode()
     minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
-    limit = p.integer("limit", 1, 200, default=20)
+    limit = p.integer("limit", 1, p.NEARBY_LIMIT_MAX, default=20)
     found = study.nearby(
         lon, lat, mode, minutes=minutes, layer=p.layer(), trade=p.trade(), limit=limit
     )
@@ -236,7 +236,7 @@ def plan() -> Any:
     layer = p.layer() or "village_station"
     mode = p.mode()
     minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
-    add = p.integer("add", 1, 50, default=5)
+    add = p.integer("add", 1, p.PLAN_ADD_MAX, default=5)
     candidates = p.choice("candidates", ("villages", "towns"), "villages")
     # solved once per data version and parameter set (bounded memo); minutes to 0.1,
     # so that 30.001 and 30.002 are one plan, not two MILP solutions

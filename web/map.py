@@ -4,7 +4,9 @@ Folium's default assets come from CDNs; here every script and stylesheet is
 served from ``/static/vendor`` so the page works offline. Only Leaflet and
 Leaflet.markercluster are needed (no jQuery/Bootstrap/awesome-markers: we use
 circle markers). Rendered maps are cached per (mode, trade): the work is done
-once, not per request.
+once, not per request. The generated script calls nothing of ours: ``static/app.js``
+binds popups through Leaflet init hooks (villages by ``village_code``, facilities by
+``layer_name`` and ``id``) and draws the 需求 (demand) layer from ``/api/demand``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import folium
 import numpy as np
 from flask import Blueprint, Flask, current_app, g, render_template, request, url_for
 from folium.plugins import MarkerCluster
-from folium.utilities import JsCode
 
 from geo.settings import LAYERS, MODES
 from geo.study import Study
@@ -167,9 +168,6 @@ def build_map(
         name=title,
         marker=folium.CircleMarker(radius=5, weight=1, color="#333", fill=True, fill_opacity=0.9),
         style_function=lambda f: {"fillColor": f["properties"]["colour"]},
-        on_each_feature=JsCode(
-            "function(feature, layer) { skillcircle.bindVillage(feature, layer); }"
-        ),
     ).add_to(m)
 
     # facility layers
@@ -188,9 +186,6 @@ def build_map(
             facilities_geojson(group),
             marker=folium.CircleMarker(
                 radius=7, weight=2, color="#fff", fill=True, fill_color=colour, fill_opacity=1
-            ),
-            on_each_feature=JsCode(
-                "function(feature, layer) { skillcircle.bindFacility(feature, layer); }"
             ),
         ).add_to(parent)
 
