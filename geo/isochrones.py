@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+from typing import Any, cast
 
 import contourpy
 import geopandas as gpd
@@ -215,7 +216,8 @@ def _raster_union(
         fill_type=contourpy.FillType.OuterOffset,
         name="serial",
     )
-    points, offsets = generator.filled(0.5, 2.0)
+    filled = generator.filled(0.5, 2.0)  # OuterOffset: (points, offsets) per polygon
+    points, offsets = cast(Any, filled[0]), cast(Any, filled[1])
     polygons = [
         shapely.Polygon(pts[offs[0] : offs[1]], [pts[a:b] for a, b in itertools.pairwise(offs[1:])])
         for pts, offs in zip(points, offsets, strict=True)
@@ -289,8 +291,8 @@ def isochrones(
     """
     from tqdm import tqdm
 
-    lon = facilities.geometry.x.to_numpy(float)
-    lat = facilities.geometry.y.to_numpy(float)
+    lon = np.asarray(facilities.geometry.x, dtype=np.float64)
+    lat = np.asarray(facilities.geometry.y, dtype=np.float64)
     rows = []
     if union:
         for layer, group in facilities.groupby("layer", sort=False):

@@ -317,6 +317,6 @@ def _load_boundaries(path: Path, what: str) -> gpd.GeoDataFrame:
     for column in table.columns:
         if str(column).endswith("code"):
             table[column] = [v.as_text(x) for x in table[column]]
-    frame = gpd.GeoDataFrame(table, geometry=geometries, crs="EPSG:4326")
+    frame = gpd.GeoDataFrame(table, geometry=np.array(geometries, dtype=object), crs="EPSG:4326")
     logger.info("loaded %d %s from %s", len(frame), what, path.name)
     return frame

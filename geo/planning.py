@@ -91,7 +91,7 @@ def _rank(
     while remaining:
         best, best_gain, best_rows = -1, -1.0, np.empty(0, np.int64)
         for j in remaining:
-            rows = a.indices[a.indptr[j] : a.indptr[j + 1]]
+            rows = a.indices[a.indptr[j] : a.indptr[j + 1]].astype(np.int64)
             rows = rows[~covered[rows]]
             gain = float(w[rows].sum())
             if gain > best_gain or (gain == best_gain and j < best):

@@ -280,7 +280,8 @@ def region_from_dict(meta: Any, folder: Path, where: str = "region.json") -> Reg
     from geo.settings import _check_metric_crs
 
     _check_metric_crs(str(meta["metric_crs"]))
-    network = meta.get("network") if isinstance(meta.get("network"), dict) else {}
+    found = meta.get("network")
+    network: dict[str, Any] = found if isinstance(found, dict) else {}
     return Region(
         code=code,
         name=str(meta["name"]),

@@ -294,9 +294,9 @@ def layer_isochrone(
 ) -> BaseGeometry:
     """The union isochrone of one layer's facilities."""
     group = facilities[facilities["layer"] == layer]
-    return union_isochrone(
-        router, group.geometry.x.to_numpy(), group.geometry.y.to_numpy(), minutes
-    )
+    lon = np.asarray(group.geometry.x, dtype=np.float64)
+    lat = np.asarray(group.geometry.y, dtype=np.float64)
+    return union_isochrone(router, lon, lat, minutes)
 
 
 def taught_trades(facilities: gpd.GeoDataFrame) -> set[str]:

@@ -235,7 +235,7 @@ class Router:
             ],
             axis=1,
         )
-        self._segments = shapely.linestrings(coords)
+        self._segments: NDArray[np.object_] = np.asarray(shapely.linestrings(coords))
         self._tree = shapely.STRtree(self._segments)
         # the largest strongly connected component of the node graph (OSRM snaps to
         # it as well when the nearest segment lies in a small piece)
@@ -263,7 +263,7 @@ class Router:
         """
         x, y = self.to_metric(lon, lat)
         p = len(x)
-        points = shapely.points(x, y)
+        points: NDArray[np.object_] = np.asarray(shapely.points(x, y))
         (pi, si), dist = self._tree.query_nearest(points, return_distance=True, all_matches=False)
         nearest = np.full(p, np.inf)
         nearest[pi] = dist
@@ -572,7 +572,7 @@ class Router:
         starts = range(0, n_t, batch)
         for start in tqdm(starts, desc="路径计算 routing", disable=not progress, unit="batch"):
             stop = min(start + batch, n_t)
-            found = dijkstra(
+            found = dijkstra(  # type: ignore[call-overload]  # scipy-stubs: bool overloads
                 graph,
                 directed=True,
                 indices=np.arange(n + start, n + stop),
@@ -653,7 +653,7 @@ class Router:
         missing there), within ``access_max_m``."""
         ox_, oy = self.to_metric(o_lon, o_lat)
         tx, ty = self.to_metric(t_lon, t_lat)
-        tree = shapely.STRtree(shapely.points(tx, ty))
+        tree = shapely.STRtree(np.asarray(shapely.points(tx, ty)))
         (oi, ti) = tree.query(
             shapely.points(ox_, oy), predicate="dwithin", distance=self.access_max_m
         )
@@ -788,12 +788,12 @@ def _tree_metres(pred: NDArray[np.int32], lengths: csr_matrix, root: int) -> Flo
     arc lengths in the searched graph's layout (arc ``pred[s] -> s``).
     """
     n = lengths.shape[0]
-    pred = np.asarray(pred, np.int64)
-    reached = np.flatnonzero(pred >= 0)
+    parent: IntArray = np.asarray(pred, np.int64)
+    reached = np.flatnonzero(parent >= 0)
     acc = np.zeros(n)
     if len(reached):
-        acc[reached] = _lookup(lengths, pred[reached], reached)
-    jump = np.where(pred >= 0, pred, root)
+        acc[reached] = _lookup(lengths, parent[reached], reached)
+    jump = np.where(parent >= 0, parent, root)
     jump[root] = root
     for _ in range(64):  # depth doubles each round: 2**64 arcs is beyond any tree
         if (jump == root).all():

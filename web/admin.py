@@ -180,7 +180,7 @@ def _locate_many(lon: np.ndarray, lat: np.ndarray) -> list[tuple[str | None, str
     from scipy.spatial import cKDTree
 
     study: Study = current_app.extensions["skillcircle"]
-    points = shapely.points(lon, lat)
+    points = np.asarray(shapely.points(lon, lat), dtype=object)
     tree = shapely.STRtree(study.counties.geometry.to_numpy())
     point_i, county_i = tree.query(points, predicate="within")
     county = np.full(len(points), -1)

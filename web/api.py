@@ -49,7 +49,7 @@ def memoised(view: Callable[..., Any]) -> Callable[..., Any]:
             response = make_response(view(**kwargs))
             if response.status_code != 200:
                 raise _NotCachedError(response)
-            return response.get_data(), response.mimetype
+            return response.get_data(), str(response.mimetype)
 
         try:
             body, mimetype = remember("responses", key, render)

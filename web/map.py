@@ -51,7 +51,7 @@ def band_colour(minutes: float | None) -> str:
     return BANDS[-1][1]
 
 
-def _local_assets(m: folium.Element) -> None:
+def _local_assets(m: Any) -> None:
     """Point folium's asset lists at our own static files (no CDN)."""
     m.default_js = [("leaflet", url_for("static", filename="vendor/leaflet/leaflet.js"))]
     m.default_css = [("leaflet_css", url_for("static", filename="vendor/leaflet/leaflet.css"))]
@@ -190,7 +190,7 @@ def build_map(
         ).add_to(parent)
 
     folium.LayerControl(collapsed=False).add_to(m)
-    root = m.get_root()
+    root: Any = m.get_root()
     root.render()
     return {
         "header": root.header.render(),

@@ -323,12 +323,13 @@ class Store:
             except psycopg.OperationalError as exc:
                 raise StoreError(f"{self.location}: cannot connect ({exc})".strip()) from exc
             return _Connection(raw, POSTGRES)
-        raw = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)  # type: ignore[arg-type]
-        raw.row_factory = sqlite3.Row
-        raw.execute("PRAGMA journal_mode=WAL")
-        raw.execute("PRAGMA synchronous=FULL")  # a 2xx means the change is on disk
-        raw.execute("PRAGMA foreign_keys=ON")
-        return _Connection(raw, SQLITE)
+        assert self.path is not None
+        raw_sqlite = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        raw_sqlite.row_factory = sqlite3.Row
+        raw_sqlite.execute("PRAGMA journal_mode=WAL")
+        raw_sqlite.execute("PRAGMA synchronous=FULL")  # a 2xx means the change is on disk
+        raw_sqlite.execute("PRAGMA foreign_keys=ON")
+        return _Connection(raw_sqlite, SQLITE)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
