@@ -27,6 +27,8 @@ SEARCH_LIMIT = 20
 SEARCH_LIMIT_MAX = 100
 #: Facilities /q/here lists around the phone's position.
 HERE_LIMIT = 30
+#: Audit entries the console shows.
+AUDIT_SHOWN = 100
 
 
 #: Stands for a whole-number path argument (``<id:...>`` accepts digits only).
@@ -73,6 +75,7 @@ def page_config() -> dict[str, Any]:
             "plan_add": p.PLAN_ADD_MAX,
             "search": SEARCH_LIMIT,
             "search_max": SEARCH_LIMIT_MAX,
+            "audit": AUDIT_SHOWN,
             "upload_rows": int(config["UPLOAD_MAX_ROWS"]),
             "upload_bytes": int(config["MAX_CONTENT_LENGTH"]),
         },

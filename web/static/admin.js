@@ -328,7 +328,7 @@
   function loadAudit() {
     var body = sc.clear($("audit-table").tBodies[0]);
     body.appendChild(add(el("tr"), el("td", "正在加载……", "muted")));
-    return call(urls.audit + sc.query({ limit: 100 })).then(function (res) {
+    return call(urls.audit + sc.query({ limit: sc.config().limits.audit })).then(function (res) {
       sc.clear(body);
       if (!res.ok) { body.appendChild(add(el("tr"), el("td", "加载失败：" + sc.problem(res), "bad"))); return; }
       var entries = res.data.entries || [];
