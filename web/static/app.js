@@ -124,7 +124,7 @@ var skillcircle = (function () {
 
   // ------------------------------------------------------------------ 需求 layer
 
-  /* Villages sized by demand (技能码 scans, searches, "notify me") from /api/demand. */
+  /* Villages sized by demand (技能码 scans, searches, "notify me") from urls.demand. */
   function demandTotals(rows) {
     var byVillage = {}, unplaced = 0;
     rows.forEach(function (r) {
@@ -169,7 +169,7 @@ var skillcircle = (function () {
       demandLayer = L.layerGroup().addTo(map);
       t.villages.sort(function (a, b) { return b.total - a.total; }).forEach(function (v) {
         var m = L.circleMarker([v.lat, v.lon], { radius: Math.min(4 + 3 * Math.sqrt(v.total), 30),
-          color: "#7b3f00", weight: 1, fillColor: "#ff8c00", fillOpacity: 0.55, className: "demand-dot" });
+          color: "#7b3f00", weight: 1, fillColor: "#ff8c00", fillOpacity: 0.55 });
         m.bindPopup(function () { return demandPopup(v); });
         m.addTo(demandLayer);
       });
@@ -198,5 +198,10 @@ var skillcircle = (function () {
 
   document.addEventListener("DOMContentLoaded", init);
 
-  return { map: function () { return map; }, showDemand: showDemand, demandTotals: demandTotals };
+  return {
+    map: function () { return map; },
+    demand: function () { return demandLayer; },
+    showDemand: showDemand,
+    demandTotals: demandTotals
+  };
 })();

@@ -1,5 +1,5 @@
 /* /q/here: ask for the phone's position, then list nearby training facilities by travel
-   time (/api/nearby) and search courses around it (worker.js). Needs util.js. */
+   time (urls.nearby) and search courses around it (worker.js). Needs util.js. */
 (function () {
   "use strict";
   var el = sc.el, position = null, mode = null, loading = 0;

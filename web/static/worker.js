@@ -1,14 +1,14 @@
 /* 技能码 pages for workers: search courses and evaluation sessions near the village, the
-   facility or the phone (/api/search), 报名 with consent and a challenge (/api/registrations),
-   "notify me" for a trade with no course nearby (/api/demand), and 撤回报名 (/q/withdraw).
+   facility or the phone (urls.search), 报名 with consent and a challenge (urls.register),
+   "notify me" for a trade with no course nearby (urls.demand), and 撤回报名 (/q/withdraw).
    Needs util.js (sc.*); every setting and URL comes from sc.config(). */
 var scFinder = (function () {
   "use strict";
   var el = sc.el, add = sc.add;
   var cfg, root, form, list, status, more, notify;
-  var origin = null, mode = null, limit = 0, lastQuery = null, openKey = null, searched = 0;
+  var origin = null, mode = null, limit = null, lastQuery = null, openKey = null, searched = 0;
 
-  /* What the worker reads for each refusal of POST /api/registrations. */
+  /* What the worker reads for each refusal of a registration (POST urls.register). */
   var REFUSALS = {
     full: "名额已满，不能再报名。可选其他班次，或点“有课时提醒我”。",
     duplicate: "这个手机号已报名此项，无需重复报名。如需撤回，请用报名时的确认码。",
@@ -238,14 +238,15 @@ var scFinder = (function () {
         kind: it.kind, item_id: it.id, name: name.value.trim(), phone: phone.value.trim(), consent: true,
         challenge: { token: token, answer: answer.value.trim() }
       } }).then(function (res) {
-        if (res.ok) { confirmed(slot, li, res.data); return; }
-        var d = res.data || {};
-        var text = sc.problem(res, REFUSALS);
-        msg.textContent = text;
-        if (d.fields) {
+        if (res.ok) { confirmed(slot, li, it, res.data); return; }
+        var d = res.data || {}, fields = Object.keys(d.fields || {});
+        if (fields.length) { // a field refused: the field's own Chinese text, beside it and here
           var shown = {};
-          Object.keys(d.fields).forEach(function (k) { shown[k] = FIELD_TEXT[k] || d.fields[k]; });
+          fields.forEach(function (k) { shown[k] = FIELD_TEXT[k] || d.fields[k]; });
           showErrors(f, shown);
+          msg.textContent = fields.map(function (k) { return shown[k]; }).join(" ");
+        } else {
+          msg.textContent = sc.problem(res, REFUSALS);
         }
         if (d.error === "full") { markFull(li); submit.textContent = "已满"; return; }
         if (d.error === "past" || res.status === 410 || res.status === 404) { return; }
@@ -262,8 +263,9 @@ var scFinder = (function () {
     if (unknown.length) { f.querySelector(".msg").textContent = unknown.map(function (k) { return errors[k]; }).join(" "); }
   }
 
-  function confirmed(slot, li, d) {
+  function confirmed(slot, li, it, d) {
     sc.clear(slot);
+    openKey = null; // the button opens a new form (another person), not closes this note
     var withdraw = d.withdraw_url || cfg.urls.withdraw_page;
     add(slot, add(el("div", null, "reg-ok", { role: "status" }),
       el("p", "报名成功", "ok-head"),
@@ -273,8 +275,8 @@ var scFinder = (function () {
       d.retention_days ? el("p", "您的姓名和手机号在项目结束后 " + d.retention_days + " 天内删除。", "muted") : null,
       add(el("p"), "如需撤回：打开", sc.link("撤回报名", withdraw), "，输入确认码和手机号；撤回后个人信息立即删除，名额退回。")));
     if (d.seats_left !== undefined && d.seats_left !== null) {
-      var seats = li.querySelector(".seats");
-      if (d.seats_left === 0) { markFull(li); } else { seats.textContent = "余 " + d.seats_left + " 个名额"; }
+      it.seats_left = d.seats_left;
+      if (d.seats_left === 0) { markFull(li); } else { li.querySelector(".seats").textContent = seatsText(it); }
     }
   }
 
