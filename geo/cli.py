@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -430,8 +431,9 @@ def coverage(
         mode,
         **{"样例 sample": sample_note(fac), "工种 trade": trade or "全部 all"},
     )
-    if out.name.lower().endswith(".csv"):  # CSV has no metadata block: say it in a column
+    if out.name.lower().endswith(".csv"):  # CSV has no metadata block: say it in columns
         table["network_source"] = _source_cell(net)
+        table["sample_facilities"] = sample_note(fac)
     write_table(table, out, metadata=meta, sheet_name="覆盖 coverage")
     covered = int(table["covered"].sum())
     click.echo(f"{len(table)} villages, {covered} within {minutes:g} min ({mode}) -> {out}")
@@ -612,8 +614,9 @@ def stats(
             ),
         },
     )
-    if out.name.lower().endswith(".csv"):
+    if out.name.lower().endswith(".csv"):  # CSV has no metadata block: say it in columns
         result["network_source"] = _source_cell(net)
+        result["sample_facilities"] = sample_note(fac)
     write_table(result, out, metadata=meta, sheet_name="统计 stats")
     click.echo(f"{len(result)} {by} rows ({mode}, {minutes:g} min) -> {out}")
 
@@ -671,6 +674,78 @@ def import_(file: Path, layer: str, crs: str, geocoder: str, key: str | None, ou
     click.echo(f"{len(gdf)} facilities ({'; '.join(parts)}) -> {out}")
 
 
+_store_option = click.option(
+    "--database",
+    type=str,
+    default=None,
+    help=(
+        "需求数据所在的服务数据库 / the web store holding demand signals: a SQLite file or a "
+        "postgresql:// URL (env SKILLCIRCLE_DATABASE_URL or SKILLCIRCLE_DATABASE; default: "
+        "the region's store in the instance folder)."
+    ),
+)
+_weeks_option = click.option(
+    "--weeks",
+    type=click.IntRange(1, 1040),
+    default=52,
+    show_default=True,
+    help="需求统计周数 / demand signals of the last N ISO weeks.",
+)
+
+
+def _demand(
+    settings: Settings, database: str | None, weeks: int, required: bool
+) -> tuple[Any, str] | None:
+    """Demand signals of the last ``weeks`` ISO weeks from the web store (a
+    :func:`geo.demand.demand_frame`) and where they came from; None when no store exists
+    and none was required."""
+    import datetime as dt
+
+    from geo.demand import demand_frame, iso_week
+
+    chosen = (
+        database
+        or os.environ.get("SKILLCIRCLE_DATABASE_URL")
+        or os.environ.get("SKILLCIRCLE_DATABASE")
+    )
+    from web.store import Store, StoreError, is_database_url
+
+    if chosen is None:
+        from web import default_database
+
+        chosen = str(default_database(settings.region.code))
+    if not is_database_url(chosen) and not Path(chosen).exists():
+        if not required:
+            return None
+        _fail(
+            f"{chosen}: no store with demand signals here; pass --database with the server's "
+            "store (SQLite file or postgresql:// URL)"
+        )
+    try:
+        store = Store(chosen)
+        china = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+        since = iso_week(china, back=weeks - 1)
+        return demand_frame(store.demand(since)), f"{store.location}, ISO weeks {since} on"
+    except StoreError as exc:
+        _fail(str(exc))
+
+
+def _weights_text(people: bool, demand: Any, result: Any, source: str) -> str:
+    """The 权重 row of a plan's metadata."""
+    from geo.demand import DEMAND_WEIGHT_FORMULA
+
+    if people:
+        return "people (from --population)"
+    if demand is None:
+        return "1 per village"
+    points = result.demand
+    signals = float(points["weight"].sum() - len(points))
+    return (
+        f"{DEMAND_WEIGHT_FORMULA}; {signals:g} signals in {int((points['weight'] > 1).sum())} "
+        f"villages of the county ({source})"
+    )
+
+
 @main.command()
 @region_option
 @click.option("--county", required=True, help="区县名称或 all / county name or all (e.g. 南湖区).")
@@ -690,6 +765,8 @@ def import_(file: Path, layer: str, crs: str, geocoder: str, key: str | None, ou
 @click.option(
     "--trade", default=None, help="只看教授该工种的设施 / only facilities teaching this trade."
 )
+@_store_option
+@_weeks_option
 @jiaxing_osm_option
 @file_option("--out", required=True)
 @click.pass_context
@@ -702,10 +779,16 @@ def export(
     fmt: str,
     population: Path | None,
     trade: str | None,
+    database: str | None,
+    weeks: int,
     osm: Path | None,
     out: Path,
 ) -> None:
-    """区县工会导出：汇总/未覆盖村/设施/说明 / county report for trade unions."""
+    """区县工会导出：汇总/未覆盖村/设施/需求/说明 / county report for trade unions.
+
+    The 需求 sheet (training demand per village and trade) is added when the web
+    store exists (--database, or the region's store in the instance folder).
+    """
     from geo.products import county_export
     from geo.reports import check_county, load_population, write_report
 
@@ -719,8 +802,18 @@ def export(
     people = load_population(population, vil["village_code"]) if population else None
     _announce(net)
     router = _router(net, mode, settings, vil, fac)
+    demand = _demand(settings, database, weeks, required=database is not None)
     made = county_export(
-        router, vil, fac, net.source, county=which, minutes=minutes, trade=trade, population=people
+        router,
+        vil,
+        fac,
+        net.source,
+        county=which,
+        minutes=minutes,
+        trade=trade,
+        population=people,
+        demand=None if demand is None else demand[0],
+        demand_note="" if demand is None else f"anonymous demand signals from {demand[1]}",
     )
     report, meta = made.report, made.metadata
     write_report(report, out, meta)
@@ -765,6 +858,16 @@ def export(
     help="精确整数规划或贪心 / exact MILP (HiGHS) or greedy.",
 )
 @file_option("--population", help="村人口文件 (村代码, 人口) -> 按人口最大化 / weight by people.")
+@click.option(
+    "--weights",
+    type=click.Choice(["villages", "demand"]),
+    default="villages",
+    show_default=True,
+    help="村权重 / villages: 1 each (people with --population); demand: 1 + the village's "
+    "training-demand signals (技能码 scans + searches + notify-me) from the web store.",
+)
+@_store_option
+@_weeks_option
 @jiaxing_osm_option
 @file_option("--out", required=True, help="输出 .csv/.geojson")
 @_friendly
@@ -777,10 +880,18 @@ def plan(
     candidates: str,
     method: str,
     population: Path | None,
+    weights: str,
+    database: str | None,
+    weeks: int,
     osm: Path | None,
     out: Path,
 ) -> None:
-    """规划新增站点（最大覆盖选址）/ choose new sites that cover the most uncovered villages."""
+    """规划新增站点（最大覆盖选址）/ choose new sites that cover the most uncovered villages.
+
+    --weights demand weights each village by w = 1 + d, d its demand signals of
+    the last --weeks ISO weeks in the web store (--database): villages where
+    workers look for training count more; with no signals the plan is unchanged.
+    """
     from geo.export import write_table
     from geo.places import load_points, load_towns
     from geo.reports import check_county, load_population
@@ -801,6 +912,15 @@ def plan(
         area = _input_area(settings, net, "plan", [])
         cand = load_points(Path(candidates), bounds=area, settings=settings)
     people = load_population(population, vil["village_code"]) if population else None
+    demand, demand_source = None, ""
+    if weights == "demand":
+        if people is not None:
+            _fail("give --population or --weights demand, not both (one weighting at a time)")
+        from geo.demand import demand_per_village
+
+        found = _demand(settings, database, weeks, required=True)
+        assert found is not None
+        demand, demand_source = demand_per_village(found[0]), found[1]
     _announce(net)
     result = plan_county(
         Router(net, mode, settings),
@@ -813,6 +933,7 @@ def plan(
         add=add,
         candidates=cand,
         population=people,
+        demand=demand,
         method=method,
     )
     table = plan_table(result)
@@ -829,14 +950,16 @@ def plan(
             "求解 solver": (
                 f"{res.method}, optimal={res.optimal}, gap={res.gap:.4g}, {res.seconds:.3f} s"
             ),
-            "权重 weights": "people (from --population)" if people is not None else "1 per village",
+            "权重 weights": _weights_text(people is not None, demand, result, demand_source),
             "样例 sample": sample_note(fac),
         },
     )
     if out.name.lower().endswith(".csv"):
         table = table.drop(columns="geometry")
     write_table(table, out, metadata=meta, sheet_name="规划 plan")
-    unit = "people" if people is not None else "villages"
+    unit = {"people": "people", "demand": "demand-weighted villages"}.get(
+        result.weights, "villages"
+    )
     click.echo(
         f"{county} {layer} ({mode}, {minutes:g} min): covered {res.covered_before:g} -> "
         f"{res.covered_after:g} of {res.total:g} {unit} with {len(res.chosen)} new sites "

@@ -495,6 +495,126 @@ class EvaluationSession(Entity):
     seats: Seats | None = Field(None, title="名额")
 
 
+#: A mainland China mobile number (11 digits, 1[3-9]...): the only phone a worker
+#: registers with (the facility calls or texts it).
+MOBILE_PATTERN = r"^1[3-9][0-9]{9}$"
+_MOBILE = re.compile(MOBILE_PATTERN)
+#: Separators people type inside a mobile number (``138 1234-5678``) and a country prefix.
+_MOBILE_NOISE = re.compile(r"[\s\-()（）]")
+#: Longest personal name (characters): enough for any Chinese or transliterated name.
+PERSON_NAME_MAX = 30
+
+
+def normalise_mobile(value: Any) -> Any:
+    """``+86 138-1234-5678`` -> ``13812345678`` (text only; anything else is left as it is)."""
+    if not isinstance(value, str):
+        return value
+    digits = _MOBILE_NOISE.sub("", value.strip())
+    for prefix in ("+86", "0086", "86"):
+        if digits.startswith(prefix) and len(digits) == len(prefix) + 11:
+            return digits[len(prefix) :]
+    return digits
+
+
+def _check_mobile(value: str, info: ValidationInfo) -> str:
+    if not _MOBILE.fullmatch(value):
+        raise _fail(
+            "mobile",
+            f"{info.field_name or 'phone'} {_shown(value)} is not a mainland mobile number; "
+            "write the 11 digits, e.g. 13812345678 / 请填写11位手机号",
+        )
+    return value
+
+
+#: A mainland mobile number (:data:`MOBILE_PATTERN`), spaces, dashes and +86 removed first.
+Mobile = Annotated[
+    str,
+    BeforeValidator(normalise_mobile),
+    AfterValidator(_check_mobile),
+    _schema(pattern=MOBILE_PATTERN, minLength=11, maxLength=11),
+]
+#: A person's name: 1-30 characters, no control characters.
+PersonName = Annotated[
+    str,
+    _STRIP,
+    AfterValidator(_text(PERSON_NAME_MAX, required=True)),
+    _schema(minLength=1, maxLength=PERSON_NAME_MAX),
+]
+#: What one can register for: a course (courses table) or an evaluation session.
+ItemKind = Literal["course", "evaluation"]
+RowNumber = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class Registration(Entity):
+    """A worker's registration (报名) for a course or an evaluation session.
+
+    Only what the facility needs to admit the worker is kept (China's PIPL:
+    minimum necessary): name, mobile number, when consent was given and to which
+    consent text (its version). No address, no ID number, no IP address. The
+    store deletes name and phone on withdrawal, with the item, and
+    ``REGISTRATION_RETENTION_DAYS`` after the item ends; the anonymous row stays
+    (counts).
+    """
+
+    model_config = ConfigDict(title="Registration")
+
+    kind: ItemKind = Field(description="course 培训班 or evaluation 技能等级认定.", title="类型")
+    item_id: RowNumber = Field(description="The course's or session's id.", title="项目编号")
+    name: PersonName = Field(title="姓名")
+    phone: Mobile = Field(description="Mainland mobile number, 11 digits.", title="手机")
+    consent_at: dt.datetime = Field(description="When consent was given (UTC).", title="同意时间")
+    consent_version: Text = Field(
+        description="Version of the consent text shown.", title="同意书版本"
+    )
+    attended: bool = Field(False, description="Marked by the facility's staff.", title="出勤")
+
+
+#: Anonymous demand signals (培训需求): a 技能码 scan of a village's page, a search for a
+#: trade, a "notify me" for a trade.
+DemandKind = Literal["scan", "search", "notify"]
+#: A village's 12-digit statistical code, or empty (not known).
+VillageCode = Annotated[
+    str, _STRIP, Field(pattern=r"^(?:[0-9]{12})?$"), _schema(pattern=r"^(?:[0-9]{12})?$")
+]
+#: An ISO week, ``2026-W07``.
+IsoWeek = Annotated[str, Field(pattern=r"^[0-9]{4}-W[0-9]{2}$")]
+
+
+def _optional_trade(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _check_optional_trade(value: str, info: ValidationInfo) -> str:
+    return value if value == "" else _check_trade(value, info)
+
+
+#: A trade, or empty (a scan has none).
+OptionalTrade = Annotated[
+    str,
+    BeforeValidator(_optional_trade),
+    _STRIP,
+    AfterValidator(_check_optional_trade),
+    _schema(maxLength=TRADE_MAX, pattern=r"^[^、,，;；/\s]*$"),
+]
+
+
+class DemandSignal(Entity):
+    """Demand signals of one kind for one village and trade in one ISO week: a counter.
+
+    No personal data and no IP address: only how many. ``village_code`` is
+    empty when the signal came without a village (a search from /q/here),
+    ``trade`` empty for scans.
+    """
+
+    model_config = ConfigDict(title="DemandSignal")
+
+    village_code: VillageCode = Field("", title="村代码")
+    trade: OptionalTrade = Field("", title="工种")
+    kind: DemandKind = Field(title="类型")
+    week: IsoWeek = Field(title="周")
+    signals: Annotated[int, Field(ge=0)] = Field(1, title="次数")
+
+
 #: The first columns of a village result, before the per-layer ones.
 VILLAGE_KEYS = (
     "village_code",
@@ -559,6 +679,10 @@ _NOUNS = {
     "EvaluationBody": "session",
     "EvaluationPatch": "session",
     "VillageResult": "village",
+    "Registration": "registration",
+    "RegistrationBody": "registration",
+    "DemandSignal": "signal",
+    "DemandBody": "signal",
 }
 
 #: Properties of every facility, in this order (then the point): the fields of

@@ -280,9 +280,33 @@ def load_towns(path: Path | None = None, settings: Settings | None = None) -> gp
 
 
 def load_counties(path: Path | None = None, settings: Settings | None = None) -> gpd.GeoDataFrame:
-    """Load ``data/boundaries/counties.geojson`` (the 7 counties, 区县); see :func:`load_towns`."""
+    """Load ``data/boundaries/counties.geojson`` (the region's counties, 区县); see
+    :func:`load_towns`. ``population_2020`` is a nullable integer column (``Int64``):
+    a county without a census figure (e.g. districts redrawn after 2020) is ``<NA>``,
+    and tables and spreadsheets show an empty cell, never a float."""
     path = Path(path) if path is not None else (settings or Settings()).counties_path
-    return _load_boundaries(path, "counties")
+    frame = _load_boundaries(path, "counties")
+    if "population_2020" in frame:
+        frame["population_2020"] = _census_counts(frame["population_2020"], path.name)
+    return frame
+
+
+def _census_counts(values: pd.Series, file: str) -> pd.Series:
+    """People per county as ``Int64`` (missing stays missing); anything else than a
+    whole number >= 0 is an error naming the feature."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = (values.notna() & numbers.isna()) | (numbers < 0) | (numbers % 1 > 0)
+    problems = [
+        v.Problem(
+            i,
+            v.feature_row(i),
+            f"population_2020 {values.iloc[i]!r} is not a whole "
+            "number of people; fix it or leave it empty (null)",
+        )
+        for i in np.flatnonzero(bad.to_numpy()).tolist()
+    ]
+    v.raise_problems(InputDataError, file, problems)
+    return numbers.astype("Int64")
 
 
 def load_city(path: Path | None = None, settings: Settings | None = None) -> gpd.GeoDataFrame:

@@ -233,6 +233,8 @@ def county_export(
     population: pd.Series | None = None,
     coverage: gpd.GeoDataFrame | None = None,
     access: pd.DataFrame | None = None,
+    demand: pd.DataFrame | None = None,
+    demand_note: str = "",
 ) -> CountyExport:
     """The report of one county (``None``: all) for one mode, with its metadata.
 
@@ -250,6 +252,9 @@ def county_export(
     coverage, access
         Precomputed coverage table and 2SFCA scores of exactly these inputs (the
         web app's results); computed here when absent.
+    demand, demand_note
+        Training-demand signals (:func:`geo.demand.demand_frame`): a 需求 sheet per
+        village and trade, and what they are (weeks, source) for its metadata.
     """
     from geo.access import access_scores
     from geo.coverage import coverage_table
@@ -261,6 +266,14 @@ def county_export(
     if access is None or population is not None:
         access = access_scores(router, villages, facilities, minutes, population)
     report = county_report(coverage, facilities, county, minutes, population, access)
+    if demand is not None:
+        from dataclasses import replace
+
+        from geo.demand import demand_sheet
+
+        report = replace(
+            report, demand=demand_sheet(demand, villages, county), demand_note=demand_note
+        )
     meta = run_metadata(
         settings.with_(minutes=minutes, max_minutes=max(minutes, settings.max_minutes)),
         source,

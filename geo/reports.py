@@ -61,6 +61,9 @@ class Report:
     villages: gpd.GeoDataFrame
     population_weighted: bool
     access: pd.DataFrame | None = None
+    #: The 需求 sheet (:func:`geo.demand.demand_sheet`), when demand signals were given.
+    demand: pd.DataFrame | None = None
+    demand_note: str = ""
 
 
 def check_county(county: str, region: Region) -> str | None:
@@ -216,6 +219,12 @@ def write_report(report: Report, path: Path, metadata: Mapping[str, str]) -> Pat
     suffix = Path(path).suffix.lower()
     if suffix == ".xlsx":
         sheets = {"汇总": report.summary, "未覆盖村": report.uncovered, "设施": report.facilities}
+        if report.demand is not None:
+            sheets["需求"] = report.demand
+            meta["需求 demand"] = report.demand_note or (
+                "anonymous training-demand signals per village and trade: 技能码 scans, "
+                "searches, notify-me requests (no personal data)"
+            )
         if report.access is not None:
             sheets["可达性"] = report.access
             meta["可达性 access"] = (

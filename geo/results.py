@@ -31,6 +31,7 @@ from geo._io import atomic_write
 from geo.access import access_scores
 from geo.coverage import coverage_table, update_layers
 from geo.isochrones import union_isochrone
+from geo.routing import target_chunks
 from geo.settings import LAYERS, Settings
 
 if TYPE_CHECKING:
@@ -210,7 +211,10 @@ def card_rows(
     with none that close lists the layer's nearest from ``coverage`` (up to
     ``max_minutes``), or nothing. The listed facilities are then timed by every
     other mode (NaN beyond ``max_minutes``). One bounded reverse Dijkstra per
-    facility and mode (:meth:`geo.routing.Router.matrix`), for all villages at once.
+    facility and mode, in chunks of facilities
+    (:meth:`geo.routing.Router.matrix_chunks`) so that a province's pairs are never all
+    in memory at once: the ranking keeps a running top-k, the other modes time
+    only the listed pairs (:func:`pair_seconds`).
 
     Returns
     -------
@@ -225,10 +229,18 @@ def card_rows(
     lon, lat = villages.geometry.x.to_numpy(), villages.geometry.y.to_numpy()
     f_lon, f_lat = group.geometry.x.to_numpy(), group.geometry.y.to_numpy()
     bound = min(CARD_SEARCH_MINUTES, settings.max_minutes)
-    pairs = routers[ranker].matrix(lon, lat, f_lon, f_lat, max_minutes=bound)
-    pairs = pairs.assign(facility_id=ids[pairs["target"].to_numpy(np.int64)])
-    pairs = pairs.sort_values(["origin", "seconds", "facility_id"], kind="stable")
-    near = pairs.groupby("origin", sort=False).head(CARD_PER_LAYER)
+    # the facilities in chunks, keeping a running top-k per village: the k nearest of
+    # all are the k nearest of (the k nearest so far + the next chunk); (seconds, id)
+    # orders a village's pairs totally, so the answer does not depend on the chunks
+    key = ["origin", "seconds", "facility_id"]
+    near = pd.DataFrame({"origin": [], "seconds": [], "facility_id": []})
+    for _, pairs in routers[ranker].matrix_chunks(lon, lat, f_lon, f_lat, max_minutes=bound):
+        if pairs.empty:
+            continue
+        pairs = pairs.assign(facility_id=ids[pairs["target"].to_numpy(np.int64)])[key]
+        pairs = pd.concat([near, pairs], ignore_index=True) if len(near) else pairs
+        pairs = pairs.sort_values(key, kind="stable")
+        near = pairs.groupby("origin", sort=False).head(CARD_PER_LAYER)
     rows = pd.DataFrame(
         {
             "village": near["origin"].to_numpy(np.int64),
@@ -258,17 +270,46 @@ def card_rows(
         if mode == ranker:
             minutes = rows["seconds"].to_numpy(float) / 60.0
         else:
-            shown = np.unique(target)
-            timed = router.matrix(lon, lat, f_lon[shown], f_lat[shown])
-            lookup = pd.Series(
-                timed["seconds"].to_numpy(float),
-                index=pd.MultiIndex.from_arrays(
-                    [timed["origin"].to_numpy(np.int64), shown[timed["target"].to_numpy(np.int64)]]
-                ),
-            )
-            key = pd.MultiIndex.from_arrays([rows["village"].to_numpy(np.int64), target])
-            minutes = lookup.reindex(key).to_numpy(float) / 60.0
+            village = rows["village"].to_numpy(np.int64)
+            minutes = pair_seconds(router, lon, lat, f_lon, f_lat, village, target) / 60.0
         out[f"{mode}_minutes"] = np.round(minutes, 2)
+    return out
+
+
+def pair_seconds(
+    router: Router,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    f_lon: np.ndarray,
+    f_lat: np.ndarray,
+    origin: np.ndarray,
+    target: np.ndarray,
+) -> np.ndarray:
+    """Seconds of the given (origin, target) pairs only (NaN beyond ``max_minutes``).
+
+    :meth:`geo.routing.Router.matrix` per chunk of the targets asked for
+    (:func:`geo.routing.target_chunks`), from only the origins that ask for one of
+    them: the same seconds as one matrix of all origins and targets, whose pairs
+    do not depend on the other points, without its memory.
+    """
+    out = np.full(len(origin), np.nan)
+    shown = np.unique(target)
+    for part in target_chunks(len(shown), len(lon)):
+        chunk = shown[part]
+        asked = np.flatnonzero(np.isin(target, chunk))
+        places = np.unique(origin[asked])
+        timed = router.matrix(lon[places], lat[places], f_lon[chunk], f_lat[chunk])
+        lookup = pd.Series(
+            timed["seconds"].to_numpy(float),
+            index=pd.MultiIndex.from_arrays(
+                [
+                    places[timed["origin"].to_numpy(np.int64)],
+                    chunk[timed["target"].to_numpy(np.int64)],
+                ]
+            ),
+        )
+        wanted = pd.MultiIndex.from_arrays([origin[asked], target[asked]])
+        out[asked] = lookup.reindex(wanted).to_numpy(float)
     return out
 
 

@@ -35,6 +35,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -297,8 +298,9 @@ class Router:
         )
 
     def snap_targets(self, lon: ArrayLike, lat: ArrayLike) -> Snap:
-        """:meth:`snap`, remembered for the last few target sets (the same facilities
-        are asked for again and again by the web pages)."""
+        """:meth:`snap`, remembered for the last few point sets (the same facilities
+        are asked for again and again by the web pages, the same villages by every
+        layer of a coverage table)."""
         lon = np.ascontiguousarray(np.atleast_1d(np.asarray(lon, float)))
         lat = np.ascontiguousarray(np.atleast_1d(np.asarray(lat, float)))
         key = hashlib.sha1(lon.tobytes() + b"|" + lat.tobytes()).digest()
@@ -472,7 +474,8 @@ class Router:
         if len(t_lon) == 0:
             return NearestResult(np.full(len(o_lon), np.nan), np.full(len(o_lon), -1))
         state_s, state_t, t_snap = self.state_seconds_to(target_lon, target_lat, limit)
-        o_snap = self.snap(origin_lon, origin_lat)
+        # remembered: a coverage table asks from the same villages once per layer
+        o_snap = self.snap_targets(origin_lon, origin_lat)
         _, total = self._arrive(o_snap, state_s, reverse=True)
         which = state_t[self.exit[o_snap.edge]]
         seconds, target = _min_per_point(o_snap.point, total, which, len(o_lon))
@@ -542,7 +545,9 @@ class Router:
         """All origin -> target pairs within ``max_minutes``.
 
         One bounded reverse Dijkstra per target (in batches); origins and targets
-        snap by the same rule, so swapping them gives the reverse trips.
+        snap by the same rule, so swapping them gives the reverse trips. For many
+        origins and targets at once (a province), :meth:`matrix_chunks` gives the
+        same pairs a slice of the targets at a time.
 
         Parameters
         ----------
@@ -557,12 +562,60 @@ class Router:
             Columns ``origin`` and ``target`` (positional indices), ``seconds``
             (and ``metres``); pairs beyond the bound are absent.
         """
+        origins = self._origins(origin_lon, origin_lat)
+        t_lon = np.atleast_1d(np.asarray(target_lon, float))
+        t_lat = np.atleast_1d(np.asarray(target_lat, float))
+        limit = self._limit(max_minutes)
+        return self._pairs(origins, t_lon, t_lat, limit, batch, progress, metres)
+
+    def matrix_chunks(
+        self,
+        origin_lon: ArrayLike,
+        origin_lat: ArrayLike,
+        target_lon: ArrayLike,
+        target_lat: ArrayLike,
+        max_minutes: float | None = None,
+        *,
+        budget: int | None = None,
+        metres: bool = False,
+    ) -> Iterator[tuple[slice, pd.DataFrame]]:
+        """:meth:`matrix` a slice of the targets at a time (:func:`target_chunks`).
+
+        Yields ``(slice of the targets, their pairs)``, target indices counted in
+        all targets: together the pairs of :meth:`matrix` (a target's pairs do not
+        depend on the other targets), without holding them all at once. The
+        origins are snapped once.
+        """
+        origins = self._origins(origin_lon, origin_lat)
+        t_lon = np.atleast_1d(np.asarray(target_lon, float))
+        t_lat = np.atleast_1d(np.asarray(target_lat, float))
+        limit = self._limit(max_minutes)
+        for part in target_chunks(len(t_lon), len(origins[1]), budget):
+            pairs = self._pairs(origins, t_lon[part], t_lat[part], limit, 64, False, metres)
+            pairs["target"] += part.start
+            yield part, pairs
+
+    def _origins(self, lon: ArrayLike, lat: ArrayLike) -> tuple[Snap, FloatArray, FloatArray, Any]:
+        """The origins' snap, metric coordinates and points, made once per matrix."""
+        x, y = self.to_metric(lon, lat)
+        x, y = np.atleast_1d(x), np.atleast_1d(y)
+        return self.snap(lon, lat), x, y, shapely.points(x, y)
+
+    def _pairs(
+        self,
+        origins: tuple[Snap, FloatArray, FloatArray, Any],
+        target_lon: FloatArray,
+        target_lat: FloatArray,
+        limit: float,
+        batch: int,
+        progress: bool,
+        metres: bool,
+    ) -> pd.DataFrame:
+        """The pairs of :meth:`matrix` from snapped origins to these targets."""
         from tqdm import tqdm
 
-        limit = self._limit(max_minutes)
-        o_snap = self.snap(origin_lon, origin_lat)
+        o_snap, o_x, o_y, o_points = origins
         t_snap = self.snap(target_lon, target_lat)
-        n_o = o_snap.n_points
         built = self._augmented(t_snap, reverse=True, metres=metres)
         graph, n = built[0], built[1]
         n_t = graph.shape[0] - n
@@ -581,25 +634,36 @@ class Router:
             )
             dist = np.atleast_2d(found[0] if metres else found)
             via = dist[:, o_states] + o_rest[None, :]  # batch x candidates
-            for row in range(stop - start):
-                secs, cand = _min_per_point(o_snap.point, via[row], np.arange(len(via[row])), n_o)
-                oi = np.flatnonzero(secs <= limit)
-                frame = pd.DataFrame({"origin": oi, "target": start + row, "seconds": secs[oi]})
-                if metres:
-                    lengths = _tree_metres(np.atleast_2d(found[1])[row], built[2], n + start + row)
-                    c = cand[oi]
-                    frame["metres"] = o_rest_m[c] + lengths[o_states[c]]
-                frames.append(frame)
+            # per (target, origin) the fastest candidate within the bound; only the
+            # candidates within it are looked at (a province has ~50k per target,
+            # most beyond a 30-minute bound). Ties go to the first candidate.
+            row, cand = np.nonzero(via <= limit)
+            secs = via[row, cand]
+            point = o_snap.point[cand]
+            order = np.lexsort((secs, point, row))
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = (row[order][1:] != row[order][:-1]) | (
+                point[order][1:] != point[order][:-1]
+            )
+            win = order[first]
+            frame = pd.DataFrame(
+                {"origin": point[win], "target": start + row[win], "seconds": secs[win]}
+            )
+            if metres:
+                pred = np.atleast_2d(found[1])
+                lengths_m = np.empty(len(win))
+                for r in np.unique(row[win]):
+                    mine = row[win] == r
+                    lengths = _tree_metres(pred[r], built[2], n + start + int(r))
+                    c = cand[win][mine]
+                    lengths_m[mine] = o_rest_m[c] + lengths[o_states[c]]
+                frame["metres"] = lengths_m
+            frames.append(frame)
         pairs = self._same_edge(o_snap, t_snap, metres=metres)
         if self.coarse:
-            pairs = pd.concat(
-                [
-                    pairs,
-                    self._direct_pairs(
-                        origin_lon, origin_lat, target_lon, target_lat, metres=metres
-                    ),
-                ]
-            )
+            tx, ty = self.to_metric(target_lon, target_lat)
+            direct = self._direct_xy(o_x, o_y, tx, ty, metres=metres, o_points=o_points)
+            pairs = pd.concat([pairs, direct])
         frames.append(pairs)
         columns = ["origin", "target", "seconds", *(["metres"] if metres else [])]
         found_any = [f for f in frames if len(f)]
@@ -653,10 +717,22 @@ class Router:
         missing there), within ``access_max_m``."""
         ox_, oy = self.to_metric(o_lon, o_lat)
         tx, ty = self.to_metric(t_lon, t_lat)
+        return self._direct_xy(ox_, oy, tx, ty, metres=metres)
+
+    def _direct_xy(
+        self,
+        ox_: FloatArray,
+        oy: FloatArray,
+        tx: FloatArray,
+        ty: FloatArray,
+        metres: bool = False,
+        o_points: Any = None,
+    ) -> pd.DataFrame:
+        """:meth:`_direct_pairs` of points already in the metric CRS (``o_points``: the
+        origins as shapely points, if made already)."""
         tree = shapely.STRtree(np.asarray(shapely.points(tx, ty)))
-        (oi, ti) = tree.query(
-            shapely.points(ox_, oy), predicate="dwithin", distance=self.access_max_m
-        )
+        o_points = shapely.points(ox_, oy) if o_points is None else o_points
+        (oi, ti) = tree.query(o_points, predicate="dwithin", distance=self.access_max_m)
         d = np.hypot(ox_[oi] - tx[ti], oy[oi] - ty[ti])
         out = pd.DataFrame({"origin": oi, "target": ti, "seconds": self.access_seconds(d)})
         if metres:
@@ -762,6 +838,26 @@ def _project(
     )
     t = np.clip(t, 0.0, 1.0)
     return t, np.hypot(ax + t * dx - x, ay + t * dy - y)
+
+
+#: At most this many (origin, target) pairs per :meth:`Router.matrix` call in
+#: :func:`target_chunks` (about 100 MB of pairs in the worst case).
+PAIR_BUDGET = 4_000_000
+
+
+def target_chunks(n_targets: int, n_origins: int, budget: int | None = None) -> list[slice]:
+    """Slices of the targets so that one :meth:`Router.matrix` call per slice returns
+    at most ``budget`` (default :data:`PAIR_BUDGET`) pairs even if every origin
+    reaches every target: a province's 25,000 villages x 2,000 facilities would
+    otherwise be tens of millions of pairs at once. A matrix's pairs of a target
+    do not depend on the other targets, so the slices' pairs together are the
+    whole matrix's. Slices hold whole Dijkstra batches (64) where they can; a
+    region as small as Jiaxing gets one slice.
+    """
+    budget = PAIR_BUDGET if budget is None else budget
+    size = budget // max(n_origins, 1)
+    size = max(size // 64 * 64 if size >= 64 else size, 1)
+    return [slice(a, min(a + size, n_targets)) for a in range(0, n_targets, size)]
 
 
 def _min_per_point(

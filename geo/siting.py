@@ -34,6 +34,8 @@ class Plan:
     layer: str
     minutes: float
     mode: str
+    #: What the demand weights are: ``villages`` (1 each), ``people`` or ``demand``.
+    weights: str = "villages"
 
 
 def candidate_sites(
@@ -79,32 +81,43 @@ def plan_county(
     add: int,
     candidates: str | gpd.GeoDataFrame = "villages",
     population: pd.Series | None = None,
+    demand: pd.Series | None = None,
     method: str = "milp",
 ) -> Plan:
     """Choose ``add`` new sites of ``layer`` in ``county`` that cover the most uncovered demand.
 
-    Demand points are the county's villages (weight 1, or people from
-    ``population`` by village code). A village is covered when it reaches an
-    existing facility of ``layer`` (anywhere) or a chosen site within ``minutes``.
-    Candidates default to the county's distinct village locations (``towns``:
-    its town seats).
+    Demand points are the county's villages, weighted 1 each, by people from
+    ``population`` (by village code), or by training demand: ``1 + d`` with ``d``
+    the village's demand signals from ``demand`` (by village code, see
+    :data:`geo.demand.DEMAND_WEIGHT_FORMULA`). A village is covered when it
+    reaches an existing facility of ``layer`` (anywhere) or a chosen site within
+    ``minutes``. Candidates default to the county's distinct village locations
+    (``towns``: its town seats).
     """
     check_layer(layer)
-    demand = villages[villages["county"] == county].reset_index(drop=True)
-    if demand.empty:
+    if population is not None and demand is not None:
+        raise SettingsError("weight villages by people or by demand, not both")
+    demand_points = villages[villages["county"] == county].reset_index(drop=True)
+    if demand_points.empty:
         raise SettingsError(f"no villages in county {county!r}")
     in_county_towns = towns[towns["county"] == county]
-    cand = candidate_sites(candidates, demand, in_county_towns)
-    lon, lat = demand.geometry.x.to_numpy(), demand.geometry.y.to_numpy()
+    cand = candidate_sites(candidates, demand_points, in_county_towns)
+    lon, lat = demand_points.geometry.x.to_numpy(), demand_points.geometry.y.to_numpy()
     existing = facilities[facilities["layer"] == layer]
     now = router.nearest(lon, lat, existing.geometry.x, existing.geometry.y, max_minutes=minutes)
     already = np.isfinite(now.seconds)
     pairs = router.matrix(lon, lat, cand.geometry.x, cand.geometry.y, max_minutes=minutes)
-    covers = covers_from_pairs(pairs, len(demand), len(cand), minutes)
+    covers = covers_from_pairs(pairs, len(demand_points), len(cand), minutes)
+    kind = "villages"
     if population is not None:
-        weights = demand["village_code"].map(population).fillna(0.0).to_numpy(float)
+        weights = demand_points["village_code"].map(population).fillna(0.0).to_numpy(float)
+        kind = "people"
+    elif demand is not None:
+        signals = demand_points["village_code"].astype(str).map(demand).fillna(0.0)
+        weights = 1.0 + signals.to_numpy(float)
+        kind = "demand"
     else:
-        weights = np.ones(len(demand))
+        weights = np.ones(len(demand_points))
     result = plan_sites(covers, weights, already, min(add, len(cand)), method=method)
     logger.info(
         "plan %s %s: %.0f -> %.0f of %.0f covered with %d new sites (%s, %.2f s, gap %.4f)",
@@ -118,8 +131,8 @@ def plan_county(
         result.seconds,
         result.gap,
     )
-    demand = demand.assign(weight=weights, covered_before=already)
-    return Plan(result, demand, cand, layer, float(minutes), router.mode)
+    points = demand_points.assign(weight=weights, covered_before=already)
+    return Plan(result, points, cand, layer, float(minutes), router.mode, kind)
 
 
 def plan_table(plan: Plan) -> gpd.GeoDataFrame:

@@ -1,15 +1,21 @@
-"""Shared fixtures: paths to real OSM fixtures and a small synthetic network."""
+"""Shared fixtures: paths to real OSM fixtures, a small synthetic network, and stores on
+both backends (a SQLite file; a database of a throw-away PostgreSQL server, :mod:`tests.pg`)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import web
 from geo.settings import Settings
 from geo.study import Study
+
+from pg import BACKENDS, PostgresServer, PostgresUnavailableError, find_bindir, store_location
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -61,3 +67,48 @@ def new_database(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], str]:
         return str(tmp_path_factory.mktemp("store") / "skillcircle.sqlite3")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this session in a temporary directory (skips without
+    Debian's ``postgresql``); removed at the end."""
+    try:
+        server = PostgresServer(find_bindir())
+    except PostgresUnavailableError as exc:
+        pytest.skip(str(exc))
+    try:
+        server.start()
+        yield server
+    finally:
+        # the background threads of production-mode apps (test_hostile) poll until the
+        # interpreter exits: their failures to reach the stopped server are not news
+        logging.getLogger("web.sync").disabled = True
+        server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty store per test, on each backend (a PostgreSQL one is dropped after)."""
+    location = store_location(request, request.param)
+    yield location
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres").drop_database(location)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ratelimit_files_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Apps on a PostgreSQL store keep their rate-limit counters in the instance folder;
+    in tests, in a temporary folder instead (one file per database, as there)."""
+    folder = tmp_path_factory.mktemp("ratelimit")
+    original = web.ratelimit_file
+
+    def ratelimit_file(store):
+        if store.path is not None:
+            return original(store)
+        return folder / f"{hashlib.sha256(store.location.encode()).hexdigest()[:16]}.sqlite3"
+
+    ratelimit_file.__wrapped__ = original  # type: ignore[attr-defined]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(web, "ratelimit_file", ratelimit_file)
+        yield

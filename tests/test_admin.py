@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from geo.coverage import coverage_table
 from web import create_app
-from web.store import SCHEMA_VERSION, Store, StoreError
+from web.store import SCHEMA_VERSION, Store, StoreError, hash_token
 
 VILLAGE = "330402007024"  # 百福弄社区居委会, 南湖区建设街道
 NANHU_SCHOOL = "TS-330402-001"  # 嘉兴市建筑工业学校, 南湖区
@@ -47,11 +47,6 @@ def make_app(study, database: str, **config):
 
 
 @pytest.fixture
-def database(new_database) -> str:
-    return new_database()
-
-
-@pytest.fixture
 def app(study, database):
     return make_app(study, database)
 
@@ -78,6 +73,10 @@ def put_legacy(tx, record) -> None:
         "INSERT INTO facilities (id, county, layer, data, updated_at) VALUES (?, ?, ?, ?, ?)",
         (record["id"], record["county"], record["layer"], json.dumps(record), "2025-01-01"),
     )
+
+
+#: Tests whose store use is that of every other test run on SQLite only (the others on both).
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 
 
 def facility_count(client) -> int:
@@ -108,10 +107,13 @@ def test_no_token_bad_token_revoked_token_are_401(client, app, tokens):
 def test_only_token_hashes_are_stored(app, database):
     store: Store = app.extensions["skillcircle.store"]
     _, token = store.create_token("test", "南湖区")
-    raw = b"".join(
-        p.read_bytes() for p in __import__("pathlib").Path(database).parent.glob("*sqlite3*")
-    )
-    assert token.encode() not in raw
+    if store.path is not None:  # SQLite: nowhere in the files (database, WAL)
+        raw = b"".join(p.read_bytes() for p in store.path.parent.glob("*sqlite3*"))
+        assert token.encode() not in raw
+    for table in ("tokens", "audit"):  # both: in no row
+        rows = store.conn.execute(f"SELECT * FROM {table}").fetchall()
+        assert rows and token not in repr([dict(r) for r in rows])
+    assert hash_token(token) in [r[0] for r in store.conn.execute("SELECT hash FROM tokens")]
     assert store.authenticate(token).name == "test"
 
 
@@ -140,6 +142,7 @@ def test_county_scoping(client, tokens):
 # ----------------------------------------------------------------- validation
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -330,6 +333,7 @@ def test_facility_body_errors(client, tokens, database):
     assert Store(database).count_audit("create") == 3  # the fixture's three tokens only
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 def test_gcj02_input_is_converted(client, tokens):
     # the same place given in GCJ-02 (as copied from 高德) lands ~500 m from the raw numbers
     gcj = {
@@ -561,6 +565,7 @@ def test_restart_keeps_changes(study, database, tokens, client):
     assert again.get("/api/admin/whoami", headers=tokens["nanhu"]).status_code == 200
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 def test_auth_failures_are_rate_limited(study, database):
     app = make_app(study, database, RATELIMIT_AUTH_FAILURES="3 per minute")
     client = app.test_client()
@@ -574,6 +579,7 @@ def test_auth_failures_are_rate_limited(study, database):
     )
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 def test_security_headers(client):
     resp = client.get(f"/q/{VILLAGE}")
     assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
@@ -581,25 +587,45 @@ def test_security_headers(client):
     assert "Access-Control-Allow-Origin" not in resp.headers
 
 
-def test_store_migrations(tmp_path):
-    store = Store(tmp_path / "s.sqlite3")
+def test_store_migrations(database):
+    store = Store(database)
     assert store.version == SCHEMA_VERSION
-    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"facilities", "courses", "evaluations", "tokens", "audit"} <= tables
+    if store.path is not None:
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    else:
+        query = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+    tables = {r[0] for r in store.conn.execute(query)}
+    assert {
+        "facilities",
+        "courses",
+        "evaluations",
+        "tokens",
+        "audit",
+        "id_sequences",
+        "data_versions",
+        "jobs",
+        "published",
+    } <= tables
+    assert store.data_versions() == {"facilities": 0, "content": 0}
     store.close()
-    Store(tmp_path / "s.sqlite3").close()  # re-opening migrates nothing
-    conn = sqlite3.connect(tmp_path / "s.sqlite3")
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.close()
-    with pytest.raises(StoreError, match="newer than this skillcircle"):
-        Store(tmp_path / "s.sqlite3")
+    Store(database).close()  # re-opening migrates nothing
+    if store.path is not None:
+        conn = sqlite3.connect(store.path)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.close()
+    else:
+        store.conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreError, match="newer than this skillcircle") as raised:
+        Store(database)
+    assert str(raised.value).startswith(store.location)
+    assert "pg-test-secret" not in str(raised.value)  # a URL's password never in a message
 
 
-def test_admin_cli_tokens(tmp_path):
+def test_admin_cli_tokens(database):
     from geo.cli import main
 
-    db = str(tmp_path / "cli.sqlite3")
+    db = database
     runner = CliRunner()
     made = runner.invoke(main, ["admin", "create-token", "--county", "南湖区", "--database", db])
     assert made.exit_code == 0, made.output
@@ -618,6 +644,7 @@ def test_admin_cli_tokens(tmp_path):
     assert gone.exit_code == 1 and "no token with id 99" in gone.output
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 def test_admin_page_renders_without_inline_script(client):
     resp = client.get("/admin")
     html = resp.get_data(as_text=True)
@@ -720,10 +747,10 @@ def test_unsafe_ids_are_refused_on_post_and_upload(client, tokens, database):
     assert (facility_count(client), Store(database).count_audit("upload")) == before
 
 
-def test_repair_ids_lists_then_removes_unreachable_records(study, tmp_path, caplog):
+def test_repair_ids_lists_then_removes_unreachable_records(study, database, caplog):
     from geo.cli import main
 
-    db = str(tmp_path / "legacy.sqlite3")
+    db = database
     store = Store(db)
     store.seed(study.facilities)
     good = store.facility(NANHU_SCHOOL)
@@ -764,6 +791,7 @@ def test_repair_ids_lists_then_removes_unreachable_records(study, tmp_path, capl
     assert again.exit_code == 0 and "no facilities with unsafe ids" in again.output
 
 
+@SQLITE_ONLY  # validation, headers or pages before any store statement
 def test_unexpected_error_is_json_500_with_request_id(study, database, monkeypatch, caplog):
     app = make_app(study, database, PROPAGATE_EXCEPTIONS=False)
     _, token = app.extensions["skillcircle.store"].create_token("t", None)
@@ -788,3 +816,68 @@ def test_unexpected_error_is_json_500_with_request_id(study, database, monkeypat
     page = app.test_client().get(f"/q/f/{NANHU_SCHOOL}")
     assert page.status_code == 500 and "text/html" in page.content_type
     assert page.headers["X-Request-Id"] in page.get_data(as_text=True)
+
+
+# -------------------------------------------------------------------- upload preview
+
+
+def _preview(client, headers, text: str, **kwargs):
+    import io
+
+    data = {
+        "file": (io.BytesIO(text.encode(kwargs.get("encoding", "utf-8"))), "名录.csv"),
+        "crs": "gcj02",
+        "layer": "training_institution",
+    }
+    return client.post(
+        "/api/admin/facilities/upload?dry_run=1",
+        data=data,
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+
+
+def test_upload_preview_lists_every_row_and_problem_and_writes_nothing(client, tokens, database):
+    count = facility_count(client)
+    audit = Store(database).count_audit("upload")
+    versions = Store(database).data_versions()
+    again = f"{NANHU_SCHOOL},嘉兴市建筑工业学校,120.7623,30.7531,电工,"
+    rows = [*[f",{row}" for row in GOOD_ROWS], again, ",秀洲的点,120.70,30.80,电工,"]
+    text = "编号," + REGISTRY.format(rows="\n".join(rows))
+    resp = _preview(client, tokens["nanhu"], text)
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert body["committed"] is False and body["valid"] is False
+    assert [p["row"] for p in body["preview"]] == [f"row {n}" for n in range(2, 7)]
+    first = body["preview"][0]
+    assert (first["name"], first["county"], first["id"]) == ("南湖职业培训中心", "南湖区", "")
+    assert first["location_quality"] == "registry_gcj02" and first["town"]
+    assert 120.7 < first["lon"] < 120.8  # converted from GCJ-02 to WGS84
+    assert body["preview"][3]["id"] == NANHU_SCHOOL
+    assert (body["would_add"], body["would_update"]) == (4, 1)
+    assert [p["row"] for p in body["problems"]] == ["row 6"]
+    assert "not in 南湖区" in body["problems"][0]["message"]
+    # the same file without the 秀洲 row is valid; nothing was written either way
+    ok = _preview(client, tokens["nanhu"], "编号," + REGISTRY.format(rows="\n".join(rows[:4])))
+    assert ok.get_json()["valid"] is True and ok.get_json()["problems"] == []
+    assert facility_count(client) == count
+    assert Store(database).count_audit("upload") == audit
+    assert Store(database).data_versions() == versions
+
+
+def test_upload_preview_of_a_broken_file_lists_its_row_problems(client, tokens, database):
+    count = facility_count(client)
+    rows = [*GOOD_ROWS, "坏行,120.80,纬度不详,电工,", "外省,116.40,39.90,电工,"]
+    resp = _preview(client, tokens["nanhu"], REGISTRY.format(rows="\n".join(rows)))
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["committed"] is False and body["valid"] is False and body["preview"] == []
+    assert [p["row"] for p in body["problems"]] == ["row 5", "row 6"]
+    assert facility_count(client) == count
+    no_crs = client.post(
+        "/api/admin/facilities/upload?dry_run=1",
+        data={"file": (io.BytesIO(b"name,lon,lat\n"), "a.csv")},
+        headers=tokens["nanhu"],
+        content_type="multipart/form-data",
+    )
+    assert no_crs.status_code == 400

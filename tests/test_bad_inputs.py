@@ -19,6 +19,8 @@ from geo.cli import main
 from web import create_app
 from web.store import Store
 
+from pg import BACKENDS, store_location
+
 CORPUS = Path(__file__).parent / "bad_inputs"
 
 
@@ -279,13 +281,22 @@ API_CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def api(study, new_database):
-    app = create_app(
-        {"TESTING": True, "STUDY": study, "TILE_URL": "none", "DATABASE": new_database()}
-    )
+def _api(study, database: str):
+    app = create_app({"TESTING": True, "STUDY": study, "TILE_URL": "none", "DATABASE": database})
     _, token = app.extensions["skillcircle.store"].create_token("corpus", "南湖区")
     return app, {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def api(study, new_database):
+    """The app on a SQLite store (refusals before any store access)."""
+    return _api(study, new_database())
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store_api(request, study):
+    """The app on each store backend (bodies and ids that reach the store's statements)."""
+    return _api(study, store_location(request, request.param))
 
 
 @pytest.mark.parametrize(("url", "status"), API_CASES)
@@ -321,8 +332,8 @@ ADMIN_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "field"), ADMIN_BODIES)
-def test_bad_admin_bodies_change_nothing(api, body, field):
-    app, auth = api
+def test_bad_admin_bodies_change_nothing(store_api, body, field):
+    app, auth = store_api
     before = snapshot(app)
     resp = app.test_client().post("/api/admin/facilities", json=body, headers=auth)
     assert resp.status_code == 400 and field in resp.get_json()["fields"]
@@ -367,8 +378,8 @@ HOSTILE_TARGETS = {
 
 @pytest.mark.parametrize("target", HOSTILE_TARGETS)
 @pytest.mark.parametrize("body", HOSTILE_BODIES)
-def test_hostile_json_bodies_are_4xx_json_and_change_nothing(api, body, target):
-    app, auth = api
+def test_hostile_json_bodies_are_4xx_json_and_change_nothing(store_api, body, target):
+    app, auth = store_api
     client = app.test_client()
     if target == "patch_course" and not app.extensions["skillcircle.store"].item("courses", 1):
         course = {"title": "x", "trade": "电工", "start_date": "2099-01-01", "seats": 1}
@@ -402,8 +413,8 @@ def test_admin_query_numbers_are_ascii(api, url):
 
 @pytest.mark.parametrize("item", ["1" + "0" * 23, str(2**63), "0", "٣", "-1", "1.5"])
 @pytest.mark.parametrize("method", ["PATCH", "DELETE"])
-def test_item_ids_sqlite_cannot_hold_are_404(api, item, method):
-    app, auth = api
+def test_item_ids_a_database_cannot_hold_are_404(store_api, item, method):
+    app, auth = store_api
     before = snapshot(app)
     url = f"/api/admin/facilities/{NANHU_SCHOOL}/courses/{item}"
     resp = app.test_client().open(url, method=method, json={"seats": 1}, headers=auth)
@@ -476,8 +487,8 @@ def test_upload_with_unknown_crs_or_layer_is_400(api, crs, layer):
     assert snapshot(app) == before
 
 
-def test_markup_and_formulas_in_names_are_neutralised(api):
-    app, auth = api
+def test_markup_and_formulas_in_names_are_neutralised(store_api):
+    app, auth = store_api
     client = app.test_client()
     for name in ("<script>alert(1)</script>", '=HYPERLINK("http://evil","点我")'):
         body = {"layer": "experience_site", "name": name, "lon": 120.755, "lat": 30.762}

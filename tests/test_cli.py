@@ -25,6 +25,13 @@ from synthetic import write_osm_grid
 REPO = Path(__file__).resolve().parents[1]
 
 
+def sample_cell() -> str:
+    """What a CSV's sample_facilities column starts with, counted from the bundled file."""
+    features = json.loads((REPO / "data" / "facilities.geojson").read_text(encoding="utf-8"))
+    flags = [f["properties"]["is_sample"] for f in features["features"]]
+    return f"{sum(flags)} of {len(flags)} facilities are SAMPLE data"
+
+
 @pytest.fixture
 def runner(tmp_path, monkeypatch) -> CliRunner:
     monkeypatch.setenv("SKILLCIRCLE_CACHE", str(tmp_path / "cache"))
@@ -53,6 +60,7 @@ def test_coverage_all_modes_on_bundled_data(runner, tmp_path, mode):
     assert (table["covered"] == (table["any_minutes"] <= 30)).all()
     assert 0 < table["covered"].sum() <= 1202
     assert table["network_source"].str.startswith("bundled_coarse").all()
+    assert table["sample_facilities"].str.startswith(sample_cell()).all()
 
 
 def test_faster_modes_cover_more(runner, tmp_path):
@@ -144,6 +152,7 @@ def test_stats(runner, tmp_path, by):
     s = pd.read_csv(out, encoding="utf-8-sig")
     assert s["villages"].sum() == 1202
     assert len(s) == (7 if by == "county" else 72)
+    assert s["sample_facilities"].str.startswith(sample_cell()).all()
     if by == "county":
         assert s["population_2020"].sum() == 5400868
 

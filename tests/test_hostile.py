@@ -28,6 +28,8 @@ from werkzeug.test import encode_multipart
 from web import create_app
 from web.store import Store
 
+from pg import BACKENDS, store_location
+
 SCHOOL = "TS-330402-001"  # 南湖区
 FACILITY = {"layer": "training_base", "name": "敌意测试", "lon": 120.75, "lat": 30.76}
 COURSE = {"title": "x", "trade": "电工", "start_date": "2099-01-01", "seats": 1}
@@ -284,9 +286,9 @@ def _cases() -> list[Hostile]:
 CASES = _cases()
 
 
-@pytest.fixture(scope="module")
-def server(study, new_database):
-    database = new_database()
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request, study):
+    database = store_location(request, request.param)
     app = create_app(  # not TESTING: an exception is answered as in production
         {
             "STUDY": study,
@@ -338,8 +340,16 @@ def fire(base: str, case: Hostile, token: str) -> tuple[int, str, bytes]:
 def state(store: Store) -> str:
     """A digest of everything a request could change."""
     digest = hashlib.sha256()
-    for table in ("facilities", "courses", "evaluations", "audit", "id_sequences"):
-        for row in store.conn.execute(f"SELECT * FROM {table} ORDER BY rowid"):
+    for table, key in (
+        ("facilities", "id"),
+        ("courses", "id"),
+        ("evaluations", "id"),
+        ("audit", "id"),
+        ("id_sequences", "prefix"),
+        ("data_versions", "name"),
+        ("jobs", "id"),
+    ):
+        for row in store.conn.execute(f"SELECT * FROM {table} ORDER BY {key}"):
             digest.update(repr(tuple(row)).encode())
     return digest.hexdigest()
 

@@ -29,10 +29,9 @@ def _moved_to(app) -> tuple[float, float]:
     return round(row.geometry.x, 6), round(row.geometry.y, 6)
 
 
-def test_two_workers_see_one_write(study, new_database):
+def test_two_workers_see_one_write(study, database):
     """Two app instances on one store (two server processes): a move through one is served
     by the other once it follows the published results."""
-    database = new_database()
     one = make_app(study, database)  # recomputes inline, publishes
     two = make_app(study, database)  # a second process: only follows
     _, token = one.extensions["skillcircle.store"].create_token("南湖区总工会", "南湖区")
@@ -57,8 +56,8 @@ def test_two_workers_see_one_write(study, new_database):
     assert not two.extensions["skillcircle.follower"].poll_once()  # nothing newer
 
 
-def test_a_write_answers_at_once_and_its_job_publishes(study, new_database):
-    app = make_app(study, new_database(), RECOMPUTE="external")
+def test_a_write_answers_at_once_and_its_job_publishes(study, database):
+    app = make_app(study, database, RECOMPUTE="external")
     store: Store = app.extensions["skillcircle.store"]
     _, token = store.create_token("南湖区总工会", "南湖区")
     client = app.test_client()
@@ -74,7 +73,7 @@ def test_a_write_answers_at_once_and_its_job_publishes(study, new_database):
     assert version["facilities_version"] == answer["data_version"] - 1  # still the old one
     assert version["jobs_waiting"] == 1 and _moved_to(app) != TO
     # the recompute process (here: another Recomputer on the same store) does the work
-    Recomputer(Store(store.path), study).run_once()
+    Recomputer(Store(database), study).run_once()
     done = client.get(job["url"], headers={"Authorization": f"Bearer {token}"}).get_json()
     assert done["state"] == "done" and done["published_version"] == answer["data_version"]
     assert app.extensions["skillcircle.follower"].poll_once() and _moved_to(app) == TO
@@ -90,8 +89,7 @@ def _claim_and_hang(database: str, study) -> None:
     Recomputer(Store(database), study, stale_s=1.0).run_once()
 
 
-def test_kill_9_of_the_recompute_keeps_the_previous_version_and_loses_nothing(study, new_database):
-    database = new_database()
+def test_kill_9_of_the_recompute_keeps_the_previous_version_and_loses_nothing(study, database):
     app = make_app(study, database, RECOMPUTE="external")
     store: Store = app.extensions["skillcircle.store"]
     _, token = store.create_token("南湖区总工会", "南湖区")
@@ -135,11 +133,10 @@ def _versions(base: str, n: int) -> set[int]:
 
 
 @pytest.mark.slow
-def test_gunicorn_workers_follow_a_move_and_survive_kill_9(study, tmp_path):
+def test_gunicorn_workers_follow_a_move_and_survive_kill_9(study, database, tmp_path):
     """``serve --workers 2`` as a real server: a move is answered at once and is served by
     every worker within seconds; kill -9 of a worker and of the recompute process lose
     no acknowledged write, and the server keeps answering."""
-    database = tmp_path / "store.sqlite3"
     Store(database)  # created before the server forks (so the test can make a token)
     _, token = Store(database).create_token("南湖区总工会", "南湖区")
     proc, base = start_server(study.settings.cache_dir, database, tmp_path, workers=2)
@@ -173,8 +170,8 @@ def test_gunicorn_workers_follow_a_move_and_survive_kill_9(study, tmp_path):
         proc.wait(timeout=30)
 
 
-def test_answers_carry_an_etag_and_revalidate_cheaply(study, new_database):
-    app = make_app(study, new_database())
+def test_answers_carry_an_etag_and_revalidate_cheaply(study, database):
+    app = make_app(study, database)
     client = app.test_client()
     first = client.get("/q/330402007024")
     tag = first.headers["ETag"]
@@ -199,8 +196,8 @@ def test_answers_carry_an_etag_and_revalidate_cheaply(study, new_database):
     assert "ETag" not in client.get("/api/admin/whoami").headers
 
 
-def test_an_oversized_upload_is_refused_and_nothing_is_written(study, new_database):
-    app = make_app(study, new_database(), UPLOAD_MAX_ROWS=3)
+def test_an_oversized_upload_is_refused_and_nothing_is_written(study, database):
+    app = make_app(study, database, UPLOAD_MAX_ROWS=3)
     store: Store = app.extensions["skillcircle.store"]
     _, token = store.create_token("南湖区总工会", "南湖区")
     rows = "".join(f"样例{i},120.76,30.75\n" for i in range(4))

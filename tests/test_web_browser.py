@@ -149,6 +149,15 @@ def test_map_page_in_browser(server, driver):
         "return [n, document.querySelectorAll('.marker-cluster').length];"
     )
     assert counts[0] > 1000 and counts[1] > 0, counts
+    # each village is filled with its own band colour (set from its properties)
+    fills = driver.execute_script(
+        "var map = Object.values(window).find(v => v instanceof L.Map); var out = [];"
+        "map.eachLayer(function (l) { if (l.feature && l.feature.properties.village_code)"
+        " out.push([l.options.fillColor, l.feature.properties.colour]); });"
+        "return out;"
+    )
+    assert len(fills) == 1202 and len({c for c, _ in fills}) >= 2
+    assert all(shown == own for shown, own in fills)
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / "map.png"))
     assert (ARTIFACTS / "map.png").stat().st_size > 10_000

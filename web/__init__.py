@@ -97,6 +97,23 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         Where the counters live, shared by all worker processes (env
         ``SKILLCIRCLE_RATELIMIT_STORAGE``; default ``sqlite:///<store>.ratelimit``;
         ``memory://`` for one process, or a Redis/memcached URI).
+    ``RATELIMIT_REGISTER`` / ``RATELIMIT_CHALLENGE`` / ``RATELIMIT_DEMAND``
+        Per client address: registrations and withdrawals, challenges, demand
+        signals (env ``SKILLCIRCLE_RATELIMIT_*``).
+    ``RATELIMIT_PHONE``
+        Registration attempts per phone (keyed by an HMAC of the number; default
+        ``5 per day``).
+    ``SECRET_KEY``
+        Signs the registration challenge and keys the phone limit (env
+        ``SKILLCIRCLE_SECRET_KEY``; default: generated once into
+        ``<instance folder>/secret_key``). Machines sharing a store share it.
+    ``REGISTRATION_RETENTION_DAYS``
+        Days after an item ends that registrants' name and phone are kept (env
+        ``SKILLCIRCLE_REGISTRATION_RETENTION_DAYS``; default 180); the recompute
+        loop deletes older ones every ``PURGE_EVERY_S`` seconds (default 3600).
+    ``DEMAND_FLUSH_S``
+        Seconds demand signals are buffered in a process before they are stored
+        (default 5; 0 in tests).
     """
     app = _Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
@@ -119,10 +136,31 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         RATELIMIT_AUTH_FAILURES=os.environ.get(
             "SKILLCIRCLE_RATELIMIT_AUTH_FAILURES", "10 per minute"
         ),
+        RATELIMIT_REGISTER=os.environ.get(
+            "SKILLCIRCLE_RATELIMIT_REGISTER", "10 per minute;100 per day"
+        ),
+        RATELIMIT_CHALLENGE=os.environ.get("SKILLCIRCLE_RATELIMIT_CHALLENGE", "30 per minute"),
+        RATELIMIT_DEMAND=os.environ.get("SKILLCIRCLE_RATELIMIT_DEMAND", "60 per minute"),
+        RATELIMIT_PHONE=os.environ.get("SKILLCIRCLE_RATELIMIT_PHONE", "5 per day"),
+        SECRET_KEY=os.environ.get("SKILLCIRCLE_SECRET_KEY") or None,
+        REGISTRATION_RETENTION_DAYS=int(
+            os.environ.get("SKILLCIRCLE_REGISTRATION_RETENTION_DAYS", "180")
+        ),
+        CHALLENGE_TTL_S=900,
+        PURGE_EVERY_S=3600.0,
     )
     if test_config is not None:
         app.config.update(test_config)
+    app.config.setdefault("DEMAND_FLUSH_S", 0.0 if app.testing else 5.0)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    from web.registration import ensure_secret_key
+
+    ensure_secret_key(app)
+    retention = app.config["REGISTRATION_RETENTION_DAYS"]
+    if not isinstance(retention, int) or isinstance(retention, bool) or retention < 1:
+        raise SettingsError(
+            f"REGISTRATION_RETENTION_DAYS must be a whole number of days >= 1; got {retention!r}"
+        )
 
     study = app.config.get("STUDY")
     settings = study.settings if study is not None else Settings.for_region(app.config["REGION"])
@@ -169,6 +207,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         study,
         on_publish=lambda served: _put(app, served),
         stale_s=float(app.config.get("JOB_STALE_S", STALE_S)),
+        housekeeping=lambda: purge_registrations(store, retention),
+        housekeeping_s=float(app.config["PURGE_EVERY_S"]),
     )
     app.extensions["skillcircle.follower"] = Follower(
         store,
@@ -183,19 +223,33 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.before_request(lambda: _start_background(app, follow))
     logger.info("network: %s", study.network.source.label)
 
-    from web import admin, api, exports, map, pages, qr, security
+    from web import admin, api, demand, exports, map, pages, qr, registration, search, security
     from web._params import RowId
 
     app.url_map.converters["id"] = RowId
     storage = app.config.get("RATELIMIT_STORAGE") or f"sqlite:///{ratelimit_file(store)}"
-    security.init_app(app, storage)
+    limiter = security.init_app(app, storage)
     pages.init_app(app)
     app.register_blueprint(map.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(search.bp)
+    app.register_blueprint(registration.bp)
+    app.register_blueprint(demand.bp)
     app.register_blueprint(qr.bp)
     app.register_blueprint(exports.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(admin.page)
+    security.limit_views(
+        app,
+        limiter,
+        {
+            "registration.register": "RATELIMIT_REGISTER",
+            "registration.withdraw": "RATELIMIT_REGISTER",
+            "registration.challenge": "RATELIMIT_CHALLENGE",
+            "demand.signal": "RATELIMIT_DEMAND",
+        },
+    )
+    demand.init_app(app, store)
 
     @app.errorhandler(404)
     def not_found(error: Any) -> Any:
@@ -231,6 +285,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def purge_registrations(store: Store, retention_days: int) -> int:
+    """Delete registrants' name and phone ``retention_days`` after their item ended
+    (the recompute loop's housekeeping and ``skillcircle admin purge-registrations``)."""
+    from .records import today
+
+    return store.purge_registrations(today(), retention_days)
+
+
 def default_database(code: str = BUNDLED_CODE) -> Path:
     """The store of region ``code`` in the Flask instance folder, as the app and the CLI
     both use it: ``skillcircle.sqlite3`` for the bundled region, else
@@ -241,9 +303,13 @@ def default_database(code: str = BUNDLED_CODE) -> Path:
 
 def ratelimit_file(store: Store) -> Path:
     """The rate-limit counters of a store's app: a SQLite file beside it (shared by every
-    worker process on this machine)."""
-    if store.path is None:  # PostgreSQL: counters stay on this machine
-        return Path(Flask(__name__).instance_path) / "ratelimit.sqlite3"
+    worker process on this machine); for a PostgreSQL store, one per database in the
+    instance folder (counters stay on this machine)."""
+    if store.path is None:
+        folder = Path(Flask(__name__).instance_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(store.location.encode()).hexdigest()[:12]
+        return folder / f"ratelimit-{digest}.sqlite3"
     return store.path.with_name(store.path.name + ".ratelimit")
 
 
@@ -294,8 +360,9 @@ def _start_background(app: Flask, follow: bool) -> None:
         ).start()
 
 
-#: Paths without an ETag (admin answers are ``no-store``; static files have their own).
-_PRIVATE = ("/api/admin", "/admin", "/static/")
+#: Paths without an ETag (admin answers are ``no-store``; static files have their own;
+#: challenges are new each time; demand counters change without a data version).
+_PRIVATE = ("/api/admin", "/admin", "/static/", "/api/register", "/api/demand")
 
 
 def _conditional_get(app: Flask) -> None:

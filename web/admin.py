@@ -14,6 +14,7 @@ show it from the next request. Writes are serialised by one lock per app.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import numpy as np
+import pandas as pd
 import shapely
 from flask import (
     Blueprint,
@@ -35,6 +37,7 @@ from flask import (
     make_response,
     render_template,
     request,
+    send_file,
     url_for,
 )
 from pydantic import BaseModel, ValidationError
@@ -42,6 +45,7 @@ from pydantic import BaseModel, ValidationError
 from geo import _validate as v
 from geo._errors import FacilityDataError, SettingsError, TooManyRowsError
 from geo.coords import to_wgs84
+from geo.export import write_workbook
 from geo.facilities import facility_id_prefix, facility_records, import_registry
 from geo.geocode import Gazetteer, Geocoder, make_geocoder
 from geo.models import Facility, validate_rows
@@ -50,8 +54,8 @@ from geo.study import Study
 
 from . import _params as p
 from . import get_store
-from .schemas import BODIES, PATCHES, FacilityBody, as_stored, field_errors
-from .store import Principal, Write
+from .schemas import BODIES, PATCHES, AttendanceBody, FacilityBody, as_stored, field_errors
+from .store import Principal, Write, mask_phone, now
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 page = Blueprint("admin_page", __name__)
@@ -89,9 +93,23 @@ def _authenticate() -> None:
 
 
 def _require_county(county: str, what: str) -> None:
+    """Facility changes: a county token of ``county`` or a region-wide one (never staff)."""
     principal: Principal = g.principal
     if not principal.may_edit(county):
-        _fail(403, "forbidden", f"token {principal.name!r} ({principal.county}) may not {what}")
+        _fail(403, "forbidden", f"token {principal.name!r} ({_scope(principal)}) may not {what}")
+
+
+def _require_manage(fid: str, county: str, what: str) -> None:
+    """A facility's courses, sessions and registrants: its staff, its county, the region."""
+    principal: Principal = g.principal
+    if not principal.may_manage(fid, county):
+        _fail(403, "forbidden", f"token {principal.name!r} ({_scope(principal)}) may not {what}")
+
+
+def _scope(principal: Principal) -> str:
+    if principal.staff:
+        return f"staff of facility {principal.facility_id}"
+    return principal.county or "region-wide"
 
 
 def _validate(model: type[M], data: Any) -> M:
@@ -267,14 +285,22 @@ def _existing(fid: str) -> dict[str, Any]:
 @bp.get("/whoami")
 def whoami() -> Any:
     principal: Principal = g.principal
-    return jsonify(name=principal.name, county=principal.county, token_id=principal.token_id)
+    facility = get_store().facility(principal.facility_id) if principal.facility_id else None
+    return jsonify(
+        name=principal.name,
+        county=principal.county,
+        facility_id=principal.facility_id,
+        facility_name=facility["name"] if facility else None,
+        token_id=principal.token_id,
+    )
 
 
 @bp.get("/facilities")
 def list_facilities() -> Any:
+    """The facilities this token may manage: its county's (a staff token: its own)."""
     principal: Principal = g.principal
     records = get_store().facility_records()
-    mine = [r for r in records if principal.may_edit(r["county"])]
+    mine = [r for r in records if principal.may_manage(r["id"], r["county"])]
     return jsonify(count=len(mine), facilities=mine)
 
 
@@ -330,7 +356,16 @@ def delete_facility(fid: str) -> Any:
 
 @bp.post("/facilities/upload")
 def upload() -> Any:
-    """Bulk upsert from a registry file: every row validated first, then all or nothing."""
+    """Bulk upsert from a registry file: every row validated first, then all or nothing.
+
+    ``?dry_run=1``: the same checks, nothing written: every row as it would be
+    stored (``preview``), every row problem (``problems``) and what a commit would
+    add and update, with status 200 even when rows have problems.
+    """
+    dry_run = bool(p.boolean("dry_run"))
+    principal: Principal = g.principal
+    if principal.staff:
+        _fail(403, "forbidden", "a facility-staff token cannot upload registries")
     file = request.files.get("file")
     if file is None or not file.filename:
         _fail(400, "invalid upload", "send the registry as multipart field 'file'")
@@ -363,6 +398,18 @@ def upload() -> Any:
         except (FacilityDataError, SettingsError) as exc:
             listed = exc.problems if isinstance(exc, FacilityDataError) else []
             problems = [{"row": where, "message": what} for where, what in listed]
+            if dry_run and isinstance(exc, FacilityDataError):
+                if not problems:
+                    problems = [{"row": name, "message": str(exc)}]
+                return jsonify(
+                    preview=[],
+                    problems=problems,
+                    would_add=0,
+                    would_update=0,
+                    valid=False,
+                    committed=False,
+                    message=str(exc),
+                )
             _fail(400, "invalid upload", str(exc), problems=problems, committed=False)
         records = facility_records(rows)
         problems = []
@@ -398,6 +445,20 @@ def upload() -> Any:
         where = [r["id"] or row_name(i) for i, r in enumerate(records)]
         items, invalid = validate_rows(Facility, records, where, context={"id_optional": True})
         problems += [{"row": p.where, "message": p.what} for p in invalid]
+        if dry_run:
+            fields = ("id", "name", "layer", "county", "town", "lon", "lat", "location_quality")
+            preview = [
+                {"row": row_name(i), **{k: record.get(k) for k in fields}}
+                for i, record in enumerate(records)
+            ]
+            return jsonify(
+                preview=preview,
+                problems=problems,
+                would_add=len(records) - len(replaced),
+                would_update=len(replaced),
+                valid=not problems,
+                committed=False,
+            )
         if problems:
             status = 403 if forbidden else 400
             _fail(
@@ -466,11 +527,12 @@ def list_items(fid: str, table: str) -> Any:
 def create_item(fid: str, table: str) -> Any:
     data = p.json_body()
     facility = _existing(fid)
-    _require_county(facility["county"], f"add {table} to {fid} in {facility['county']}")
+    _require_manage(fid, facility["county"], f"add {table} to {fid} in {facility['county']}")
     values = as_stored(_validate(BODIES[table], data))
     with get_store().write(g.principal, "create", table[:-1], "?") as tx:
         item_id = tx.insert_item(table, fid, values)
         tx.entity_id, tx.county, tx.after = str(item_id), facility["county"], values
+        tx.facility_id = fid
     return jsonify(get_store().item(table, item_id)), 201
 
 
@@ -479,7 +541,7 @@ def _item(fid: str, table: str, item_id: int) -> tuple[dict[str, Any], dict[str,
     item = get_store().item(table, p.row_id(item_id, table[:-1]))
     if item is None or item["facility_id"] != fid:
         _fail(404, "not found", f"no {table[:-1]} {item_id} at facility {fid!r}")
-    _require_county(facility["county"], f"change {table} of {fid} in {facility['county']}")
+    _require_manage(fid, facility["county"], f"change {table} of {fid} in {facility['county']}")
     return facility, item
 
 
@@ -491,25 +553,177 @@ def update_item(fid: str, table: str, item_id: int) -> Any:
     stored = {k: item[k] for k in model.model_fields if item.get(k) is not None}
     values = as_stored(_validate(model, _patched(table, stored, patch)))
     with get_store().write(g.principal, "update", table[:-1], str(item_id)) as tx:
+        taken = tx.registered(table, item_id)  # counted in the transaction: no sign-up between
+        if values.get("seats") is not None and values["seats"] < taken:
+            message = (
+                f"{taken} people are registered; seats cannot be fewer "
+                "(delete registrations first) / 已有报名人数多于名额"
+            )
+            _fail(409, "conflict", message, fields={"seats": message})
         tx.update_item(table, item_id, values)
         tx.county, tx.before, tx.after = facility["county"], item, values
+        tx.facility_id = fid
     return jsonify(get_store().item(table, item_id))
 
 
 @bp.delete("/facilities/<fid>/<any(courses, evaluations):table>/<id:item_id>")
 def delete_item(fid: str, table: str, item_id: int) -> Any:
+    """Delete a course or session; the personal data of its registrations go with it."""
     facility, item = _item(fid, table, item_id)
     with get_store().write(g.principal, "delete", table[:-1], str(item_id)) as tx:
         tx.delete_item(table, item_id)
-        tx.county, tx.before = facility["county"], item
+        tx.county, tx.before, tx.facility_id = facility["county"], item, fid
     return "", 204
 
 
 @bp.get("/audit")
 def audit() -> Any:
+    """Audit entries, newest first: a county token its county's, a staff token its
+    facility's (registrations appear without name or phone)."""
     limit = p.integer("limit", 1, 1000, default=100)
     principal: Principal = g.principal
-    return jsonify(entries=get_store().audit(principal.county, limit))
+    return jsonify(
+        entries=get_store().audit(principal.county, limit, facility_id=principal.facility_id)
+    )
+
+
+# ----------------------------------------------------------------- registrations
+
+_ITEM_ARG = re.compile(r"(course|evaluation):([0-9]{1,18})")
+#: Columns of a facility's registrant export, in order, with their headers.
+EXPORT_COLUMNS = {
+    "id": "编号",
+    "kind_name": "类型",
+    "item_id": "项目编号",
+    "title": "项目",
+    "start_date": "开始日期",
+    "name": "姓名",
+    "phone": "手机",
+    "created_at": "报名时间",
+    "consent_version": "同意书版本",
+    "attended": "出勤",
+}
+
+
+def _item_arg() -> tuple[str | None, int | None]:
+    raw = request.args.get("item") or ""
+    if not raw:
+        return None, None
+    match = _ITEM_ARG.fullmatch(raw)
+    if match is None:
+        _fail(400, "bad request", f"item must be course:<id> or evaluation:<id>; got {raw[:40]!r}")
+    return match.group(1), int(match.group(2))
+
+
+def _registration_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A registration as lists show it: the phone masked, never whole."""
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "item_id": row["item_id"],
+        "facility_id": row["facility_id"],
+        "title": row.get("title", ""),
+        "start_date": row.get("start_date"),
+        "name": row["name"],
+        "phone_masked": mask_phone(row["phone"]),
+        "created_at": row["consent_at"],
+        "consent_version": row["consent_version"],
+        "attended": row["attended"],
+    }
+
+
+@bp.get("/facilities/<fid>/registrations")
+def list_registrations(fid: str) -> Any:
+    """The facility's registrants (of one item with ``item=course:<id>``), phones masked."""
+    facility = _existing(fid)
+    _require_manage(fid, facility["county"], f"see the registrants of {fid}")
+    kind, item_id = _item_arg()
+    rows = get_store().registrations(fid, kind, item_id)
+    return jsonify(
+        facility_id=fid, count=len(rows), items=[_registration_json(row) for row in rows]
+    )
+
+
+@bp.get("/facilities/<fid>/registrations.xlsx")
+def export_registrations(fid: str) -> Any:
+    """The facility's own export with whole phone numbers: its staff token only."""
+    facility = _existing(fid)
+    principal: Principal = g.principal
+    if principal.facility_id != fid:
+        _fail(
+            403,
+            "forbidden",
+            "only the facility's own staff token may export registrants with whole phone "
+            "numbers (skillcircle admin create-token --facility <id>) / 仅本机构工作人员可导出",
+        )
+    kind, item_id = _item_arg()
+    rows = get_store().registrations(fid, kind, item_id)
+    table = pd.DataFrame(
+        [
+            {
+                **row,
+                "created_at": row["consent_at"],
+                "kind_name": "培训班" if row["kind"] == "course" else "技能等级认定",
+                "attended": "是" if row["attended"] else "否",
+            }
+            for row in rows
+        ],
+        columns=list(EXPORT_COLUMNS),
+    ).rename(columns=EXPORT_COLUMNS)
+    with get_store().write(principal, "export", "registrations", fid) as tx:
+        tx.county, tx.facility_id = facility["county"], fid
+        tx.after = {"rows": len(rows), "item": request.args.get("item") or None}
+    metadata = {
+        "机构 facility": f"{facility['name']} ({fid})",
+        "导出 exported": now(),
+        "个人信息 personal data": (
+            "姓名和手机号仅用于安排报名者参加培训或评价；请妥善保管，用后删除 / "
+            "personal data: use only to admit the registrants, keep safe, delete after use"
+        ),
+    }
+    with tempfile.TemporaryDirectory(prefix="skillcircle-registrants-") as tmp:
+        out = Path(tmp) / "registrations.xlsx"
+        write_workbook({"报名": table}, out, metadata=metadata)
+        data = out.read_bytes()
+    response = send_file(
+        io.BytesIO(data),
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        as_attachment=True,
+        download_name=f"registrations_{fid}.xlsx",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _managed_registration(reg_id: int) -> dict[str, Any]:
+    """An active registration this token may manage; anything else is the same 404
+    (another facility's staff learn nothing about its registrants)."""
+    row = get_store().registration(p.row_id(reg_id, "registration"))
+    principal: Principal = g.principal
+    if row is None or not principal.may_manage(row["facility_id"], row["county"]):
+        _fail(404, "not found", f"no registration {reg_id} of yours")
+    return row
+
+
+@bp.patch("/registrations/<id:reg_id>")
+def update_registration(reg_id: int) -> Any:
+    """Mark attendance."""
+    data = p.json_body()
+    body = _validate(AttendanceBody, data)
+    _managed_registration(reg_id)
+    if not get_store().update_registration(g.principal, reg_id, attended=body.attended):
+        _fail(404, "not found", f"no registration {reg_id} of yours")
+    row = get_store().registration(reg_id)
+    return jsonify(_registration_json(row or {}))
+
+
+@bp.delete("/registrations/<id:reg_id>")
+def delete_registration(reg_id: int) -> Any:
+    """Delete a registration's personal data (the seat is returned; the audit keeps no phone)."""
+    _managed_registration(reg_id)
+    if not get_store().update_registration(g.principal, reg_id, delete=True):
+        _fail(404, "not found", f"no registration {reg_id} of yours")
+    return "", 204
 
 
 # ------------------------------------------------------------------------ page

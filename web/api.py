@@ -238,16 +238,44 @@ def plan() -> Any:
     minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
     add = p.integer("add", 1, p.PLAN_ADD_MAX, default=5)
     candidates = p.choice("candidates", ("villages", "towns"), "villages")
-    # solved once per data version and parameter set (bounded memo); minutes to 0.1,
-    # so that 30.001 and 30.002 are one plan, not two MILP solutions
+    weights = p.choice("weights", ("villages", "demand"), "villages")
+    weeks = p.integer("weeks", 1, 1040, default=52)
+    demand = None
+    if weights == "demand":
+        demand = _demand_signals(weeks)
+    # solved once per data version, parameter set and demand (bounded memo); minutes to
+    # 0.1, so that 30.001 and 30.002 are one plan, not two MILP solutions
     key = (county, layer, mode, round(minutes, 1), add, candidates)
-    return jsonify(remember("plans", key, lambda: _solve_plan(study, *key)))
+    signals = None if demand is None else (weeks, tuple(sorted(demand.items())))
+    return jsonify(
+        remember("plans", (*key, signals), lambda: _solve_plan(study, *key, demand, weeks))
+    )
+
+
+def _demand_signals(weeks: int) -> Any:
+    """Demand signals per village code of the last ``weeks`` ISO weeks (web.demand)."""
+    from geo.demand import demand_frame, demand_per_village, iso_week
+
+    from .demand import buffer, time_now_china
+
+    buffer().flush()
+    rows = get_store().demand(iso_week(time_now_china(), back=weeks - 1))
+    return demand_per_village(demand_frame(rows))
 
 
 def _solve_plan(
-    study: Any, county: str, layer: str, mode: str, minutes: float, add: int, candidates: str
+    study: Any,
+    county: str,
+    layer: str,
+    mode: str,
+    minutes: float,
+    add: int,
+    candidates: str,
+    demand: Any = None,
+    weeks: int = 52,
 ) -> dict[str, Any]:
     """The plan of new sites as JSON (villages newly covered per site)."""
+    from geo.demand import DEMAND_WEIGHT_FORMULA
     from geo.siting import plan_county, plan_table
 
     solved = plan_county(
@@ -260,9 +288,10 @@ def _solve_plan(
         minutes=minutes,
         add=add,
         candidates=candidates,
+        demand=demand,
     )
     table = plan_table(solved)
-    demand = solved.demand
+    points = solved.demand  # the county's villages with their weights
     sites = []
     for row, newly in zip(
         table.to_dict(orient="records"), solved.result.newly_covered, strict=True
@@ -275,8 +304,9 @@ def _solve_plan(
                 "village_name": v["village_name"],
                 "lon": round(v.geometry.x, 6),
                 "lat": round(v.geometry.y, 6),
+                "weight": float(v["weight"]),
             }
-            for _, v in demand.iloc[newly].iterrows()
+            for _, v in points.iloc[newly].iterrows()
         ]
         sites.append(row)
     res = solved.result
@@ -298,6 +328,21 @@ def _solve_plan(
         },
         "sites": sites,
         "network": study.network.source.label,
+        "weights": _weights_note(solved, demand, weeks, DEMAND_WEIGHT_FORMULA),
+    }
+
+
+def _weights_note(solved: Any, demand: Any, weeks: int, formula: str) -> dict[str, Any]:
+    """How the plan weighted villages (its metadata)."""
+    if demand is None:
+        return {"kind": "villages", "formula": "w = 1 per village"}
+    points = solved.demand
+    return {
+        "kind": "demand",
+        "formula": formula,
+        "weeks": weeks,
+        "signals": float(points["weight"].sum() - len(points)),
+        "villages_with_signals": int((points["weight"] > 1).sum()),
     }
 
 

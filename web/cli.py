@@ -155,19 +155,45 @@ def admin() -> None:
 @region_option
 @click.option("--county", default=None, help="区县 / the county the token may edit (e.g. 南湖区).")
 @click.option("--city", is_flag=True, help="全域令牌 / a region-wide token (all counties).")
-@click.option("--name", default=None, help="名称 / who holds it (default: '<county> 总工会').")
+@click.option(
+    "--facility",
+    default=None,
+    help="机构工作人员令牌 / a facility-staff token: its own courses, sessions and registrants "
+    "(e.g. TS-330402-001).",
+)
+@click.option(
+    "--name", default=None, help="名称 / who holds it (default: '<county>总工会' or the facility)."
+)
 @_database
-def create_token(county: str | None, city: bool, name: str | None, database: str | None) -> None:
+def create_token(
+    county: str | None, city: bool, facility: str | None, name: str | None, database: str | None
+) -> None:
     """Print a new token once; only its hash is stored."""
-    if city == (county is not None):
-        raise click.UsageError("give exactly one of --county <区县> or --city")
+    from web.store import StoreError
+
+    if sum((city, county is not None, facility is not None)) != 1:
+        raise click.UsageError("give exactly one of --county <区县>, --city or --facility <id>")
     region = _settings().region
     if county is not None and county not in region.county_names:
         known = "、".join(region.county_names)
         raise click.BadParameter(f"unknown county {county!r} in {region.name}; one of {known}")
+    store = _store(database)
+    if facility is not None:
+        record = store.facility(facility)
+        if record is None:
+            raise click.BadParameter(
+                f"no facility {facility!r} in {store.location}; see the ids on the map or "
+                "GET /api/facilities",
+                param_hint="--facility",
+            )
+        name = name or f"{record['name']}工作人员"
     name = name or f"{county or region.name}总工会"
-    token_id, token = _store(database).create_token(name, county)
-    click.echo(f"token {token_id} for {name} ({county or 'city-wide'}); it is shown only once:")
+    try:
+        token_id, token = store.create_token(name, county, facility_id=facility)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    scope = f"staff of {facility}" if facility else county or "city-wide"
+    click.echo(f"token {token_id} for {name} ({scope}); it is shown only once:")
     click.echo(token)
 
 
@@ -194,7 +220,37 @@ def list_tokens(database: str | None) -> None:
     for row in _store(database).tokens():
         state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
         county = row["county"] or "city-wide"
+        if row["facility_id"]:
+            county += f" (staff of {row['facility_id']})"
         click.echo(f"{row['id']}\t{row['name']}\t{county}\t{row['created_at']}\t{state}")
+
+
+@admin.command("purge-registrations")
+@region_option
+@click.option(
+    "--days",
+    type=click.IntRange(1, 36500),
+    default=None,
+    help="保留天数 / days after an item ends (default: env "
+    "SKILLCIRCLE_REGISTRATION_RETENTION_DAYS or 180).",
+)
+@_database
+def purge_registrations(days: int | None, database: str | None) -> None:
+    """Delete registrants' name and phone N days after their course or session ended.
+
+    The server's recompute process does this every hour; this command does it
+    now (e.g. from cron). The anonymous rows stay (counts, attendance).
+    """
+    from web.records import today
+
+    if days is None:
+        days = int(os.environ.get("SKILLCIRCLE_REGISTRATION_RETENTION_DAYS", "180"))
+    store = _store(database)
+    purged = store.purge_registrations(today(), days)
+    click.echo(
+        f"deleted the name and phone of {purged} registrations whose item ended more than "
+        f"{days} days ago ({store.location})"
+    )
 
 
 @admin.command("repair-ids")

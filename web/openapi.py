@@ -8,12 +8,17 @@ from geo.models import FACILITY_ID_PATTERN
 from geo.settings import LAYERS, MODES, Settings
 
 from .schemas import (
+    AttendanceBody,
+    ChallengeAnswer,
     CourseBody,
     CoursePatch,
+    DemandBody,
     EvaluationBody,
     EvaluationPatch,
     FacilityBody,
     FacilityPatch,
+    RegistrationBody,
+    WithdrawBody,
 )
 
 if TYPE_CHECKING:
@@ -69,7 +74,13 @@ SCHEMAS = {
     "CoursePatch": CoursePatch,
     "Evaluation": EvaluationBody,
     "EvaluationPatch": EvaluationPatch,
+    "RegistrationBody": RegistrationBody,
+    "ChallengeAnswer": ChallengeAnswer,
+    "WithdrawBody": WithdrawBody,
+    "DemandBody": DemandBody,
+    "AttendanceBody": AttendanceBody,
 }
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _json(ref: str) -> dict[str, Any]:
@@ -169,15 +180,223 @@ def _admin_paths() -> dict[str, Any]:
     for table, model in (("courses", "Course"), ("evaluations", "Evaluation")):
         paths[f"/api/admin/facilities/{{fid}}/{table}"] = {
             "parameters": [FACILITY_ID],
-            "get": _admin(f"{table} of a facility (past included)", "200"),
+            "get": _admin(f"{table} of a facility (past included; registered, seats_left)", "200"),
             "post": _admin(f"add a {model.lower()}", "201", model),
+        }
+        patch = _admin(f"change a {model.lower()} (fields merged)", "200", f"{model}Patch")
+        patch["responses"]["409"] = {
+            "description": "seats fewer than the people registered",
+            **_json("FieldErrors"),
         }
         paths[f"/api/admin/facilities/{{fid}}/{table}/{{item_id}}"] = {
             "parameters": [FACILITY_ID, item_id],
-            "patch": _admin(f"change a {model.lower()} (fields merged)", "200", f"{model}Patch"),
-            "delete": _admin(f"delete a {model.lower()}", "204"),
+            "patch": patch,
+            "delete": _admin(
+                f"delete a {model.lower()} (its registrants' personal data with it)", "204"
+            ),
         }
+    paths["/api/admin/facilities/upload"]["post"]["parameters"] = [
+        _param(
+            "dry_run",
+            {"type": "boolean"},
+            "预览 true: check every row and answer the preview, write nothing (status 200 "
+            "with problems)",
+        )
+    ]
+    item = _param(
+        "item",
+        {"type": "string", "pattern": "^(course|evaluation):[0-9]{1,18}$"},
+        "只看一个项目 one item: course:<id> or evaluation:<id>",
+    )
+    reg_id = _param(
+        "reg_id",
+        {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+        "报名编号 registration id (another facility's: 404)",
+        required=True,
+        where="path",
+    )
+    export = _admin(
+        "报名导出 the facility's registrants with whole phones (its staff token only)",
+        "200",
+        parameters=[item],
+    )
+    export["responses"]["200"] = {
+        "description": "XLSX workbook (sheets 报名, 说明)",
+        "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+    }
+    paths |= {
+        "/api/admin/facilities/{fid}/registrations": {
+            "parameters": [FACILITY_ID],
+            "get": _admin(
+                "报名名单 registrants of a facility (staff: own; county: own county), phones "
+                "masked",
+                "200",
+                parameters=[item],
+            ),
+        },
+        "/api/admin/facilities/{fid}/registrations.xlsx": {
+            "parameters": [FACILITY_ID],
+            "get": export,
+        },
+        "/api/admin/registrations/{reg_id}": {
+            "parameters": [reg_id],
+            "patch": _admin("出勤 mark attendance", "200", "AttendanceBody"),
+            "delete": _admin(
+                "删除报名 delete a registration's personal data (seat returned)", "204"
+            ),
+        },
+    }
     return paths
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    """Documented error answers (JSON ``{error, message}``)."""
+    words = {
+        "400": "invalid parameter or body",
+        "404": "unknown item, village or registration",
+        "409": "full, duplicate, or no online registration (error: full, duplicate, closed)",
+        "410": "the item is past",
+        "413": "body too large",
+        "429": "rate limit (per client, or per phone)",
+    }
+    out = {}
+    for code in codes:
+        schema = "FieldErrors" if code in ("400", "409") else "Error"
+        out[code] = {"description": words[code], **_json(schema)}
+    return out
+
+
+def _worker_paths(region: Region, counties: dict[str, Any], point: list[Any]) -> dict[str, Any]:
+    """Public routes for workers: search (web/search.py), 报名 (web/registration.py),
+    demand (web/demand.py)."""
+    county = _param("county", counties, "区县 county")
+    weeks = _param(
+        "weeks",
+        {"type": "integer", "minimum": 1, "maximum": 1040, "default": 52},
+        "最近几周 the last N ISO weeks (this one included)",
+    )
+    search_params = [
+        _param("q", {"type": "string", "maxLength": 50}, "关键词 words in title, trade, facility"),
+        _param(
+            "trade",
+            {"type": "string", "maxLength": 30, "pattern": r"^[^、,，;；/\s]*$"},
+            "工种 trade (exact)",
+        ),
+        _param(
+            "level",
+            {"type": "string", "enum": ["初级", "中级", "高级", "技师"]},
+            "等级 (evaluations; courses naming it in their title)",
+        ),
+        _param(
+            "kind",
+            {"type": "string", "enum": ["all", "course", "evaluation"], "default": "all"},
+            "培训班/技能评价",
+        ),
+        _param(
+            "village",
+            {"type": "string", "pattern": "^[0-9]{12}$"},
+            "出发村 12位村代码 (or lon/lat)",
+        ),
+        *[{**q, "required": False} for q in point],
+        MODE,
+        _param(
+            "minutes",
+            {"type": "number", "minimum": 1, "maximum": 120},
+            "附近 only items within these minutes of the origin (default: all, minutes shown)",
+        ),
+        _param("from", {"type": "string", "format": "date"}, "从该日起 items ending on or after"),
+        _param(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+            "最多条数",
+        ),
+    ]
+    return {
+        "/api/search": {
+            "get": {
+                "summary": "课程与评价搜索 upcoming courses and evaluation sessions, by start "
+                "date then travel time",
+                "parameters": search_params,
+                "responses": {
+                    "200": _ok(
+                        "items, total, origin, mode", {"$ref": "#/components/schemas/Search"}
+                    ),
+                    **_errors("400", "404"),
+                },
+            }
+        },
+        "/api/trades": {
+            "get": {
+                "summary": "工种与等级 trades taught or scheduled, and evaluation levels",
+                "responses": {"200": _ok("trades, levels")},
+            }
+        },
+        "/api/register/challenge": {
+            "get": {
+                "summary": "报名验证题 a question to answer, and the consent text (告知书) to show",
+                "responses": {
+                    "200": _ok(
+                        "token, question, consent {version, text, retention_days}",
+                        {"$ref": "#/components/schemas/Challenge"},
+                    ),
+                    **_errors("429"),
+                },
+            }
+        },
+        "/api/registrations": {
+            "post": {
+                "summary": "报名 register for a course or evaluation session",
+                "requestBody": {"required": True, **_json("RegistrationBody")},
+                "responses": {
+                    "201": {
+                        "description": "registered: the confirmation code (shown once)",
+                        **_json("Registered"),
+                    },
+                    **_errors("400", "404", "409", "410", "413", "429"),
+                },
+            }
+        },
+        "/api/registrations/withdraw": {
+            "post": {
+                "summary": "撤回报名 withdraw: personal data deleted, seat returned",
+                "requestBody": {"required": True, **_json("WithdrawBody")},
+                "responses": {
+                    "200": _ok("withdrawn"),
+                    **_errors("400", "413", "429"),
+                    "404": {
+                        "description": "no registration with this code and phone (the same "
+                        "answer for a wrong code and a wrong phone)",
+                        **_json("Error"),
+                    },
+                },
+            }
+        },
+        "/api/demand": {
+            "get": {
+                "summary": "培训需求 anonymous demand per village and trade",
+                "parameters": [county, TRADE, weeks],
+                "responses": {"200": _ok("rows, totals"), **_errors("400")},
+            },
+            "post": {
+                "summary": "需求信号 an anonymous signal: a search or notify-me for a trade",
+                "requestBody": {"required": True, **_json("DemandBody")},
+                "responses": {
+                    "204": {"description": "counted"},
+                    **_errors("400", "413", "429"),
+                },
+            },
+        },
+        "/api/demand.geojson": {
+            "get": {
+                "summary": "需求图层 villages with signals, for the map (GeoJSON)",
+                "parameters": [county, TRADE, weeks],
+                "responses": {
+                    "200": _ok("villages", {"$ref": "#/components/schemas/FeatureCollection"}),
+                    **_errors("400"),
+                },
+            }
+        },
+    }
 
 
 def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -201,6 +420,20 @@ def openapi_document(region: Region | None = None) -> dict[str, Any]:
     counties = {"type": "string", "enum": list(region.county_names)}
     county = _param("county", counties, "区县 county")
     min_lon, min_lat, max_lon, max_lat = region.bounds
+    point = [
+        _param(
+            "lon",
+            {"type": "number", "minimum": min_lon, "maximum": max_lon},
+            f"经度 WGS84 ({region.name})",
+            required=True,
+        ),
+        _param(
+            "lat",
+            {"type": "number", "minimum": min_lat, "maximum": max_lat},
+            f"纬度 WGS84 ({region.name})",
+            required=True,
+        ),
+    ]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -265,18 +498,7 @@ def openapi_document(region: Region | None = None) -> dict[str, Any]:
                 "get": {
                     "summary": "附近培训 facilities reachable from a point, nearest first",
                     "parameters": [
-                        _param(
-                            "lon",
-                            {"type": "number", "minimum": min_lon, "maximum": max_lon},
-                            f"经度 WGS84 ({region.name})",
-                            required=True,
-                        ),
-                        _param(
-                            "lat",
-                            {"type": "number", "minimum": min_lat, "maximum": max_lat},
-                            f"纬度 WGS84 ({region.name})",
-                            required=True,
-                        ),
+                        *point,
                         MODE,
                         MINUTES,
                         LAYER,
@@ -344,6 +566,21 @@ def openapi_document(region: Region | None = None) -> dict[str, Any]:
                             },
                             "候选点",
                         ),
+                        _param(
+                            "weights",
+                            {
+                                "type": "string",
+                                "enum": ["villages", "demand"],
+                                "default": "villages",
+                            },
+                            "权重 villages: 1 each; demand: w = 1 + demand signals of the village "
+                            "(scans + searches + notify), reported in weights",
+                        ),
+                        _param(
+                            "weeks",
+                            {"type": "integer", "minimum": 1, "maximum": 1040, "default": 52},
+                            "需求统计周数 demand of the last N ISO weeks",
+                        ),
                     ],
                     "responses": {"200": _ok("proposed sites, ranked"), "400": ERROR},
                 }
@@ -358,6 +595,7 @@ def openapi_document(region: Region | None = None) -> dict[str, Any]:
             "/api/openapi.json": {
                 "get": {"summary": "this document", "responses": {"200": _ok("OpenAPI 3 document")}}
             },
+            **_worker_paths(region, counties, point),
             **_admin_paths(),
         },
         "components": {
@@ -393,6 +631,7 @@ def openapi_document(region: Region | None = None) -> dict[str, Any]:
                     },
                 },
                 "Any": {"type": "object"},
+                **RESPONSE_SCHEMAS,
                 "Error": {
                     "type": "object",
                     "required": ["error"],
@@ -409,3 +648,110 @@ def openapi_document(region: Region | None = None) -> dict[str, Any]:
             },
         },
     }
+
+
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+#: Answers of the worker routes, for clients and for the fuzz tests' conformance checks.
+RESPONSE_SCHEMAS: dict[str, Any] = {
+    "SearchItem": {
+        "type": "object",
+        "required": [
+            "kind",
+            "id",
+            "facility_id",
+            "facility_name",
+            "trade",
+            "title",
+            "start_date",
+            "seats",
+            "seats_left",
+            "register",
+            "minutes",
+            "distance_m",
+            "is_sample",
+        ],
+        "properties": {
+            "kind": {"type": "string", "enum": ["course", "evaluation"]},
+            "id": {"type": "integer"},
+            "facility_id": {"type": "string"},
+            "facility_name": {"type": "string"},
+            "layer": {"type": "string"},
+            "trade": {"type": "string"},
+            "level": _TEXT_OR_NULL,
+            "title": {"type": "string"},
+            "start_date": {"type": "string", "format": "date"},
+            "end_date": _TEXT_OR_NULL,
+            "date": {"type": "string", "format": "date"},
+            "seats": {"type": ["integer", "null"]},
+            "seats_left": {"type": ["integer", "null"]},
+            "fee": {"type": ["number", "null"]},
+            "subsidy_note": _TEXT_OR_NULL,
+            "register": {
+                "type": "object",
+                "required": ["online", "url", "phone"],
+                "properties": {
+                    "online": {"type": "boolean"},
+                    "url": _TEXT_OR_NULL,
+                    "phone": _TEXT_OR_NULL,
+                },
+            },
+            "minutes": {"type": ["number", "null"]},
+            "distance_m": {"type": ["integer", "null"]},
+            "is_sample": {"type": "boolean"},
+        },
+    },
+    "Search": {
+        "type": "object",
+        "required": ["items", "total", "origin", "mode"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/SearchItem"}},
+            "total": {"type": "integer"},
+            "origin": {"type": ["object", "null"]},
+            "mode": {"type": "string"},
+            "minutes": {"type": ["number", "null"]},
+        },
+    },
+    "Challenge": {
+        "type": "object",
+        "required": ["token", "question", "consent"],
+        "properties": {
+            "token": {"type": "string"},
+            "question": {"type": "string"},
+            "expires_in": {"type": "integer"},
+            "consent": {
+                "type": "object",
+                "required": ["version", "text", "retention_days"],
+                "properties": {
+                    "version": {"type": "string"},
+                    "text": {"type": "string"},
+                    "retention_days": {"type": "integer"},
+                },
+            },
+        },
+    },
+    "Registered": {
+        "type": "object",
+        "required": [
+            "code",
+            "kind",
+            "item_id",
+            "title",
+            "facility_name",
+            "start_date",
+            "seats_left",
+            "retention_days",
+            "withdraw_url",
+        ],
+        "properties": {
+            "code": {"type": "string", "pattern": "^[0-9A-HJKMNP-TV-Z]{8}$"},
+            "kind": {"type": "string", "enum": ["course", "evaluation"]},
+            "item_id": {"type": "integer"},
+            "title": {"type": "string"},
+            "facility_name": {"type": "string"},
+            "start_date": {"type": "string"},
+            "seats_left": {"type": "integer"},
+            "retention_days": {"type": "integer"},
+            "withdraw_url": {"type": "string"},
+        },
+    },
+}

@@ -17,8 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geo.models import (
     Course,
+    DemandSignal,
     EvaluationSession,
     Facility,
+    Mobile,
+    Registration,
+    VillageCode,
     body_model,
     noun_of,
 )
@@ -75,6 +79,70 @@ CoursePatch = body_model(Course, "CoursePatch", partial=True, doc="Fields of a c
 EvaluationPatch = body_model(
     EvaluationSession, "EvaluationPatch", partial=True, doc="Fields of a session to change."
 )
+
+
+class ChallengeAnswer(BaseModel):
+    """The challenge of ``GET /api/register/challenge`` answered: its token and the number."""
+
+    model_config = ConfigDict(extra="forbid", title="ChallengeAnswer")
+
+    token: str = Field(max_length=200, description="The token of the challenge.")
+    answer: int | str = Field(description="The number the question asks for.")
+
+
+RegistrationBody = body_model(
+    Registration,
+    "RegistrationBody",
+    fields=("kind", "item_id", "name", "phone"),
+    extra={
+        "consent": (
+            Literal[True],
+            Field(description="true: the worker read and accepted the consent text (告知书)."),
+        ),
+        "challenge": (ChallengeAnswer, Field(description="The answered challenge.")),
+    },
+    doc="A registration (报名): name and mobile number, consent, the answered challenge.",
+)
+
+#: What a confirmation code may look like as typed (letters, digits, spaces, dashes).
+CODE_PATTERN = r"^[0-9A-Za-z -]{8,12}$"
+
+
+class WithdrawBody(BaseModel):
+    """Withdraw a registration: its confirmation code and the phone it was made with."""
+
+    model_config = ConfigDict(extra="forbid", title="WithdrawBody")
+
+    code: str = Field(pattern=CODE_PATTERN, description="报名确认码, 8 letters/digits.")
+    phone: Mobile = Field(description="The mobile number of the registration.")
+
+
+DemandBody = body_model(
+    DemandSignal,
+    "DemandBody",
+    fields=("trade",),
+    optional=("trade",),
+    extra={
+        "kind": (
+            Literal["search", "notify"],
+            Field(description="search: a search for a trade; notify: 有课通知我 for a trade."),
+        ),
+        "village": (
+            VillageCode | None,
+            Field(None, description="The village (12-digit code) the page is of, if any."),
+        ),
+    },
+    doc="An anonymous demand signal (培训需求): no personal data is sent or kept.",
+)
+
+
+class AttendanceBody(BaseModel):
+    """Mark whether a registrant attended (出勤)."""
+
+    model_config = ConfigDict(extra="forbid", title="AttendanceBody", strict=True)
+
+    attended: bool = Field(description="true: attended.")
+
 
 #: POST body per entity (``facility`` or a store table).
 BODIES: dict[str, type[BaseModel]] = {

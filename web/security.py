@@ -57,6 +57,15 @@ def init_app(app: Flask, storage_uri: str) -> Limiter:
     return limiter
 
 
+def limit_views(app: Flask, limiter: Limiter, limits: dict[str, str]) -> None:
+    """Give registered views their own limits: endpoint -> config key of the limit
+    (they replace ``RATELIMIT_PUBLIC`` for that view)."""
+    for endpoint, key in limits.items():
+        view: Any = app.view_functions[endpoint]
+        limited: Any = limiter.limit(lambda key=key: str(current_app.config[key]))(view)  # type: ignore[misc]
+        app.view_functions[endpoint] = limited
+
+
 def _headers(response: Response) -> Response:
     tiles = urlsplit(str(current_app.config.get("TILE_URL") or ""))
     tile_host = ""

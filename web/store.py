@@ -39,10 +39,11 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,10 @@ from geo import _validate as v
 from geo.facilities import facilities_from_records, facility_records
 from geo.models import (
     Course,
+    DemandSignal,
     EvaluationSession,
     Facility,
+    Registration,
     column_problems,
     facility_id_problem,
     validate_rows,
@@ -159,6 +162,51 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             published_at TEXT NOT NULL
         )""",
     ),
+    (
+        # facility-staff tokens: their own facility's courses, sessions and registrants
+        "ALTER TABLE tokens ADD COLUMN facility_id TEXT",
+        # the facility an audit entry is about (staff see their facility's entries)
+        "ALTER TABLE audit ADD COLUMN facility_id TEXT",
+        "CREATE INDEX audit_facility ON audit(facility_id, id)",
+        # 报名: name and phone only while active; the anonymous row stays (counts)
+        """CREATE TABLE registrations (
+            id {autoid},
+            kind TEXT NOT NULL CHECK (kind IN ('course', 'evaluation')),
+            item_id BIGINT NOT NULL,
+            facility_id TEXT NOT NULL,
+            county TEXT,
+            name TEXT,
+            phone TEXT,
+            consent_at TEXT NOT NULL,
+            consent_version TEXT NOT NULL,
+            attended INTEGER NOT NULL DEFAULT 0 CHECK (attended IN (0, 1)),
+            state TEXT NOT NULL
+                CHECK (state IN ('active', 'withdrawn', 'deleted', 'cancelled', 'purged')),
+            code_hash TEXT UNIQUE,
+            challenge TEXT UNIQUE,
+            item_end TEXT NOT NULL,
+            closed_at TEXT,
+            CHECK ((state = 'active') = (name IS NOT NULL AND phone IS NOT NULL
+                                         AND code_hash IS NOT NULL)),
+            CHECK (state = 'active' OR (name IS NULL AND phone IS NULL AND code_hash IS NULL))
+        )""",
+        "CREATE INDEX registrations_item ON registrations(kind, item_id, state)",
+        "CREATE INDEX registrations_facility ON registrations(facility_id, state)",
+        # one active registration per phone and item (the write checks it first)
+        "CREATE UNIQUE INDEX registrations_once ON registrations(kind, item_id, phone) "
+        "WHERE state = 'active'",
+        # a data version of courses and sessions only (registrations change content, not it)
+        "INSERT INTO data_versions (name, version) VALUES ('items', 0)",
+        # 培训需求: anonymous counters per village, trade, kind and ISO week
+        """CREATE TABLE demand (
+            village_code TEXT NOT NULL,
+            trade TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('scan', 'search', 'notify')),
+            week TEXT NOT NULL,
+            signals BIGINT NOT NULL CHECK (signals >= 0),
+            PRIMARY KEY (village_code, trade, kind, week)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -171,6 +219,21 @@ ITEM_KEYS = ("id", "facility_id", "updated_at")
 TABLE_FIELDS: dict[str, tuple[str, ...]] = {
     table: tuple(model.model_fields) for table, model in TABLE_MODELS.items()
 }
+#: Tables of other entities: their model, and the columns the store keeps besides it.
+RECORD_TABLES: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
+    "registrations": (
+        Registration,
+        ("id", "facility_id", "county", "state", "code_hash", "challenge", "item_end", "closed_at"),
+    ),
+    "demand": (DemandSignal, ()),
+}
+#: Item table of each registration kind, and back.
+KIND_TABLES = {"course": "courses", "evaluation": "evaluations"}
+TABLE_KINDS = {table: kind for kind, table in KIND_TABLES.items()}
+#: The last day of an item, after which it is past (SQL over the item table).
+ITEM_END = {"courses": "coalesce(end_date, start_date)", "evaluations": "date"}
+#: Registration states without personal data, and what made them so.
+CLOSED_STATES = ("withdrawn", "deleted", "cancelled", "purged")
 TOKEN_PREFIX = "sc_"
 
 logger = logging.getLogger(__name__)
@@ -180,15 +243,42 @@ class StoreError(Exception):
     """The database is newer than this program, or a token/row cannot be found."""
 
 
+class RefusedError(StoreError):
+    """A write the store refuses on its data (a full course, a duplicate...): nothing written.
+
+    ``error`` is the API's error word, ``status`` its HTTP status.
+    """
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a token's id and name, and its county (None: city-wide)."""
+    """Who is calling: a token's id and name, its county (None: city-wide) and, for a
+    facility-staff token, its facility."""
 
     token_id: int
     name: str
     county: str | None
+    facility_id: str | None = None
+
+    @property
+    def staff(self) -> bool:
+        """A facility-staff token (its own facility's items and registrants only)."""
+        return self.facility_id is not None
 
     def may_edit(self, county: str) -> bool:
+        """May change facilities of ``county`` (never a staff token)."""
+        return not self.staff and (self.county is None or self.county == county)
+
+    def may_manage(self, facility_id: str, county: str | None) -> bool:
+        """May change the courses, sessions and registrants of a facility in ``county``."""
+        if self.staff:
+            return self.facility_id == facility_id
         return self.county is None or self.county == county
 
 
@@ -253,12 +343,46 @@ class _Connection:
     def __init__(self, raw: Any, dialect: _Dialect) -> None:
         self.raw = raw
         self.dialect = dialect
+        # closed when dropped (a finished thread's, a store's no longer used), before the
+        # driver's own finaliser runs even in a reference cycle; at exit; never after a
+        # fork (closing the parent's connection would end the parent's PostgreSQL session)
+        self._finalizer = weakref.finalize(self, _close_raw, raw, os.getpid())
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
         return self.raw.execute(self.dialect.sql(statement), tuple(params))
 
+    @property
+    def lost(self) -> bool:
+        """Whether the server dropped the connection (PostgreSQL restarted, network)."""
+        return bool(getattr(self.raw, "closed", False))
+
     def close(self) -> None:
-        self.raw.close()
+        self._finalizer()
+
+
+def _close_raw(raw: Any, pid: int) -> None:
+    if os.getpid() == pid:
+        with suppress(Exception):  # e.g. SQLite's from another thread: it closes itself
+            raw.close()
+    else:  # the parent's, inherited by a fork: left alone, never finalised here
+        _INHERITED.append(raw)
+
+
+_INHERITED: list[Any] = []
+
+
+def _set_wal(raw: sqlite3.Connection, timeout_s: float = 30.0) -> None:
+    """WAL mode (kept in the file). Switching takes an exclusive lock without waiting
+    for it: processes opening a new file together try again."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            raw.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def is_database_url(target: str | Path) -> bool:
@@ -295,18 +419,19 @@ class Store:
         from urllib.parse import urlsplit
 
         parts = urlsplit(self.url)
+        user = f"{parts.username}@" if parts.username else ""
         host = parts.hostname or ""
-        return (
-            f"{parts.scheme}://{parts.username + '@' if parts.username else ''}{host}{parts.path}"
-        )
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
     # ------------------------------------------------------------ connections
 
     @property
     def conn(self) -> _Connection:
         conn: _Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "pid", None) != os.getpid():
-            conn = self._connect()  # a connection never crosses a fork
+        # a connection never crosses a fork; one the server dropped (restarted) is replaced
+        if conn is None or getattr(self._local, "pid", None) != os.getpid() or conn.lost:
+            conn = self._connect()
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -324,16 +449,17 @@ class Store:
                 raise StoreError(f"{self.location}: cannot connect ({exc})".strip()) from exc
             return _Connection(raw, POSTGRES)
         assert self.path is not None
-        raw_sqlite = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        raw_sqlite.row_factory = sqlite3.Row
-        raw_sqlite.execute("PRAGMA journal_mode=WAL")
-        raw_sqlite.execute("PRAGMA synchronous=FULL")  # a 2xx means the change is on disk
-        raw_sqlite.execute("PRAGMA foreign_keys=ON")
-        return _Connection(raw_sqlite, SQLITE)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        db.row_factory = sqlite3.Row
+        _set_wal(db)
+        db.execute("PRAGMA synchronous=FULL")  # a 2xx means the change is on disk
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA secure_delete=ON")  # deleted personal data are overwritten
+        return _Connection(db, SQLITE)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+        if conn is not None:
             conn.close()
         self._local.conn = None
 
@@ -357,27 +483,44 @@ class Store:
     def _schema_version(self) -> int:
         if self.url is None:
             return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
-        self.conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        exists = self.conn.execute(  # a query, not to_regclass: that may answer from a cache
+            "SELECT count(*) FROM pg_catalog.pg_tables "
+            "WHERE schemaname = current_schema() AND tablename = 'schema_version'"
+        ).fetchone()[0]
+        if not exists:
+            return 0
         row = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()
         return int(row[0] or 0)
 
     def migrate(self) -> int:
-        """Apply pending migrations; return the schema version."""
+        """Apply pending migrations; return the schema version.
+
+        Each migration runs in a write transaction that first reads the version
+        again: processes starting together on one database migrate it once.
+        """
         version = self._schema_version()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.location} has schema version {version}, newer than this skillcircle "
-                f"({SCHEMA_VERSION}); upgrade skillcircle"
-            )
-        for target in range(version + 1, SCHEMA_VERSION + 1):
+        while True:
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.location} has schema version {version}, newer than this "
+                    f"skillcircle ({SCHEMA_VERSION}); upgrade skillcircle"
+                )
+            if version == SCHEMA_VERSION:
+                return SCHEMA_VERSION
             with self._transaction() as conn:
-                for statement in MIGRATIONS[target - 1]:
+                version = self._schema_version()
+                if version >= SCHEMA_VERSION:
+                    continue  # another process migrated it meanwhile
+                for statement in MIGRATIONS[version]:
                     conn.execute(statement.format(**self.dialect.tokens))
+                version += 1
                 if self.url is None:
-                    conn.execute(f"PRAGMA user_version = {target}")
+                    conn.execute(f"PRAGMA user_version = {version}")
                 else:
-                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (target,))
-        return SCHEMA_VERSION
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+                    )
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
     def check_tables(self) -> None:
         """Refuse a database whose item tables differ from the entity models.
@@ -397,6 +540,14 @@ class Store:
                 problems.append(f"table {table} lacks column(s) {', '.join(lacking)}")
             own = [c for c in columns if c not in ITEM_KEYS]
             problems += column_problems(model, own, f"table {table}")
+        for table, (record_model, keys) in RECORD_TABLES.items():
+            cursor = self.conn.execute(f"SELECT * FROM {table} LIMIT 0")
+            columns = [str(column[0]) for column in cursor.description or ()]
+            lacking = [k for k in keys if k not in columns]
+            if lacking:
+                problems.append(f"table {table} lacks column(s) {', '.join(lacking)}")
+            own = [c for c in columns if c not in keys]
+            problems += column_problems(record_model, own, f"table {table}")
         if problems:
             raise StoreError(
                 f"{self.location}: {'; '.join(problems)} (geo/models.py); the database was "
@@ -410,18 +561,34 @@ class Store:
 
     # ----------------------------------------------------------------- tokens
 
-    def create_token(self, name: str, county: str | None) -> tuple[int, str]:
-        """A new random token (returned once, never stored) and its id."""
+    def create_token(
+        self, name: str, county: str | None, facility_id: str | None = None
+    ) -> tuple[int, str]:
+        """A new random token (returned once, never stored) and its id.
+
+        With ``facility_id`` a facility-staff token: its county is the facility's
+        (``county`` is ignored), and it may change only that facility's courses,
+        sessions and registrants.
+        """
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        if facility_id is not None:
+            facility = self.facility(facility_id)
+            if facility is None:
+                raise StoreError(
+                    f"no facility {facility_id!r} in {self.location}; "
+                    "see the ids with GET /api/facilities or the map"
+                )
+            county = facility["county"]
         with self.write(None, "create", "token", name, county=county) as tx:
             row = tx.conn.execute(
-                "INSERT INTO tokens (name, county, hash, created_at) VALUES (?, ?, ?, ?) "
-                "RETURNING id",
-                (name, county, hash_token(token), now()),
+                "INSERT INTO tokens (name, county, facility_id, hash, created_at) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (name, county, facility_id, hash_token(token), now()),
             ).fetchone()
             token_id = int(row["id"])
             tx.entity_id = str(token_id)
-            tx.after = {"id": token_id, "name": name, "county": county}
+            tx.facility_id = facility_id
+            tx.after = {"id": token_id, "name": name, "county": county, "facility_id": facility_id}
         return token_id, token
 
     def revoke_token(self, token_id: int) -> dict[str, Any]:
@@ -437,7 +604,7 @@ class Store:
 
     def tokens(self) -> list[dict[str, Any]]:
         rows = self.conn.execute(
-            "SELECT id, name, county, created_at, revoked_at FROM tokens ORDER BY id"
+            "SELECT id, name, county, facility_id, created_at, revoked_at FROM tokens ORDER BY id"
         )
         return [dict(r) for r in rows]
 
@@ -445,12 +612,13 @@ class Store:
         """The principal of a valid, unrevoked token, else None."""
         digest = hash_token(token)
         row = self.conn.execute(
-            "SELECT id, name, county, hash FROM tokens WHERE hash = ? AND revoked_at IS NULL",
+            "SELECT id, name, county, facility_id, hash FROM tokens "
+            "WHERE hash = ? AND revoked_at IS NULL",
             (digest,),
         ).fetchone()
         if row is None or not hmac.compare_digest(row["hash"], digest):
             return None
-        return Principal(int(row["id"]), row["name"], row["county"])
+        return Principal(int(row["id"]), row["name"], row["county"], row["facility_id"])
 
     # ------------------------------------------------------------- facilities
 
@@ -474,6 +642,8 @@ class Store:
         return len(records)
 
     def facility(self, fid: str) -> dict[str, Any] | None:
+        if "\x00" in fid:  # no id holds NUL (PostgreSQL text cannot: it would be an error)
+            return None
         row = self.conn.execute("SELECT data FROM facilities WHERE id = ?", (fid,)).fetchone()
         return None if row is None else dict(json.loads(row["data"]))
 
@@ -564,12 +734,36 @@ class Store:
         rows = self.conn.execute(
             f"SELECT * FROM {table} WHERE facility_id = ? ORDER BY {order}, id", (facility_id,)
         )
-        return self._checked(table, rows)
+        return self._with_seats(table, self._checked(table, rows))
 
     def item(self, table: str, item_id: int) -> dict[str, Any] | None:
         _check_table(table)
         row = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (item_id,)).fetchone()
-        return None if row is None else self._checked(table, [row])[0]
+        return None if row is None else self._with_seats(table, self._checked(table, [row]))[0]
+
+    def _with_seats(self, table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows with ``registered`` (active registrations) and ``seats_left`` (None when
+        the item has no seat count)."""
+        counts = self._registered_counts(TABLE_KINDS[table], [int(r["id"]) for r in rows])
+        for row in rows:
+            row["registered"] = counts.get(int(row["id"]), 0)
+            seats = row.get("seats")
+            row["seats_left"] = None if seats is None else max(0, seats - row["registered"])
+        return rows
+
+    def _registered_counts(self, kind: str, ids: Sequence[int] | None) -> dict[int, int]:
+        """Active registrations per item id of a kind (``ids`` None: every item)."""
+        if ids is not None and not ids:
+            return {}
+        query = (
+            "SELECT item_id, count(*) AS n FROM registrations WHERE kind = ? AND state = 'active'"
+        )
+        params: list[Any] = [kind]
+        if ids is not None and len(ids) <= 500:
+            query += f" AND item_id IN ({','.join('?' * len(ids))})"
+            params += list(ids)
+        rows = self.conn.execute(query + " GROUP BY item_id", params)
+        return {int(r["item_id"]): int(r["n"]) for r in rows}
 
     def _checked(self, table: str, rows: Iterable[Any]) -> list[dict[str, Any]]:
         """Rows read from an item table, checked by its model (rules added since a row
@@ -609,12 +803,334 @@ class Store:
                 bucket = out[row["facility_id"]][table]
                 if len(bucket) < per_facility:
                     bucket.append(row)
+            self._with_seats(table, [row for fid in out for row in out[fid][table]])
         return out
+
+    def upcoming_items(self, today: str) -> dict[str, list[dict[str, Any]]]:
+        """Every course not yet ended and session not yet held, region-wide:
+        ``{"courses": [...], "evaluations": [...]}`` (seats taken: :meth:`registered_counts`)."""
+        out = {}
+        for table in ("courses", "evaluations"):
+            order = "start_date" if table == "courses" else "date"
+            rows = self.conn.execute(
+                f"SELECT * FROM {table} WHERE {ITEM_END[table]} >= ? ORDER BY {order}, id",
+                (today,),
+            )
+            out[table] = self._checked(table, rows)
+        return out
+
+    def registered_counts(self) -> dict[tuple[str, int], int]:
+        """Active registrations per ``(kind, item id)`` (items without any are absent)."""
+        rows = self.conn.execute(
+            "SELECT kind, item_id, count(*) AS n FROM registrations WHERE state = 'active' "
+            "GROUP BY kind, item_id"
+        )
+        return {(str(r["kind"]), int(r["item_id"])): int(r["n"]) for r in rows}
+
+    # ---------------------------------------------------------- registrations
+
+    def register(self, registration: Registration, *, challenge: str, today: str) -> dict[str, Any]:
+        """Register a worker for a course or session, in one write transaction.
+
+        The item is read, and its seats counted, inside the transaction that adds
+        the registration; writers are serialised (SQLite ``BEGIN IMMEDIATE``,
+        PostgreSQL's advisory lock), so concurrent sign-ups never take more seats
+        than there are. Refusals raise :class:`RefusedError` and write nothing.
+
+        Parameters
+        ----------
+        registration
+            The validated registration (:class:`geo.models.Registration`).
+        challenge
+            The nonce of the challenge it answered: each is used once.
+        today
+            Today's date in China, ISO: items that ended earlier are past.
+
+        Returns
+        -------
+        dict
+            ``id``, ``code`` (the confirmation code, shown once; only its hash is
+            kept), ``kind``, ``item_id``, ``facility_id``, ``title``, ``start_date``,
+            ``seats_left``.
+
+        Raises
+        ------
+        RefusedError
+            404 unknown item, 410 past, 409 ``closed`` (no seat count: register by
+            phone), ``duplicate`` (this phone is registered for it) or ``full``,
+            400 ``challenge`` (its challenge was used).
+        """
+        kind, item_id = registration.kind, registration.item_id
+        table = KIND_TABLES[kind]
+        noun = "course 培训班" if kind == "course" else "evaluation session 评价场次"
+        with self.write(None, "register", "registration", "?", who="registrant") as tx:
+            row = tx.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (item_id,)).fetchone()
+            if row is None:
+                raise RefusedError(404, "not found", f"no {noun} {item_id}; 项目不存在，请重新搜索")
+            item = self._checked(table, [row])[0]
+            end = str(
+                item["date"] if kind == "evaluation" else item["end_date"] or item["start_date"]
+            )
+            if end < today:
+                raise RefusedError(410, "past", f"{noun} {item_id} ended on {end}; 该项目已结束")
+            seats = item["seats"]
+            if seats is None:
+                raise RefusedError(
+                    409,
+                    "closed",
+                    f"{noun} {item_id} takes no online registration; 请电话联系举办机构报名",
+                )
+            duplicate = tx.conn.execute(
+                "SELECT 1 FROM registrations WHERE kind = ? AND item_id = ? AND phone = ? "
+                "AND state = 'active'",
+                (kind, item_id, registration.phone),
+            ).fetchone()
+            if duplicate is not None:
+                raise RefusedError(
+                    409,
+                    "duplicate",
+                    "this phone is already registered for it; 该手机号已报名此项目",
+                )
+            taken = tx.registered(table, item_id)
+            if taken >= seats:
+                raise RefusedError(409, "full", f"all {seats} seats are taken; 名额已满")
+            used = tx.conn.execute(
+                "SELECT 1 FROM registrations WHERE challenge = ?", (challenge,)
+            ).fetchone()
+            if used is not None:
+                raise RefusedError(400, "challenge", "this challenge was used; 请刷新验证题后重试")
+            facility = tx.conn.execute(
+                "SELECT county FROM facilities WHERE id = ?", (item["facility_id"],)
+            ).fetchone()
+            while True:  # 2**40 codes: a clash is all but impossible, but never reuse one
+                code = new_code()
+                clash = tx.conn.execute(
+                    "SELECT 1 FROM registrations WHERE code_hash = ?", (hash_code(code),)
+                ).fetchone()
+                if clash is None:
+                    break
+            values = registration.model_dump(mode="json")
+            reg_id = int(
+                tx.conn.execute(
+                    "INSERT INTO registrations (kind, item_id, facility_id, county, name, phone, "
+                    "consent_at, consent_version, attended, state, code_hash, challenge, "
+                    "item_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 'active', ?, ?, ?) RETURNING id",
+                    (
+                        kind,
+                        item_id,
+                        item["facility_id"],
+                        facility["county"] if facility else None,
+                        values["name"],
+                        values["phone"],
+                        values["consent_at"],
+                        values["consent_version"],
+                        hash_code(code),
+                        challenge,
+                        end,
+                    ),
+                ).fetchone()["id"]
+            )
+            tx.entity_id, tx.facility_id = str(reg_id), item["facility_id"]
+            tx.county = facility["county"] if facility else None
+            tx.after = {"kind": kind, "item_id": item_id, "state": "active"}  # no personal data
+        return {
+            "id": reg_id,
+            "code": code,
+            "kind": kind,
+            "item_id": item_id,
+            "facility_id": item["facility_id"],
+            "title": item_title(kind, item),
+            "start_date": str(item["start_date"] if kind == "course" else item["date"]),
+            "seats_left": max(0, seats - taken - 1),
+        }
+
+    def withdraw(self, code: str, phone: str) -> bool:
+        """Withdraw the active registration with this confirmation code and phone: its
+        name and phone are deleted and its seat returned. False (nothing written) when
+        no registration has both, whichever is wrong."""
+        digest = hash_code(code)
+        try:
+            with self.write(None, "withdraw", "registration", "?", who="registrant") as tx:
+                row = tx.conn.execute(
+                    "SELECT id, phone, facility_id, county FROM registrations "
+                    "WHERE code_hash = ? AND state = 'active'",
+                    (digest,),
+                ).fetchone()
+                if row is None or not hmac.compare_digest(str(row["phone"]), phone):
+                    raise RefusedError(404, "not found", "no registration")
+                self._close_registration(tx, int(row["id"]), "withdrawn")
+                tx.entity_id, tx.county, tx.facility_id = (
+                    str(row["id"]),
+                    row["county"],
+                    row["facility_id"],
+                )
+                tx.after = {"state": "withdrawn"}
+        except RefusedError:
+            return False
+        return True
+
+    @staticmethod
+    def _close_registration(tx: Write, reg_id: int, state: str) -> None:
+        tx.conn.execute(
+            "UPDATE registrations SET name = NULL, phone = NULL, code_hash = NULL, state = ?, "
+            "closed_at = ? WHERE id = ? AND state = 'active'",
+            (state, now(), reg_id),
+        )
+
+    def registration(self, reg_id: int) -> dict[str, Any] | None:
+        """An active registration (with its personal data), or None."""
+        row = self.conn.execute(
+            "SELECT * FROM registrations WHERE id = ? AND state = 'active'", (reg_id,)
+        ).fetchone()
+        return None if row is None else _registration(row)
+
+    def registrations(
+        self, facility_id: str, kind: str | None = None, item_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The active registrations of a facility (of one item if given), oldest first,
+        each with the item's ``title`` and ``start_date``."""
+        query = "SELECT * FROM registrations WHERE facility_id = ? AND state = 'active'"
+        params: list[Any] = [facility_id]
+        if kind is not None:
+            query += " AND kind = ?"
+            params.append(kind)
+        if item_id is not None:
+            query += " AND item_id = ?"
+            params.append(item_id)
+        rows = [_registration(r) for r in self.conn.execute(query + " ORDER BY id", params)]
+        items = {
+            (TABLE_KINDS[t], int(i["id"])): i
+            for t in ("courses", "evaluations")
+            for i in self._checked(
+                t, self.conn.execute(f"SELECT * FROM {t} WHERE facility_id = ?", (facility_id,))
+            )
+        }
+        for row in rows:
+            item = items.get((row["kind"], row["item_id"]))
+            row["title"] = item_title(row["kind"], item) if item else ""
+            row["start_date"] = (
+                None if item is None else str(item.get("start_date") or item.get("date"))
+            )
+        return rows
+
+    def update_registration(
+        self,
+        principal: Principal,
+        reg_id: int,
+        *,
+        attended: bool | None = None,
+        delete: bool = False,
+    ) -> bool:
+        """Mark attendance of, or delete (its personal data), an active registration.
+        False (nothing written) when there is none with this id."""
+        action = "delete" if delete else "update"
+        try:
+            with self.write(principal, action, "registration", str(reg_id)) as tx:
+                row = tx.conn.execute(
+                    "SELECT facility_id, county, attended FROM registrations "
+                    "WHERE id = ? AND state = 'active'",
+                    (reg_id,),
+                ).fetchone()
+                if row is None:
+                    raise RefusedError(404, "not found", f"no registration {reg_id}")
+                tx.county, tx.facility_id = row["county"], row["facility_id"]
+                if delete:
+                    self._close_registration(tx, reg_id, "deleted")
+                    tx.after = {"state": "deleted"}
+                else:
+                    tx.conn.execute(
+                        "UPDATE registrations SET attended = ? WHERE id = ?",
+                        (int(bool(attended)), reg_id),
+                    )
+                    tx.before = {"attended": bool(row["attended"])}
+                    tx.after = {"attended": bool(attended)}
+        except RefusedError:
+            return False
+        return True
+
+    def purge_registrations(self, today: str, retention_days: int, who: str = "retention") -> int:
+        """Delete the name and phone of registrations whose item ended more than
+        ``retention_days`` before ``today`` (the anonymous rows stay: counts, attendance).
+
+        Returns the number purged; nothing is written when there is none.
+        """
+        cutoff = (
+            datetime.fromisoformat(today).date() - timedelta(days=int(retention_days))
+        ).isoformat()
+        query = (
+            "SELECT r.id FROM registrations AS r "
+            "LEFT JOIN courses AS c ON r.kind = 'course' AND c.id = r.item_id "
+            "LEFT JOIN evaluations AS e ON r.kind = 'evaluation' AND e.id = r.item_id "
+            "WHERE r.state = 'active' "
+            "AND coalesce(c.end_date, c.start_date, e.date, r.item_end) < ?"
+        )
+        if self.conn.execute(query, (cutoff,)).fetchone() is None:
+            return 0
+        with self.write(None, "purge", "registration", "*", who=who) as tx:
+            ids = [int(r["id"]) for r in tx.conn.execute(query, (cutoff,)).fetchall()]
+            for reg_id in ids:
+                self._close_registration(tx, reg_id, "purged")
+            tx.after = {
+                "purged": len(ids),
+                "ended_before": cutoff,
+                "retention_days": retention_days,
+            }
+        logger.info(
+            "deleted the personal data of %d registrations (ended before %s)", len(ids), cutoff
+        )
+        return len(ids)
+
+    def registration_states(self) -> dict[str, int]:
+        """How many registrations are in each state (anonymous counts)."""
+        rows = self.conn.execute("SELECT state, count(*) AS n FROM registrations GROUP BY state")
+        return {str(r["state"]): int(r["n"]) for r in rows}
+
+    # ----------------------------------------------------------------- demand
+
+    def add_demand(self, counts: Mapping[tuple[str, str, str, str], int]) -> None:
+        """Add anonymous demand signals: ``(village_code, trade, kind, week) -> n``, each
+        checked by :class:`geo.models.DemandSignal`, in one transaction (no audit entry,
+        no data version: counters are not content)."""
+        signals = [
+            DemandSignal(village_code=k[0], trade=k[1], kind=k[2], week=k[3], signals=n)  # type: ignore[arg-type]
+            for k, n in counts.items()
+            if n > 0
+        ]
+        if not signals:
+            return
+        with self._transaction() as conn:
+            for signal in signals:
+                conn.execute(
+                    "INSERT INTO demand (village_code, trade, kind, week, signals) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (village_code, trade, kind, week) "
+                    "DO UPDATE SET signals = demand.signals + excluded.signals",
+                    (signal.village_code, signal.trade, signal.kind, signal.week, signal.signals),
+                )
+
+    def demand(self, since_week: str | None = None) -> list[dict[str, Any]]:
+        """Demand signals summed over the weeks from ``since_week`` (ISO ``2026-W07``; None:
+        all): one row per (``village_code``, ``trade``, ``kind``) with ``signals``."""
+        query = "SELECT village_code, trade, kind, sum(signals) AS signals FROM demand"
+        params: tuple[Any, ...] = ()
+        if since_week is not None:
+            query += " WHERE week >= ?"
+            params = (since_week,)
+        rows = self.conn.execute(query + " GROUP BY village_code, trade, kind", params)
+        return [
+            {
+                "village_code": str(r["village_code"]),
+                "trade": str(r["trade"]),
+                "kind": str(r["kind"]),
+                "signals": int(r["signals"]),
+            }
+            for r in rows
+        ]
 
     # --------------------------------------------------- data versions and jobs
 
     def data_versions(self) -> dict[str, int]:
-        """``{"facilities": n, "content": m}``: bumped by every facility / any write."""
+        """``{"facilities": n, "content": m, "items": k}``: bumped by every facility write,
+        any write, and every course or session write."""
         rows = self.conn.execute("SELECT name, version FROM data_versions")
         return {str(r["name"]): int(r["version"]) for r in rows}
 
@@ -718,9 +1234,17 @@ class Store:
 
     # ------------------------------------------------------------------ audit
 
-    def audit(self, county: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Newest entries first; a county sees its own entries only."""
-        if county is None:
+    def audit(
+        self, county: str | None = None, limit: int = 100, facility_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest entries first; a county sees its own entries only, a facility's staff
+        those about their facility."""
+        if facility_id is not None:
+            rows = self.conn.execute(
+                "SELECT * FROM audit WHERE facility_id = ? ORDER BY id DESC LIMIT ?",
+                (facility_id, limit),
+            )
+        elif county is None:
             rows = self.conn.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
         else:
             rows = self.conn.execute(
@@ -754,6 +1278,8 @@ class Store:
             tx = Write(conn, entity_id=entity_id)
             yield tx
             tx.versions = dict([_bump(conn, "content")])
+            if tx.items_changed:  # the search catalogue depends on these only
+                tx.versions["items"] = _bump(conn, "items")[1]
             if tx.facilities_changed:  # results depend on facilities: queue their recompute
                 version = _bump(conn, "facilities")[1]
                 tx.versions["facilities"] = version
@@ -766,7 +1292,7 @@ class Store:
                 )
             conn.execute(
                 "INSERT INTO audit (at, token_id, who, action, entity, entity_id, county, "
-                "before, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "facility_id, before, after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     now(),
                     principal.token_id if principal else None,
@@ -775,6 +1301,7 @@ class Store:
                     entity,
                     tx.entity_id,
                     tx.county or county,
+                    tx.facility_id,
                     _dump(tx.before),
                     _dump(tx.after),
                 ),
@@ -788,11 +1315,15 @@ class Write:
     conn: _Connection
     entity_id: str
     county: str | None = None
+    #: The facility the entry is about (its staff see it).
+    facility_id: str | None = None
     before: Any = None
     after: Any = None
     #: Set by the facility statements: the commit bumps the facilities version and
     #: queues a recompute job (its id in :attr:`job_id`).
     facilities_changed: bool = False
+    #: Set by the course and session statements: the commit bumps the items version.
+    items_changed: bool = False
     job_id: int | None = None
     #: The data versions after this write (name -> version), set at commit.
     versions: dict[str, int] = field(default_factory=dict)
@@ -813,7 +1344,14 @@ class Write:
         )
 
     def delete_facility(self, fid: str) -> None:
-        self.facilities_changed = True
+        """Delete a facility (its courses and sessions go with it) and the personal data
+        of its registrations."""
+        self.facilities_changed = self.items_changed = True
+        self.conn.execute(
+            "UPDATE registrations SET name = NULL, phone = NULL, code_hash = NULL, "
+            "state = 'cancelled', closed_at = ? WHERE facility_id = ? AND state = 'active'",
+            (now(), fid),
+        )
         self.conn.execute("DELETE FROM facilities WHERE id = ?", (fid,))
 
     def new_facility_id(self, prefix: str) -> str:
@@ -844,6 +1382,7 @@ class Write:
         """Add a course or session; ``values`` must pass the table's model."""
         fields = TABLE_FIELDS[table]
         values = _item_values(table, values)
+        self.items_changed = True
         row = self.conn.execute(
             f"INSERT INTO {table} (facility_id, {', '.join(fields)}, updated_at) "
             f"VALUES (?, {', '.join('?' * len(fields))}, ?) RETURNING id",
@@ -854,6 +1393,7 @@ class Write:
     def update_item(self, table: str, item_id: int, values: Mapping[str, Any]) -> None:
         """Replace a course's or session's fields; ``values`` must pass the table's model."""
         values = _item_values(table, values)
+        self.items_changed = True
         fields = list(TABLE_FIELDS[table])
         assignments = ", ".join(f"{f} = ?" for f in [*fields, "updated_at"])
         self.conn.execute(
@@ -862,8 +1402,25 @@ class Write:
         )
 
     def delete_item(self, table: str, item_id: int) -> None:
+        """Delete a course or session and the personal data of its registrations."""
         _check_table(table)
+        self.items_changed = True
+        self.conn.execute(
+            "UPDATE registrations SET name = NULL, phone = NULL, code_hash = NULL, "
+            "state = 'cancelled', closed_at = ? "
+            "WHERE kind = ? AND item_id = ? AND state = 'active'",
+            (now(), TABLE_KINDS[table], item_id),
+        )
         self.conn.execute(f"DELETE FROM {table} WHERE id = ?", (item_id,))
+
+    def registered(self, table: str, item_id: int) -> int:
+        """Active registrations of a course or session (read in this transaction)."""
+        row = self.conn.execute(
+            "SELECT count(*) FROM registrations WHERE kind = ? AND item_id = ? "
+            "AND state = 'active'",
+            (TABLE_KINDS[table], item_id),
+        ).fetchone()
+        return int(row[0])
 
 
 def _item_values(table: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -893,3 +1450,45 @@ def _check_table(table: str) -> None:
 
 def _dump(value: Any) -> str | None:
     return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+#: Letters of confirmation codes (Crockford's base 32: no I, L, O, U), 8 of them: 2**40.
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_LENGTH = 8
+
+
+def new_code() -> str:
+    """An unguessable confirmation code (``secrets``), e.g. ``7KQ2M9XD``."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normal_code(text: str) -> str:
+    """A code as typed (lower case, O for 0, I/L for 1, spaces) in its canonical form."""
+    cleaned = text.strip().upper().replace(" ", "").replace("-", "")
+    return cleaned.translate(str.maketrans("OIL", "011"))
+
+
+def hash_code(code: str) -> str:
+    return hashlib.sha256(normal_code(code).encode()).hexdigest()
+
+
+def item_title(kind: str, item: Mapping[str, Any]) -> str:
+    """What a registration is for: a course's title, or ``焊工（中级）技能等级认定``."""
+    if kind == "course":
+        return str(item["title"])
+    return f"{item['trade']}（{item['level']}）技能等级认定"
+
+
+def mask_phone(phone: str | None) -> str:
+    """``13812345678`` -> ``138****5678`` (lists never show a whole number)."""
+    if not phone:
+        return ""
+    return phone[:3] + "*" * max(0, len(phone) - 7) + phone[-4:] if len(phone) > 7 else "****"
+
+
+def _registration(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    out["attended"] = bool(out["attended"])
+    out.pop("code_hash", None)
+    out.pop("challenge", None)
+    return out

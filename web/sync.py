@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -41,6 +42,8 @@ POLL_S = 0.5
 #: A running job whose heartbeat is older than this is taken again (its process died).
 STALE_S = 60.0
 HEARTBEAT_S = 5.0
+#: Seconds between housekeeping rounds of the recompute loop (the retention purge).
+HOUSEKEEPING_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class Recomputer:
         modes hand it to their app at once).
     stale_s
         A running job whose heartbeat is older than this is taken again.
+    housekeeping
+        Called by :meth:`run_forever` at start and then every ``housekeeping_s``
+        seconds (the app's: delete registrants' personal data past retention).
     """
 
     def __init__(
@@ -73,11 +79,16 @@ class Recomputer:
         study: Study,
         on_publish: Callable[[Served], None] | None = None,
         stale_s: float = STALE_S,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_s: float = HOUSEKEEPING_S,
     ) -> None:
         self.store = store
         self.stale_s = stale_s
         self.study = study
         self.on_publish = on_publish
+        self.housekeeping = housekeeping
+        self.housekeeping_s = housekeeping_s
+        self._housekept = -math.inf
         self.wake = threading.Event()
 
     @property
@@ -135,9 +146,21 @@ class Recomputer:
         while self.run_once() is not None:
             pass
 
+    def housekeep(self) -> None:
+        """Run the housekeeping if it is due (errors are logged: the next round retries)."""
+        if self.housekeeping is None or time.monotonic() - self._housekept < self.housekeeping_s:
+            return
+        self._housekept = time.monotonic()
+        try:
+            self.housekeeping()
+        except Exception:
+            logger.exception("housekeeping")
+
     def run_forever(self, stop: threading.Event, idle_s: float = POLL_S) -> None:
-        """Compute jobs as they come (woken by :attr:`wake` or every ``idle_s``)."""
+        """Compute jobs as they come (woken by :attr:`wake` or every ``idle_s``), and
+        the housekeeping every ``housekeeping_s``."""
         while not stop.is_set():
+            self.housekeep()
             try:
                 if self.run_once() is None:
                     self.wake.wait(idle_s)

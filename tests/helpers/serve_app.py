@@ -18,6 +18,7 @@ from pathlib import Path
 from geo.settings import Settings
 from geo.study import Study
 from web import create_app
+from web.store import is_database_url
 
 
 def main() -> None:
@@ -30,7 +31,12 @@ def main() -> None:
         "TILE_URL": "none",
         "RATELIMIT_ADMIN": "100000 per minute",
         "RATELIMIT_PUBLIC": "100000 per second",
+        "RATELIMIT_REGISTER": "100000 per minute",
+        "RATELIMIT_CHALLENGE": "100000 per minute",
+        "RATELIMIT_PHONE": "100000 per day",
     }
+    if is_database_url(database):  # counters beside the port file, not in the instance folder
+        config["RATELIMIT_STORAGE"] = f"sqlite:///{Path(port_file).parent / 'ratelimit.sqlite3'}"
     if workers == 1:
         from waitress.server import create_server
 
@@ -45,9 +51,13 @@ def main() -> None:
     with socket.socket() as probe:  # a free port for gunicorn
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    RecomputeProcess(app).start()
+    recompute = RecomputeProcess(app)
+    recompute.start()
     Path(port_file).write_text(str(port))
-    serve_gunicorn(app, "127.0.0.1", port, workers, threads=2)
+    try:
+        serve_gunicorn(app, "127.0.0.1", port, workers, threads=2)
+    finally:  # as `skillcircle serve`: no recompute process outlives the server
+        recompute.stop()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ var skillcircle = (function () {
 
   function bindVillage(feature, layer) {
     var p = feature.properties, c = feature.geometry.coordinates;
+    if (p.colour && layer.setStyle) { layer.setStyle({ fillColor: p.colour }); }
     villages[p.village_code] = { lat: c[1], lon: c[0], name: p.village_name, county: p.county, town: p.town };
     layer.bindPopup(function () {
       var box = el("div", null, "popup");

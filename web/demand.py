@@ -1,0 +1,214 @@
+"""培训需求: anonymous demand signals, counted per village, trade, kind and ISO week.
+
+* a scan of a village's 技能码 page (``/q/<code>``, counted here, server-side,
+  also when the phone revalidates it with a 304);
+* a search for a trade and a "notify me" (有课通知我) for a trade, sent by the
+  phone page (``POST /api/demand``).
+
+Nothing personal is kept: no IP address, no phone, no time finer than the ISO
+week — only counters in the store's ``demand`` table. Each process adds its
+signals to a small in-memory buffer flushed to the store every
+``DEMAND_FLUSH_S`` seconds (one short transaction, never a write per scan);
+counters lost in a crash are a few seconds' worth.
+
+``GET /api/demand`` and ``GET /api/demand.geojson`` (the map's 需求 layer) read
+the counters summed per village and trade (:func:`geo.demand.demand_rows`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import Counter
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from pydantic import ValidationError
+
+from geo.demand import DEMAND_KINDS, demand_frame, demand_rows, iso_week, village_totals
+
+from . import _params as p
+from . import get_store, get_study
+from .records import CHINA_TIME
+from .schemas import DemandBody, field_errors
+from .store import Store
+
+bp = Blueprint("demand", __name__, url_prefix="/api")
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between flushes of a process's buffered signals (config ``DEMAND_FLUSH_S``).
+FLUSH_S = 5.0
+
+
+class DemandBuffer:
+    """Signals counted in memory and added to the store in batches.
+
+    Parameters
+    ----------
+    store
+        Where the counters go (:meth:`web.store.Store.add_demand`).
+    flush_s
+        Flush when the oldest buffered signal is this old (0: at once).
+    """
+
+    def __init__(self, store: Store, flush_s: float = FLUSH_S) -> None:
+        self.store = store
+        self.flush_s = flush_s
+        self._counts: Counter[tuple[str, str, str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._since = time.monotonic()
+        self._pid = os.getpid()
+
+    def add(self, village: str, trade: str, kind: str) -> None:
+        """Count one signal now (the ISO week of today in China)."""
+        if kind not in DEMAND_KINDS:
+            raise ValueError(f"unknown demand kind {kind!r}")
+        week = iso_week(time_now_china())
+        with self._lock:
+            if self._pid != os.getpid():  # a forked worker never flushes its parent's signals
+                self._counts.clear()
+                self._pid = os.getpid()
+            if not self._counts:
+                self._since = time.monotonic()
+            self._counts[(village, trade, kind, week)] += 1
+            due = time.monotonic() - self._since >= self.flush_s
+        if due:
+            self.flush()
+
+    def flush(self) -> int:
+        """Add the buffered signals to the store; returns how many. On a database error
+        they stay buffered for the next flush."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._counts.clear()
+                self._pid = os.getpid()
+            taken, self._counts = self._counts, Counter()
+        if not taken:
+            return 0
+        try:
+            self.store.add_demand(taken)
+        except Exception:
+            logger.exception(
+                "could not store %d demand signals; kept for the next flush", len(taken)
+            )
+            with self._lock:
+                self._counts.update(taken)
+            return 0
+        return sum(taken.values())
+
+
+def time_now_china() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(CHINA_TIME).date()
+
+
+def init_app(app: Flask, store: Store) -> DemandBuffer:
+    """The app's demand buffer, the scan counter and a flush at exit."""
+    buffer = DemandBuffer(store, float(app.config.get("DEMAND_FLUSH_S", FLUSH_S)))
+    app.extensions["skillcircle.demand"] = buffer
+    held = weakref.ref(buffer)  # the exit flush does not keep an app's store alive
+    atexit.register(lambda: (found := held()) is not None and found.flush())
+
+    @app.after_request
+    def count_scan(response: Response) -> Response:
+        if (
+            request.endpoint == "qr.village"
+            and request.method == "GET"
+            and response.status_code in (200, 304)
+        ):
+            code = (request.view_args or {}).get("code", "")
+            if get_study().village_position(code) is not None:
+                try:
+                    buffer.add(code, "", "scan")
+                except Exception:  # counting must never break the page
+                    logger.exception("counting a scan")
+        return response
+
+    return buffer
+
+
+def buffer() -> DemandBuffer:
+    return current_app.extensions["skillcircle.demand"]  # type: ignore[no-any-return]
+
+
+def known_trades() -> set[str]:
+    from .search import catalogue
+
+    return set(catalogue().trades)
+
+
+@bp.post("/demand")
+def signal() -> Any:
+    """One anonymous signal: a search for a trade, or "notify me" for a trade."""
+    data = p.json_body()
+    try:
+        body = DemandBody.model_validate(data)
+    except ValidationError as exc:
+        fields = field_errors(exc, DemandBody)
+        message = "; ".join(f"{k}: {v}" for k, v in fields.items())
+        return jsonify(error="invalid body", message=message, fields=fields), 400
+    trade = body.trade or ""
+    if body.kind == "notify" and not trade:
+        message = "notify needs a trade; 请选择工种"
+        return jsonify(error="invalid body", message=message, fields={"trade": message}), 400
+    if trade and trade not in known_trades():
+        message = f"unknown trade {trade!r}; use one of GET /api/trades"
+        return jsonify(error="invalid body", message=message, fields={"trade": message}), 400
+    village = body.village or ""
+    if village and get_study().village_position(village) is None:
+        message = f"no village with code {village!r}"
+        return jsonify(error="invalid body", message=message, fields={"village": message}), 400
+    buffer().add(village, trade, body.kind)
+    return "", 204
+
+
+def _rows() -> tuple[list[dict[str, Any]], int]:
+    weeks = p.integer("weeks", 1, 1040, default=52)
+    buffer().flush()
+    frame = demand_frame(get_store().demand(iso_week(time_now_china(), back=weeks - 1)))
+    return demand_rows(frame, get_study().villages, county=p.county(), trade=_trade()), weeks
+
+
+def _trade() -> str | None:
+    from .search import _trade_arg
+
+    return _trade_arg()
+
+
+@bp.get("/demand")
+def demand() -> Any:
+    """Signals per village and trade of the last ``weeks`` ISO weeks (this one included)."""
+    rows, weeks = _rows()
+    totals = {k: sum(r[k] for r in rows) for k in ("scans", "searches", "notify")}
+    return jsonify(
+        rows=rows, totals=totals, weeks=weeks, since=iso_week(time_now_china(), back=weeks - 1)
+    )
+
+
+@bp.get("/demand.geojson")
+def demand_geojson() -> Any:
+    """The map's 需求 layer: one point per village with signals, ``total`` for its size."""
+    rows, weeks = _rows()
+    features = [
+        {
+            "type": "Feature",
+            "properties": {k: v for k, v in row.items() if k not in ("lon", "lat")},
+            "geometry": {"type": "Point", "coordinates": [row["lon"], row["lat"]]},
+        }
+        for row in village_totals(rows)
+    ]
+    return jsonify(
+        type="FeatureCollection",
+        features=features,
+        metadata={
+            "weeks": weeks,
+            "since": iso_week(time_now_china(), back=weeks - 1),
+            "note": "anonymous counts of 技能码 scans, searches and notify-me requests",
+        },
+    )
