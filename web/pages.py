@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Any, get_args
 from urllib.parse import unquote
 
-from flask import Flask, current_app, request, url_for
+from flask import Flask, current_app, url_for
 from pydantic import BaseModel
-from werkzeug.routing import BuildError
 
 from geo.models import Level
 from geo.settings import LAYERS, MODES
@@ -49,15 +48,6 @@ def _template(endpoint: str, **names: str | tuple[Any, str]) -> str:
     return "/".join(swap.get(part, part) for part in parts)
 
 
-def _url(endpoint: str, path: str, **names: str | tuple[Any, str]) -> str:
-    """:func:`_template` of ``endpoint``, or ``path`` (the API contract's, under the app's
-    root) while this server has no such endpoint."""
-    try:
-        return _template(endpoint, **names)
-    except BuildError:
-        return request.script_root + path
-
-
 def page_config() -> dict[str, Any]:
     """Settings, limits and URLs of the pages' scripts (JSON-safe)."""
     settings = get_study().settings
@@ -82,13 +72,13 @@ def page_config() -> dict[str, Any]:
         "urls": {
             "nearby": url_for("api.nearby"),
             "plan": url_for("api.plan"),
-            "search": _url("search.search", "/api/search"),
-            "trades": _url("search.trades", "/api/trades"),
-            "challenge": _url("registration.challenge", "/api/register/challenge"),
-            "register": _url("registration.register", "/api/registrations"),
-            "withdraw": _url("registration.withdraw", "/api/registrations/withdraw"),
+            "search": url_for("search.search"),
+            "trades": url_for("search.trades"),
+            "challenge": url_for("registration.challenge"),
+            "register": url_for("registration.register"),
+            "withdraw": url_for("registration.withdraw"),
             "withdraw_page": url_for("qr.withdraw"),
-            "demand": _url("demand.demand", "/api/demand"),
+            "demand": url_for("demand.demand"),
             "village_page": _template("qr.village", code="code"),
             "facility_page": _template("qr.facility", fid="fid"),
             "admin": {
@@ -101,21 +91,9 @@ def page_config() -> dict[str, Any]:
                     table=("courses", "table"),
                     item_id=(NUMBER, "id"),
                 ),
-                "registrations": _url(
-                    "admin.list_registrations",
-                    "/api/admin/facilities/{fid}/registrations",
-                    fid="fid",
-                ),
-                "export": _url(
-                    "admin.export_registrations",
-                    "/api/admin/facilities/{fid}/registrations.xlsx",
-                    fid="fid",
-                ),
-                "registration": _url(
-                    "admin.update_registration",
-                    "/api/admin/registrations/{id}",
-                    reg_id=(NUMBER, "id"),
-                ),
+                "registrations": _template("admin.list_registrations", fid="fid"),
+                "export": _template("admin.export_registrations", fid="fid"),
+                "registration": _template("admin.update_registration", reg_id=(NUMBER, "id")),
                 "audit": url_for("admin.audit"),
                 "upload": url_for("admin.upload"),
             },
