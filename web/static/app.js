@@ -5,7 +5,7 @@
 var skillcircle = (function () {
   "use strict";
   var el = sc.el;
-  var map = null, mode = null, selected = null, times = {}, villages = {}, demandLayer = null;
+  var map = null, mode = null, selected = null, times = {}, timesError = null, villages = {}, demandLayer = null;
 
   function cfg() { return sc.config(); }
 
@@ -44,8 +44,9 @@ var skillcircle = (function () {
     var c = feature.geometry.coordinates;
     var url = cfg().urls.nearby + sc.query({ lon: c[0], lat: c[1], mode: mode,
       minutes: cfg().max_minutes, limit: cfg().limits.nearby });
+    timesError = null;
     sc.api(url).then(function (res) {
-      if (!res.ok) { selected = null; return; } // popups then ask to click a village again
+      if (!res.ok) { timesError = sc.problem(res); return; } // facility popups say so
       (res.data.facilities || []).forEach(function (f) { times[f.id] = f.minutes; });
     });
   }
@@ -59,7 +60,9 @@ var skillcircle = (function () {
       if (p.address) { box.appendChild(el("div", "地址：" + p.address)); }
       box.appendChild(el("div", "电话：" + (p.phone || "暂无")));
       if (p.trades && p.trades.length) { box.appendChild(el("div", "工种：" + p.trades.join("、"))); }
-      if (selected) {
+      if (selected && timesError) {
+        box.appendChild(el("div", "从" + selected.village_name + "出发的时间加载失败：" + timesError, "bad"));
+      } else if (selected) {
         var t = times[p.id];
         box.appendChild(el("div", "从" + selected.village_name + "出发：" +
           (t === undefined || t === null ? cfg().max_minutes + "分钟内不可达" : Math.round(t) + " 分钟")));
@@ -78,9 +81,11 @@ var skillcircle = (function () {
   function showPlan(d) {
     if (planLayer) { map.removeLayer(planLayer); }
     planLayer = L.layerGroup().addTo(map);
+    var w = d.weights || {};
     document.getElementById("plan-result").textContent = d.county + "：" + (d.layer_name || "") + "覆盖 " +
-      d.covered_before + " → " + d.covered_after + " / " + d.total + " 个村（" +
-      (d.solver.optimal ? "最优解" : "近似解") + "，用时 " + d.solver.seconds + " 秒）";
+      d.covered_before + " → " + d.covered_after + " / " + d.total + (w.kind === "demand" ? "（需求加权值）" : " 个村") + "（" +
+      (d.solver.optimal ? "最优解" : "近似解") + "，用时 " + d.solver.seconds + " 秒）" +
+      (w.kind === "demand" ? "；权重 = 1 + 近 " + w.weeks + " 周需求次数：" + w.villages_with_signals + " 个村共 " + w.signals + " 次。" : "");
     var bounds = [];
     d.sites.forEach(function (s) {
       s.villages.forEach(function (v) {
