@@ -34,6 +34,13 @@ var scFinder = (function () {
   };
   var PHONE = /^1[3-9][0-9]{9}$/;
 
+  /* A mobile number as typed ("138 1234 5678", "+86-138...") as its 11 digits, as the
+     server normalises it; anything else is returned as typed (and refused). */
+  function phoneDigits(text) {
+    var s = text.replace(/[\s\-()]/g, "").replace(/^(\+|00)?86(?=1\d{10}$)/, "");
+    return PHONE.test(s) ? s : text.trim();
+  }
+
   function itemKey(it) { return it.kind + ":" + it.id; }
 
   function minuteChoices() {
@@ -189,7 +196,7 @@ var scFinder = (function () {
     sc.clear(slot);
     var f = el("form", null, "reg-form stack", { novalidate: "" });
     var name = el("input", null, null, { name: "name", autocomplete: "name", maxlength: "50", required: "" });
-    var phone = el("input", null, null, { name: "phone", type: "tel", inputmode: "numeric", autocomplete: "tel", maxlength: "11", required: "" });
+    var phone = el("input", null, null, { name: "phone", type: "tel", inputmode: "numeric", autocomplete: "tel", maxlength: "20", required: "" });
     var consent = el("input", null, null, { name: "consent", type: "checkbox" });
     var answer = el("input", null, null, { name: "answer", inputmode: "numeric", autocomplete: "off", maxlength: "6", required: "" });
     var question = el("span", "正在获取……", "question");
@@ -226,7 +233,7 @@ var scFinder = (function () {
       ev.preventDefault();
       var errors = {};
       if (!name.value.trim()) { errors.name = FIELD_TEXT.name; }
-      if (!PHONE.test(phone.value.trim())) { errors.phone = FIELD_TEXT.phone; }
+      if (!PHONE.test(phoneDigits(phone.value))) { errors.phone = FIELD_TEXT.phone; }
       if (!consent.checked) { errors.consent = FIELD_TEXT.consent; }
       if (!answer.value.trim()) { errors.challenge = "请回答验证题。"; }
       showErrors(f, errors);
@@ -235,7 +242,7 @@ var scFinder = (function () {
       submit.disabled = true;
       msg.textContent = "正在提交……";
       sc.api(cfg.urls.register, { method: "POST", json: {
-        kind: it.kind, item_id: it.id, name: name.value.trim(), phone: phone.value.trim(), consent: true,
+        kind: it.kind, item_id: it.id, name: name.value.trim(), phone: phoneDigits(phone.value), consent: true,
         challenge: { token: token, answer: answer.value.trim() }
       } }).then(function (res) {
         if (res.ok) { confirmed(slot, li, it, res.data); return; }
@@ -358,7 +365,7 @@ var scFinder = (function () {
     if (given) { f.code.value = given; }
     f.addEventListener("submit", function (ev) {
       ev.preventDefault();
-      var code = f.code.value.trim().toUpperCase(), phone = f.phone.value.trim(), errors = {};
+      var code = f.code.value.trim().toUpperCase(), phone = phoneDigits(f.phone.value), errors = {};
       if (!/^[A-Za-z0-9]{8}$/.test(code)) { errors.code = "确认码是 8 位字母或数字。"; }
       if (!PHONE.test(phone)) { errors.phone = FIELD_TEXT.phone; }
       showErrors(f, errors);
