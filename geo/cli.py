@@ -699,9 +699,7 @@ def _demand(
     """Demand signals of the last ``weeks`` ISO weeks from the web store (a
     :func:`geo.demand.demand_frame`) and where they came from; None when no store exists
     and none was required."""
-    import datetime as dt
-
-    from geo.demand import demand_frame, iso_week
+    from geo.demand import demand_frame, demand_note, since_week
 
     chosen = (
         database
@@ -723,9 +721,8 @@ def _demand(
         )
     try:
         store = Store(chosen)
-        china = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
-        since = iso_week(china, back=weeks - 1)
-        return demand_frame(store.demand(since)), f"{store.location}, ISO weeks {since} on"
+        since = since_week(weeks)
+        return demand_frame(store.demand(since)), demand_note(since, weeks)
     except StoreError as exc:
         _fail(str(exc))
 
@@ -813,7 +810,7 @@ def export(
         trade=trade,
         population=people,
         demand=None if demand is None else demand[0],
-        demand_note="" if demand is None else f"anonymous demand signals from {demand[1]}",
+        demand_note="" if demand is None else demand[1],
     )
     report, meta = made.report, made.metadata
     write_report(report, out, meta)

@@ -51,6 +51,30 @@ def iso_week(day: dt.date, back: int = 0) -> str:
     return f"{year:04d}-W{week:02d}"
 
 
+#: China Standard Time: weeks of demand are counted in the workers' own calendar.
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
+#: Weeks of demand signals that exports, the map layer and plans read by default.
+DEFAULT_WEEKS = 52
+
+
+def today_china() -> dt.date:
+    """Today's date in China Standard Time (UTC+8)."""
+    return dt.datetime.now(CHINA_TIME).date()
+
+
+def since_week(weeks: int = DEFAULT_WEEKS, today: dt.date | None = None) -> str:
+    """The first ISO week of the last ``weeks`` weeks up to ``today`` (China time)."""
+    return iso_week(today or today_china(), back=weeks - 1)
+
+
+def demand_note(since: str, weeks: int = DEFAULT_WEEKS) -> str:
+    """What a 需求 sheet holds, for the export's metadata (CLI and web alike)."""
+    return (
+        f"anonymous 技能码 scans, searches and notify-me requests since {since} "
+        f"({weeks} ISO weeks), per village and trade; no personal data"
+    )
+
+
 def demand_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Counter rows (``village_code``, ``trade``, ``kind``, ``signals``, e.g. from
     :meth:`web.store.Store.demand`) as one row per village and trade with a column

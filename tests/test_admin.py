@@ -607,7 +607,7 @@ def test_store_migrations(database):
         "jobs",
         "published",
     } <= tables
-    assert store.data_versions() == {"facilities": 0, "content": 0}
+    assert store.data_versions() == {"facilities": 0, "content": 0, "items": 0}
     store.close()
     Store(database).close()  # re-opening migrates nothing
     if store.path is not None:

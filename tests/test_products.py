@@ -89,7 +89,10 @@ def test_cards_list_the_nearest_by_the_rank_mode(study):
 def test_cli_and_web_county_exports_are_one_product(client, tmp_path, monkeypatch):
     monkeypatch.setenv("SKILLCIRCLE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "cli.xlsx"
+    store = client.application.extensions["skillcircle.store"]
+    database = store.url or str(store.path)
     args = ["export", "--county", "南湖区", "--mode", "ebike", "--out", str(out)]
+    args += ["--database", database]  # the 需求 sheet reads the server's store
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     web = tmp_path / "web.xlsx"

@@ -80,7 +80,7 @@ def test_concurrent_writers_get_distinct_ids_and_lose_nothing(database):
     assert store.facility_count() == len(everything) == 3 * writers * rounds
     writes = writers * rounds
     assert store.count_audit("upload") == store.count_audit("create") == writes
-    assert store.data_versions() == {"facilities": writes, "content": 2 * writes}
+    assert store.data_versions() == {"facilities": writes, "content": 2 * writes, "items": writes}
     versions = store.conn.execute("SELECT facilities_version FROM jobs ORDER BY id").fetchall()
     assert [int(r[0]) for r in versions] == list(range(1, writes + 1))  # one job per write
     assert store.jobs_waiting() == writes
@@ -111,7 +111,7 @@ def test_processes_starting_together_migrate_once(database):
     assert not errors, errors
     assert versions == [SCHEMA_VERSION] * starters
     store = Store(database)
-    assert store.data_versions() == {"facilities": 0, "content": 0}  # seeded once
+    assert store.data_versions() == {"facilities": 0, "content": 0, "items": 0}  # seeded once
     if store.path is None:
         rows = store.conn.execute("SELECT version FROM schema_version ORDER BY version")
         assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
@@ -176,7 +176,7 @@ def test_jobs_publish_and_stale_jobs(database, monkeypatch):
         course = {"title": "班", "trade": "电工", "start_date": "2099-01-01", "seats": 1}
         tx.insert_item("courses", "A", course)
     assert tx.job_id is None and "facilities" not in tx.versions  # content only
-    assert store.data_versions() == {"facilities": 2, "content": 3}
+    assert store.data_versions() == {"facilities": 2, "content": 3, "items": 1}
     assert store.published() is None and store.jobs_waiting() == 2
 
     job = store.claim_job("worker-1")  # the newest covers the older one

@@ -254,12 +254,12 @@ def plan() -> Any:
 
 def _demand_signals(weeks: int) -> Any:
     """Demand signals per village code of the last ``weeks`` ISO weeks (web.demand)."""
-    from geo.demand import demand_frame, demand_per_village, iso_week
+    from geo.demand import demand_frame, demand_per_village, since_week
 
-    from .demand import buffer, time_now_china
+    from .demand import buffer
 
     buffer().flush()
-    rows = get_store().demand(iso_week(time_now_china(), back=weeks - 1))
+    rows = get_store().demand(since_week(weeks))
     return demand_per_village(demand_frame(rows))
 
 

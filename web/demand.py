@@ -29,11 +29,18 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
 
-from geo.demand import DEMAND_KINDS, demand_frame, demand_rows, iso_week, village_totals
+from geo.demand import (
+    DEMAND_KINDS,
+    demand_frame,
+    demand_rows,
+    iso_week,
+    since_week,
+    today_china,
+    village_totals,
+)
 
 from . import _params as p
 from . import get_store, get_study
-from .records import CHINA_TIME
 from .schemas import DemandBody, field_errors
 from .store import Store
 
@@ -103,9 +110,8 @@ class DemandBuffer:
 
 
 def time_now_china() -> Any:
-    import datetime as dt
-
-    return dt.datetime.now(CHINA_TIME).date()
+    """Today in China time (:func:`geo.demand.today_china`)."""
+    return today_china()
 
 
 def init_app(app: Flask, store: Store) -> DemandBuffer:
@@ -171,7 +177,7 @@ def signal() -> Any:
 def _rows() -> tuple[list[dict[str, Any]], int]:
     weeks = p.integer("weeks", 1, 1040, default=52)
     buffer().flush()
-    frame = demand_frame(get_store().demand(iso_week(time_now_china(), back=weeks - 1)))
+    frame = demand_frame(get_store().demand(since_week(weeks)))
     return demand_rows(frame, get_study().villages, county=p.county(), trade=_trade()), weeks
 
 
@@ -186,9 +192,7 @@ def demand() -> Any:
     """Signals per village and trade of the last ``weeks`` ISO weeks (this one included)."""
     rows, weeks = _rows()
     totals = {k: sum(r[k] for r in rows) for k in ("scans", "searches", "notify")}
-    return jsonify(
-        rows=rows, totals=totals, weeks=weeks, since=iso_week(time_now_china(), back=weeks - 1)
-    )
+    return jsonify(rows=rows, totals=totals, weeks=weeks, since=since_week(weeks))
 
 
 @bp.get("/demand.geojson")
@@ -208,7 +212,7 @@ def demand_geojson() -> Any:
         features=features,
         metadata={
             "weeks": weeks,
-            "since": iso_week(time_now_china(), back=weeks - 1),
+            "since": since_week(weeks),
             "note": "anonymous counts of 技能码 scans, searches and notify-me requests",
         },
     )

@@ -8,14 +8,13 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, send_file
 
-from geo.demand import demand_frame, iso_week
+from geo.demand import demand_frame, demand_note, since_week
 from geo.products import county_export
 from geo.reports import write_report
 
 from . import _params as p
 from . import get_store, get_study
 from .demand import buffer as demand_buffer
-from .demand import time_now_china
 
 bp = Blueprint("exports", __name__, url_prefix="/export")
 
@@ -37,7 +36,7 @@ def county_file(county: str, fmt: str) -> Response:
     trade = p.trade()
     precomputed = not trade and minutes == study.settings.minutes
     demand_buffer().flush()
-    since = iso_week(time_now_china(), back=51)
+    since = since_week()
     fac = study.filter_facilities(trade=trade)
     made = county_export(
         study.routers[mode],
@@ -50,8 +49,7 @@ def county_file(county: str, fmt: str) -> Response:
         coverage=study.coverage[mode] if precomputed else None,
         access=study.access[mode] if precomputed else None,
         demand=demand_frame(get_store().demand(since)),
-        demand_note=f"anonymous 技能码 scans, searches and notify-me requests since {since} "
-        "(52 ISO weeks), per village and trade; no personal data",
+        demand_note=demand_note(since),
     )
     report, meta = made.report, made.metadata
     with tempfile.TemporaryDirectory() as tmp:
