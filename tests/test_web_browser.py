@@ -370,6 +370,8 @@ def console_login(driver, server: str, token: str) -> None:
     driver.find_element("id", "token").send_keys(token)
     driver.find_element("css selector", "#login button").click()
     wait_for(driver, "return document.getElementById('who').textContent.includes('已登录')")
+    assert not driver.find_element("id", "login").is_displayed()  # hidden once logged in
+    assert driver.find_element("id", "logout").is_displayed()
 
 
 def severe_except(driver, *allowed: str) -> list[dict]:
