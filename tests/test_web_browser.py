@@ -1127,3 +1127,63 @@ def test_every_page_says_when_its_api_calls_fail(server, driver, case):
         driver.execute_cdp_cmd("Network.disable", {})
     blocked = [e for e in severe(driver) if "ERR_BLOCKED_BY_CLIENT" not in e["message"]]
     assert blocked == []
+
+
+def test_an_evaluation_session_is_found_by_level_and_registered(server, driver, database):
+    """技能评价 sessions: filtered by kind and level, shown with their place, 报名 as for
+    courses; the staff list shows the registrant under the session."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from web.store import Store
+
+    _, county = Store(database).create_token("南湖区总工会（评价测试）", "南湖区")
+    sessions = {}
+    for level, days in (("中级", 9), ("高级", 8)):
+        body = {"trade": "焊工", "level": level, "date": in_days(days), "seats": 4}
+        body["place"] = f"{level}考场（实训楼三楼）"
+        status, made = call(
+            server, "POST", f"/api/admin/facilities/{SCHOOL}/evaluations", county, body
+        )
+        assert status == 201, made
+        sessions[level] = made
+    with phone(driver):
+        driver.get(f"{server}/q/{VILLAGE}")
+        search_in_page(driver, "焊工")
+        status = "document.getElementById('find-status').textContent"
+        for name, value in (("kind", "evaluation"), ("level", "中级")):
+            driver.execute_script(f"{status} = ''")
+            Select(
+                driver.find_element(By.CSS_SELECTOR, f"#find-form [name={name}]")
+            ).select_by_value(value)
+            wait_for(driver, f"return {status}.includes('分钟内')")
+        keys = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#find-list li'))"
+            ".map(li => li.dataset.key)"
+        )
+        _, found = call(
+            server,
+            "GET",
+            f"/api/search?village={VILLAGE}&trade=焊工&kind=evaluation&level=中级&mode=ebike"
+            "&minutes=30",
+        )
+        assert keys == [f"evaluation:{i['id']}" for i in found["items"]]
+        key = f"evaluation:{sessions['中级']['id']}"
+        assert key in keys and f"evaluation:{sessions['高级']['id']}" not in keys
+        item = driver.find_element(By.CSS_SELECTOR, f'li[data-key="{key}"]')
+        assert "焊工" in item.text and "中级" in item.text and "评价" in item.text
+        assert "中级考场（实训楼三楼）" in item.text and in_days(9) in item.text
+        assert "余 4 个名额（共 4）" in item.text
+        form = open_form(driver, key)
+        fill_form(form, "吴十", "139 0000 4444")  # typed with spaces
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait_for(driver, "return document.querySelector('.reg-ok .code') !== null")
+        assert item.find_element(By.CSS_SELECTOR, ".seats").text == "余 3 个名额（共 4）"
+        assert scroll_width(driver) <= PHONE_WIDTH
+    _, regs = call(
+        server, "GET", f"/api/admin/facilities/{SCHOOL}/registrations?item={key}", county
+    )
+    assert [(r["kind"], r["name"], r["phone_masked"]) for r in regs["items"]] == [
+        ("evaluation", "吴十", "139****4444")
+    ]
+    assert severe(driver) == []
