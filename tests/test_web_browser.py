@@ -481,9 +481,21 @@ def test_worker_finds_a_course_registers_and_the_staff_see_it(
     from openpyxl import load_workbook
 
     (path,) = tmp_path.glob("*.xlsx")
-    sheet = load_workbook(path, read_only=True)["报名"]
-    cells = [str(c) for row in sheet.iter_rows(values_only=True) for c in row]
-    assert "张三" in cells and "13812345678" in cells  # the facility's own export: whole phones
+    book = load_workbook(path, read_only=True)
+    try:
+        header, *rows = [list(r) for r in book["报名"].iter_rows(values_only=True)]
+    finally:
+        book.close()
+    listed = [dict(zip(header, r, strict=True)) for r in rows]
+    (row,) = [r for r in listed if r["姓名"] == "张三"]
+    # the facility's own export: the whole phone, the course, attendance as marked
+    assert (row["姓名"], str(row["手机"]), row["项目"]) == (
+        "张三",
+        "13812345678",
+        "焊工（初级）周末班",
+    )
+    assert (row["类型"], str(row["项目编号"]), row["出勤"]) == ("培训班", str(course_id), "是")
+    assert str(row["开始日期"])[:10] == start
     assert severe_except(driver, "400") == []  # the refused register_phone
 
 
