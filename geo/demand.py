@@ -185,6 +185,23 @@ def demand_weights(codes: pd.Series, frame: pd.DataFrame) -> np.ndarray:
     return 1.0 + codes.astype(str).map(signals).fillna(0.0).to_numpy(float)
 
 
+def demand_summary(points: pd.DataFrame) -> tuple[float, int]:
+    """What demand added to a plan: the signals and the villages with any.
+
+    Parameters
+    ----------
+    points
+        The plan's villages with their ``weight`` (``1 + d``, :func:`demand_weights`).
+
+    Returns
+    -------
+    tuple
+        The sum of ``d``, and how many villages have ``d > 0``.
+    """
+    weight = points["weight"]
+    return float(weight.sum() - len(points)), int((weight > 1).sum())
+
+
 def demand_sheet(
     frame: pd.DataFrame, villages: gpd.GeoDataFrame, county: str | None
 ) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import geopandas as gpd
 import numpy as np
@@ -32,7 +32,7 @@ import pandas as pd
 from geo import _validate as v
 from geo._errors import FacilityDataError, SettingsError, TooManyRowsError
 from geo._io import atomic_write
-from geo.coords import CRS_NAMES, to_wgs84
+from geo.coords import check_crs, to_wgs84
 from geo.models import (
     FACILITY_COLUMNS,
     FACILITY_ID_PATTERN,
@@ -164,42 +164,75 @@ def load_facilities(
         FacilityDataError,
         "build data/facilities.geojson with the data scripts or `skillcircle import` a registry",
     )
-    hint = (
-        "facilities must be WGS84; if the source is GCJ-02/BD-09 re-import it with "
-        "`skillcircle import --crs gcj02` (or bd09)"
+    read = _facility_table if path.suffix.lower() in (".csv", ".xlsx") else _facility_features
+    rows = read(path)
+    frame, problems = _validated(
+        rows.records,
+        rows.where,
+        rows.lon,
+        rows.lat,
+        bounds,
+        _WGS84_HINT,
+        raw=rows.raw,
+        reported=rows.reported,
     )
-    if path.suffix.lower() in (".csv", ".xlsx"):
-        _check_size(path)
-        cells, base, _ = read_rows(path, FacilityDataError)
-        records = [cells_row(Facility, row) for row in cells]
-        lon = np.array([_float_or_nan(r.get("lon")) for r in records], dtype=float)
-        lat = np.array([_float_or_nan(r.get("lat")) for r in records], dtype=float)
-        raw = [(v.as_text(r.get("lon")), v.as_text(r.get("lat"))) for r in records]
-        frame, problems = _validated(records, base, lon, lat, bounds, hint, raw=raw)
-    else:
-        features = v.read_feature_collection(path, FacilityDataError)
-        records = []
-        xy = np.full((len(features), 2), np.nan)
-        base = [v.feature_row(i) for i in range(len(features))]
-        not_points: list[v.Problem] = []
-        for i, feature in enumerate(features):
-            point = v.point_xy(feature)
-            props = feature.get("properties") if isinstance(feature, dict) else None
-            props = props if isinstance(props, dict) else {}
-            fid = v.as_text(props.get("id"))
-            if fid:
-                base[i] = f"{base[i]} (id {fid!r})"
-            if isinstance(point, str):
-                not_points.append(v.Problem(i, base[i], point))
-            else:
-                xy[i] = point
-            records.append(props)
-        frame, problems = _validated(
-            records, base, xy[:, 0], xy[:, 1], bounds, hint, reported=not_points
-        )
     v.raise_problems(FacilityDataError, path.name, problems)
     logger.info("loaded %d facilities from %s (%s)", len(frame), path.name, _count(frame))
     return frame
+
+
+_WGS84_HINT = (
+    "facilities must be WGS84; if the source is GCJ-02/BD-09 re-import it with "
+    "`skillcircle import --crs gcj02` (or bd09)"
+)
+
+
+class _Rows(NamedTuple):
+    """The rows of a facilities file, before validation (:func:`_validated`'s input)."""
+
+    records: list[dict[str, Any]]
+    where: list[str]  # how messages name each row
+    lon: np.ndarray
+    lat: np.ndarray
+    raw: list[tuple[str, str]] | None = None  # the coordinate cells as written
+    reported: Sequence[v.Problem] = ()  # rows already found bad (not a Point)
+
+
+def _facility_table(path: Path) -> _Rows:
+    """The rows of a CSV/XLSX as :func:`write_facilities` writes it."""
+    _check_size(path)
+    cells, where, _ = read_rows(path, FacilityDataError)
+    records = [cells_row(Facility, row) for row in cells]
+    return _Rows(
+        records,
+        where,
+        np.array([_float_or_nan(r.get("lon")) for r in records], dtype=float),
+        np.array([_float_or_nan(r.get("lat")) for r in records], dtype=float),
+        raw=[(v.as_text(r.get("lon")), v.as_text(r.get("lat"))) for r in records],
+    )
+
+
+def _facility_features(path: Path) -> _Rows:
+    """The features of a GeoJSON FeatureCollection: properties and Point coordinates,
+    named ``feature N (id 'X')``; a feature that is not a Point is reported."""
+    features = v.read_feature_collection(path, FacilityDataError)
+    records = []
+    xy = np.full((len(features), 2), np.nan)
+    where = [v.feature_row(i) for i in range(len(features))]
+    not_points: list[v.Problem] = []
+    for i, feature in enumerate(features):
+        point = v.point_xy(feature)
+        props = feature.get("properties") if isinstance(feature, dict) else None
+        props = props if isinstance(props, dict) else {}
+        fid = v.as_text(props.get("id"))
+        if fid:
+            where[i] = f"{where[i]} (id {fid!r})"
+        if isinstance(point, str):
+            not_points.append(v.Problem(i, where[i], point))
+        else:
+            xy[i] = point
+        records.append(props)
+    return _Rows(records, where, xy[:, 0], xy[:, 1], reported=not_points)
 
 
 def import_registry(
@@ -277,10 +310,53 @@ def import_registry(
     """
     check_layer(layer)
     bounds = v.region_bounds(bounds, settings or Settings())
-    crs_key = crs.lower().replace("-", "").replace("_", "")
-    if crs_key not in CRS_NAMES:
-        raise SettingsError(f"unknown coordinate system {crs!r}; use one of {', '.join(CRS_NAMES)}")
+    crs_key = check_crs(crs)
     path = Path(path)
+    table, where = _read_registry(path, max_rows)
+    raw = list(zip(table["lon"], table["lat"], strict=True))
+    lon, lat = to_wgs84(v.to_numbers(table["lon"]), v.to_numbers(table["lat"]), crs_key)
+    records = _registry_records(
+        table,
+        layer,
+        source=f"import:{path.name}",
+        quality=f"registry_{crs_key}",
+        id_prefix=id_prefix,
+        id_tag=id_tag,
+    )
+    placed, address_problems = (
+        _place_by_address(records, raw, where, geocoder, settings)
+        if "address" in table
+        else ({}, [])
+    )
+    for i, place in placed.items():
+        lon[i], lat[i] = place.lon, place.lat
+    hint = f"the file was read as {crs_key}; is --crs right, and are the columns lon/lat?"
+    facilities, problems = _validated(
+        records,
+        where,
+        lon,
+        lat,
+        bounds,
+        hint,
+        raw=raw,
+        reported=address_problems,
+        require_id=id_tag is not None,
+    )
+    v.raise_problems(FacilityDataError, path.name, problems)
+    logger.info(
+        "imported %d facilities from %s (%s, %s)%s",
+        len(facilities),
+        path.name,
+        crs_key,
+        _count(facilities),
+        f"; {len(placed)} placed by address" if placed else "",
+    )
+    return facilities
+
+
+def _read_registry(path: Path, max_rows: int | None) -> tuple[pd.DataFrame, list[str]]:
+    """The registry's cells under our column names (:data:`HEADER_ALIASES`) and how
+    messages name each row; a file placed by address gets empty ``lon``/``lat``."""
     v.require_file(path, FacilityDataError, "check the path of the registry file")
     _check_size(path)
     suffix = path.suffix.lower()
@@ -323,10 +399,21 @@ def import_registry(
         )
     if by_address:
         table["lon"] = table["lat"] = ""
+    return table, where
 
-    raw = list(zip(table["lon"], table["lat"], strict=True))
-    lon, lat = to_wgs84(v.to_numbers(table["lon"]), v.to_numbers(table["lat"]), crs_key)
 
+def _registry_records(
+    table: pd.DataFrame,
+    layer: str,
+    *,
+    source: str,
+    quality: str,
+    id_prefix: str | None,
+    id_tag: str | None,
+) -> list[dict[str, Any]]:
+    """One facility record per row: the kept cells, the row's layer (its cell, key or
+    Chinese label, else ``layer``) and its id (its cell, else made as
+    :func:`import_registry` describes, or empty when ``id_tag`` is None)."""
     cells = list(table["layer"]) if "layer" in table else [""] * len(table)
     layers = [_LAYER_BY_LABEL.get(x, x) if x else layer for x in cells]
     ids = list(table["id"]) if "id" in table else [""] * len(table)
@@ -337,46 +424,17 @@ def import_registry(
     kept = {
         c: table[c].tolist() for c in (*_TEXT_COLUMNS, "name", "trades", "capacity") if c in table
     }
-    records = [
+    return [
         {
             **{c: column[i] for c, column in kept.items()},
             "id": ids[i],
             "layer": layers[i],
-            "source": f"import:{path.name}",
+            "source": source,
             "is_sample": False,
-            "location_quality": f"registry_{crs_key}",
+            "location_quality": quality,
         }
         for i in range(len(table))
     ]
-    placed, address_problems = (
-        _place_by_address(records, raw, where, geocoder, settings)
-        if "address" in kept
-        else ({}, [])
-    )
-    for i, place in placed.items():
-        lon[i], lat[i] = place.lon, place.lat
-    hint = f"the file was read as {crs_key}; is --crs right, and are the columns lon/lat?"
-    facilities, problems = _validated(
-        records,
-        where,
-        lon,
-        lat,
-        bounds,
-        hint,
-        raw=raw,
-        reported=address_problems,
-        require_id=id_tag is not None,
-    )
-    v.raise_problems(FacilityDataError, path.name, problems)
-    logger.info(
-        "imported %d facilities from %s (%s, %s)%s",
-        len(facilities),
-        path.name,
-        crs_key,
-        _count(facilities),
-        f"; {len(placed)} placed by address" if placed else "",
-    )
-    return facilities
 
 
 def _place_by_address(

@@ -220,13 +220,138 @@ class _Span(NamedTuple):
     levels: tuple[tuple[tuple[int, int], ...], ...]  # per level: (place index, rank)
 
 
+class _NameIndex:
+    """The places of a gazetteer and every name an address may use for them.
+
+    ``keywords`` maps each name variant to ``{place index: rank}`` (the best rank
+    per place, ``_OWN`` … ``_BARE``); :meth:`automaton` turns it into the
+    Aho-Corasick matcher :meth:`Gazetteer.match` runs.
+    """
+
+    def __init__(self) -> None:
+        self.places: list[_Place] = []
+        self.keywords: dict[str, dict[int, int]] = {}
+        self._town_by_code: dict[str, int] = {}
+        self._town_by_name: dict[tuple[str, str], int] = {}
+
+    def add_counties(self, counties: gpd.GeoDataFrame) -> list[str]:
+        """Index the counties (``X县``/``X市``/``X区`` and bare ``X``); returns their names."""
+        names = _texts(counties, "county")
+        for county in names:
+            index = self._place(_COUNTY, county, county, "", "", np.nan, np.nan, False)
+            self._add_unit(county, index, _COUNTY_KINDS, _COUNTY_VARIANTS)
+        return names
+
+    def add_towns(self, towns: gpd.GeoDataFrame) -> int:
+        """Index the towns (``乌镇``, ``乌镇镇``, ``X街道办事处`` …); returns how many have
+        a code."""
+        for town, county, code, x, y in zip(
+            _texts(towns, "town"),
+            _texts(towns, "county"),
+            _texts(towns, "town_code"),
+            towns.geometry.x,
+            towns.geometry.y,
+            strict=True,
+        ):
+            index = self._place(_TOWN, town, county, town, code, x, y, False)
+            if code:
+                self._town_by_code[code] = index
+            self._town_by_name[(county, town)] = index
+            self._add_unit(town, index, _TOWN_KINDS, _TOWN_VARIANTS)
+        return len(self._town_by_code)
+
+    def add_villages(self, villages: gpd.GeoDataFrame) -> int:
+        """Index the villages of the indexed towns (by ``town_code``, else county and town
+        name); returns how many were indexed (the others are logged and left out)."""
+        skipped = 0
+        for name, county, town, code, quality, x, y in zip(
+            _texts(villages, "village_name"),
+            _texts(villages, "county"),
+            _texts(villages, "town"),
+            _texts(villages, "town_code"),
+            _texts(villages, "location_quality"),
+            villages.geometry.x,
+            villages.geometry.y,
+            strict=True,
+        ):
+            town_at = self._town_by_code.get(code) if code else None
+            if town_at is None:
+                town_at = self._town_by_name.get((county, town))
+            if town_at is None:
+                skipped += 1
+                continue
+            at = self.places[town_at]
+            own_point = not quality.endswith("_seat")  # town_seat: placed on its town's point
+            index = self._place(_VILLAGE, name, at.county, at.town, at.town_code, x, y, own_point)
+            self._add_village(name, index)
+        if skipped:
+            logger.warning("gazetteer: %d villages name no known town and were left out", skipped)
+        return len(villages) - skipped
+
+    def automaton(self) -> Any:
+        """The matcher: per keyword its length, the places per level and, for keywords
+        that are some place's bare stem, what is left when the next word makes the
+        bare name a road (``no_bare``) or another place (``no_bare_below``)."""
+        automaton = ahocorasick.Automaton()
+        for key, ranks in self.keywords.items():
+            levels = tuple(
+                tuple((i, r) for i, r in ranks.items() if self.places[i].level == level)
+                for level in (_COUNTY, _TOWN, _VILLAGE)
+            )
+            no_bare = no_bare_below = None
+            if any(r == _BARE for r in ranks.values()):
+                no_bare = tuple(tuple((i, r) for i, r in lv if r != _BARE) for lv in levels)
+                no_bare_below = (levels[_COUNTY], *no_bare[_TOWN:])
+            automaton.add_word(key, (len(key), levels, no_bare, no_bare_below))
+        automaton.make_automaton()
+        return automaton
+
+    def _place(self, *fields: Any) -> int:
+        self.places.append(_Place(*fields))
+        return len(self.places) - 1
+
+    def _add(self, key: str, index: int, rank: int) -> None:  # names are normalised already
+        if len(key) < 2:
+            return
+        ranks = self.keywords.setdefault(key, {})
+        ranks[index] = min(rank, ranks.get(index, rank))
+
+    def _add_unit(
+        self, name: str, index: int, kinds: Sequence[str], variants: Sequence[str]
+    ) -> None:
+        """A county or town: its name, its stem with each kind of its level, the bare stem."""
+        stem, kind = _strip_kind(name, kinds)
+        self._add(name, index, _OWN)
+        if kind:
+            for suffix in variants:
+                self._add(stem + suffix, index, _VARIANT)
+            self._add(stem, index, _BARE)
+
+    def _add_village(self, name: str, index: int) -> None:
+        """A village: its name with and without the committee, every committee variant of
+        its kind (村/社区) and of the other kind, the bare stem."""
+        base, committee = _strip_kind(name, _VILLAGE_COMMITTEES, min_stem=1)
+        stem, kind = _strip_kind(base, _VILLAGE_KINDS)
+        self._add(name, index, _OWN)
+        self._add(base, index, _OWN if kind else _BARE)
+        kind = kind or ("社区" if committee.startswith("居") else "村")
+        self._add(stem + kind if stem != base else base + kind, index, _OWN)
+        for family, suffixes in _VILLAGE_VARIANTS.items():
+            for suffix in suffixes:
+                self._add(stem + suffix, index, _VARIANT if family == kind else _OTHER_KIND)
+        self._add(stem, index, _BARE)
+
+
 class Gazetteer:
     """Offline address matcher over a region's counties, towns and villages.
 
     Build it with :meth:`from_settings` (the region pack's files) or
     :meth:`from_frames` (frames already loaded, e.g. a web app's study).
     Matching is a single Aho-Corasick pass (``pyahocorasick``) over every name
-    variant, then a few set operations: tens of microseconds per address.
+    variant, then a few set operations: tens of microseconds per address. The
+    names are indexed by :class:`_NameIndex`; what stays here is one matcher whose
+    steps (prefixes, spans, towns, villages, answer) share its places and automaton,
+    so it stays one class (~340 lines, a third of them docstrings).
 
     Parameters
     ----------
@@ -266,99 +391,14 @@ class Gazetteer:
         self.prefixes = tuple(
             sorted({normalise(p) for p in (*prefixes, *_COUNTRY_PREFIXES) if p}, key=len)[::-1]
         )
-        self._known = set(self.prefixes)
-        self.places: list[_Place] = []
-        keywords: dict[str, dict[int, int]] = {}
-
-        def add(key: str, index: int, rank: int) -> None:  # names are normalised already
-            if len(key) < 2:
-                return
-            ranks = keywords.setdefault(key, {})
-            ranks[index] = min(rank, ranks.get(index, rank))
-
-        county_names = _texts(counties, "county")
-        county_shapes: list[BaseGeometry | None] = list(counties.geometry)
-        for county in county_names:
-            index = self._add_place(_COUNTY, county, county, "", "", np.nan, np.nan, False)
-            self._known.add(normalise(county))
-            stem, kind = _strip_kind(county, _COUNTY_KINDS)
-            add(county, index, _OWN)
-            if kind:
-                for suffix in _COUNTY_VARIANTS:
-                    add(stem + suffix, index, _VARIANT)
-                add(stem, index, _BARE)
-        self.counties = county_names
-        self._county_shapes = county_shapes
-
-        town_index: dict[str, int] = {}
-        town_by_name: dict[tuple[str, str], int] = {}
-        for town, county, code, x, y in zip(
-            _texts(towns, "town"),
-            _texts(towns, "county"),
-            _texts(towns, "town_code"),
-            towns.geometry.x,
-            towns.geometry.y,
-            strict=True,
-        ):
-            index = self._add_place(_TOWN, town, county, town, code, x, y, False)
-            if code:
-                town_index[code] = index
-            town_by_name[(county, town)] = index
-            stem, kind = _strip_kind(town, _TOWN_KINDS)
-            add(town, index, _OWN)
-            if kind:
-                for suffix in _TOWN_VARIANTS:
-                    add(stem + suffix, index, _VARIANT)
-                add(stem, index, _BARE)
-
-        skipped = 0
-        for name, county, town, code, quality, x, y in zip(
-            _texts(villages, "village_name"),
-            _texts(villages, "county"),
-            _texts(villages, "town"),
-            _texts(villages, "town_code"),
-            _texts(villages, "location_quality"),
-            villages.geometry.x,
-            villages.geometry.y,
-            strict=True,
-        ):
-            town_at = town_index.get(code) if code else None
-            if town_at is None:
-                town_at = town_by_name.get((county, town))
-            if town_at is None:
-                skipped += 1
-                continue
-            at = self.places[town_at]
-            own_point = not quality.endswith("_seat")  # town_seat: placed on its town's point
-            index = self._add_place(
-                _VILLAGE, name, at.county, at.town, at.town_code, x, y, own_point
-            )
-            base, committee = _strip_kind(name, _VILLAGE_COMMITTEES, min_stem=1)
-            stem, kind = _strip_kind(base, _VILLAGE_KINDS)
-            add(name, index, _OWN)
-            add(base, index, _OWN if kind else _BARE)
-            kind = kind or ("社区" if committee.startswith("居") else "村")
-            add(stem + kind if stem != base else base + kind, index, _OWN)
-            for family, suffixes in _VILLAGE_VARIANTS.items():
-                for suffix in suffixes:
-                    add(stem + suffix, index, _VARIANT if family == kind else _OTHER_KIND)
-            add(stem, index, _BARE)
-        if skipped:
-            logger.warning("gazetteer: %d villages name no known town and were left out", skipped)
-
-        self._automaton = ahocorasick.Automaton()
-        for key, ranks in keywords.items():
-            levels = tuple(
-                tuple((i, r) for i, r in ranks.items() if self.places[i].level == level)
-                for level in (_COUNTY, _TOWN, _VILLAGE)
-            )
-            # what is left when the word after it makes a bare name a road or another place
-            no_bare = no_bare_below = None
-            if any(r == _BARE for r in ranks.values()):
-                no_bare = tuple(tuple((i, r) for i, r in lv if r != _BARE) for lv in levels)
-                no_bare_below = (levels[_COUNTY], *no_bare[_TOWN:])
-            self._automaton.add_word(key, (len(key), levels, no_bare, no_bare_below))
-        self._automaton.make_automaton()
+        index = _NameIndex()
+        self.counties = index.add_counties(counties)
+        self._county_shapes: list[BaseGeometry | None] = list(counties.geometry)
+        n_towns = index.add_towns(towns)
+        n_villages = index.add_villages(villages)
+        self.places = index.places
+        self._known = {*self.prefixes, *(normalise(c) for c in self.counties)}
+        self._automaton = index.automaton()
         self._memo: dict[str, Placement | str] = {}
         first_town = next((p for p in self.places if p.level == _TOWN), None)
         self._example = first_town.label if first_town else "区县乡镇"
@@ -366,14 +406,10 @@ class Gazetteer:
             "gazetteer of %s: %d counties, %d towns, %d villages, %d name variants",
             region_name,
             len(counties),
-            len(town_index),
-            len(villages) - skipped,
-            len(keywords),
+            n_towns,
+            n_villages,
+            len(index.keywords),
         )
-
-    def _add_place(self, *args: Any) -> int:
-        self.places.append(_Place(*args))
-        return len(self.places) - 1
 
     # ------------------------------------------------------------------ build
 
@@ -402,35 +438,14 @@ class Gazetteer:
             counties' codes (:data:`PROVINCES`) and the cities from their
             ``city`` column.
         """
-        names: list[str] = []
-        codes: set[str] = set()
-        if region is not None:
-            region_name, province = region.name, region.province
-            names += [c.city for c in region.counties if c.city]
-            codes = {c.city_code for c in region.counties if c.city_code}
-            if region.level == "city":
-                names.append(region.name)
-        else:
-            region_name, province = "", ""
-            adcodes = [a for a in _texts(counties, "adcode") if a]
-            codes = {f"{a[:4]}00" for a in adcodes}
-            province = PROVINCES.get(adcodes[0][:2], "") if adcodes else ""
-            names += [c for c in _texts(counties, "city") if c]
-            if city is not None and len(city):
-                region_name = _texts(city, "name")[0]
-                code = _texts(city, "adcode")[0]
-                if code.endswith("00") and not code.endswith("0000"):  # a city, not a county
-                    names.append(region_name)
-        prefixes = {*names, *(short_name(n, _CITY_KINDS) for n in names)}
-        if province:
-            prefixes |= {province, short_name(province, _PROVINCE_KINDS)}
+        region_name, prefixes, city_code = _region_names(counties, region, city)
         return cls(
             counties,
             towns,
             villages,
-            region_name=region_name or province or "the region",
-            prefixes=sorted(prefixes),
-            city_code=codes.pop() if len(codes) == 1 else "",
+            region_name=region_name,
+            prefixes=prefixes,
+            city_code=city_code,
         )
 
     @classmethod
@@ -473,8 +488,7 @@ class Gazetteer:
         if not text:
             return "address is empty; give lon/lat or an address (地址)"
         spans = self._spans(text)
-        lead = text[: spans[0].start] if spans else text
-        foreign = self._foreign(lead)
+        foreign = self._foreign(text[: spans[0].start] if spans else text)
         if foreign:
             return (
                 f"address {shown!r} names {foreign}, outside {self.region_name}; "
@@ -482,7 +496,6 @@ class Gazetteer:
             )
         if not spans:
             return self._unmatched(shown)
-
         county_span = next((s for s in spans if s.levels[_COUNTY]), None)
         counties = (
             {self.places[i].county for i, _ in county_span.levels[_COUNTY]}
@@ -490,11 +503,17 @@ class Gazetteer:
             else set()
         )
         rest = [s for s in spans if s is not county_span]
+        towns, town_span, conflict = self._match_towns(rest, counties)
+        villages = self._match_villages(rest, counties, towns, town_span)
+        return self._answer(shown, counties, towns, villages, conflict)
 
-        towns: list[int] = []
-        town_span = None
+    def _match_towns(
+        self, spans: Sequence[_Span], counties: set[str]
+    ) -> tuple[list[int], _Span | None, tuple[_Span, Sequence[tuple[int, int]]] | None]:
+        """The best towns of the first span naming a town in ``counties`` (any county if
+        none was named), that span, and the first span whose towns all lie elsewhere."""
         conflict = None
-        for span in rest:
+        for span in spans:
             entries = span.levels[_TOWN]
             if not entries:
                 continue
@@ -502,14 +521,22 @@ class Gazetteer:
                 (i, r) for i, r in entries if not counties or self.places[i].county in counties
             ]
             if fitting:
-                towns, town_span = _best(fitting), span
-                break
+                return _best(fitting), span, conflict
             conflict = conflict or (span, entries)
+        return [], None, conflict
 
+    def _match_villages(
+        self,
+        spans: Sequence[_Span],
+        counties: set[str],
+        towns: Sequence[int],
+        town_span: _Span | None,
+    ) -> list[int]:
+        """The best villages of the first span after the town naming a village of the
+        matched towns and counties; a bare village name counts only after its town."""
         after = town_span.end if town_span is not None else 0
-        villages: list[int] = []
         town_codes = {self.places[t].town_code for t in towns}
-        for span in rest:
+        for span in spans:
             if span is town_span or span.start < after or not span.levels[_VILLAGE]:
                 continue
             fitting = [
@@ -518,13 +545,22 @@ class Gazetteer:
                 if (
                     (not towns or self.places[i].town_code in town_codes)
                     and (not counties or self.places[i].county in counties)
-                    and (r != _BARE or towns)  # a bare village name only after its town
+                    and (r != _BARE or towns)
                 )
             ]
             if fitting:
-                villages = _best(fitting)
-                break
+                return _best(fitting)
+        return []
 
+    def _answer(
+        self,
+        shown: str,
+        counties: set[str],
+        towns: list[int],
+        villages: list[int],
+        conflict: tuple[_Span, Sequence[tuple[int, int]]] | None,
+    ) -> Placement | str:
+        """The placement the matched places give, or why they give none."""
         if villages:
             in_towns = {self.places[i].town_code for i in villages}
             if len(in_towns) > 1:
@@ -649,6 +685,42 @@ class Gazetteer:
             f"address {shown!r} names no county, town or village of {self.region_name}; "
             f"write 区县 + 乡镇/街道 + 村/社区 (e.g. {self._example}…), or give lon/lat"
         )
+
+
+def _region_names(
+    counties: gpd.GeoDataFrame, region: Region | None, city: gpd.GeoDataFrame | None
+) -> tuple[str, list[str], str]:
+    """How messages name the region, the names skipped in front of an address (province
+    and cities, full and short) and the code of the region's one city ("" if several),
+    from ``region``, else from the counties' codes and cities and the ``city`` outline
+    (as :meth:`Gazetteer.from_frames` takes them)."""
+    names: list[str] = []
+    codes: set[str] = set()
+    if region is not None:
+        region_name, province = region.name, region.province
+        names += [c.city for c in region.counties if c.city]
+        codes = {c.city_code for c in region.counties if c.city_code}
+        if region.level == "city":
+            names.append(region.name)
+    else:
+        region_name, province = "", ""
+        adcodes = [a for a in _texts(counties, "adcode") if a]
+        codes = {f"{a[:4]}00" for a in adcodes}
+        province = PROVINCES.get(adcodes[0][:2], "") if adcodes else ""
+        names += [c for c in _texts(counties, "city") if c]
+        if city is not None and len(city):
+            region_name = _texts(city, "name")[0]
+            code = _texts(city, "adcode")[0]
+            if code.endswith("00") and not code.endswith("0000"):  # a city, not a county
+                names.append(region_name)
+    prefixes = {*names, *(short_name(n, _CITY_KINDS) for n in names)}
+    if province:
+        prefixes |= {province, short_name(province, _PROVINCE_KINDS)}
+    return (
+        region_name or province or "the region",
+        sorted(prefixes),
+        codes.pop() if len(codes) == 1 else "",
+    )
 
 
 def _texts(frame: gpd.GeoDataFrame, column: str) -> list[str]:

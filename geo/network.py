@@ -162,13 +162,16 @@ class RoadNetwork:
 
     @property
     def n_nodes(self) -> int:
+        """How many nodes the network has."""
         return len(self.lon)
 
     @property
     def n_edges(self) -> int:
+        """How many directed edges the network has."""
         return len(self.u)
 
     def summary(self) -> str:
+        """Nodes, directed edges and km of edges, for logs and reports."""
         km = float(self.length_m.sum()) / 1000
         return f"{self.n_nodes:,} nodes, {self.n_edges:,} directed edges, {km:,.0f} km of edges"
 
@@ -611,10 +614,9 @@ def network_from_pbf(path: Path, source: NetworkSource | None = None) -> RoadNet
 
 def load_coarse_network(settings: Settings) -> RoadNetwork:
     """Load the coarse major-roads network of the settings' region pack (``network/``)."""
-    folder = settings.coarse_network_dir
     try:
-        nodes = pd.read_csv(folder / "nodes.csv")
-        edges = pd.read_csv(folder / "edges.csv")
+        nodes = pd.read_csv(settings.coarse_nodes_path)
+        edges = pd.read_csv(settings.coarse_edges_path)
     except FileNotFoundError as exc:
         raise NetworkError(
             f"bundled network missing: {exc.filename}; run scripts/build_network.py"
@@ -765,11 +767,10 @@ _ARRAYS = (
 
 
 def _file_key(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return f"file-{digest.hexdigest()[:24]}"
+    """The cache key of a network read from an OSM file: its content's hash."""
+    from geo.regionsources import sha256_of
+
+    return f"file-{sha256_of(path)[:24]}"
 
 
 def save_cached(net: RoadNetwork, cache_dir: Path, key: str) -> Path:

@@ -644,6 +644,28 @@ class _Nodes:
     id_ranges: list[tuple[int, int] | None]  # per chunk: smallest and largest node id
 
 
+def _chunk_nodes(chunk: _Chunk, tmp: Path, index: Path, pool: Any, signals: list[int]) -> Any:
+    """Every node of a chunk as an ``_INDEX_DTYPE`` table (id, x, y), read through the
+    file-backed index at ``index`` (removed after); traffic signals appended to ``signals``."""
+    import osmium
+
+    source = chunk.write(tmp)
+    store = osmium.index.create_map(f"sparse_file_array,{index}")
+    processor = (
+        osmium.FileProcessor(str(source), osmium.osm.NODE, thread_pool=pool)
+        .with_locations(store)  # type: ignore[arg-type]  # the stub says str only
+        .with_filter(osmium.filter.TagFilter(("highway", "traffic_signals")))
+    )
+    signals.extend(node.id for node in processor)
+    count = store.used_memory() // _INDEX_DTYPE.itemsize
+    del processor, store  # unmaps and closes the index file
+    table = np.fromfile(index, dtype=_INDEX_DTYPE, count=count)
+    index.unlink()
+    if source != chunk.path:
+        source.unlink()
+    return table
+
+
 def _pass_nodes(
     chunks: list[_Chunk],
     clip: Any,
@@ -654,7 +676,6 @@ def _pass_nodes(
     progress: bool,
 ) -> _Nodes:
     """Pass 1: every node location through a file-backed index, tested with numpy."""
-    import osmium
     import shapely
 
     started = time.perf_counter()
@@ -668,20 +689,8 @@ def _pass_nodes(
     desc = "OSM 裁剪 clip 1/3 节点 nodes"
     with _reading(chunks, desc, progress) as bar:
         for chunk in chunks:
-            source = chunk.write(tmp)
-            store = osmium.index.create_map(f"sparse_file_array,{index}")
-            processor = (
-                osmium.FileProcessor(str(source), osmium.osm.NODE, thread_pool=pool)
-                .with_locations(store)  # type: ignore[arg-type]  # the stub says str only
-                .with_filter(osmium.filter.TagFilter(("highway", "traffic_signals")))
-            )
-            signals.extend(node.id for node in processor)
-            count = store.used_memory() // _INDEX_DTYPE.itemsize
-            del processor, store  # unmaps and closes the index file
-            table = np.fromfile(index, dtype=_INDEX_DTYPE, count=count)
-            index.unlink()
-            if source != chunk.path:
-                source.unlink()
+            table = _chunk_nodes(chunk, tmp, index, pool, signals)
+            count = len(table)
             bar.update(chunk.size)
             id_ranges.append((int(table["id"].min()), int(table["id"].max())) if count else None)
             total += count

@@ -409,6 +409,15 @@ def place_towns_and_villages(
         County adcode -> its own name as the 2016 table spells counties (default ``names``).
     """
     own_names = own_names or names
+    town_points, village_points = _points_2016_by_level(points)
+    towns = _towns_at_2016_points(towns23, town_points, names, own_names)
+    villages = _villages_at_2016_points(villages23, village_points, towns, names)
+    return finish_towns_and_villages(towns, villages, seats)
+
+
+def _points_2016_by_level(points: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The 2016 towns that have a point, and the 2016 villages (with ``town_code`` and
+    ``short`` name), from :func:`read_points_2016` (or nothing)."""
     if points is None:
         points = pd.DataFrame(columns=["code", "name", "level", "lon", "lat", "ur_code", "county"])
     old = points.assign(ur_code=points["ur_code"].fillna(""), county=points["county"].fillna(""))
@@ -418,9 +427,17 @@ def place_towns_and_villages(
     old_vill = old[old["level"] == "village"].copy()
     old_vill["town_code"] = old_vill["code"].str[:9]
     old_vill["short"] = old_vill["name"].map(short_name)
-    town_pts = old_town.dropna(subset=["lon"])
+    return old_town.dropna(subset=["lon"]), old_vill
 
-    # ---- towns: 2016 point by code, by name in the county, by name in the city
+
+def _towns_at_2016_points(
+    towns23: pd.DataFrame,
+    town_points: pd.DataFrame,
+    names: Mapping[str, str],
+    own_names: Mapping[str, str],
+) -> pd.DataFrame:
+    """The 2023 towns, placed at a 2016 point by code, by name in the county, by name in
+    the city (``counterpart``: that 2016 town's code); the others left empty."""
     towns = pd.DataFrame(
         {
             "town_code": towns23["code"].to_numpy(),
@@ -443,10 +460,10 @@ def place_towns_and_villages(
     for left, right, quality in attempts:
         cand = pd.DataFrame(
             {
-                "key": _joined(town_pts, right),
-                "t16": town_pts["town_code"],
-                "lon": town_pts["lon"],
-                "lat": town_pts["lat"],
+                "key": _joined(town_points, right),
+                "t16": town_points["town_code"],
+                "lon": town_points["lon"],
+                "lat": town_points["lat"],
             }
         )
         cand = _unique_hits(cand, ["t16"], "key").set_index("key")
@@ -460,8 +477,17 @@ def place_towns_and_villages(
         towns.loc[hit.index, "lat"] = found["lat"].to_numpy()
         towns.loc[hit.index, "counterpart"] = found["t16"].to_numpy()
         towns.loc[hit.index, "location_quality"] = quality
+    return towns
 
-    # ---- villages: by code, else by short name in the town (or its 2016 counterpart)
+
+def _villages_at_2016_points(
+    villages23: pd.DataFrame,
+    village_points: pd.DataFrame,
+    towns: pd.DataFrame,
+    names: Mapping[str, str],
+) -> pd.DataFrame:
+    """The 2023 villages, placed at the 2016 point of the same code, else of the same
+    short name in their town or its 2016 counterpart; the others left empty."""
     villages = pd.DataFrame(
         {
             "village_code": villages23["code"].to_numpy(),
@@ -472,42 +498,41 @@ def place_towns_and_villages(
     )
     villages["short_name"] = villages["village_name"].map(short_name)
     villages["county"] = villages["county_code"].map(names)
-    by_code = old_vill.drop_duplicates("code").set_index("code")
+    by_code = village_points.drop_duplicates("code").set_index("code")
     coded = by_code.reindex(pd.Index(villages["village_code"]))
     villages["ur_code"] = coded["ur_code"].fillna("").to_numpy()
     villages["lon"] = coded["lon"].to_numpy(dtype=float)
     villages["lat"] = coded["lat"].to_numpy(dtype=float)
     villages["location_quality"] = np.where(villages["lon"].notna(), "point_2016_gcj02", "")
     pending = villages[villages["location_quality"] == ""]
-    if len(pending):
-        look = pd.concat(
-            [
-                pd.DataFrame({"town_code": towns["town_code"], "t16": towns["town_code"]}),
-                towns.loc[towns["counterpart"] != "", ["town_code", "counterpart"]].rename(
-                    columns={"counterpart": "t16"}
-                ),
-            ]
-        ).drop_duplicates()
-        cand = old_vill.dropna(subset=["lon"])[["town_code", "short", "lon", "lat", "ur_code"]]
-        cand = cand.rename(columns={"town_code": "t16", "ur_code": "ur16"})
-        pairs = (
-            pending[["village_code", "town_code", "short_name", "ur_code"]]
-            .reset_index()
-            .merge(look, on="town_code")
-            .merge(cand, left_on=["t16", "short_name"], right_on=["t16", "short"])
-        )
-        pairs = _unique_hits(pairs, ["village_code"], "village_code").set_index("index")
-        if len(pairs):
-            idx = pairs.index
-            villages.loc[idx, "lon"] = pairs["lon"].to_numpy()
-            villages.loc[idx, "lat"] = pairs["lat"].to_numpy()
-            villages.loc[idx, "ur_code"] = [
-                a or b for a, b in zip(pairs["ur16"], pairs["ur_code"], strict=True)
-            ]
-            villages.loc[idx, "location_quality"] = "point_2016_name_match"
-
-    towns, villages = finish_towns_and_villages(towns, villages, seats)
-    return towns, villages
+    if not len(pending):
+        return villages
+    look = pd.concat(
+        [
+            pd.DataFrame({"town_code": towns["town_code"], "t16": towns["town_code"]}),
+            towns.loc[towns["counterpart"] != "", ["town_code", "counterpart"]].rename(
+                columns={"counterpart": "t16"}
+            ),
+        ]
+    ).drop_duplicates()
+    cand = village_points.dropna(subset=["lon"])[["town_code", "short", "lon", "lat", "ur_code"]]
+    cand = cand.rename(columns={"town_code": "t16", "ur_code": "ur16"})
+    pairs = (
+        pending[["village_code", "town_code", "short_name", "ur_code"]]
+        .reset_index()
+        .merge(look, on="town_code")
+        .merge(cand, left_on=["t16", "short_name"], right_on=["t16", "short"])
+    )
+    pairs = _unique_hits(pairs, ["village_code"], "village_code").set_index("index")
+    if len(pairs):
+        idx = pairs.index
+        villages.loc[idx, "lon"] = pairs["lon"].to_numpy()
+        villages.loc[idx, "lat"] = pairs["lat"].to_numpy()
+        villages.loc[idx, "ur_code"] = [
+            a or b for a, b in zip(pairs["ur16"], pairs["ur_code"], strict=True)
+        ]
+        villages.loc[idx, "location_quality"] = "point_2016_name_match"
+    return villages
 
 
 def finish_towns_and_villages(

@@ -28,7 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 from geo._errors import SettingsError
 from geo._validate import Area, Bounds
@@ -41,18 +42,29 @@ BUNDLED_CODE = "330400"
 #: close to the region is still checked by the network, not refused as a typo.
 BOUNDS_MARGIN_M = 20_000.0
 LEVELS = ("province", "city", "county")
-#: Files every pack has (relative to the pack folder).
-PACK_FILES = (
-    "region.json",
-    "boundaries/city.geojson",
-    "boundaries/counties.geojson",
-    "boundaries/towns.geojson",
-    "boundaries/villages.geojson",
-    "network/nodes.csv",
-    "network/edges.csv",
-    "facilities.geojson",
+PackTable = Literal["meta", "city", "counties", "towns", "villages", "nodes", "edges", "facilities"]
+#: Where each file of a pack lies, relative to the pack folder (the one place the
+#: layout is written: :func:`pack_path` and ``Settings.<table>_path`` read it).
+PACK_PATHS: Mapping[PackTable, str] = MappingProxyType(
+    {
+        "meta": "region.json",
+        "city": "boundaries/city.geojson",
+        "counties": "boundaries/counties.geojson",
+        "towns": "boundaries/towns.geojson",
+        "villages": "boundaries/villages.geojson",
+        "nodes": "network/nodes.csv",
+        "edges": "network/edges.csv",
+        "facilities": "facilities.geojson",
+    }
 )
+#: Files every pack has (relative to the pack folder).
+PACK_FILES = tuple(PACK_PATHS.values())
 _CODE = re.compile(r"^\d{6}$")
+
+
+def pack_path(folder: str | os.PathLike[str], table: PackTable) -> Path:
+    """The file of ``table`` (:data:`PACK_PATHS`) in the pack ``folder``."""
+    return Path(folder, PACK_PATHS[table])
 
 
 class RegionError(SettingsError):
@@ -117,6 +129,7 @@ class Region:
 
     @property
     def county_names(self) -> tuple[str, ...]:
+        """The names of the region's counties, in the pack's order."""
         return tuple(c.name for c in self.counties)
 
     @property
@@ -179,7 +192,7 @@ def resolve_region(spec: str | Path | None) -> Path:
     text = str(spec).strip()
     if _CODE.match(text):
         built = regions_home() / text
-        if (built / "region.json").is_file():
+        if pack_path(built, "meta").is_file():
             return built
         if text == BUNDLED_CODE:
             return bundled_region_dir()
@@ -222,7 +235,7 @@ def load_region(path: str | Path) -> Region:
 
 
 def _load_region(folder: Path) -> Region:
-    meta_path = folder / "region.json"
+    meta_path = pack_path(folder, "meta")
     remedy = "rebuild the pack with `skillcircle region build CODE --out DIR`"
     for relative in PACK_FILES:
         if not (folder / relative).is_file():

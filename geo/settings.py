@@ -29,14 +29,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from geo._errors import SettingsError
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
-    from geo.region import Region
+    from geo.region import PackTable, Region
 
 #: Facility layers in display order: key -> Chinese label.
 LAYERS: Mapping[str, str] = MappingProxyType(
@@ -129,6 +129,25 @@ def _default_cache_dir() -> Path:
     return Path(base) / "skillcircle"
 
 
+class _PackFile:
+    """``settings.<table>_path``: the file of ``table`` in the region pack
+    :attr:`Settings.data_dir` (laid out by :data:`geo.region.PACK_PATHS`)."""
+
+    def __init__(self, table: PackTable) -> None:
+        self.table: PackTable = table
+
+    @overload
+    def __get__(self, settings: None, owner: type | None = None) -> _PackFile: ...
+    @overload
+    def __get__(self, settings: Settings, owner: type | None = None) -> Path: ...
+    def __get__(self, settings: Settings | None, owner: type | None = None) -> Path | _PackFile:
+        if settings is None:
+            return self
+        from geo.region import pack_path
+
+        return pack_path(settings.data_dir, self.table)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated parameters of an analysis.
@@ -183,8 +202,11 @@ class Settings:
     data_dir
         The region pack folder (:mod:`geo.region`): its ``region.json`` is
         :attr:`region`, its files the default villages, towns, counties,
-        facilities and coarse network. Default: ``SKILLCIRCLE_REGION`` (a
-        folder or a code), else ``SKILLCIRCLE_DATA``, else the bundled Jiaxing pack.
+        facilities and coarse network (``villages_path``, ``towns_path``,
+        ``counties_path``, ``city_path``, ``facilities_path``,
+        ``coarse_nodes_path``, ``coarse_edges_path``). Default:
+        ``SKILLCIRCLE_REGION`` (a folder or a code), else ``SKILLCIRCLE_DATA``,
+        else the bundled Jiaxing pack.
     cache_dir
         Network and results caches (``SKILLCIRCLE_CACHE``, else ``~/.cache/skillcircle``).
     """
@@ -349,29 +371,13 @@ class Settings:
 
         return load_region(self.data_dir)
 
-    @property
-    def facilities_path(self) -> Path:
-        return self.data_dir / "facilities.geojson"
-
-    @property
-    def villages_path(self) -> Path:
-        return self.data_dir / "boundaries" / "villages.geojson"
-
-    @property
-    def towns_path(self) -> Path:
-        return self.data_dir / "boundaries" / "towns.geojson"
-
-    @property
-    def counties_path(self) -> Path:
-        return self.data_dir / "boundaries" / "counties.geojson"
-
-    @property
-    def city_path(self) -> Path:
-        return self.data_dir / "boundaries" / "city.geojson"
-
-    @property
-    def coarse_network_dir(self) -> Path:
-        return self.data_dir / "network"
+    facilities_path = _PackFile("facilities")
+    villages_path = _PackFile("villages")
+    towns_path = _PackFile("towns")
+    counties_path = _PackFile("counties")
+    city_path = _PackFile("city")
+    coarse_nodes_path = _PackFile("nodes")
+    coarse_edges_path = _PackFile("edges")
 
 
 @functools.cache

@@ -51,6 +51,13 @@ KEEP_RESULTS = 8
 class Study:
     """Facilities, places, network and the results of one data version for one region.
 
+    One class on purpose (~330 lines in sections: loading, updates, results,
+    queries): it is the read-only unit the web app serves and swaps whole when a
+    facility changes (a request keeps the study it started with). The work lives in
+    :mod:`geo.results` (compute, incremental update, versioned cache),
+    :mod:`geo.products` and :mod:`geo.routing`; the queries here are thin views of
+    one version's results, sharing its bounded per-(layer, trade) target tables.
+
     Attributes
     ----------
     version
@@ -221,26 +228,32 @@ class Study:
 
     @property
     def modes(self) -> tuple[str, ...]:
+        """The travel modes the results hold."""
         return self.results.modes
 
     @property
     def iso_minutes(self) -> tuple[float, ...]:
+        """The minutes of the stored isochrones."""
         return self.results.iso_minutes
 
     @property
     def coverage(self) -> Mapping[str, gpd.GeoDataFrame]:
+        """Per mode: each village's minutes to each layer (:func:`geo.coverage.coverage_table`)."""
         return self.results.coverage
 
     @property
     def access(self) -> Mapping[str, pd.DataFrame]:
+        """Per mode: each village's 2SFCA access score per layer."""
         return self.results.access
 
     @property
     def isochrones(self) -> Mapping[tuple[str, str, float], BaseGeometry]:
+        """Isochrone unions per (layer, mode, minutes)."""
         return self.results.isochrones
 
     @property
     def trade_minutes(self) -> Mapping[tuple[str, str], np.ndarray]:
+        """Per (mode, trade): each village's minutes to the nearest facility teaching it."""
         return self.results.trade_minutes
 
     # ------------------------------------------------------------------ queries
@@ -385,6 +398,7 @@ class Study:
 
     @property
     def sample_count(self) -> int:
+        """How many of the facilities are samples (``is_sample``)."""
         return int(self.facilities["is_sample"].sum())
 
 

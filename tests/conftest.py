@@ -10,10 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from webapp import make_app
 
 import web
 from geo.settings import Settings
 from geo.study import Study
+from web.store import Store
 
 from pg import BACKENDS, PostgresServer, PostgresUnavailableError, find_bindir, store_location
 
@@ -94,6 +98,24 @@ def database(request: pytest.FixtureRequest) -> Iterator[str]:
     yield location
     if request.param == "postgresql":
         request.getfixturevalue("postgres").drop_database(location)
+
+
+@pytest.fixture
+def app(study: Study, database: str) -> Flask:
+    """A testing app on a fresh store of each backend (:func:`webapp.make_app`); modules
+    that need another app define their own ``app``."""
+    return make_app(study, database)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def store(app: Flask) -> Store:
+    """The app's store."""
+    return app.extensions["skillcircle.store"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,9 +11,9 @@ import numpy as np
 import openpyxl
 import pytest
 from click.testing import CliRunner
+from webapp import make_app
 
 from geo.coverage import coverage_table
-from web import create_app
 from web.store import SCHEMA_VERSION, Store, StoreError, hash_token
 
 VILLAGE = "330402007024"  # 百福弄社区居委会, 南湖区建设街道
@@ -31,29 +31,6 @@ COURSE = {
     "register_phone": "0573-12345678",
     "register_url": "https://example.cn/register?id=1",
 }
-
-
-def make_app(study, database: str, **config):
-    return create_app(
-        {
-            "TESTING": True,
-            "STUDY": study,
-            "TILE_URL": "none",
-            "DATABASE": database,
-            "RATELIMIT_ADMIN": "10000 per minute",
-            **config,
-        }
-    )
-
-
-@pytest.fixture
-def app(study, database):
-    return make_app(study, database)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 @pytest.fixture

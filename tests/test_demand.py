@@ -22,49 +22,10 @@ from geo.demand import (
     village_totals,
 )
 from geo.models import DemandSignal
-from web import create_app
 from web.demand import DemandBuffer, time_now_china
-from web.store import Store
 
 VILLAGE = "330402007024"  # 百福弄社区居委会, 南湖区建设街道
 XIUZHOU_VILLAGE_PREFIX = "330411"
-
-
-def make_app(study, database: str, **config):
-    return create_app(
-        {
-            "TESTING": True,
-            "STUDY": study,
-            "TILE_URL": "none",
-            "DATABASE": database,
-            "RATELIMIT_PUBLIC": "10000 per second",
-            "RATELIMIT_DEMAND": "10000 per minute",
-            **config,
-        }
-    )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, new_database) -> str:
-    """A fresh store on each backend."""
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres").new_database()
-    return new_database()
-
-
-@pytest.fixture
-def app(study, database):
-    return make_app(study, database)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def store(app) -> Store:
-    return app.extensions["skillcircle.store"]
 
 
 def week(back: int = 0) -> str:

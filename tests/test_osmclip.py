@@ -16,7 +16,7 @@ from shapely.geometry import MultiPolygon, Point, Polygon, box
 
 import geo.osmclip as osmclip
 from geo._errors import NetworkError, SettingsError
-from geo.network import load_network, network_from_osm_xml, network_from_pbf
+from geo.network import _ARRAYS, load_network, network_from_osm_xml, network_from_pbf
 from geo.osmclip import check_clip, clip_area, clip_key, read_clipped
 from geo.settings import Settings
 
@@ -27,23 +27,7 @@ needs_osmium = pytest.mark.skipif(
 )
 #: Both readers; osmium-tool's runs skip without the program.
 READERS = [pytest.param("osmium-tool", marks=needs_osmium), "pyosmium"]
-ARRAYS = (
-    "node_ids",
-    "lon",
-    "lat",
-    "u",
-    "v",
-    "way_id",
-    "length_m",
-    "highway",
-    "maxspeed_kmh",
-    "oneway",
-    "no_foot",
-    "no_bicycle",
-    "no_motor",
-    "signal",
-    "restrictions",
-)
+ARRAYS = _ARRAYS  # every array a network holds (as its cache stores them)
 
 
 @pytest.fixture(scope="session")

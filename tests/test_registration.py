@@ -14,57 +14,18 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 from signup import COURSE, body, snapshot, solve, values
+from webapp import make_app
 
 import web
-from web import create_app
 from web.records import today
 from web.registration import CONSENT_TEXT, check_challenge, make_challenge
 from web.schemas import ChallengeAnswer
-from web.store import CODE_ALPHABET, Store, hash_code, mask_phone
+from web.store import CODE_ALPHABET, hash_code, mask_phone
 
 NANHU_SCHOOL = "TS-330402-001"  # 嘉兴市建筑工业学校, 南湖区
 NANHU_BASE = "TB-330402-001"  # another 南湖区 facility
 XIUZHOU_ORG = "EO-330411-001"  # 秀洲区
 PHONE = "13812345678"
-
-
-def make_app(study, database: str, **config):
-    return create_app(
-        {
-            "TESTING": True,
-            "STUDY": study,
-            "TILE_URL": "none",
-            "DATABASE": database,
-            "RATELIMIT_ADMIN": "10000 per minute",
-            "RATELIMIT_REGISTER": "10000 per minute",
-            "RATELIMIT_CHALLENGE": "10000 per minute",
-            "RATELIMIT_PHONE": "10000 per day",
-            **config,
-        }
-    )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, new_database) -> str:
-    """A fresh store on each backend."""
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres").new_database()
-    return new_database()
-
-
-@pytest.fixture
-def app(study, database):
-    return make_app(study, database)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def store(app) -> Store:
-    return app.extensions["skillcircle.store"]
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import time
 import urllib.request
 
 import pytest
-from test_admin import make_app
 from test_faults import call, start_server
+from webapp import make_app
 
 from web.serving import wait_until
 from web.store import Store

@@ -57,15 +57,42 @@ class _Flask(Flask):
 
 
 def request_id() -> str:
-    """An id for this request, quoted in a 500 answer and in the log line of its error."""
+    """An id for this request, quoted in a 500 answer and in the log line of its error.
+
+    Returns
+    -------
+    str
+        16 hex digits, the same for the whole request.
+    """
     if "request_id" not in g:
         g.request_id = uuid.uuid4().hex[:16]
     return str(g.request_id)
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Create the Flask app.
+    """Create the Flask app (flaskr's factory).
 
+    Parameters
+    ----------
+    test_config
+        Configuration that overrides the defaults and the environment (tests,
+        ``skillcircle serve``); the keys are listed below.
+
+    Returns
+    -------
+    flask.Flask
+        The app, its store opened and checked, its study loaded (or the given one
+        brought up to the store's facilities) and published, blueprints registered.
+
+    Raises
+    ------
+    geo._errors.SettingsError
+        A configuration value that cannot be used (``RECOMPUTE``, retention days).
+    geo.region.RegionError
+        A store holding facilities of counties outside the region.
+
+    Notes
+    -----
     Configuration (``test_config`` or environment):
 
     ``STUDY``
@@ -116,6 +143,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         (default 5; 0 in tests).
     """
     app = _Flask(__name__, instance_relative_config=True)
+    _configure(app, test_config)
+    study = app.config.get("STUDY")
+    settings = study.settings if study is not None else Settings.for_region(app.config["REGION"])
+    store = _open_store(app, settings)
+    study, facilities_version = _served_study(app, store, study, settings)
+    _start_sync(app, store, study, facilities_version)
+    logger.info("network: %s", study.network.source.label)
+    _register_blueprints(app, store)
+    _error_handlers(app)
+    return app
+
+
+def _configure(app: Flask, test_config: dict[str, Any] | None) -> None:
+    """The defaults of :func:`create_app` (from the environment), then ``test_config``;
+    the secret key made if missing; refuse a retention that is not a number of days."""
     app.config.from_mapping(
         OSM_FILE=os.environ.get("SKILLCIRCLE_OSM") or None,
         REGION=os.environ.get("SKILLCIRCLE_REGION") or None,
@@ -123,11 +165,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         TILE_URL=os.environ.get("SKILLCIRCLE_TILE_URL", DEFAULT_TILES),
         TILE_ATTR=os.environ.get("SKILLCIRCLE_TILE_ATTR", DEFAULT_TILE_ATTR),
         JSON_AS_ASCII=False,
-        DATABASE=(
-            os.environ.get("SKILLCIRCLE_DATABASE_URL")
-            or os.environ.get("SKILLCIRCLE_DATABASE")
-            or None
-        ),
+        DATABASE=database_from_env(),
         MAX_CONTENT_LENGTH=10 * 1024 * 1024,
         UPLOAD_MAX_ROWS=int(os.environ.get("SKILLCIRCLE_UPLOAD_MAX_ROWS", "50000")),
         RATELIMIT_PUBLIC=os.environ.get("SKILLCIRCLE_RATELIMIT_PUBLIC", "50 per second"),
@@ -162,11 +200,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             f"REGISTRATION_RETENTION_DAYS must be a whole number of days >= 1; got {retention!r}"
         )
 
-    study = app.config.get("STUDY")
-    settings = study.settings if study is not None else Settings.for_region(app.config["REGION"])
-    region = settings.region
-    store = Store(app.config["DATABASE"] or default_database(region.code))
-    check_store_region(store, region)
+
+def _open_store(app: Flask, settings: Settings) -> Store:
+    """The app's store (``DATABASE`` or the region's default), checked against the region;
+    facilities with ids no URL can reach are logged."""
+    store = Store(app.config["DATABASE"] or default_database(settings.region.code))
+    check_store_region(store, settings.region)
     app.extensions["skillcircle.store"] = store
     unsafe = store.unsafe_id_facilities()
     if unsafe:
@@ -176,6 +215,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             len(unsafe),
             unsafe[0]["id"],
         )
+    return store
+
+
+def _served_study(
+    app: Flask, store: Store, study: Study | None, settings: Settings
+) -> tuple[Study, int]:
+    """The study of the store's facilities and their version.
+
+    An empty store is seeded from the region's facilities (or the given study's);
+    the study is loaded, or the given one brought up to the store's facilities.
+    """
     if study is None and not store.facility_count():
         from geo.facilities import load_facilities
 
@@ -193,6 +243,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         study, change = study.with_facilities(frame)
         if change.layers or change.trades:
             logger.info("store differs from the given study: recomputed %s", change)
+    return study, facilities_version
+
+
+def _start_sync(app: Flask, store: Store, study: Study, facilities_version: int) -> None:
+    """Serve ``study``; set up the memo, the recomputer (mode ``RECOMPUTE``), the
+    follower of other processes' results and the version/ETag headers."""
     # what this process computed at start is the newest state: publish it (a no-op if
     # another process published a newer one, which the follower then brings in)
     store.publish(facilities_version, study.version)
@@ -202,6 +258,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if mode not in RECOMPUTE_MODES:
         raise SettingsError(f"RECOMPUTE must be one of {', '.join(RECOMPUTE_MODES)}; got {mode!r}")
     app.config["RECOMPUTE"] = mode
+    retention = app.config["REGISTRATION_RETENTION_DAYS"]
     app.extensions["skillcircle.recomputer"] = Recomputer(
         store,
         study,
@@ -221,8 +278,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     follow = app.config.get("FOLLOW", not app.testing)
     if follow or mode == "thread":
         app.before_request(lambda: _start_background(app, follow))
-    logger.info("network: %s", study.network.source.label)
 
+
+def _register_blueprints(app: Flask, store: Store) -> None:
+    """The blueprints, the row-id URL converter, rate limits and the demand buffer."""
     from web import admin, api, demand, exports, map, pages, qr, registration, search, security
     from web._params import RowId
 
@@ -230,15 +289,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     storage = app.config.get("RATELIMIT_STORAGE") or f"sqlite:///{ratelimit_file(store)}"
     limiter = security.init_app(app, storage)
     pages.init_app(app)
-    app.register_blueprint(map.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(search.bp)
-    app.register_blueprint(registration.bp)
-    app.register_blueprint(demand.bp)
-    app.register_blueprint(qr.bp)
-    app.register_blueprint(exports.bp)
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(admin.page)
+    for blueprint in (
+        map.bp,
+        api.bp,
+        search.bp,
+        registration.bp,
+        demand.bp,
+        qr.bp,
+        exports.bp,
+        admin.bp,
+        admin.page,
+    ):
+        app.register_blueprint(blueprint)
     security.limit_views(
         app,
         limiter,
@@ -250,6 +312,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         },
     )
     demand.init_app(app, store)
+
+
+def _error_handlers(app: Flask) -> None:
+    """JSON errors under ``/api/``, the error page elsewhere; a 500 quotes a request id."""
 
     @app.errorhandler(404)
     def not_found(error: Any) -> Any:
@@ -282,29 +348,95 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         response.headers["X-Request-Id"] = rid
         return response
 
-    return app
-
 
 def purge_registrations(store: Store, retention_days: int) -> int:
-    """Delete registrants' name and phone ``retention_days`` after their item ended
-    (the recompute loop's housekeeping and ``skillcircle admin purge-registrations``)."""
+    """Delete registrants' name and phone ``retention_days`` after their item ended.
+
+    The recompute loop's housekeeping and ``skillcircle admin purge-registrations``.
+
+    Parameters
+    ----------
+    store
+        The store.
+    retention_days
+        Days after an item's last day that its registrants' data are kept.
+
+    Returns
+    -------
+    int
+        How many registrations were emptied.
+    """
     from .records import today
 
     return store.purge_registrations(today(), retention_days)
 
 
 def default_database(code: str = BUNDLED_CODE) -> Path:
-    """The store of region ``code`` in the Flask instance folder, as the app and the CLI
-    both use it: ``skillcircle.sqlite3`` for the bundled region, else
-    ``skillcircle-<code>.sqlite3`` (one store per region, never mixed)."""
+    """The store of a region in the Flask instance folder, as the app and the CLI use it.
+
+    Parameters
+    ----------
+    code
+        The region code (default: the bundled region).
+
+    Returns
+    -------
+    pathlib.Path
+        ``skillcircle.sqlite3`` for the bundled region, else
+        ``skillcircle-<code>.sqlite3`` (one store per region, never mixed).
+    """
     name = "skillcircle.sqlite3" if code == BUNDLED_CODE else f"skillcircle-{code}.sqlite3"
     return Path(Flask(__name__).instance_path) / name
 
 
+def database_from_env() -> str | None:
+    """The store named by the environment.
+
+    Returns
+    -------
+    str or None
+        ``SKILLCIRCLE_DATABASE_URL`` (PostgreSQL), else ``SKILLCIRCLE_DATABASE`` (a
+        SQLite file), else None.
+    """
+    return (
+        os.environ.get("SKILLCIRCLE_DATABASE_URL") or os.environ.get("SKILLCIRCLE_DATABASE") or None
+    )
+
+
+def store_location(database: str | None, code: str = BUNDLED_CODE) -> str:
+    """The store a command means.
+
+    Parameters
+    ----------
+    database
+        ``--database`` as given (a SQLite file or a ``postgresql://`` URL), or None.
+    code
+        The region whose default store is used when nothing else names one.
+
+    Returns
+    -------
+    str
+        ``database``, else the environment's (:func:`database_from_env`), else
+        :func:`default_database` of ``code``.
+    """
+    return database or database_from_env() or str(default_database(code))
+
+
 def ratelimit_file(store: Store) -> Path:
-    """The rate-limit counters of a store's app: a SQLite file beside it (shared by every
-    worker process on this machine); for a PostgreSQL store, one per database in the
-    instance folder (counters stay on this machine)."""
+    """Where an app's rate-limit counters live.
+
+    Parameters
+    ----------
+    store
+        The app's store.
+
+    Returns
+    -------
+    pathlib.Path
+        A SQLite file beside a SQLite store (shared by every worker process on this
+        machine); for a PostgreSQL store, one per database in the instance folder
+        (counters stay on this machine).
+    """
     if store.path is None:
         folder = Path(Flask(__name__).instance_path)
         folder.mkdir(parents=True, exist_ok=True)
@@ -314,7 +446,20 @@ def ratelimit_file(store: Store) -> Path:
 
 
 def check_store_region(store: Store, region: Region) -> None:
-    """Refuse a store that holds facilities of counties outside ``region``."""
+    """Refuse a store that holds facilities of counties outside ``region``.
+
+    Parameters
+    ----------
+    store
+        The store to open.
+    region
+        The served region.
+
+    Raises
+    ------
+    geo.region.RegionError
+        Naming the foreign counties, and telling to pass ``--database``.
+    """
     foreign = sorted(set(store.facility_counties()) - set(region.county_names) - {""})
     if foreign:
         raise RegionError(
@@ -324,13 +469,26 @@ def check_store_region(store: Store, region: Region) -> None:
 
 
 def get_study() -> Study:
-    """The study of the running app, fixed for the whole request."""
+    """The study of the running app, fixed for the whole request.
+
+    Returns
+    -------
+    geo.study.Study
+        The study served when the request first asked for it.
+    """
     if "study" not in g:
         g.study = current_app.extensions["skillcircle"]
     return g.study  # type: ignore[no-any-return]
 
 
 def get_store() -> Store:
+    """The running app's store.
+
+    Returns
+    -------
+    web.store.Store
+        The one store of the app (a connection per thread).
+    """
     return current_app.extensions["skillcircle.store"]  # type: ignore[no-any-return]
 
 
@@ -420,8 +578,15 @@ def _version_header(response: Any) -> Any:
 def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
     """Render the maps of a study before it is served (the slowest first visit).
 
-    With ``rest_later`` only the default mode's map is rendered now and the other
-    modes' in a background thread (a new version is then served sooner).
+    Parameters
+    ----------
+    app
+        The app whose map cache is filled.
+    study
+        The study about to be served.
+    rest_later
+        Render only the default mode's map now, the other modes' in a background
+        thread (a new version is then served sooner).
     """
     from web import map
 
@@ -436,18 +601,44 @@ def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
 
 
 def served() -> Served:
-    """The study of the running app and the facilities version it reflects."""
+    """The study of the running app and the facilities version it reflects.
+
+    Returns
+    -------
+    web.sync.Served
+        What this process serves now (may change between two calls).
+    """
     return current_app.extensions["skillcircle.served"]  # type: ignore[no-any-return]
 
 
 def remember(kind: str, key: Hashable, compute: Callable[[], T]) -> T:
-    """``compute()`` once per data version of the request's study and ``key``
-    (:class:`web.memo.Memo`: bounded per ``kind``, shared by all threads)."""
+    """``compute()`` once per data version of the request's study and ``key``.
+
+    Parameters
+    ----------
+    kind
+        The memo's kind (each bounded on its own, :class:`web.memo.Memo`).
+    key
+        What the answer depends on besides the study's version.
+    compute
+        Makes the answer (called at most once per key, shared by all threads).
+
+    Returns
+    -------
+    object
+        The remembered or new answer.
+    """
     memo: Memo = current_app.extensions["skillcircle.memo"]
     return memo.get(kind, get_study().version, key, compute)
 
 
 def public_base() -> str:
-    """Absolute base URL for links in QR codes (no trailing slash)."""
+    """The absolute base URL of links in QR codes.
+
+    Returns
+    -------
+    str
+        ``PUBLIC_URL`` (config), else the request's host URL; no trailing slash.
+    """
     base = current_app.config.get("PUBLIC_URL") or request.host_url
     return str(base).rstrip("/")

@@ -20,11 +20,12 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
@@ -41,6 +42,7 @@ from flask import (
     url_for,
 )
 from pydantic import BaseModel, ValidationError
+from werkzeug.datastructures import FileStorage
 
 from geo import _validate as v
 from geo._errors import FacilityDataError, SettingsError, TooManyRowsError
@@ -54,7 +56,22 @@ from geo.study import Study
 
 from . import _params as p
 from . import get_store
-from .schemas import BODIES, PATCHES, AttendanceBody, FacilityBody, as_stored, field_errors
+from . import responses as r
+from .openapi import BEARER, Answers, query, spec
+from .schemas import (
+    BODIES,
+    PATCHES,
+    AttendanceBody,
+    CourseBody,
+    CoursePatch,
+    EvaluationBody,
+    EvaluationPatch,
+    FacilityBody,
+    FacilityPatch,
+    UploadForm,
+    as_stored,
+    field_errors,
+)
 from .store import Principal, Write, mask_phone, now
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
@@ -63,6 +80,22 @@ page = Blueprint("admin_page", __name__)
 UPLOAD_SUFFIXES = (".csv", ".xlsx", ".geojson", ".json")
 _FACILITY_FIELDS = tuple(FacilityBody.model_fields)
 M = TypeVar("M", bound=BaseModel)
+
+
+#: Refusals every admin call can give.
+ADMIN_ERRORS: dict[str, Any] = {
+    "HTTP_400": (r.FieldErrors, "invalid body or parameter: field errors"),
+    "HTTP_401": (r.Error, "no, unknown or revoked token"),
+    "HTTP_403": (r.Error, "the token's county may not change this"),
+    "HTTP_404": (r.Error, "unknown facility or item"),
+    "HTTP_413": (r.Error, "request body too large"),
+    "HTTP_429": (r.Error, "rate limit"),
+}
+
+
+def _answers(*codes: str, **models: Any) -> Answers:
+    """An admin operation's answers: ``models`` (or bodiless ``codes``) and the refusals."""
+    return Answers(*codes, **{**ADMIN_ERRORS, **models})
 
 
 def _fail(status: int, error: str, message: str, **extra: Any) -> NoReturn:
@@ -176,8 +209,9 @@ def _job_json(job: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/jobs/<id:job_id>")
+@spec.validate(resp=_answers(HTTP_200=r.Job), security=BEARER)
 def job(job_id: int) -> Any:
-    """A recompute job: queued, running, done (with what it published) or failed."""
+    """重算任务 a recompute job: queued, running, done (with what it published) or failed."""
     found = get_store().job(p.row_id(job_id, "job"))
     if found is None:
         _fail(404, "not found", f"no job {job_id}")
@@ -216,8 +250,8 @@ def _locate_many(lon: np.ndarray, lat: np.ndarray) -> list[tuple[str | None, str
             town = towns["town"].astype(str).to_numpy()[nearest]
             code = towns["town_code"].astype(str).to_numpy()[nearest]
             out_rows = [(str(names[c]), t, k) for t, k in zip(town, code, strict=True)]
-        for r, value in zip(rows, out_rows, strict=True):
-            out[r] = value
+        for row, value in zip(rows, out_rows, strict=True):
+            out[row] = value
     return out
 
 
@@ -283,7 +317,9 @@ def _existing(fid: str) -> dict[str, Any]:
 
 
 @bp.get("/whoami")
+@spec.validate(resp=_answers(HTTP_200=r.WhoAmI), security=BEARER)
 def whoami() -> Any:
+    """令牌信息 the token's name and county."""
     principal: Principal = g.principal
     facility = get_store().facility(principal.facility_id) if principal.facility_id else None
     return jsonify(
@@ -296,8 +332,9 @@ def whoami() -> Any:
 
 
 @bp.get("/facilities")
+@spec.validate(resp=_answers(HTTP_200=r.AdminFacilities), security=BEARER)
 def list_facilities() -> Any:
-    """The facilities this token may manage: its county's (a staff token: its own)."""
+    """可编辑的设施 the facilities this token may manage: its county's (staff: its own)."""
     principal: Principal = g.principal
     records = get_store().facility_records()
     mine = [r for r in records if principal.may_manage(r["id"], r["county"])]
@@ -305,7 +342,15 @@ def list_facilities() -> Any:
 
 
 @bp.post("/facilities")
+@spec.validate(
+    json=FacilityBody,
+    resp=_answers(
+        HTTP_201=r.FacilityWritten, HTTP_409=(r.Error, "the id exists: PATCH it instead")
+    ),
+    security=BEARER,
+)
 def create_facility() -> Any:
+    """新增设施 add a facility (recomputes its layer)."""
     data = p.json_body()
     with _writing():
         body = _validate(FacilityBody, data)
@@ -321,7 +366,9 @@ def create_facility() -> Any:
 
 
 @bp.patch("/facilities/<fid>")
+@spec.validate(json=FacilityPatch, resp=_answers(HTTP_200=r.FacilityWritten), security=BEARER)
 def update_facility(fid: str) -> Any:
+    """修改设施 change fields; a move recomputes the layer."""
     patch = p.json_body()
     with _writing():
         old = _existing(fid)
@@ -340,7 +387,9 @@ def update_facility(fid: str) -> Any:
 
 
 @bp.delete("/facilities/<fid>")
+@spec.validate(resp=_answers("HTTP_204"), security=BEARER)
 def delete_facility(fid: str) -> Any:
+    """删除设施 delete a facility and its courses."""
     with _writing():
         old = _existing(fid)
         _require_county(old["county"], f"delete facility {fid} in {old['county']}")
@@ -355,14 +404,61 @@ def delete_facility(fid: str) -> Any:
 
 
 @bp.post("/facilities/upload")
+@spec.validate(
+    query=p.UploadQuery,
+    form=UploadForm,
+    resp=_answers(HTTP_200=r.UploadAnswer),
+    security=BEARER,
+)
 def upload() -> Any:
-    """Bulk upsert from a registry file: every row validated first, then all or nothing.
+    """批量导入 upsert a registry file: every row validated first, then all or nothing.
 
     ``?dry_run=1``: the same checks, nothing written: every row as it would be
     stored (``preview``), every row problem (``problems``) and what a commit would
     add and update, with status 200 even when rows have problems.
     """
-    dry_run = bool(p.boolean("dry_run"))
+    dry_run = query(p.UploadQuery).dry_run
+    file, name, crs, layer = _upload_request()
+    with _writing(), tempfile.TemporaryDirectory(prefix="skillcircle-upload-") as tmp:
+        path = Path(tmp) / name
+        try:
+            file.save(path)
+        finally:
+            file.close()  # a large upload is spooled to a temporary file
+        try:
+            rows = _import_upload(path, layer, crs)
+        except (FacilityDataError, SettingsError) as exc:
+            return _refused_file(exc, name, dry_run)
+        records = facility_records(rows)
+        source = f"import:{file.filename}"[:200]
+        row_name = v.feature_row if path.suffix.lower() in (".geojson", ".json") else v.table_row
+        problems, forbidden, replaced = _place_upload_rows(records, row_name, source)
+        where = [r["id"] or row_name(i) for i, r in enumerate(records)]
+        items, invalid = validate_rows(Facility, records, where, context={"id_optional": True})
+        problems += [{"row": p.where, "message": p.what} for p in invalid]
+        if dry_run:
+            return _upload_preview(records, row_name, problems, replaced)
+        if problems:
+            _fail(
+                403 if forbidden else 400,
+                "invalid upload",
+                f"{len(problems)} row(s) refused",
+                problems=problems,
+                committed=False,
+            )
+        facilities = [item for item in items if item is not None]  # all, as nothing failed
+        queued = _store_upload(facilities, replaced, str(file.filename)[:200], crs)
+    return jsonify(
+        added=len(facilities) - len(replaced),
+        updated=len(replaced),
+        ids=[f.id for f in facilities],
+        **queued,
+    )
+
+
+def _upload_request() -> tuple[FileStorage, str, str, str]:
+    """The upload's file, a safe name for it, its declared ``crs`` and ``layer``; refuse
+    staff tokens, a missing file, an unknown file type and an undeclared CRS."""
     principal: Principal = g.principal
     if principal.staff:
         _fail(403, "forbidden", "a facility-staff token cannot upload registries")
@@ -374,119 +470,125 @@ def upload() -> Any:
     if suffix not in UPLOAD_SUFFIXES:
         _fail(400, "invalid upload", f"file type {suffix or '(none)'}; use .csv, .xlsx or .geojson")
     crs = request.form.get("crs", "")
-    layer = request.form.get("layer", "")
     if not crs:
         _fail(400, "invalid upload", "declare the coordinate system: crs=wgs84, gcj02 or bd09")
-    with _writing(), tempfile.TemporaryDirectory(prefix="skillcircle-upload-") as tmp:
-        path = Path(tmp) / name
-        try:
-            file.save(path)
-        finally:
-            file.close()  # a large upload is spooled to a temporary file
-        try:
-            rows = import_registry(
-                path,
-                layer or "training_institution",
-                crs,
-                id_tag=None,  # rows without an id get one per county when stored
-                geocoder=_upload_geocoder(),
-                settings=current_app.extensions["skillcircle"].settings,
-                max_rows=int(current_app.config["UPLOAD_MAX_ROWS"]),
-            )
-        except TooManyRowsError as exc:
-            _fail(413, "too large", str(exc), committed=False)
-        except (FacilityDataError, SettingsError) as exc:
-            listed = exc.problems if isinstance(exc, FacilityDataError) else []
-            problems = [{"row": where, "message": what} for where, what in listed]
-            if dry_run and isinstance(exc, FacilityDataError):
-                if not problems:
-                    problems = [{"row": name, "message": str(exc)}]
-                return jsonify(
-                    preview=[],
-                    problems=problems,
-                    would_add=0,
-                    would_update=0,
-                    valid=False,
-                    committed=False,
-                    message=str(exc),
-                )
-            _fail(400, "invalid upload", str(exc), problems=problems, committed=False)
-        records = facility_records(rows)
-        problems = []
-        forbidden = False  # a row outside the token's county makes the whole upload a 403
-        replaced = {}
-        row_name = v.feature_row if suffix in (".geojson", ".json") else v.table_row
-        located = _locate_many(
-            np.array([r["lon"] for r in records], float),
-            np.array([r["lat"] for r in records], float),
+    return file, name, crs, request.form.get("layer", "")
+
+
+def _import_upload(path: Path, layer: str, crs: str) -> gpd.GeoDataFrame:
+    """The registry's rows (:func:`geo.facilities.import_registry`); too many: 413."""
+    try:
+        return import_registry(
+            path,
+            layer or "training_institution",
+            crs,
+            id_tag=None,  # rows without an id get one per county when stored
+            geocoder=_upload_geocoder(),
+            settings=current_app.extensions["skillcircle"].settings,
+            max_rows=int(current_app.config["UPLOAD_MAX_ROWS"]),
         )
-        for i, (record, (county, town, town_code)) in enumerate(zip(records, located, strict=True)):
-            where = record["id"] or row_name(i)
-            old = get_store().facility(record["id"]) if record["id"] else None
-            if county is None:
-                problems.append({"row": where, "message": "point is outside the region's counties"})
-                continue
-            if not g.principal.may_edit(county) or (
-                old is not None and not g.principal.may_edit(old["county"])
-            ):
-                problems.append({"row": where, "message": f"not in {g.principal.county}"})
-                forbidden = True
-                continue
-            record["county"] = record["county"] or county
-            if record["county"] != county:
-                problems.append(
-                    {"row": where, "message": f"county {record['county']} but point in {county}"}
-                )
-            record["town"] = record["town"] or town
-            record["town_code"] = record["town_code"] or town_code
-            record["source"] = f"import:{file.filename}"[:200]
-            if old is not None:
-                replaced[record["id"]] = old
-        where = [r["id"] or row_name(i) for i, r in enumerate(records)]
-        items, invalid = validate_rows(Facility, records, where, context={"id_optional": True})
-        problems += [{"row": p.where, "message": p.what} for p in invalid]
-        if dry_run:
-            fields = ("id", "name", "layer", "county", "town", "lon", "lat", "location_quality")
-            preview = [
-                {"row": row_name(i), **{k: record.get(k) for k in fields}}
-                for i, record in enumerate(records)
-            ]
-            return jsonify(
-                preview=preview,
-                problems=problems,
-                would_add=len(records) - len(replaced),
-                would_update=len(replaced),
-                valid=not problems,
-                committed=False,
-            )
-        if problems:
-            status = 403 if forbidden else 400
-            _fail(
-                status,
-                "invalid upload",
-                f"{len(problems)} row(s) refused",
-                problems=problems,
-                committed=False,
-            )
-        facilities = [item for item in items if item is not None]  # all, as nothing failed
-        with get_store().write(g.principal, "upload", "facility", file.filename[:200]) as tx:
-            for facility in facilities:  # given ids first: a made id must skip them
-                if facility.id:
-                    tx.put_facility(facility)
-            for facility in facilities:
-                if not facility.id:
-                    facility.id = tx.new_facility_id(_id_prefix(facility.layer, facility.county))
-                    tx.put_facility(facility)
-            tx.county = g.principal.county
-            tx.before = replaced or None
-            tx.after = {"ids": [f.id for f in facilities], "crs": crs}
-        queued = _queued(tx)
-    return jsonify(
-        added=len(facilities) - len(replaced),
-        updated=len(replaced),
-        ids=[f.id for f in facilities],
-        **queued,
+    except TooManyRowsError as exc:
+        _fail(413, "too large", str(exc), committed=False)
+
+
+def _refused_file(exc: FacilityDataError | SettingsError, name: str, dry_run: bool) -> Any:
+    """A registry that cannot be read: 400 with its problems, or (dry run, bad rows) a
+    200 preview with none."""
+    listed = exc.problems if isinstance(exc, FacilityDataError) else []
+    problems = [{"row": where, "message": what} for where, what in listed]
+    if dry_run and isinstance(exc, FacilityDataError):
+        return jsonify(
+            preview=[],
+            problems=problems or [{"row": name, "message": str(exc)}],
+            would_add=0,
+            would_update=0,
+            valid=False,
+            committed=False,
+            message=str(exc),
+        )
+    _fail(400, "invalid upload", str(exc), problems=problems, committed=False)
+
+
+def _place_upload_rows(
+    records: list[dict[str, Any]], row_name: Callable[[int], str], source: str
+) -> tuple[list[dict[str, str]], bool, dict[str, dict[str, Any]]]:
+    """Fill each record's county, town and ``source`` from its point.
+
+    Returns the row problems (outside the region, outside the token's county, a
+    county that differs from the point's), whether any row was outside the token's
+    county (the upload is then a 403), and the stored facility each given id replaces.
+    """
+    problems = []
+    forbidden = False
+    replaced = {}
+    located = _locate_many(
+        np.array([r["lon"] for r in records], float),
+        np.array([r["lat"] for r in records], float),
     )
+    for i, (record, (county, town, town_code)) in enumerate(zip(records, located, strict=True)):
+        where = record["id"] or row_name(i)
+        old = get_store().facility(record["id"]) if record["id"] else None
+        if county is None:
+            problems.append({"row": where, "message": "point is outside the region's counties"})
+            continue
+        if not g.principal.may_edit(county) or (
+            old is not None and not g.principal.may_edit(old["county"])
+        ):
+            problems.append({"row": where, "message": f"not in {g.principal.county}"})
+            forbidden = True
+            continue
+        record["county"] = record["county"] or county
+        if record["county"] != county:
+            problems.append(
+                {"row": where, "message": f"county {record['county']} but point in {county}"}
+            )
+        record["town"] = record["town"] or town
+        record["town_code"] = record["town_code"] or town_code
+        record["source"] = source
+        if old is not None:
+            replaced[record["id"]] = old
+    return problems, forbidden, replaced
+
+
+def _upload_preview(
+    records: list[dict[str, Any]],
+    row_name: Callable[[int], str],
+    problems: list[dict[str, str]],
+    replaced: dict[str, dict[str, Any]],
+) -> Any:
+    """The dry run's answer: each row as it would be stored, the problems, the counts."""
+    fields = ("id", "name", "layer", "county", "town", "lon", "lat", "location_quality")
+    preview = [
+        {"row": row_name(i), **{k: record.get(k) for k in fields}}
+        for i, record in enumerate(records)
+    ]
+    return jsonify(
+        preview=preview,
+        problems=problems,
+        would_add=len(records) - len(replaced),
+        would_update=len(replaced),
+        valid=not problems,
+        committed=False,
+    )
+
+
+def _store_upload(
+    facilities: list[Facility], replaced: dict[str, dict[str, Any]], filename: str, crs: str
+) -> dict[str, Any]:
+    """Write the facilities in one audited transaction; given ids first, so that a made
+    id skips them. Returns the answer's part about the recompute (:func:`_queued`)."""
+    with get_store().write(g.principal, "upload", "facility", filename) as tx:
+        for facility in facilities:
+            if facility.id:
+                tx.put_facility(facility)
+        for facility in facilities:
+            if not facility.id:
+                facility.id = tx.new_facility_id(_id_prefix(facility.layer, facility.county))
+                tx.put_facility(facility)
+        tx.county = g.principal.county
+        tx.before = replaced or None
+        tx.after = {"ids": [f.id for f in facilities], "crs": crs}
+    return _queued(tx)
 
 
 def _upload_geocoder() -> Geocoder:
@@ -517,13 +619,11 @@ def _safe_name(filename: str) -> str:
 # --------------------------------------------------------- courses, evaluations
 
 
-@bp.get("/facilities/<fid>/<any(courses, evaluations):table>")
 def list_items(fid: str, table: str) -> Any:
     _existing(fid)
     return jsonify(facility_id=fid, items=get_store().items(table, fid))
 
 
-@bp.post("/facilities/<fid>/<any(courses, evaluations):table>")
 def create_item(fid: str, table: str) -> Any:
     data = p.json_body()
     facility = _existing(fid)
@@ -545,7 +645,6 @@ def _item(fid: str, table: str, item_id: int) -> tuple[dict[str, Any], dict[str,
     return facility, item
 
 
-@bp.patch("/facilities/<fid>/<any(courses, evaluations):table>/<id:item_id>")
 def update_item(fid: str, table: str, item_id: int) -> Any:
     patch = p.json_body()
     facility, item = _item(fid, table, item_id)
@@ -566,7 +665,6 @@ def update_item(fid: str, table: str, item_id: int) -> Any:
     return jsonify(get_store().item(table, item_id))
 
 
-@bp.delete("/facilities/<fid>/<any(courses, evaluations):table>/<id:item_id>")
 def delete_item(fid: str, table: str, item_id: int) -> Any:
     """Delete a course or session; the personal data of its registrations go with it."""
     facility, item = _item(fid, table, item_id)
@@ -576,11 +674,80 @@ def delete_item(fid: str, table: str, item_id: int) -> Any:
     return "", 204
 
 
+# One route per table: each documents its own body and answer models.
+_CONFLICT = (r.FieldErrors, "seats fewer than the people registered")
+
+
+@bp.get("/facilities/<fid>/courses")
+@spec.validate(resp=_answers(HTTP_200=r.Courses), security=BEARER)
+def list_courses(fid: str) -> Any:
+    """培训班 courses of a facility (past included; registered, seats_left)."""
+    return list_items(fid, "courses")
+
+
+@bp.post("/facilities/<fid>/courses")
+@spec.validate(json=CourseBody, resp=_answers(HTTP_201=r.Course), security=BEARER)
+def create_course(fid: str) -> Any:
+    """新增培训班 add a course."""
+    return create_item(fid, "courses")
+
+
+@bp.patch("/facilities/<fid>/courses/<id:item_id>")
+@spec.validate(
+    json=CoursePatch, resp=_answers(HTTP_200=r.Course, HTTP_409=_CONFLICT), security=BEARER
+)
+def update_course(fid: str, item_id: int) -> Any:
+    """修改培训班 change a course (fields merged)."""
+    return update_item(fid, "courses", item_id)
+
+
+@bp.delete("/facilities/<fid>/courses/<id:item_id>")
+@spec.validate(resp=_answers("HTTP_204"), security=BEARER)
+def delete_course(fid: str, item_id: int) -> Any:
+    """删除培训班 delete a course (its registrants' personal data with it)."""
+    return delete_item(fid, "courses", item_id)
+
+
+@bp.get("/facilities/<fid>/evaluations")
+@spec.validate(resp=_answers(HTTP_200=r.Evaluations), security=BEARER)
+def list_evaluations(fid: str) -> Any:
+    """技能评价 evaluation sessions of a facility (past included; registered, seats_left)."""
+    return list_items(fid, "evaluations")
+
+
+@bp.post("/facilities/<fid>/evaluations")
+@spec.validate(json=EvaluationBody, resp=_answers(HTTP_201=r.Evaluation), security=BEARER)
+def create_evaluation(fid: str) -> Any:
+    """新增技能评价 add an evaluation session."""
+    return create_item(fid, "evaluations")
+
+
+@bp.patch("/facilities/<fid>/evaluations/<id:item_id>")
+@spec.validate(
+    json=EvaluationPatch,
+    resp=_answers(HTTP_200=r.Evaluation, HTTP_409=_CONFLICT),
+    security=BEARER,
+)
+def update_evaluation(fid: str, item_id: int) -> Any:
+    """修改技能评价 change an evaluation session (fields merged)."""
+    return update_item(fid, "evaluations", item_id)
+
+
+@bp.delete("/facilities/<fid>/evaluations/<id:item_id>")
+@spec.validate(resp=_answers("HTTP_204"), security=BEARER)
+def delete_evaluation(fid: str, item_id: int) -> Any:
+    """删除技能评价 delete a session (its registrants' personal data with it)."""
+    return delete_item(fid, "evaluations", item_id)
+
+
 @bp.get("/audit")
+@spec.validate(query=p.AuditQuery, resp=_answers(HTTP_200=r.AuditLog), security=BEARER)
 def audit() -> Any:
-    """Audit entries, newest first: a county token its county's, a staff token its
-    facility's (registrations appear without name or phone)."""
-    limit = p.integer("limit", 1, 1000, default=100)
+    """审计日志 audit log, newest first.
+
+    A county token sees its county's entries, a staff token its facility's
+    (registrations appear without name or phone)."""
+    limit = query(p.AuditQuery).limit
     principal: Principal = g.principal
     return jsonify(
         entries=get_store().audit(principal.county, limit, facility_id=principal.facility_id)
@@ -589,7 +756,6 @@ def audit() -> Any:
 
 # ----------------------------------------------------------------- registrations
 
-_ITEM_ARG = re.compile(r"(course|evaluation):([0-9]{1,18})")
 #: Columns of a facility's registrant export, in order, with their headers.
 EXPORT_COLUMNS = {
     "id": "编号",
@@ -606,13 +772,11 @@ EXPORT_COLUMNS = {
 
 
 def _item_arg() -> tuple[str | None, int | None]:
-    raw = request.args.get("item") or ""
-    if not raw:
+    raw = query(p.RegistrantsQuery).item
+    if raw is None:
         return None, None
-    match = _ITEM_ARG.fullmatch(raw)
-    if match is None:
-        _fail(400, "bad request", f"item must be course:<id> or evaluation:<id>; got {raw[:40]!r}")
-    return match.group(1), int(match.group(2))
+    kind, _, number = raw.partition(":")
+    return kind, int(number)
 
 
 def _registration_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -633,8 +797,11 @@ def _registration_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/facilities/<fid>/registrations")
+@spec.validate(query=p.RegistrantsQuery, resp=_answers(HTTP_200=r.Registrations), security=BEARER)
 def list_registrations(fid: str) -> Any:
-    """The facility's registrants (of one item with ``item=course:<id>``), phones masked."""
+    """报名名单 registrants of a facility, phones masked.
+
+    Staff see their facility's, a county its county's; ``item=course:<id>``: one item's."""
     facility = _existing(fid)
     _require_manage(fid, facility["county"], f"see the registrants of {fid}")
     kind, item_id = _item_arg()
@@ -645,8 +812,13 @@ def list_registrations(fid: str) -> Any:
 
 
 @bp.get("/facilities/<fid>/registrations.xlsx")
+@spec.validate(
+    query=p.RegistrantsQuery,
+    resp=_answers(HTTP_200=(None, "XLSX workbook (sheets 报名, 说明)")),
+    security=BEARER,
+)
 def export_registrations(fid: str) -> Any:
-    """The facility's own export with whole phone numbers: its staff token only."""
+    """报名导出 the facility's registrants with whole phones (its staff token only)."""
     facility = _existing(fid)
     principal: Principal = g.principal
     if principal.facility_id != fid:
@@ -706,8 +878,9 @@ def _managed_registration(reg_id: int) -> dict[str, Any]:
 
 
 @bp.patch("/registrations/<id:reg_id>")
+@spec.validate(json=AttendanceBody, resp=_answers(HTTP_200=r.RegistrationRow), security=BEARER)
 def update_registration(reg_id: int) -> Any:
-    """Mark attendance."""
+    """出勤 mark attendance."""
     data = p.json_body()
     body = _validate(AttendanceBody, data)
     _managed_registration(reg_id)
@@ -718,8 +891,9 @@ def update_registration(reg_id: int) -> Any:
 
 
 @bp.delete("/registrations/<id:reg_id>")
+@spec.validate(resp=_answers("HTTP_204"), security=BEARER)
 def delete_registration(reg_id: int) -> Any:
-    """Delete a registration's personal data (the seat is returned; the audit keeps no phone)."""
+    """删除报名 delete a registration's personal data (seat returned; the audit keeps no phone)."""
     _managed_registration(reg_id)
     if not get_store().update_registration(g.principal, reg_id, delete=True):
         _fail(404, "not found", f"no registration {reg_id} of yours")

@@ -15,7 +15,8 @@ from geo.settings import LAYERS, MODES
 
 from . import _params as p
 from . import get_store, get_study, remember, served
-from .openapi import openapi_document
+from . import responses as r
+from .openapi import Answers, openapi_document, query, spec
 from .records import (
     clean,
     facilities_geojson,
@@ -38,8 +39,21 @@ class _NotCachedError(Exception):
 
 
 def memoised(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Serve a GET whose answer depends only on the data version and its arguments
-    from the app's memo (:func:`web.remember`)."""
+    """Serve a GET from the app's memo (:func:`web.remember`).
+
+    For views whose answer depends only on the data version and their arguments;
+    answers other than 200 are not kept.
+
+    Parameters
+    ----------
+    view
+        The view function.
+
+    Returns
+    -------
+    callable
+        The view, answering from the memo.
+    """
 
     @functools.wraps(view)
     def wrapper(**kwargs: Any) -> Any:
@@ -65,13 +79,24 @@ def _our_error(exc: SkillcircleError) -> Any:
     return jsonify(error="bad request", message=str(exc)), 400
 
 
+def _ok(model: Any) -> Answers:
+    """Answers of a GET with query parameters: the result, or a bad parameter (400)."""
+    return Answers(HTTP_200=model, HTTP_400=(r.Error, "bad parameter"))
+
+
+NOT_FOUND = (r.Error, "unknown code or id")
+
+
 @bp.get("/openapi.json")
+@spec.validate(resp=Answers(HTTP_200=r.OpenAPI))
 @memoised
 def openapi() -> Any:
-    return jsonify(openapi_document(get_study().settings.region))
+    """This document (OpenAPI 3.1)."""
+    return jsonify(openapi_document(get_study().settings))
 
 
 @bp.get("/version")
+@spec.validate(resp=Answers(HTTP_200=r.Version))
 def version() -> Any:
     """Which data the answers reflect: the facilities version served by this process,
     the newest in the store, the content version (courses, sessions) and pending jobs."""
@@ -88,8 +113,10 @@ def version() -> Any:
 
 
 @bp.get("/layers")
+@spec.validate(resp=Answers(HTTP_200=r.Layers))
 @memoised
 def layers() -> Any:
+    """设施图层与数量 layers and counts."""
     study = get_study()
     fac = study.facilities
     rows = []
@@ -112,15 +139,20 @@ def layers() -> Any:
 
 
 @bp.get("/facilities")
+@spec.validate(query=p.FiltersQuery, resp=_ok(r.Facilities))
 @memoised
 def facilities() -> Any:
+    """设施 facilities (GeoJSON)."""
     study = get_study()
-    frame = study.filter_facilities(layer=p.layer(), county=p.county(), trade=p.trade())
+    q = query(p.FiltersQuery)
+    frame = study.filter_facilities(layer=q.layer, county=q.county, trade=q.trade)
     return jsonify(facilities_geojson(frame))
 
 
 @bp.get("/facilities/<fid>")
+@spec.validate(resp=Answers(HTTP_200=r.FacilityDetail, HTTP_404=NOT_FOUND))
 def facility(fid: str) -> Any:
+    """一个设施及近期课程、评价 one facility with upcoming courses."""
     row = get_study().facility_row(fid)
     if row is None:
         abort(404, description=f"no facility {fid!r}")
@@ -130,12 +162,13 @@ def facility(fid: str) -> Any:
 
 
 @bp.get("/villages")
+@spec.validate(query=p.VillagesQuery, resp=_ok(r.Villages))
 @memoised
 def villages() -> Any:
+    """村与覆盖 villages with minutes to the nearest facility (GeoJSON)."""
     study = get_study()
-    mode = p.mode()
-    county = p.county()
-    covered = p.boolean("covered")
+    q = query(p.VillagesQuery)
+    mode, county, covered = q.mode, q.county, q.covered
     cov = study.coverage[mode]
     keep = np.ones(len(cov), dtype=bool)
     if county:
@@ -165,8 +198,10 @@ def villages() -> Any:
 
 
 @bp.get("/villages/<code>")
+@spec.validate(resp=Answers(HTTP_200=r.VillageDetail, HTTP_404=NOT_FOUND))
 @memoised
 def village(code: str) -> Any:
+    """一个村各方式各图层最近设施 one village, nearest per layer and mode."""
     study = get_study()
     index = village_index(study, code)
     if index is None:
@@ -175,14 +210,15 @@ def village(code: str) -> Any:
 
 
 @bp.get("/nearby")
+@spec.validate(query=p.NearbyQuery, resp=_ok(r.Nearby))
 def nearby() -> Any:
+    """附近培训 facilities reachable from a point, nearest first."""
     study = get_study()
-    lon, lat = p.lon_lat()
-    mode = p.mode()
-    minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
-    limit = p.integer("limit", 1, p.NEARBY_LIMIT_MAX, default=20)
+    q = query(p.NearbyQuery)
+    lon, lat, mode = q.lon, q.lat, q.mode
+    minutes = q.minutes or study.settings.minutes
     found = study.nearby(
-        lon, lat, mode, minutes=minutes, layer=p.layer(), trade=p.trade(), limit=limit
+        lon, lat, mode, minutes=minutes, layer=q.layer, trade=q.trade, limit=q.limit
     )
     schedule = get_store().upcoming([f["id"] for f in found], today())
     rows = [f | schedule[f["id"]] for f in found]
@@ -196,12 +232,14 @@ def nearby() -> Any:
 
 
 @bp.get("/isochrones")
+@spec.validate(query=p.IsochronesQuery, resp=_ok(r.Isochrones))
 @memoised
 def isochrones() -> Any:
+    """图层等时圈 union isochrones per layer (GeoJSON)."""
     study = get_study()
-    mode = p.mode()
-    minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
-    layer = p.layer()
+    q = query(p.IsochronesQuery)
+    mode, layer = q.mode, q.layer
+    minutes = q.minutes or study.settings.minutes
     features = []
     for key in [layer] if layer else list(LAYERS):
         geom = simplified(study.isochrone(key, mode, minutes))
@@ -228,18 +266,14 @@ def isochrones() -> Any:
 
 
 @bp.get("/plan")
+@spec.validate(query=p.PlanQuery, resp=_ok(r.Plan))
 def plan() -> Any:
+    """规划新增站点 new sites covering the most uncovered villages."""
     study = get_study()
-    county = p.county()
-    if county is None:
-        p.bad_request("county is required (one county at a time)")
-    layer = p.layer() or "village_station"
-    mode = p.mode()
-    minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
-    add = p.integer("add", 1, p.PLAN_ADD_MAX, default=5)
-    candidates = p.choice("candidates", ("villages", "towns"), "villages")
-    weights = p.choice("weights", ("villages", "demand"), "villages")
-    weeks = p.integer("weeks", 1, 1040, default=52)
+    q = query(p.PlanQuery)
+    county, layer, mode, add, weeks = q.county, q.layer, q.mode, q.add, q.weeks
+    minutes = q.minutes or study.settings.minutes
+    candidates, weights = q.candidates, q.weights
     demand = None
     if weights == "demand":
         demand = _demand_signals(weeks)
@@ -336,22 +370,26 @@ def _weights_note(solved: Any, demand: Any, weeks: int, formula: str) -> dict[st
     """How the plan weighted villages (its metadata)."""
     if demand is None:
         return {"kind": "villages", "formula": "w = 1 per village"}
-    points = solved.demand
+    from geo.demand import demand_summary
+
+    signals, villages = demand_summary(solved.demand)
     return {
         "kind": "demand",
         "formula": formula,
         "weeks": weeks,
-        "signals": float(points["weight"].sum() - len(points)),
-        "villages_with_signals": int((points["weight"] > 1).sum()),
+        "signals": signals,
+        "villages_with_signals": villages,
     }
 
 
 @bp.get("/stats")
+@spec.validate(query=p.StatsQuery, resp=_ok(r.Stats))
 @memoised
 def stats() -> Any:
+    """覆盖统计 coverage statistics."""
     study = get_study()
-    by = p.choice("by", ("county", "town"), "county")
-    mode = p.mode()
+    q = query(p.StatsQuery)
+    by, mode = q.by, q.mode
     table = study.stats(mode, by)
     rows = [{k: clean(v) for k, v in rec.items()} for rec in table.to_dict(orient="records")]
     return jsonify(

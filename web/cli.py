@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -14,6 +16,8 @@ from geo.settings import Settings
 from web.store import Store
 
 logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 _database = click.option(
@@ -25,6 +29,13 @@ _database = click.option(
         "or SKILLCIRCLE_DATABASE; default: a SQLite file in the instance folder)."
     ),
 )
+
+
+def _count_option(name: str, default: int, help: str) -> Callable[[F], F]:
+    """A ``--workers``-like option: a whole number from 1 to 64."""
+    return click.option(
+        name, default=default, show_default=True, type=click.IntRange(1, 64), help=help
+    )
 
 
 @click.command()
@@ -43,20 +54,12 @@ _database = click.option(
     default=None,
     help="二维码中的外部地址 / base URL in QR codes (env SKILLCIRCLE_PUBLIC_URL).",
 )
-@click.option(
+@_count_option(
     "--workers",
-    default=1,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    help="服务进程数 / server processes (more than 1: gunicorn, each forked from the loaded app).",
+    1,
+    "服务进程数 / server processes (more than 1: gunicorn, each forked from the loaded app).",
 )
-@click.option(
-    "--threads",
-    default=4,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    help="每进程线程数 / threads per process.",
-)
+@_count_option("--threads", 4, "每进程线程数 / threads per process.")
 @_database
 @region_option
 @click.pass_context
@@ -135,14 +138,10 @@ def _settings() -> Settings:
 
 
 def _store(database: str | None) -> Store:
-    from web import default_database
+    """The store of ``--database`` (or the environment's, or the region's default)."""
+    from web import store_location
 
-    chosen = (
-        database
-        or os.environ.get("SKILLCIRCLE_DATABASE_URL")
-        or os.environ.get("SKILLCIRCLE_DATABASE")
-    )
-    return Store(chosen or default_database(_settings().region.code))
+    return Store(store_location(database, _settings().region.code))
 
 
 @click.group()

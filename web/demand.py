@@ -41,6 +41,8 @@ from geo.demand import (
 
 from . import _params as p
 from . import get_store, get_study
+from . import responses as r
+from .openapi import Answers, query, spec
 from .schemas import DemandBody, field_errors
 from .store import Store
 
@@ -72,7 +74,22 @@ class DemandBuffer:
         self._pid = os.getpid()
 
     def add(self, village: str, trade: str, kind: str) -> None:
-        """Count one signal now (the ISO week of today in China)."""
+        """Count one signal now (the ISO week of today in China).
+
+        Parameters
+        ----------
+        village
+            The village code ("" when not known).
+        trade
+            The trade (工种) asked about ("" for a scan).
+        kind
+            One of :data:`geo.demand.DEMAND_KINDS`.
+
+        Raises
+        ------
+        ValueError
+            For another kind.
+        """
         if kind not in DEMAND_KINDS:
             raise ValueError(f"unknown demand kind {kind!r}")
         week = iso_week(time_now_china())
@@ -110,12 +127,31 @@ class DemandBuffer:
 
 
 def time_now_china() -> Any:
-    """Today in China time (:func:`geo.demand.today_china`)."""
+    """Today's date in China (UTC+8, :func:`geo.demand.today_china`).
+
+    Returns
+    -------
+    datetime.date
+        The date demand signals are counted under.
+    """
     return today_china()
 
 
 def init_app(app: Flask, store: Store) -> DemandBuffer:
-    """The app's demand buffer, the scan counter and a flush at exit."""
+    """The app's demand buffer, the scan counter and a flush at exit.
+
+    Parameters
+    ----------
+    app
+        The app (``DEMAND_FLUSH_S``: seconds signals are buffered).
+    store
+        Where the signals are added.
+
+    Returns
+    -------
+    DemandBuffer
+        The buffer, also in ``app.extensions["skillcircle.demand"]``.
+    """
     buffer = DemandBuffer(store, float(app.config.get("DEMAND_FLUSH_S", FLUSH_S)))
     app.extensions["skillcircle.demand"] = buffer
     held = weakref.ref(buffer)  # the exit flush does not keep an app's store alive
@@ -140,18 +176,41 @@ def init_app(app: Flask, store: Store) -> DemandBuffer:
 
 
 def buffer() -> DemandBuffer:
+    """The running app's demand buffer.
+
+    Returns
+    -------
+    DemandBuffer
+        The buffer :func:`init_app` made.
+    """
     return current_app.extensions["skillcircle.demand"]  # type: ignore[no-any-return]
 
 
 def known_trades() -> set[str]:
+    """Trades a demand signal may name: those of the search catalogue.
+
+    Returns
+    -------
+    set of str
+        Trades taught by a facility or of an upcoming item.
+    """
     from .search import catalogue
 
     return set(catalogue().trades)
 
 
 @bp.post("/demand")
+@spec.validate(
+    json=DemandBody,
+    resp=Answers(
+        "HTTP_204",
+        HTTP_400=(r.FieldErrors, "invalid body"),
+        HTTP_413=(r.Error, "body too large"),
+        HTTP_429=(r.Error, "rate limit"),
+    ),
+)
 def signal() -> Any:
-    """One anonymous signal: a search for a trade, or "notify me" for a trade."""
+    """需求信号 an anonymous signal: a search or notify-me for a trade."""
     data = p.json_body()
     try:
         body = DemandBody.model_validate(data)
@@ -175,29 +234,34 @@ def signal() -> Any:
 
 
 def _rows() -> tuple[list[dict[str, Any]], int]:
-    weeks = p.integer("weeks", 1, 1040, default=52)
+    q = query(p.DemandQuery)
     buffer().flush()
-    frame = demand_frame(get_store().demand(since_week(weeks)))
-    return demand_rows(frame, get_study().villages, county=p.county(), trade=_trade()), weeks
-
-
-def _trade() -> str | None:
-    from .search import _trade_arg
-
-    return _trade_arg()
+    frame = demand_frame(get_store().demand(since_week(q.weeks)))
+    rows = demand_rows(frame, get_study().villages, county=q.county, trade=q.trade or None)
+    return rows, q.weeks
 
 
 @bp.get("/demand")
+@spec.validate(
+    query=p.DemandQuery, resp=Answers(HTTP_200=r.Demand, HTTP_400=(r.Error, "bad parameter"))
+)
 def demand() -> Any:
-    """Signals per village and trade of the last ``weeks`` ISO weeks (this one included)."""
+    """培训需求 anonymous demand per village and trade.
+
+    Signals per village and trade of the last ``weeks`` ISO weeks (this one included)."""
     rows, weeks = _rows()
-    totals = {k: sum(r[k] for r in rows) for k in ("scans", "searches", "notify")}
+    totals = {k: sum(row[k] for row in rows) for k in ("scans", "searches", "notify")}
     return jsonify(rows=rows, totals=totals, weeks=weeks, since=since_week(weeks))
 
 
 @bp.get("/demand.geojson")
+@spec.validate(
+    query=p.DemandQuery, resp=Answers(HTTP_200=r.DemandMap, HTTP_400=(r.Error, "bad parameter"))
+)
 def demand_geojson() -> Any:
-    """The map's 需求 layer: one point per village with signals, ``total`` for its size."""
+    """需求图层 villages with signals, for the map (GeoJSON).
+
+    One point per village with signals, ``total`` for its size."""
     rows, weeks = _rows()
     features = [
         {

@@ -6,7 +6,7 @@ import io
 import tempfile
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, send_file
+from flask import Blueprint, Response, abort, request, send_file
 
 from geo.demand import demand_frame, demand_note, since_week
 from geo.products import county_export
@@ -31,9 +31,9 @@ def county_file(county: str, fmt: str) -> Response:
     study = get_study()
     if county != "all" and county not in study.settings.region.county_names:
         abort(404)
-    mode = p.mode()
-    minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
-    trade = p.trade()
+    q = p.parse_query(p.ExportQuery, request.args)
+    mode, trade = q.mode, q.trade
+    minutes = q.minutes or study.settings.minutes
     precomputed = not trade and minutes == study.settings.minutes
     demand_buffer().flush()
     since = since_week()

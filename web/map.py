@@ -43,6 +43,18 @@ UNREACHABLE = ("#9e9e9e", "不可达")
 
 
 def band_colour(minutes: float | None) -> str:
+    """The map colour of a village's minutes (:data:`BANDS`; grey when unreachable).
+
+    Parameters
+    ----------
+    minutes
+        Minutes to the nearest facility, or None/NaN when none is within reach.
+
+    Returns
+    -------
+    str
+        A ``#rrggbb`` colour.
+    """
     if minutes is None or np.isnan(minutes):
         return UNREACHABLE[0]
     for limit, colour, _ in BANDS:
@@ -79,7 +91,19 @@ ACCESS_COLOURS = ["#f2f0f7", "#cbc9e2", "#9e9ac8", "#756bb1", "#54278f"]
 
 
 def access_classes(scores: np.ndarray) -> tuple[np.ndarray, list[float]]:
-    """Quintile class (0-4) of each 2SFCA score; 0 also for villages with no access."""
+    """Quintile class (0-4) of each 2SFCA score; 0 also for villages with no access.
+
+    Parameters
+    ----------
+    scores
+        One 2SFCA score per village (0: no facility within reach).
+
+    Returns
+    -------
+    tuple
+        The class of each village, and the four quintile edges of the positive
+        scores (empty when no village has access).
+    """
     positive = scores[scores > 0]
     if positive.size == 0:
         return np.zeros(len(scores), dtype=int), []
@@ -91,7 +115,43 @@ def access_classes(scores: np.ndarray) -> tuple[np.ndarray, list[float]]:
 def build_map(
     study: Study, mode: str, trade: str | None, access_layer: str | None = None
 ) -> dict[str, str]:
-    """Render the folium map into header/body/script parts for our template."""
+    """Render the folium map into header/body/script parts for our template.
+
+    Parameters
+    ----------
+    study
+        The served study.
+    mode
+        Travel mode of the village colours and isochrones.
+    trade
+        Only facilities (and minutes) of this trade; no isochrones then.
+    access_layer
+        Colour villages by this layer's 2SFCA access class instead of minutes.
+
+    Returns
+    -------
+    dict
+        ``header``, ``body`` and ``script`` HTML, and the map's JS name ``map_name``.
+    """
+    m = _base_map(study)
+    _add_boundaries(m, study)
+    if trade is None:  # isochrones are not trade-specific
+        _add_isochrones(m, study, mode)
+    _add_villages(m, study, mode, trade, access_layer)
+    _add_facilities(m, study, trade)
+    folium.LayerControl(collapsed=False).add_to(m)
+    root: Any = m.get_root()
+    root.render()
+    return {
+        "header": root.header.render(),
+        "body": root.html.render(),
+        "script": root.script.render(),
+        "map_name": m.get_name(),
+    }
+
+
+def _base_map(study: Study) -> folium.Map:
+    """A map centred on the region's villages, with local assets and the base tiles."""
     centre = study.villages.geometry.union_all().centroid
     tiles = current_app.config["TILE_URL"]
     m = folium.Map(
@@ -108,8 +168,11 @@ def build_map(
         folium.TileLayer(
             tiles=tiles, attr=current_app.config["TILE_ATTR"], name="底图 base map", control=False
         ).add_to(m)
+    return m
 
-    # boundaries
+
+def _add_boundaries(m: folium.Map, study: Study) -> None:
+    """County outlines and town seats (hidden at first)."""
     folium.GeoJson(
         study.counties[["county", "population_2020", "geometry"]].to_json(),
         name="区县边界 counties",
@@ -125,26 +188,32 @@ def build_map(
         tooltip=folium.GeoJsonTooltip(fields=["town"], labels=False),
     ).add_to(m)
 
-    # 30-minute isochrone unions per layer (not trade-specific)
-    if trade is None:
-        for layer, name in LAYERS.items():
-            geom = simplified(study.isochrone(layer, mode, study.settings.minutes))
-            if geom.is_empty:
-                continue
-            colour = LAYER_COLOURS[layer]
-            folium.GeoJson(
-                {"type": "Feature", "properties": {}, "geometry": geom.__geo_interface__},
-                name=f"{study.settings.minutes:g}分钟圈 · {name}",
-                show=layer == "village_station",
-                style_function=lambda f, c=colour: {
-                    "color": c,
-                    "weight": 1,
-                    "fillColor": c,
-                    "fillOpacity": 0.12,
-                },
-            ).add_to(m)
 
-    # villages coloured by minutes to the nearest facility (of a trade, if filtered)
+def _add_isochrones(m: folium.Map, study: Study, mode: str) -> None:
+    """The ``settings.minutes`` isochrone union of each layer (village stations shown)."""
+    for layer, name in LAYERS.items():
+        geom = simplified(study.isochrone(layer, mode, study.settings.minutes))
+        if geom.is_empty:
+            continue
+        colour = LAYER_COLOURS[layer]
+        folium.GeoJson(
+            {"type": "Feature", "properties": {}, "geometry": geom.__geo_interface__},
+            name=f"{study.settings.minutes:g}分钟圈 · {name}",
+            show=layer == "village_station",
+            style_function=lambda f, c=colour: {
+                "color": c,
+                "weight": 1,
+                "fillColor": c,
+                "fillOpacity": 0.12,
+            },
+        ).add_to(m)
+
+
+def _add_villages(
+    m: folium.Map, study: Study, mode: str, trade: str | None, access_layer: str | None
+) -> None:
+    """Villages coloured by minutes to the nearest facility (of ``trade``, if given), or
+    by ``access_layer``'s access class."""
     cov = study.coverage[mode]
     minutes = (
         study.village_trade_minutes(mode, trade)
@@ -173,7 +242,9 @@ def build_map(
         marker=folium.CircleMarker(radius=5, weight=1, color="#333", fill=True, fill_opacity=0.9),
     ).add_to(m)
 
-    # facility layers
+
+def _add_facilities(m: folium.Map, study: Study, trade: str | None) -> None:
+    """One layer per facility layer (clustered where there are many), of ``trade``."""
     fac = study.filter_facilities(trade=trade)
     for layer, name in LAYERS.items():
         group = fac[fac["layer"] == layer]
@@ -192,27 +263,42 @@ def build_map(
             ),
         ).add_to(parent)
 
-    folium.LayerControl(collapsed=False).add_to(m)
-    root: Any = m.get_root()
-    root.render()
-    return {
-        "header": root.header.render(),
-        "body": root.html.render(),
-        "script": root.script.render(),
-        "map_name": m.get_name(),
-    }
-
 
 def cached_map(
     study: Study, mode: str, trade: str | None, access_layer: str | None
 ) -> dict[str, str]:
+    """:func:`build_map`, once per data version and arguments (the app's memo).
+
+    Parameters
+    ----------
+    study
+        The served study.
+    mode, trade, access_layer
+        As :func:`build_map` takes them.
+
+    Returns
+    -------
+    dict
+        The map's HTML parts (:func:`build_map`).
+    """
     key = (mode, trade, access_layer)
     return remember("maps", key, lambda: build_map(study, mode, trade, access_layer))
 
 
 def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
-    """Render the map of ``modes`` (default: all; no trade filter) for ``study`` into the
-    app's memo, so that the first visit after a data change costs what the second does."""
+    """Render the map of ``modes`` for ``study`` into the app's memo.
+
+    So the first visit after a data change costs what the second does.
+
+    Parameters
+    ----------
+    app
+        The app whose memo is filled.
+    study
+        The study about to be served.
+    modes
+        Which modes' maps (default: all; never a trade filter).
+    """
     memo = app.extensions["skillcircle.memo"]
     with app.test_request_context("/"):
         for mode in study.modes if modes is None else modes:

@@ -38,10 +38,12 @@ def _qr_response(url: str, fmt: str) -> Response:
 
 
 def village_url(code: str) -> str:
+    """The absolute URL the QR code of village ``code`` opens (``<public base>/q/<code>``)."""
     return public_base() + url_for("qr.village", code=code)
 
 
 def facility_url(fid: str) -> str:
+    """The absolute URL the QR code of facility ``fid`` opens (its 技能码 page)."""
     return public_base() + url_for("qr.facility", fid=fid)
 
 

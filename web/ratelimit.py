@@ -43,6 +43,7 @@ class SQLiteStorage(Storage):
 
     @property
     def base_exceptions(self) -> type[Exception]:
+        """The errors of this storage (``limits`` treats them as a storage failure)."""
         return sqlite3.Error
 
     def _conn(self) -> sqlite3.Connection:
@@ -56,6 +57,7 @@ class SQLiteStorage(Storage):
         return conn
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` to a counter (a new window once it expired); its new value."""
         now = time.time()
         self._calls += 1
         if self._calls % PRUNE_EVERY == 0:
@@ -75,6 +77,7 @@ class SQLiteStorage(Storage):
         return int(row[0])
 
     def get(self, key: str) -> int:
+        """A counter's value in its current window (0 when expired or absent)."""
         row = (
             self._conn()
             .execute("SELECT value FROM counters WHERE key = ? AND expiry > ?", (key, time.time()))
@@ -83,10 +86,12 @@ class SQLiteStorage(Storage):
         return int(row[0]) if row else 0
 
     def get_expiry(self, key: str) -> float:
+        """When a counter's window ends (epoch seconds; now when absent)."""
         row = self._conn().execute("SELECT expiry FROM counters WHERE key = ?", (key,)).fetchone()
         return float(row[0]) if row else time.time()
 
     def check(self) -> bool:
+        """Whether the counters file answers."""
         try:
             self._conn().execute("SELECT 1").fetchone()
         except sqlite3.Error:
@@ -94,9 +99,11 @@ class SQLiteStorage(Storage):
         return True
 
     def reset(self) -> int | None:
+        """Delete every counter; how many there were."""
         return self._conn().execute("DELETE FROM counters").rowcount
 
     def clear(self, key: str) -> None:
+        """Delete one counter."""
         self._conn().execute("DELETE FROM counters WHERE key = ?", (key,))
 
     def prune(self) -> int:

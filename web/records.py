@@ -23,17 +23,50 @@ CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
 
 
 def today() -> str:
-    """Today's date in China, ISO (``2026-11-30``): courses ending earlier are past."""
+    """Today's date in China (UTC+8), ISO (``2026-11-30``): courses ending earlier are past.
+
+    Returns
+    -------
+    str
+        The date as ``YYYY-MM-DD``.
+    """
     return dt.datetime.now(CHINA_TIME).date().isoformat()
 
 
 def facilities_geojson(frame: gpd.GeoDataFrame) -> dict[str, Any]:
-    """Facilities for the API and the map: :data:`FACILITY_FIELDS`, 6-decimal points."""
+    """Facilities for the API and the map.
+
+    Parameters
+    ----------
+    frame
+        Facilities as :func:`geo.facilities.load_facilities` returns them.
+
+    Returns
+    -------
+    dict
+        A FeatureCollection of :data:`FACILITY_FIELDS` with 6-decimal points.
+    """
     return facilities_to_geojson(frame, fields=FACILITY_FIELDS, digits=6)
 
 
 def village_summary(study: Study, mode: str, index: int) -> dict[str, Any]:
-    """One village with its minutes to the nearest facility of each layer for a mode."""
+    """One village with its minutes to the nearest facility for a mode.
+
+    Parameters
+    ----------
+    study
+        The served study.
+    mode
+        The travel mode.
+    index
+        The village's position in ``study.villages``.
+
+    Returns
+    -------
+    dict
+        Code, names, point, location quality, ``any_minutes``, ``covered`` and
+        ``far_from_road`` (NaN as None).
+    """
     cov = study.coverage[mode].iloc[index]
     out = {
         "village_code": cov["village_code"],
@@ -52,7 +85,21 @@ def village_summary(study: Study, mode: str, index: int) -> dict[str, Any]:
 
 
 def village_detail(study: Study, index: int) -> dict[str, Any]:
-    """A village with, per mode and layer, the nearest facility (record + minutes)."""
+    """A village with, per mode and layer, the nearest facility (record and minutes).
+
+    Parameters
+    ----------
+    study
+        The served study.
+    index
+        The village's position in ``study.villages``.
+
+    Returns
+    -------
+    dict
+        :func:`village_summary` without the per-mode keys, plus ``modes``: per mode
+        its name, ``any_minutes``, ``covered``, ``layers`` and the 2SFCA ``access``.
+    """
     fac = study.facilities.set_index("id", drop=False)
     base = village_summary(study, study.modes[0], index)
     for key in ("mode", "any_minutes", "covered"):
@@ -85,12 +132,38 @@ def village_detail(study: Study, index: int) -> dict[str, Any]:
 
 
 def village_index(study: Study, code: str) -> int | None:
-    """The position of the village with this code, or None (a dict lookup per study)."""
+    """The position of the village with this code.
+
+    Parameters
+    ----------
+    study
+        The served study.
+    code
+        A 12-digit village code.
+
+    Returns
+    -------
+    int or None
+        Its position in ``study.villages`` (a dict lookup per study), or None.
+    """
     return study.village_position(code)
 
 
 def simplified(geom: Any, tolerance: float = 0.0003) -> Any:
-    """Lighter polygon for the browser (~30 m), still valid."""
+    """A lighter polygon for the browser, still valid.
+
+    Parameters
+    ----------
+    geom
+        A shapely (Multi)Polygon in WGS84.
+    tolerance
+        Degrees (0.0003: ~30 m).
+
+    Returns
+    -------
+    shapely geometry
+        The simplified geometry (made valid if simplifying broke it).
+    """
     if geom.is_empty:
         return geom
     out = shapely.simplify(geom, tolerance, preserve_topology=True)

@@ -43,6 +43,8 @@ from geo.models import Registration
 
 from . import _params as p
 from . import get_store
+from . import responses as r
+from .openapi import Answers, spec
 from .records import today
 from .schemas import ChallengeAnswer, RegistrationBody, WithdrawBody, field_errors
 from .store import RefusedError, mask_phone
@@ -69,13 +71,30 @@ _DIGITS = "零一二三四五六七八九"
 
 
 def consent(days: int) -> tuple[str, str]:
-    """The consent text for a retention of ``days`` and its version
-    (``<revision>-<hash of the text>``: a changed text is a new version)."""
+    """The consent text for a retention period, and its version.
+
+    Parameters
+    ----------
+    days
+        Days registrants' data are kept after their item ends.
+
+    Returns
+    -------
+    tuple of str
+        The text, and ``<revision>-<hash of the text>`` (a changed text is a new version).
+    """
     text = CONSENT_TEXT.format(days=days)
     return text, f"{CONSENT_REVISION}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 def retention_days() -> int:
+    """Days registrants' name and phone are kept after their item ends.
+
+    Returns
+    -------
+    int
+        Config ``REGISTRATION_RETENTION_DAYS``.
+    """
     return int(current_app.config["REGISTRATION_RETENTION_DAYS"])
 
 
@@ -83,11 +102,17 @@ def retention_days() -> int:
 
 
 def ensure_secret_key(app: Flask) -> None:
-    """Give the app a ``SECRET_KEY``: the configured one (env ``SKILLCIRCLE_SECRET_KEY``),
-    else one generated once and kept in ``<instance folder>/secret_key`` (mode 0600).
+    """Give the app a ``SECRET_KEY``.
 
-    Several machines serving one PostgreSQL store must share it: set
-    ``SKILLCIRCLE_SECRET_KEY`` on each (a challenge from one is checked by another).
+    The configured one (env ``SKILLCIRCLE_SECRET_KEY``), else one generated once
+    and kept in ``<instance folder>/secret_key`` (mode 0600). Several machines
+    serving one PostgreSQL store must share it: set ``SKILLCIRCLE_SECRET_KEY`` on
+    each (a challenge from one is checked by another).
+
+    Parameters
+    ----------
+    app
+        The app; its ``SECRET_KEY`` is set.
     """
     if app.config.get("SECRET_KEY"):
         return
@@ -117,7 +142,18 @@ def _subkey(purpose: str) -> bytes:
 
 
 def chinese_number(n: int) -> str:
-    """0-99 in Chinese numerals (``47`` -> ``四十七``)."""
+    """A number from 0 to 99 in Chinese numerals (``47`` -> ``四十七``).
+
+    Parameters
+    ----------
+    n
+        0 to 99.
+
+    Returns
+    -------
+    str
+        The numeral.
+    """
     if n < 10:
         return _DIGITS[n]
     tens, ones = divmod(n, 10)
@@ -133,7 +169,24 @@ def _signature(key: bytes, expires: int, nonce: str, version: str, answer: int) 
 def make_challenge(
     key: bytes, version: str, ttl_s: float, *, now: float | None = None
 ) -> tuple[str, str, int]:
-    """A new challenge: ``(token, question, answer)``; the answer is not in the token."""
+    """A new arithmetic challenge whose answer is not in its token.
+
+    Parameters
+    ----------
+    key
+        The signing key (a subkey of ``SECRET_KEY``).
+    version
+        The consent version the registrant is shown.
+    ttl_s
+        Seconds the challenge is valid.
+    now
+        The time (default: now), for tests.
+
+    Returns
+    -------
+    tuple
+        ``(token, question, answer)``.
+    """
     a, b = 11 + secrets.randbelow(79), 2 + secrets.randbelow(8)
     if secrets.randbelow(2) and a - b >= 0:
         question, answer = f"{chinese_number(a)}减{chinese_number(b)}等于多少？", a - b
@@ -148,8 +201,23 @@ def make_challenge(
 def check_challenge(
     key: bytes, answer: ChallengeAnswer, *, now: float | None = None
 ) -> tuple[str, str] | str:
-    """``(nonce, consent version)`` of a correctly answered, unexpired token, else what
-    is wrong (text)."""
+    """Check a challenge's answer.
+
+    Parameters
+    ----------
+    key
+        The signing key the token was made with.
+    answer
+        The token and the registrant's answer.
+    now
+        The time (default: now), for tests.
+
+    Returns
+    -------
+    tuple or str
+        ``(nonce, consent version)`` of a correctly answered, unexpired token, else
+        what is wrong (text for the registrant).
+    """
     parts = answer.token.split(".")
     if len(parts) != 4 or not parts[0].isdigit():
         return "the challenge token is not one of ours; 请刷新验证题"
@@ -166,8 +234,9 @@ def check_challenge(
 
 
 @bp.get("/register/challenge")
+@spec.validate(resp=Answers(HTTP_200=r.Challenge, HTTP_429=(r.Error, "rate limit")))
 def challenge() -> Any:
-    """A question to answer with the registration, and the consent text to show."""
+    """报名验证题 a question to answer, and the consent text (告知书) to show."""
     text, version = consent(retention_days())
     token, question, _ = make_challenge(
         _subkey("challenge"), version, float(current_app.config["CHALLENGE_TTL_S"])
@@ -203,7 +272,7 @@ def _body(model: type[BaseModel]) -> Any:
 
 
 def phone_key(phone: str) -> str:
-    """How the rate limiter names a phone: an HMAC with the app's key, never the number."""
+    """How the rate limiter names ``phone``: an HMAC with the app's key, never the number."""
     return hmac.new(_subkey("phone"), phone.encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -216,9 +285,22 @@ def _phone_allowed(phone: str) -> bool:
 
 
 @bp.post("/registrations")
+@spec.validate(
+    json=RegistrationBody,
+    resp=Answers(
+        HTTP_201=r.Registered,
+        HTTP_400=(r.FieldErrors, "invalid body or wrong challenge answer"),
+        HTTP_404=(r.Error, "unknown course or session"),
+        HTTP_409=(r.FieldErrors, "full, duplicate, or no online registration"),
+        HTTP_410=(r.Error, "the item is past"),
+        HTTP_413=(r.Error, "body too large"),
+        HTTP_429=(r.Error, "rate limit (per client, or per phone)"),
+    ),
+)
 def register() -> Any:
-    """Register for a course or session: 201 with the confirmation code, or a refusal
-    with nothing written."""
+    """报名 register for a course or evaluation session.
+
+    201 with the confirmation code (shown once), or a refusal with nothing written."""
     body = _body(RegistrationBody)
     if isinstance(body, tuple):  # the refusal
         return body
@@ -266,9 +348,20 @@ def register() -> Any:
 
 
 @bp.post("/registrations/withdraw")
+@spec.validate(
+    json=WithdrawBody,
+    resp=Answers(
+        HTTP_200=r.Withdrawn,
+        HTTP_400=(r.FieldErrors, "invalid body"),
+        HTTP_404=(r.Error, "no registration with this code and phone (one answer for both)"),
+        HTTP_413=(r.Error, "body too large"),
+        HTTP_429=(r.Error, "rate limit"),
+    ),
+)
 def withdraw() -> Any:
-    """Withdraw with the confirmation code and the phone: the same 404 for an unknown
-    code and a wrong phone (no enumeration)."""
+    """撤回报名 withdraw: personal data deleted, seat returned.
+
+    The same 404 for an unknown code and a wrong phone (no enumeration)."""
     body = _body(WithdrawBody)
     if isinstance(body, tuple):
         return body

@@ -14,12 +14,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from spectree.model_adapter.pydantic_adapter import BaseFile
 
 from geo.models import (
     Course,
     DemandSignal,
     EvaluationSession,
     Facility,
+    LayerKey,
     Mobile,
     Registration,
     VillageCode,
@@ -27,6 +29,8 @@ from geo.models import (
     noun_of,
 )
 from geo.models import field_errors as _field_errors
+
+from ._params import plain_optional
 
 #: The fields of :class:`geo.models.Facility` an admin sets; the others (county,
 #: town code, layer name, source, location quality) are derived from them.
@@ -144,6 +148,18 @@ class AttendanceBody(BaseModel):
     attended: bool = Field(description="true: attended.")
 
 
+class UploadForm(BaseModel):
+    """A registry upload (multipart): the file, its coordinate system, the default layer."""
+
+    model_config = ConfigDict(title="UploadForm", json_schema_extra=plain_optional)
+
+    file: BaseFile = Field(description="CSV (UTF-8 or GBK), XLSX or GeoJSON, at most 50,000 rows.")
+    crs: Literal["wgs84", "gcj02", "bd09"] = Field(
+        description="Coordinates as copied from 高德/腾讯 are gcj02, from 百度 bd09."
+    )
+    layer: LayerKey | None = Field(None, description="The layer of rows that name none.")
+
+
 #: POST body per entity (``facility`` or a store table).
 BODIES: dict[str, type[BaseModel]] = {
     "facility": FacilityBody,
@@ -159,10 +175,34 @@ PATCHES: dict[str, type[BaseModel]] = {
 
 
 def field_errors(exc: ValidationError, model: type[BaseModel] | None = None) -> dict[str, str]:
-    """``{"field": "message"}`` for a 400 body (``"_"`` for whole-record errors)."""
+    """The messages of a validation error, per field, for a 400 body.
+
+    Parameters
+    ----------
+    exc
+        The pydantic error.
+    model
+        The model validated (names the record in messages).
+
+    Returns
+    -------
+    dict
+        ``{"field": "message"}`` (``"_"`` for whole-record errors).
+    """
     return _field_errors(exc, noun_of(model) if model is not None else "record")
 
 
 def as_stored(model: BaseModel) -> dict[str, Any]:
-    """Model values with dates as ISO text (what SQLite and JSON hold)."""
+    """Model values as the store and JSON hold them.
+
+    Parameters
+    ----------
+    model
+        A validated entity.
+
+    Returns
+    -------
+    dict
+        Its values, dates as ISO text.
+    """
     return model.model_dump(mode="json")

@@ -17,18 +17,19 @@ bounded Dijkstra.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
-from geo.models import TRADE_MAX, TRADE_SEPARATORS
 from geo.settings import LAYERS, MODES
+from geo.study import Study
 
 from . import _params as p
 from . import get_store, get_study, remember
+from . import responses as r
+from .openapi import Answers, query, spec
 from .records import clean, today
 
 bp = Blueprint("search", __name__, url_prefix="/api")
@@ -72,19 +73,37 @@ class Catalogue:
 
 
 def items_key() -> tuple[int, str]:
-    """What the catalogue depends on besides the served results: the store's items
-    version (courses and sessions; registrations do not change it) and today in China."""
+    """What the catalogue depends on besides the served results.
+
+    Returns
+    -------
+    tuple
+        The store's items version (courses and sessions; registrations do not
+        change it) and today's date in China.
+    """
     return get_store().data_versions().get("items", 0), today()
 
 
 def catalogue() -> Catalogue:
-    """The catalogue of the served data version (built once, then remembered)."""
+    """The catalogue of the served data version (built once, then remembered).
+
+    Returns
+    -------
+    Catalogue
+        Upcoming items joined with their facilities, as arrays for filtering.
+    """
     key = items_key()
     return remember("search-catalogue", key, lambda: _build(key[1]))
 
 
 def seats_taken() -> dict[tuple[str, int], int]:
-    """Active registrations per (kind, item id), read once per content version."""
+    """Active registrations per item, read once per content version.
+
+    Returns
+    -------
+    dict
+        ``(kind, item id)`` -> active registrations.
+    """
     content = get_store().data_versions()["content"]
     return remember("search-seats", content, get_store().registered_counts)
 
@@ -228,14 +247,12 @@ def _routed(cat: Catalogue, lon: float, lat: float, mode: str, bound: float) -> 
     return np.round(seconds / 60.0, 1)
 
 
-def _origin() -> tuple[dict[str, Any] | None, int | None]:
+def _origin(q: p.SearchQuery) -> tuple[dict[str, Any] | None, int | None]:
     """The origin asked for: a village (code) or a lon/lat point, or none."""
-    code = request.args.get("village") or None
+    code = q.village
     if code is not None:
-        if request.args.get("lon") or request.args.get("lat"):
+        if q.lon is not None or q.lat is not None:
             p.bad_request("give village or lon/lat, not both")
-        if not p.VILLAGE_CODE.fullmatch(code):
-            p.bad_request(f"village must be a 12-digit village code; got {code[:40]!r}")
         study = get_study()
         index = study.village_position(code)
         if index is None:
@@ -249,85 +266,41 @@ def _origin() -> tuple[dict[str, Any] | None, int | None]:
             "lon": round(float(village.geometry.x), 6),
             "lat": round(float(village.geometry.y), 6),
         }, index
-    if request.args.get("lon") or request.args.get("lat"):
-        lon, lat = p.lon_lat()
-        return {"lon": lon, "lat": lat}, None
+    if q.lon is not None or q.lat is not None:
+        if q.lon is None or q.lat is None:
+            p.bad_request(f"{'lon' if q.lon is None else 'lat'} is required")
+        return {"lon": q.lon, "lat": q.lat}, None
     return None, None
 
 
 # ------------------------------------------------------------------------ routes
 
 
-def _trade_arg(name: str = "trade") -> str | None:
-    """A trade name as a filter: any well-formed one (nobody may teach it yet)."""
-    value = (request.args.get(name) or "").strip() or None
-    if value is not None and (len(value) > TRADE_MAX or TRADE_SEPARATORS.search(value)):
-        p.bad_request(f"{name} must be one trade name of at most {TRADE_MAX} characters")
-    return value
-
-
-def _from_date() -> str:
-    raw = request.args.get("from") or ""
-    first = today()
-    if not raw:
-        return first
-    try:
-        day = dt.date.fromisoformat(raw) if len(raw) == 10 else None
-    except ValueError:
-        day = None
-    if day is None:
-        p.bad_request(f"from must be a date YYYY-MM-DD; got {raw[:40]!r}")
-    return max(day.isoformat(), first)
-
-
 @bp.get("/search")
+@spec.validate(
+    query=p.SearchQuery,
+    resp=Answers(
+        HTTP_200=r.Search,
+        HTTP_400=(r.Error, "bad parameter"),
+        HTTP_404=(r.Error, "unknown village"),
+    ),
+)
 def search() -> Any:
-    """Upcoming courses and evaluation sessions, sorted by start date then travel time."""
+    """课程与评价搜索 upcoming courses and evaluation sessions, by start date then travel time."""
     study = get_study()
-    kind = p.choice("kind", KINDS, "all")
-    trade = _trade_arg()
-    level = p.choice("level", ("", *LEVELS), "") or None
-    q = (request.args.get("q") or "").strip()
-    if len(q) > Q_MAX:
-        p.bad_request(f"q must be at most {Q_MAX} characters")
-    mode = p.mode()
-    given = request.args.get("minutes")
-    minutes = p.number("minutes", 1, study.settings.max_minutes, default=study.settings.minutes)
-    limit = p.integer("limit", 1, LIMIT_MAX, default=50)
-    first = _from_date()
-    origin, village = _origin()
+    args = query(p.SearchQuery)
+    kind, trade, level, mode = args.kind, args.trade or None, args.level, args.mode
+    limit = args.limit
+    q = args.q.strip()
+    near_only = args.minutes is not None
+    minutes = args.minutes or study.settings.minutes
+    first = max(args.from_ or "", today())
+    origin, village = _origin(args)
     cat = catalogue()
-
-    keep = cat.end >= first
-    if kind != "all":
-        keep &= cat.kind == kind
-    if trade:
-        keep &= cat.trade == trade
-    if level:
-        keep &= cat.levels[level]
-    words = q.lower().split()
-    if words:
-        keep &= np.array([all(w in t for w in words) for t in cat.text], dtype=bool)
-
-    n_fac = len(cat.facility_ids)
-    fac_minutes = np.full(n_fac + 1, np.nan)  # the last row: items without a point
-    fac_metres = np.full(n_fac + 1, np.nan)
-    near_only = origin is not None and given not in (None, "")
-    if origin is not None and n_fac:
-        bound = float(minutes) if near_only else float(study.settings.max_minutes)
-        if village is not None:
-            fac_minutes[:n_fac] = _village_minutes(cat, village, mode, bound)
-        else:
-            key = (items_key(), "point", origin["lon"], origin["lat"], mode, bound)
-            fac_minutes[:n_fac] = remember(
-                "search-minutes",
-                key,
-                lambda: _routed(cat, origin["lon"], origin["lat"], mode, bound),
-            )
-        ox, oy = study.routers[mode].to_metric([origin["lon"]], [origin["lat"]])
-        fac_metres[:n_fac] = np.round(np.hypot(cat.x - ox[0], cat.y - oy[0]))
-    took = fac_minutes[cat.facility]  # -1 (no point) reads the NaN row
-    metres = fac_metres[cat.facility]
+    keep = _matching(cat, first, kind, trade, level, q)
+    near_only = origin is not None and near_only
+    bound = float(minutes) if near_only else float(study.settings.max_minutes)
+    took, metres = _item_distances(study, cat, origin, village, mode, bound)
     if near_only:
         keep &= took <= minutes  # NaN (unknown, beyond the bound) is never <=
     rows = np.flatnonzero(keep)
@@ -340,21 +313,7 @@ def search() -> Any:
             cat.start[rows],
         )
     )
-    taken = seats_taken()
-    items = []
-    for i in rows[order[:limit]]:
-        item = cat.items[i]
-        registered = taken.get((item["kind"], item["id"]), 0)
-        seats = item["seats"]
-        items.append(
-            item
-            | {
-                "registered": registered,
-                "seats_left": None if seats is None else max(0, seats - registered),
-                "minutes": None if np.isnan(took[i]) else float(took[i]),
-                "distance_m": None if np.isnan(metres[i]) else int(metres[i]),
-            }
-        )
+    items = _answer_items(cat, rows[order[:limit]], took, metres)
     return jsonify(
         items=items,
         total=len(rows),
@@ -367,7 +326,77 @@ def search() -> Any:
     )
 
 
+def _matching(
+    cat: Catalogue, first: str, kind: str, trade: str | None, level: str | None, q: str
+) -> np.ndarray:
+    """Which catalogue items end on or after ``first`` and match the filters (all the
+    words of ``q``, in any order)."""
+    keep = cat.end >= first
+    if kind != "all":
+        keep &= cat.kind == kind
+    if trade:
+        keep &= cat.trade == trade
+    if level:
+        keep &= cat.levels[level]
+    words = q.lower().split()
+    if words:
+        keep &= np.array([all(w in t for w in words) for t in cat.text], dtype=bool)
+    return np.asarray(keep, dtype=bool)
+
+
+def _item_distances(
+    study: Study,
+    cat: Catalogue,
+    origin: dict[str, Any] | None,
+    village: int | None,
+    mode: str,
+    bound: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per catalogue item: minutes from the origin to its facility (NaN: no origin, no
+    point, or beyond ``bound``) and the straight-line metres."""
+    n_fac = len(cat.facility_ids)
+    fac_minutes = np.full(n_fac + 1, np.nan)  # the last row: items without a point
+    fac_metres = np.full(n_fac + 1, np.nan)
+    if origin is not None and n_fac:
+        if village is not None:
+            fac_minutes[:n_fac] = _village_minutes(cat, village, mode, bound)
+        else:
+            key = (items_key(), "point", origin["lon"], origin["lat"], mode, bound)
+            fac_minutes[:n_fac] = remember(
+                "search-minutes",
+                key,
+                lambda: _routed(cat, origin["lon"], origin["lat"], mode, bound),
+            )
+        ox, oy = study.routers[mode].to_metric([origin["lon"]], [origin["lat"]])
+        fac_metres[:n_fac] = np.round(np.hypot(cat.x - ox[0], cat.y - oy[0]))
+    # -1 (no point) reads the NaN row
+    return fac_minutes[cat.facility], fac_metres[cat.facility]
+
+
+def _answer_items(
+    cat: Catalogue, rows: np.ndarray, took: np.ndarray, metres: np.ndarray
+) -> list[dict[str, Any]]:
+    """The answered items as JSON, with seats left, minutes and distance."""
+    taken = seats_taken()
+    items = []
+    for i in rows:
+        item = cat.items[i]
+        registered = taken.get((item["kind"], item["id"]), 0)
+        seats = item["seats"]
+        items.append(
+            item
+            | {
+                "registered": registered,
+                "seats_left": None if seats is None else max(0, seats - registered),
+                "minutes": None if np.isnan(took[i]) else float(took[i]),
+                "distance_m": None if np.isnan(metres[i]) else int(metres[i]),
+            }
+        )
+    return items
+
+
 @bp.get("/trades")
+@spec.validate(resp=Answers(HTTP_200=r.Trades))
 def trades() -> Any:
     """Trades (工种) taught by a facility or of an upcoming item, and evaluation levels."""
     return jsonify(trades=catalogue().trades, levels=list(LEVELS))

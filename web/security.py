@@ -26,7 +26,20 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 
 def init_app(app: Flask, storage_uri: str) -> Limiter:
-    """Rate limits (counters in ``storage_uri``), the 413 answer and the security headers."""
+    """Rate limits, the 413 and 429 answers and the security headers.
+
+    Parameters
+    ----------
+    app
+        The app (limits from its ``RATELIMIT_*`` config).
+    storage_uri
+        Where the counters live (``sqlite:///…``, ``memory://``, Redis, memcached).
+
+    Returns
+    -------
+    flask_limiter.Limiter
+        The limiter, also in ``app.extensions["skillcircle.limiter"]``.
+    """
     from web import ratelimit  # noqa: F401 - registers the sqlite:// storage with limits
 
     limiter = Limiter(
@@ -58,8 +71,17 @@ def init_app(app: Flask, storage_uri: str) -> Limiter:
 
 
 def limit_views(app: Flask, limiter: Limiter, limits: dict[str, str]) -> None:
-    """Give registered views their own limits: endpoint -> config key of the limit
-    (they replace ``RATELIMIT_PUBLIC`` for that view)."""
+    """Give registered views their own limits (they replace ``RATELIMIT_PUBLIC`` there).
+
+    Parameters
+    ----------
+    app
+        The app whose views are wrapped.
+    limiter
+        The app's limiter (:func:`init_app`).
+    limits
+        Endpoint -> config key of its limit.
+    """
     for endpoint, key in limits.items():
         view: Any = app.view_functions[endpoint]
         limited: Any = limiter.limit(lambda key=key: str(current_app.config[key]))(view)  # type: ignore[misc]

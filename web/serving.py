@@ -73,6 +73,7 @@ class RecomputeProcess:
         self._stop = threading.Event()
 
     def start(self) -> None:
+        """Start the recompute process and the thread that restarts it if it dies."""
         self._spawn()
         threading.Thread(target=self._supervise, name="skillcircle-supervisor", daemon=True).start()
 
@@ -102,6 +103,7 @@ class RecomputeProcess:
                 self._spawn()
 
     def stop(self) -> None:
+        """Stop the supervisor, then the recompute process (SIGTERM; waits up to 5 s for it)."""
         self._stop.set()
         if self.pid is not None and self.alive():
             os.kill(self.pid, signal.SIGTERM)
@@ -112,7 +114,17 @@ class RecomputeProcess:
 
 
 def serve_waitress(app: Flask, host: str, port: int, threads: int) -> None:
-    """One process: waitress with a thread pool."""
+    """Serve in one process: waitress with a thread pool (SIGTERM exits cleanly).
+
+    Parameters
+    ----------
+    app
+        The loaded app.
+    host, port
+        Where to listen.
+    threads
+        Threads of the pool.
+    """
     import waitress
 
     # SIGTERM ends the process through SystemExit, so the caller's clean-up runs
@@ -121,8 +133,19 @@ def serve_waitress(app: Flask, host: str, port: int, threads: int) -> None:
 
 
 def serve_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
-    """Several processes: gunicorn forks ``workers`` from this one (the loaded app), each
-    with ``threads`` threads (``gthread``)."""
+    """Serve in several processes: gunicorn forks ``workers`` from this one (the loaded app).
+
+    Parameters
+    ----------
+    app
+        The loaded app (preloaded: the workers share its memory).
+    host, port
+        Where to listen.
+    workers
+        Processes.
+    threads
+        Threads per process (``gthread``).
+    """
     from gunicorn.app.base import BaseApplication
 
     class _Application(BaseApplication):  # type: ignore[misc]
@@ -150,7 +173,22 @@ def serve_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int)
 
 
 def wait_until(predicate: Any, timeout_s: float, step_s: float = 0.1) -> bool:
-    """Poll ``predicate()`` until it is true or ``timeout_s`` passed (for tests and benches)."""
+    """Poll ``predicate()`` until it is true or ``timeout_s`` passed (for tests and benches).
+
+    Parameters
+    ----------
+    predicate
+        Called without arguments.
+    timeout_s
+        Seconds to wait at most.
+    step_s
+        Seconds between polls.
+
+    Returns
+    -------
+    bool
+        Whether it became true in time.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

@@ -283,10 +283,18 @@ class Principal:
 
 
 def now() -> str:
+    """The time now in UTC, ISO to the second (audit entries, tokens, jobs).
+
+    Returns
+    -------
+    str
+        ``YYYY-MM-DDTHH:MM:SS+00:00``.
+    """
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def hash_token(token: str) -> str:
+    """What the store keeps of an admin ``token`` (shown once): its SHA-256, 64 hex digits."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -386,13 +394,45 @@ def _set_wal(raw: sqlite3.Connection, timeout_s: float = 30.0) -> None:
 
 
 def is_database_url(target: str | Path) -> bool:
-    """Whether a store location is a PostgreSQL URL (else a SQLite file path)."""
+    """Whether a store location is a PostgreSQL URL (else a SQLite file path).
+
+    Parameters
+    ----------
+    target
+        ``--database`` / ``DATABASE`` as given.
+
+    Returns
+    -------
+    bool
+        True for ``postgresql://`` and ``postgres://``.
+    """
     return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def _unused_code(tx: Write) -> str:
+    """A confirmation code no registration has: 2**40 codes make a clash all but
+    impossible, but one is never reused."""
+    while True:
+        code = new_code()
+        clash = tx.conn.execute(
+            "SELECT 1 FROM registrations WHERE code_hash = ?", (hash_code(code),)
+        ).fetchone()
+        if clash is None:
+            return code
 
 
 class Store:
     """The store in a SQLite file or a PostgreSQL database; a connection per thread and
     process (waitress serves from a thread pool, gunicorn forks workers).
+
+    One class on purpose (~900 lines in sections: connections and migrations,
+    tokens, facilities, courses and evaluations, registrations, demand, data
+    versions and jobs, audit): it is the one transaction boundary. Every write
+    goes through :meth:`write`, which in the same transaction records the audit
+    entry, bumps the data versions and queues the recompute job; every section is
+    SQL over the same per-thread connection and dialect. Split into mixins or
+    modules, the rule "a write is audited, versioned and queued, or not made" would
+    be spread over several places instead of one.
 
     Parameters
     ----------
@@ -428,6 +468,7 @@ class Store:
 
     @property
     def conn(self) -> _Connection:
+        """This thread's connection (a new one after a fork, or when the server dropped it)."""
         conn: _Connection | None = getattr(self._local, "conn", None)
         # a connection never crosses a fork; one the server dropped (restarted) is replaced
         if conn is None or getattr(self._local, "pid", None) != os.getpid() or conn.lost:
@@ -458,6 +499,7 @@ class Store:
         return _Connection(db, SQLITE)
 
     def close(self) -> None:
+        """Close this thread's connection (others keep theirs)."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -532,22 +574,15 @@ class Store:
             (:data:`TABLE_MODELS`) and the store's own :data:`ITEM_KEYS`.
         """
         problems = []
-        for table, model in TABLE_MODELS.items():
-            cursor = self.conn.execute(f"SELECT * FROM {table} LIMIT 0")
-            columns = [str(column[0]) for column in cursor.description or ()]
-            lacking = [k for k in ITEM_KEYS if k not in columns]
-            if lacking:
-                problems.append(f"table {table} lacks column(s) {', '.join(lacking)}")
-            own = [c for c in columns if c not in ITEM_KEYS]
-            problems += column_problems(model, own, f"table {table}")
-        for table, (record_model, keys) in RECORD_TABLES.items():
+        tables = {table: (model, ITEM_KEYS) for table, model in TABLE_MODELS.items()}
+        for table, (model, keys) in {**tables, **RECORD_TABLES}.items():
             cursor = self.conn.execute(f"SELECT * FROM {table} LIMIT 0")
             columns = [str(column[0]) for column in cursor.description or ()]
             lacking = [k for k in keys if k not in columns]
             if lacking:
                 problems.append(f"table {table} lacks column(s) {', '.join(lacking)}")
             own = [c for c in columns if c not in keys]
-            problems += column_problems(record_model, own, f"table {table}")
+            problems += column_problems(model, own, f"table {table}")
         if problems:
             raise StoreError(
                 f"{self.location}: {'; '.join(problems)} (geo/models.py); the database was "
@@ -557,6 +592,7 @@ class Store:
 
     @property
     def version(self) -> int:
+        """The schema version of the database (:data:`SCHEMA_VERSION` once migrated)."""
         return self._schema_version()
 
     # ----------------------------------------------------------------- tokens
@@ -592,6 +628,13 @@ class Store:
         return token_id, token
 
     def revoke_token(self, token_id: int) -> dict[str, Any]:
+        """Revoke a token (an audited write); its row as it was.
+
+        Raises
+        ------
+        StoreError
+            When no token has this id.
+        """
         row = self.conn.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
         if row is None:
             raise StoreError(f"no token with id {token_id}; `skillcircle admin list-tokens`")
@@ -603,6 +646,7 @@ class Store:
         return dict(row)
 
     def tokens(self) -> list[dict[str, Any]]:
+        """Every token's id, name, county, facility and dates (never the token or its hash)."""
         rows = self.conn.execute(
             "SELECT id, name, county, facility_id, created_at, revoked_at FROM tokens ORDER BY id"
         )
@@ -623,6 +667,7 @@ class Store:
     # ------------------------------------------------------------- facilities
 
     def facility_count(self) -> int:
+        """How many facilities the store holds."""
         return int(self.conn.execute("SELECT count(*) FROM facilities").fetchone()[0])
 
     def facility_counties(self) -> list[str]:
@@ -642,12 +687,14 @@ class Store:
         return len(records)
 
     def facility(self, fid: str) -> dict[str, Any] | None:
+        """The facility record with this id, or None."""
         if "\x00" in fid:  # no id holds NUL (PostgreSQL text cannot: it would be an error)
             return None
         row = self.conn.execute("SELECT data FROM facilities WHERE id = ?", (fid,)).fetchone()
         return None if row is None else dict(json.loads(row["data"]))
 
     def facility_records(self) -> list[dict[str, Any]]:
+        """Every facility record, in insertion order."""
         rows = self.conn.execute("SELECT data FROM facilities ORDER BY rowid")
         return [json.loads(r["data"]) for r in rows]
 
@@ -729,6 +776,7 @@ class Store:
     # ------------------------------------------------------- courses, evaluations
 
     def items(self, table: str, facility_id: str) -> list[dict[str, Any]]:
+        """A facility's courses or evaluation sessions (``table``), by date, with seats taken."""
         _check_table(table)
         order = "start_date" if table == "courses" else "date"
         rows = self.conn.execute(
@@ -737,6 +785,7 @@ class Store:
         return self._with_seats(table, self._checked(table, rows))
 
     def item(self, table: str, item_id: int) -> dict[str, Any] | None:
+        """One course or evaluation session (``table``) with seats taken, or None."""
         _check_table(table)
         row = self.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (item_id,)).fetchone()
         return None if row is None else self._with_seats(table, self._checked(table, [row]))[0]
@@ -861,54 +910,13 @@ class Store:
             400 ``challenge`` (its challenge was used).
         """
         kind, item_id = registration.kind, registration.item_id
-        table = KIND_TABLES[kind]
-        noun = "course 培训班" if kind == "course" else "evaluation session 评价场次"
         with self.write(None, "register", "registration", "?", who="registrant") as tx:
-            row = tx.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (item_id,)).fetchone()
-            if row is None:
-                raise RefusedError(404, "not found", f"no {noun} {item_id}; 项目不存在，请重新搜索")
-            item = self._checked(table, [row])[0]
-            end = str(
-                item["date"] if kind == "evaluation" else item["end_date"] or item["start_date"]
-            )
-            if end < today:
-                raise RefusedError(410, "past", f"{noun} {item_id} ended on {end}; 该项目已结束")
-            seats = item["seats"]
-            if seats is None:
-                raise RefusedError(
-                    409,
-                    "closed",
-                    f"{noun} {item_id} takes no online registration; 请电话联系举办机构报名",
-                )
-            duplicate = tx.conn.execute(
-                "SELECT 1 FROM registrations WHERE kind = ? AND item_id = ? AND phone = ? "
-                "AND state = 'active'",
-                (kind, item_id, registration.phone),
-            ).fetchone()
-            if duplicate is not None:
-                raise RefusedError(
-                    409,
-                    "duplicate",
-                    "this phone is already registered for it; 该手机号已报名此项目",
-                )
-            taken = tx.registered(table, item_id)
-            if taken >= seats:
-                raise RefusedError(409, "full", f"all {seats} seats are taken; 名额已满")
-            used = tx.conn.execute(
-                "SELECT 1 FROM registrations WHERE challenge = ?", (challenge,)
-            ).fetchone()
-            if used is not None:
-                raise RefusedError(400, "challenge", "this challenge was used; 请刷新验证题后重试")
+            item, end, seats_left = self._registrable(tx, registration, challenge, today)
             facility = tx.conn.execute(
                 "SELECT county FROM facilities WHERE id = ?", (item["facility_id"],)
             ).fetchone()
-            while True:  # 2**40 codes: a clash is all but impossible, but never reuse one
-                code = new_code()
-                clash = tx.conn.execute(
-                    "SELECT 1 FROM registrations WHERE code_hash = ?", (hash_code(code),)
-                ).fetchone()
-                if clash is None:
-                    break
+            county = facility["county"] if facility else None
+            code = _unused_code(tx)
             values = registration.model_dump(mode="json")
             reg_id = int(
                 tx.conn.execute(
@@ -919,7 +927,7 @@ class Store:
                         kind,
                         item_id,
                         item["facility_id"],
-                        facility["county"] if facility else None,
+                        county,
                         values["name"],
                         values["phone"],
                         values["consent_at"],
@@ -931,7 +939,7 @@ class Store:
                 ).fetchone()["id"]
             )
             tx.entity_id, tx.facility_id = str(reg_id), item["facility_id"]
-            tx.county = facility["county"] if facility else None
+            tx.county = county
             tx.after = {"kind": kind, "item_id": item_id, "state": "active"}  # no personal data
         return {
             "id": reg_id,
@@ -941,8 +949,51 @@ class Store:
             "facility_id": item["facility_id"],
             "title": item_title(kind, item),
             "start_date": str(item["start_date"] if kind == "course" else item["date"]),
-            "seats_left": max(0, seats - taken - 1),
+            "seats_left": seats_left,
         }
+
+    def _registrable(
+        self, tx: Write, registration: Registration, challenge: str, today: str
+    ) -> tuple[dict[str, Any], str, int]:
+        """The item a registration is for, its last day and the seats left after it,
+        read in ``tx``; a refusal (:meth:`register`) raises :class:`RefusedError`."""
+        kind, item_id = registration.kind, registration.item_id
+        table = KIND_TABLES[kind]
+        noun = "course 培训班" if kind == "course" else "evaluation session 评价场次"
+        row = tx.conn.execute(f"SELECT * FROM {table} WHERE id = ?", (item_id,)).fetchone()
+        if row is None:
+            raise RefusedError(404, "not found", f"no {noun} {item_id}; 项目不存在，请重新搜索")
+        item = self._checked(table, [row])[0]
+        end = str(item["date"] if kind == "evaluation" else item["end_date"] or item["start_date"])
+        if end < today:
+            raise RefusedError(410, "past", f"{noun} {item_id} ended on {end}; 该项目已结束")
+        seats = item["seats"]
+        if seats is None:
+            raise RefusedError(
+                409,
+                "closed",
+                f"{noun} {item_id} takes no online registration; 请电话联系举办机构报名",
+            )
+        duplicate = tx.conn.execute(
+            "SELECT 1 FROM registrations WHERE kind = ? AND item_id = ? AND phone = ? "
+            "AND state = 'active'",
+            (kind, item_id, registration.phone),
+        ).fetchone()
+        if duplicate is not None:
+            raise RefusedError(
+                409,
+                "duplicate",
+                "this phone is already registered for it; 该手机号已报名此项目",
+            )
+        taken = tx.registered(table, item_id)
+        if taken >= seats:
+            raise RefusedError(409, "full", f"all {seats} seats are taken; 名额已满")
+        used = tx.conn.execute(
+            "SELECT 1 FROM registrations WHERE challenge = ?", (challenge,)
+        ).fetchone()
+        if used is not None:
+            raise RefusedError(400, "challenge", "this challenge was used; 请刷新验证题后重试")
+        return item, end, max(0, seats - taken - 1)
 
     def withdraw(self, code: str, phone: str) -> bool:
         """Withdraw the active registration with this confirmation code and phone: its
@@ -1202,6 +1253,7 @@ class Store:
         return self.job(int(row["id"]))
 
     def heartbeat(self, job_id: int) -> None:
+        """Say that the worker of a claimed job is still at it (stale jobs are taken over)."""
         self.conn.execute("UPDATE jobs SET heartbeat = ? WHERE id = ?", (time.time(), job_id))
 
     def finish_job(
@@ -1222,6 +1274,7 @@ class Store:
         )
 
     def job(self, job_id: int) -> dict[str, Any] | None:
+        """A recompute job's row, or None."""
         row = self.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else dict(row)
 
@@ -1259,6 +1312,7 @@ class Store:
         return out
 
     def count_audit(self, action: str) -> int:
+        """How many audit entries have this action."""
         query = "SELECT count(*) FROM audit WHERE action = ?"
         return int(self.conn.execute(query, (action,)).fetchone()[0])
 
@@ -1458,29 +1512,82 @@ CODE_LENGTH = 8
 
 
 def new_code() -> str:
-    """An unguessable confirmation code (``secrets``), e.g. ``7KQ2M9XD``."""
+    """An unguessable confirmation code (``secrets``), e.g. ``7KQ2M9XD``.
+
+    Returns
+    -------
+    str
+        :data:`CODE_LENGTH` characters of :data:`CODE_ALPHABET`.
+    """
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
 def normal_code(text: str) -> str:
-    """A code as typed (lower case, O for 0, I/L for 1, spaces) in its canonical form."""
+    """A code as typed (lower case, O for 0, I/L for 1, spaces) in its canonical form.
+
+    Parameters
+    ----------
+    text
+        The code as the registrant typed it.
+
+    Returns
+    -------
+    str
+        Upper case, without spaces and dashes, O -> 0, I/L -> 1.
+    """
     cleaned = text.strip().upper().replace(" ", "").replace("-", "")
     return cleaned.translate(str.maketrans("OIL", "011"))
 
 
 def hash_code(code: str) -> str:
+    """What the store keeps of a confirmation code: the SHA-256 of its canonical form.
+
+    Parameters
+    ----------
+    code
+        The code, as made or as typed (:func:`normal_code`).
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     return hashlib.sha256(normal_code(code).encode()).hexdigest()
 
 
 def item_title(kind: str, item: Mapping[str, Any]) -> str:
-    """What a registration is for: a course's title, or ``焊工（中级）技能等级认定``."""
+    """What a registration is for.
+
+    Parameters
+    ----------
+    kind
+        ``course`` or ``evaluation``.
+    item
+        The course or evaluation session.
+
+    Returns
+    -------
+    str
+        A course's title, or e.g. ``焊工（中级）技能等级认定``.
+    """
     if kind == "course":
         return str(item["title"])
     return f"{item['trade']}（{item['level']}）技能等级认定"
 
 
 def mask_phone(phone: str | None) -> str:
-    """``13812345678`` -> ``138****5678`` (lists never show a whole number)."""
+    """A phone number as lists show it: ``13812345678`` -> ``138****5678``.
+
+    Parameters
+    ----------
+    phone
+        The number, or None.
+
+    Returns
+    -------
+    str
+        The masked number ("" for none, ``****`` for one of 7 digits or fewer).
+    """
     if not phone:
         return ""
     return phone[:3] + "*" * max(0, len(phone) - 7) + phone[-4:] if len(phone) > 7 else "****"
