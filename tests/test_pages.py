@@ -82,9 +82,14 @@ def test_one_el_helper_and_fetch_wrapper():
 
 
 def config_urls(config: dict) -> dict[str, str]:
-    urls = dict(config["urls"])
-    urls.update({f"admin.{k}": v for k, v in urls.pop("admin").items()})
-    return urls
+    """The config's URLs by dotted name (admin.items.courses, ...)."""
+
+    def flat(prefix: str, value: dict | str) -> dict[str, str]:
+        if isinstance(value, str):
+            return {prefix: value}
+        return {k: v for key, sub in value.items() for k, v in flat(f"{prefix}.{key}", sub).items()}
+
+    return {k.removeprefix("."): v for k, v in flat("", config["urls"]).items()}
 
 
 def test_every_url_of_the_config_is_served(app, client):
@@ -95,7 +100,8 @@ def test_every_url_of_the_config_is_served(app, client):
         "register": "POST",
         "withdraw": "POST",
         "admin.upload": "POST",
-        "admin.item": "PATCH",
+        "admin.item.courses": "PATCH",
+        "admin.item.evaluations": "PATCH",
         "admin.registration": "PATCH",
     }
     missing = []

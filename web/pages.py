@@ -30,6 +30,8 @@ HERE_LIMIT = 30
 AUDIT_SHOWN = 100
 
 
+#: The item tables the console edits (``/api/admin/facilities/<fid>/<table>``).
+TABLES = ("courses", "evaluations")
 #: Stands for a whole-number path argument (``<id:...>`` accepts digits only).
 NUMBER = 987654321
 
@@ -84,13 +86,14 @@ def page_config() -> dict[str, Any]:
             "admin": {
                 "whoami": url_for("admin.whoami"),
                 "facilities": url_for("admin.list_facilities"),
-                "items": _template("admin.list_items", fid="fid", table=("courses", "table")),
-                "item": _template(
-                    "admin.update_item",
-                    fid="fid",
-                    table=("courses", "table"),
-                    item_id=(NUMBER, "id"),
-                ),
+                # one route per table (each documents its own body and answer)
+                "items": {table: _template(f"admin.list_{table}", fid="fid") for table in TABLES},
+                "item": {
+                    table: _template(
+                        f"admin.update_{table[:-1]}", fid="fid", item_id=(NUMBER, "id")
+                    )
+                    for table in TABLES
+                },
                 "registrations": _template("admin.list_registrations", fid="fid"),
                 "export": _template("admin.export_registrations", fid="fid"),
                 "registration": _template("admin.update_registration", reg_id=(NUMBER, "id")),

@@ -107,7 +107,7 @@
   function loadItems(table) {
     var body = sc.clear($(table + "-table").tBodies[0]);
     body.appendChild(add(el("tr"), el("td", "正在加载……", "muted")));
-    return call(fill(urls.items, { fid: current.id, table: table })).then(function (res) {
+    return call(fill(urls.items[table], { fid: current.id })).then(function (res) {
       sc.clear(body);
       if (!res.ok) { body.appendChild(add(el("tr"), el("td", "加载失败：" + sc.problem(res), "bad"))); return; }
       items[table] = res.data.items || [];
@@ -140,7 +140,7 @@
     edit.addEventListener("click", function () { openForm(table, it); });
     regs.addEventListener("click", function () { loadRegistrants(table, it); });
     confirmClick(del, "确认删除？", function () {
-      return call(fill(urls.item, { fid: current.id, table: table, id: it.id }), { method: "DELETE" }).then(function (res) {
+      return call(fill(urls.item[table], { fid: current.id, id: it.id }), { method: "DELETE" }).then(function (res) {
         if (!res.ok) { say("删除失败：" + sc.problem(res), true); return; }
         say("已删除" + TABLES[table] + " #" + it.id + "。");
         loadItems(table);
@@ -238,7 +238,7 @@
     var built = formBody(f, !!id);
     showErrors(f, built.errors);
     if (Object.keys(built.errors).length) { return; }
-    var url = id ? fill(urls.item, { fid: current.id, table: table, id: id }) : fill(urls.items, { fid: current.id, table: table });
+    var url = id ? fill(urls.item[table], { fid: current.id, id: id }) : fill(urls.items[table], { fid: current.id });
     var button = f.querySelector("button[type=submit]");
     button.disabled = true;
     call(url, { method: id ? "PATCH" : "POST", json: built.body }).then(function (res) {
