@@ -10,12 +10,15 @@ shares the machine's two cores with the server) with a mix of
   the region (30 %), ``GET /q/<code>.png`` QR images (15 %) and ``GET /`` (15 %),
 
 while a Python thread trickles admin writes through the API: a course every
-second and a facility move every 20 seconds (recomputed by the recompute
-process, never by a request worker). It reports requests per second, latency
-percentiles (wrk's), errors (non-2xx and socket errors), how long each move
-took to be served by every worker (``/api/version`` over fresh connections
-until all answers name the new version), and that every acknowledged write is
-in the store.
+second and a facility move every ``--move-every`` seconds (default 20; recomputed
+by the recompute process, never by a request worker). It reports requests per
+second, latency percentiles (wrk's), errors (non-2xx and socket errors), how long
+each move took to be served by every worker (``/api/version`` over fresh
+connections until every worker process has answered with the new version), each
+move's stages (the write, the claim, the recompute by part from the job's
+``timing``, the publication, then per worker: noticing it, reading the results,
+the switch, the first answer seen, the map warmed after the switch and the
+completed isochrones), and that every acknowledged write is in the store.
 
 ``--upload N`` then posts an N-row registry (random points in the region, one
 city-wide token) and reports the peak resident memory of every server process
@@ -44,6 +47,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +58,12 @@ FACILITY = "TS-330402-001"
 MOVED = "TB-330402-001"
 MOVES = [(120.80, 30.78), (120.790049, 30.76092)]
 
+#: What wrk asks for, as every browser and phone does (``--accept-encoding identity``:
+#: uncompressed answers, as before the server compressed).
+ENCODING = "gzip"
+
 WRK_SCRIPT = r"""
+wrk.headers["Accept-Encoding"] = "%(encoding)s"
 local paths = {}
 for line in io.lines("%(paths)s") do paths[#paths + 1] = line end
 local i = 0
@@ -84,7 +93,7 @@ end
 class Server:
     """``skillcircle serve`` in a child process, with a fresh store and a city token."""
 
-    def __init__(self, workers: int, tmp: Path, cache: Path, port: int) -> None:
+    def __init__(self, workers: int, tmp: Path, cache: Path, port: int, threads: int = 4) -> None:
         self.workers = workers
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
@@ -103,7 +112,7 @@ class Server:
         self.proc = subprocess.Popen(
             [
                 *(sys.executable, "-m", "geo.cli", "serve", "--workers", str(workers)),
-                *("--threads", "4", "--port", str(port), "--database", str(self.database)),
+                *("--threads", str(threads), "--port", str(port), "--database", str(self.database)),
             ],
             env=env,
             stdout=self.log,
@@ -128,6 +137,20 @@ class Server:
         ).stdout.split()
         return [self.proc.pid, *map(int, found)]
 
+    def worker_pids(self) -> set[int]:
+        """The processes that answer requests: the parent alone (one worker), else its
+        children but the recompute process (the one that claims jobs)."""
+        if self.workers == 1:
+            return {self.proc.pid}
+        from web.store import Store
+
+        store = Store(self.database)  # (held: its connection closes with it)
+        claimed = store.conn.execute(
+            "SELECT worker FROM jobs WHERE worker IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        recompute = int(claimed["worker"].rsplit(":", 1)[1]) if claimed else None
+        return {p for p in self.pids()[1:] if p != recompute}
+
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base + path, data=data, method=method)
@@ -141,11 +164,21 @@ class Server:
             return err.code, json.loads(err.read() or b"{}")
 
     def versions(self, n: int = 8) -> set[int]:
-        seen = set()
-        for _ in range(n):
+        return {answer["facilities_version"] for answer in self.version_answers(n)}
+
+    def version_answers(self, n: int = 8) -> list[dict[str, Any]]:
+        """``/api/version`` over ``n`` fresh connections at once (the kernel spreads them
+        over the workers), each with the client's clock (``seen_at``): a round takes
+        one answer's time, not n (each waits behind the load in its worker's queue)."""
+
+        def ask(_: int) -> dict[str, Any]:
             with urllib.request.urlopen(self.base + "/api/version", timeout=10) as resp:
-                seen.add(json.loads(resp.read())["facilities_version"])
-        return seen
+                answer: dict[str, Any] = json.loads(resp.read())
+            answer["seen_at"] = time.time()
+            return answer
+
+        with ThreadPoolExecutor(n) as pool:
+            return list(pool.map(ask, range(n)))
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -198,7 +231,7 @@ def run_wrk(base: str, tmp: Path, duration: float, connections: int) -> dict[str
     if not paths.exists():
         paths.write_text("\n".join(request_paths(20_000)) + "\n", encoding="utf-8")
     script = tmp / "mix.lua"
-    script.write_text(WRK_SCRIPT % {"paths": paths}, encoding="utf-8")
+    script.write_text(WRK_SCRIPT % {"paths": paths, "encoding": ENCODING}, encoding="utf-8")
     out = subprocess.run(
         [
             *("wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--timeout", "10s"),
@@ -217,19 +250,23 @@ def run_wrk(base: str, tmp: Path, duration: float, connections: int) -> dict[str
 
 
 class Writer(threading.Thread):
-    """A course every second, a facility move every 20 seconds; remembers what was acked
-    and how long each move took until every worker served it."""
+    """A course every second, a facility move every ``move_every`` seconds (each watched
+    in a thread of its own); remembers what was acked and how long each move took
+    until every worker served it, and its stages."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, move_every: float = 20.0) -> None:
         super().__init__(daemon=True)
         self.server = server
+        self.move_every = move_every
         self.stop = threading.Event()
         self.courses: list[str] = []
         self.moves: list[float] = []
+        self.stages: list[dict[str, Any]] = []
+        self.watching: list[threading.Thread] = []
         self.failed = 0
 
     def run(self) -> None:
-        i = 0
+        i = moves = 0
         next_move = time.monotonic() + 5
         while not self.stop.is_set():
             title = f"压测班{i:05d}"
@@ -239,28 +276,61 @@ class Writer(threading.Thread):
                 self.courses.append(title)
             else:
                 self.failed += 1
-            if time.monotonic() >= next_move:
-                self._move(len(self.moves))
-                next_move = time.monotonic() + 20
+            if time.monotonic() >= next_move:  # watched in a thread: courses go on
+                watch = threading.Thread(target=self._move, args=(moves,), daemon=True)
+                watch.start()
+                self.watching.append(watch)
+                moves += 1
+                next_move = time.monotonic() + self.move_every
             i += 1
             self.stop.wait(1.0)
+        for watch in self.watching:
+            watch.join(150)
 
     def _move(self, k: int) -> None:
         lon, lat = MOVES[k % len(MOVES)]
         started = time.monotonic()
+        sent_at = time.time()
         code, answer = self.server.call(
             "PATCH", f"/api/admin/facilities/{MOVED}", {"lon": lon, "lat": lat}
         )
+        acked_at = time.time()
         if code != 200:
             self.failed += 1
             return
         target = answer["data_version"]
+        first_seen: dict[int, float] = {}  # process -> when the client first saw the target
+        switches: dict[int, dict[str, Any]] = {}
         while time.monotonic() - started < 120:
-            if self.server.versions() == {target}:
+            answers = self.server.version_answers()
+            for a in answers:  # (a later move may already be served: it includes this one)
+                if a["facilities_version"] >= target:
+                    first_seen.setdefault(a.get("process", 0), a["seen_at"])
+                if (a.get("switch") or {}).get("facilities_version") == target:
+                    switches[a.get("process", 0)] = a["switch"]
+            if "process" in answers[0]:  # every worker process has answered with it
+                done = self.server.worker_pids() <= set(first_seen)
+            else:  # (a server that does not say which process answers: one round)
+                done = min(a["facilities_version"] for a in answers) >= target
+            if done:
                 self.moves.append(time.monotonic() - started)
-                return
-            time.sleep(0.1)
-        self.moves.append(float("inf"))
+                break
+            time.sleep(0.05)
+        else:
+            self.moves.append(float("inf"))
+            return
+        # the maps are warmed after the switch: wait (a little) for every process's warm_s
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not all(
+            "warm_s" in sw and "completed_at" in sw for sw in switches.values()
+        ):
+            time.sleep(0.5)
+            for a in self.server.version_answers(4):
+                if (a.get("switch") or {}).get("facilities_version") == target:
+                    switches[a.get("process", 0)] = a["switch"]
+        self.stages.append(
+            move_stages(self.server, answer["job"]["id"], sent_at, acked_at, first_seen, switches)
+        )
 
     def lost(self) -> int:
         from web.store import Store
@@ -269,14 +339,77 @@ class Writer(threading.Thread):
         return len(set(self.courses) - stored)
 
 
+def move_stages(
+    server: Server,
+    job_id: int,
+    sent_at: float,
+    acked_at: float,
+    first_seen: dict[int, float],
+    switches: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
+    """One move's pipeline, in seconds: the admin write (request to answer), the wait for
+    the recompute process to claim the job, the recompute by part (job ``timing``),
+    the publication, then per worker process: noticing the publication, reading the
+    results, the switch, the first answer a client saw with the new version, and the
+    maps warmed after the switch (not on the way of the switch)."""
+    from web.store import Store
+
+    job = Store(server.database).job(job_id) or {}
+    detail = json.loads(job.get("detail") or "{}")
+    timing = detail.get("timing", {})
+    out: dict[str, Any] = {
+        "write_s": round(acked_at - sent_at, 3),
+        "layers": detail.get("layers"),
+        "job_seconds": job.get("seconds"),
+    }
+    if "claimed_at" in timing:
+        out["claim_wait_s"] = round(timing["claimed_at"] - acked_at, 3)
+        out["recompute"] = {k: v for k, v in timing.items() if not k.endswith("_at")}
+        out["published_after_s"] = round(timing["published_at"] - sent_at, 3)
+    workers = {}
+    for pid, seen in first_seen.items():
+        sw = switches.get(pid, {})
+        row: dict[str, Any] = {"first_answer_after_s": round(seen - sent_at, 3)}
+        if "noticed_at" in sw and "published_at" in timing:
+            row["notice_s"] = round(sw["noticed_at"] - timing["published_at"], 3)
+            row["read_s"] = sw.get("read_s")
+            row["served_after_s"] = round(sw["served_at"] - sent_at, 3)
+            row["warm_after_switch_s"] = sw.get("warm_s")
+            if "completed_at" in sw:
+                row["complete_after_s"] = round(sw["completed_at"] - sent_at, 3)
+        workers[str(pid)] = row
+    out["workers"] = workers
+    return out
+
+
+def print_stages(stages: list[dict[str, Any]]) -> None:
+    for i, st in enumerate(stages):
+        rec = st.get("recompute", {})
+        parts = ", ".join(f"{k} {v:g}" for k, v in rec.items())
+        print(
+            f"  move {i}: write {st['write_s']} s, claim wait {st.get('claim_wait_s')} s, "
+            f"published {st.get('published_after_s')} s after the request "
+            f"(job {st.get('job_seconds')} s)"
+        )
+        print(f"    recompute ({', '.join(st.get('layers') or [])}): {parts}")
+        for pid, w in st["workers"].items():
+            print(
+                f"    worker {pid}: noticed {w.get('notice_s')} s after publication, "
+                f"read {w.get('read_s')} s, served {w.get('served_after_s')} s, first answer "
+                f"{w['first_answer_after_s']} s after the request; maps warmed "
+                f"{w.get('warm_after_switch_s')} s after the switch; all isochrones "
+                f"{w.get('complete_after_s')} s after the request"
+            )
+
+
 # --------------------------------------------------------------------------- runs
 
 
 def mixed_run(workers: int, args: argparse.Namespace, tmp: Path, cache: Path) -> dict[str, Any]:
-    server = Server(workers, tmp, cache, args.port)
+    server = Server(workers, tmp, cache, args.port, args.threads)
     try:
         run_wrk(server.base, tmp, 5, args.connections)  # warm-up: memos, connections
-        writer = Writer(server)
+        writer = Writer(server, args.move_every)
         writer.start()
         result = run_wrk(server.base, tmp, args.duration, args.connections)
         writer.stop.set()
@@ -287,6 +420,7 @@ def mixed_run(workers: int, args: argparse.Namespace, tmp: Path, cache: Path) ->
             admin_failed=writer.failed,
             admin_lost=writer.lost(),
             move_visible_s=[round(m, 2) for m in writer.moves],
+            move_stages=writer.stages,
         )
         if args.upload and workers == args.workers[-1]:
             result.update(upload_run(server, args.upload, tmp))
@@ -390,11 +524,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--accept-encoding", default=ENCODING, help="wrk's Accept-Encoding")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument("--move-every", type=float, default=20.0, help="seconds between moves")
     parser.add_argument("--upload", type=int, default=0, help="rows of a registry upload")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of soak (0: none)")
     parser.add_argument("--port", type=int, default=8731)
     parser.add_argument("--cache", type=Path, default=None, help="results cache (warm)")
     args = parser.parse_args()
+    global ENCODING
+    ENCODING = args.accept_encoding
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk (Debian package wrk)")
     tmp = Path(tempfile.mkdtemp(prefix="skillcircle-serving-"))
@@ -410,6 +549,7 @@ def main() -> None:
             f"{r['p99_ms']:>7.1f} {r['errors']:>6} {r['admin_writes']:>6} {r['admin_lost']:>4}  "
             f"{r['move_visible_s']}"
         )
+        print_stages(r["move_stages"])
     summary: dict[str, Any] = {"runs": runs, "load": os.getloadavg()}
     if args.soak:
         summary["soak"] = soak_run(args, tmp, cache)

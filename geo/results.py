@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +106,8 @@ def compute_results(
     layers: Iterable[str] | None = None,
     trades: Iterable[str] | None = None,
     progress: bool = False,
+    timings: dict[str, float] | None = None,
+    trace_minutes: Collection[float] | None = None,
 ) -> Results:
     """Compute the results of ``facilities``, all of them or only what changed.
 
@@ -128,6 +131,14 @@ def compute_results(
         (:func:`affected`). Ignored without ``base``.
     progress
         Show a progress bar over the isochrones.
+    timings
+        If given, filled with the seconds spent per part (``coverage_s``,
+        ``access_s``, ``cards_s``, ``isochrones_s``, ``trades_s``) and the count of
+        isochrones traced (``isochrones``): what a recompute's log and job report.
+    trace_minutes
+        With ``base``: trace the changed layers' isochrones of only these thresholds
+        now; their other thresholds are left out (never the base's, which are of the
+        old facilities) until :func:`complete_isochrones` traces them.
 
     Returns
     -------
@@ -146,24 +157,44 @@ def compute_results(
     isochrones = dict(base.isochrones) if base else {}
     trade_minutes = dict(base.trade_minutes) if base else {}
     cards = dict(base.cards) if base else {}
+    spent = timings if timings is not None else {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        spent[name] = round(spent.get(name, 0.0) + now - clock, 4)
+        clock = now
+
     if layers:
         for mode, router in routers.items():
             if base is None:
                 coverage[mode] = coverage_table(router, villages, facilities)
+                lap("coverage_s")
                 access[mode] = access_scores(router, villages, facilities, settings.minutes)
             else:
                 coverage[mode] = update_layers(coverage[mode], router, facilities, layers)
+                lap("coverage_s")
                 fresh = access_scores(router, villages, facilities, settings.minutes, layers=layers)
                 access[mode] = access[mode].assign(
                     **{column: fresh[column].to_numpy() for column in fresh.columns}
                 )
+            lap("access_s")
         for layer in layers:
             cards[layer] = card_rows(routers, villages, facilities, layer, coverage, settings)
-        jobs = [(layer, m, t) for layer in layers for m in modes for t in iso_minutes]
+        lap("cards_s")
+        now = iso_minutes if base is None or trace_minutes is None else trace_minutes
+        jobs = [(layer, m, t) for layer in layers for m in modes for t in iso_minutes if t in now]
+        for layer, mode, minutes in [
+            (layer, m, t) for layer in layers for m in modes for t in iso_minutes if t not in now
+        ]:
+            isochrones.pop((layer, mode, float(minutes)), None)
         for layer, mode, minutes in tqdm(jobs, desc="等时圈 isochrones", disable=not progress):
             isochrones[(layer, mode, float(minutes))] = layer_isochrone(
                 routers[mode], facilities, layer, minutes
             )
+        lap("isochrones_s")
+        spent["isochrones"] = len(jobs)
     taught = taught_trades(facilities)
     if trades is None:
         trades = sorted(taught)
@@ -172,6 +203,7 @@ def compute_results(
         trade_minutes = {k: v for k, v in trade_minutes.items() if k[1] not in changed}
         trades = sorted(changed & taught)
     trade_minutes.update(_trade_minutes(routers, villages, facilities, trades))
+    lap("trades_s")
     return Results(
         modes=modes,
         iso_minutes=tuple(float(m) for m in iso_minutes),
@@ -182,6 +214,39 @@ def compute_results(
         cards=cards,
         facilities=facilities,
     )
+
+
+def missing_isochrones(results: Results) -> list[tuple[str, str, float]]:
+    """The (layer, mode, minutes) isochrones left out by ``trace_minutes``."""
+    return [
+        (layer, mode, minutes)
+        for layer in LAYERS
+        for mode in results.modes
+        for minutes in results.iso_minutes
+        if (layer, mode, minutes) not in results.isochrones
+    ]
+
+
+def complete_isochrones(
+    routers: Mapping[str, Router],
+    results: Results,
+    timings: dict[str, float] | None = None,
+) -> Results:
+    """``results`` with every isochrone :func:`missing_isochrones` names traced (of
+    ``results.facilities``)."""
+    if results.facilities is None:
+        raise ValueError("results without their facilities cannot be completed")
+    started = time.perf_counter()
+    missing = missing_isochrones(results)
+    isochrones = dict(results.isochrones)
+    for layer, mode, minutes in missing:
+        isochrones[(layer, mode, minutes)] = layer_isochrone(
+            routers[mode], results.facilities, layer, minutes
+        )
+    if timings is not None:
+        timings["isochrones"] = len(missing)
+        timings["isochrones_s"] = round(time.perf_counter() - started, 4)
+    return replace(results, isochrones=isochrones)
 
 
 #: A 技能码 card lists this many facilities per layer.

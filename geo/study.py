@@ -24,7 +24,7 @@ import pandas as pd
 from cachetools import LRUCache
 from shapely.geometry.base import BaseGeometry
 
-from geo._errors import SettingsError
+from geo._errors import SettingsError, SkillcircleError
 from geo.coverage import coverage_stats
 from geo.network import RoadNetwork, load_network
 from geo.products import CardIndex, VillageCard, clean
@@ -32,7 +32,9 @@ from geo.results import (
     Results,
     ResultsCache,
     affected,
+    complete_isochrones,
     compute_results,
+    missing_isochrones,
     results_key,
     taught_trades,
 )
@@ -43,8 +45,10 @@ logger = logging.getLogger(__name__)
 
 #: Thresholds whose union isochrones are precomputed for every layer and mode.
 DEFAULT_ISO_MINUTES: tuple[float, ...] = (15.0, 30.0, 45.0, 60.0)
-#: Results files kept per cache directory (each facility change writes one).
+#: Results files kept per cache directory (each facility change writes one or two).
 KEEP_RESULTS = 8
+#: Suffix of the cache key of results whose isochrones are not all traced yet.
+PARTIAL = "-partial"
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,9 @@ class Study:
 
     # ------------------------------------------------------------------ updates
 
-    def with_facilities(self, facilities: gpd.GeoDataFrame) -> tuple[Study, StudyChange]:
+    def with_facilities(
+        self, facilities: gpd.GeoDataFrame, *, trace_minutes: Sequence[float] | None = None
+    ) -> tuple[Study, StudyChange]:
         """A new study for a changed facility set, recomputing only what the change touches.
 
         Only the layers and trades :func:`geo.results.affected` names are
@@ -165,9 +171,14 @@ class Study:
         nothing. The current study is left untouched, so readers holding it stay
         consistent; the new results are also written to the results cache, so a
         restart is fast.
+
+        With ``trace_minutes`` only those thresholds' isochrones of the changed
+        layers are traced; the study is then *partial* (:attr:`cache_key`), its other
+        isochrones raise :class:`IsochronesPendingError` until :meth:`complete`.
         """
         started = time.perf_counter()
         layers, trades = affected(self.facilities, facilities)
+        timings: dict[str, float] = {"affected_s": round(time.perf_counter() - started, 4)}
         results = replace(self.results, facilities=facilities)  # a text edit: no recompute
         if layers or trades:
             results = compute_results(
@@ -179,12 +190,19 @@ class Study:
                 base=self.results,
                 layers=layers,
                 trades=trades,
+                timings=timings,
+                trace_minutes=trace_minutes,
             )
+        clock = time.perf_counter()
         version = results_key(
             self.settings, self.network, facilities, self.villages, self.modes, self.iso_minutes
         )
-        if self.use_cache and version != self.version:
-            _cache(self.settings).write(version, results)
+        timings["key_s"] = round(time.perf_counter() - clock, 4)
+        cache_key = version + PARTIAL if missing_isochrones(results) else version
+        if self.use_cache and cache_key != self.cache_key:
+            clock = time.perf_counter()
+            _cache(self.settings).write(cache_key, results)
+            timings["cache_write_s"] = round(time.perf_counter() - clock, 4)
         study = replace(
             self,
             facilities=facilities,
@@ -197,28 +215,49 @@ class Study:
             layers=tuple(sorted(layers)),
             trades=tuple(sorted(trades)),
             seconds=time.perf_counter() - started,
+            timings=timings,
         )
         logger.info(
-            "recomputed layers %s and %d trade(s) in %.2f s",
+            "recomputed layers %s and %d trade(s) in %.2f s (%s)",
             ", ".join(change.layers) or "none",
             len(change.trades),
             change.seconds,
+            ", ".join(f"{k} {v:g}" for k, v in timings.items()),
         )
         return study, change
 
     def with_results(self, results: Results, version: str) -> Study:
         """This study serving other results of the same villages and network (read from
-        the results cache by :meth:`read_results`): another process computed them."""
+        the results cache by :meth:`read_results` under ``version``, a
+        :attr:`cache_key`): another process computed them."""
         if results.facilities is None:
             raise SettingsError(f"results {version} carry no facilities; compute them again")
         return replace(
             self,
             facilities=results.facilities,
             results=results,
-            version=version,
+            version=version.removesuffix(PARTIAL),
             _tables=LRUCache(maxsize=512),
             _lock=threading.Lock(),
         )
+
+    @property
+    def cache_key(self) -> str:
+        """Where the results are cached and how they are published: :attr:`version`, or
+        ``<version>-partial`` while some isochrones are still to be traced."""
+        return self.version + PARTIAL if missing_isochrones(self.results) else self.version
+
+    def complete(self, timings: dict[str, float] | None = None) -> Study:
+        """This study with the isochrones a partial one left out traced (and cached
+        under :attr:`version`); itself if none is missing."""
+        if not missing_isochrones(self.results):
+            return self
+        results = complete_isochrones(self.routers, self.results, timings)
+        if self.use_cache:
+            _cache(self.settings).write(self.version, results)
+        # the same data version: answers remembered for it stay valid (the missing
+        # isochrones were never answered)
+        return replace(self, results=results)
 
     def read_results(self, version: str) -> Results | None:
         """Results of a data version from this study's results cache (None if absent)."""
@@ -389,6 +428,11 @@ class Study:
         check_layer(layer)
         check_mode(mode)
         key = (layer, mode, float(minutes))
+        if key not in self.isochrones and float(minutes) in self.iso_minutes:
+            raise IsochronesPendingError(
+                f"the {minutes:g}-minute isochrones of {layer} ({mode}) are being traced "
+                "after a facility change; ask again in a few seconds"
+            )
         if key not in self.isochrones:
             allowed = ", ".join(f"{m:g}" for m in self.iso_minutes)
             raise SettingsError(
@@ -400,6 +444,10 @@ class Study:
     def sample_count(self) -> int:
         """How many of the facilities are samples (``is_sample``)."""
         return int(self.facilities["is_sample"].sum())
+
+
+class IsochronesPendingError(SkillcircleError):
+    """An isochrone of a partial study (:meth:`Study.complete` traces it soon)."""
 
 
 @dataclass(frozen=True)
@@ -422,6 +470,9 @@ class StudyChange:
     layers: tuple[str, ...]
     trades: tuple[str, ...]
     seconds: float
+    #: Seconds per part (:func:`geo.results.compute_results`'s ``timings``, plus
+    #: ``affected_s``, ``key_s`` and ``cache_write_s``).
+    timings: Mapping[str, float] = field(default_factory=dict)
 
 
 def _cache(settings: Settings) -> ResultsCache:

@@ -46,3 +46,20 @@ def test_window_expires_and_counts_reset(tmp_path, monkeypatch):
     storage.incr("a", 10)
     storage.clear("a")
     assert storage.get("a") == 0
+
+
+def test_reads_after_an_increment_cost_no_query_and_expire_quickly(tmp_path, monkeypatch):
+    """The headers' reads of a request are answered from its increment; past
+    READ_CACHE_S a read sees the other processes' increments again."""
+    import web.ratelimit as rl
+
+    uri = f"sqlite:///{tmp_path / 'l.sqlite3'}"
+    one, two = SQLiteStorage(uri), SQLiteStorage(uri)
+    assert one.incr("k", 60) == 1 and two.incr("k", 60) == 2  # increments are exact
+    statements: list[str] = []
+    one._conn().set_trace_callback(statements.append)
+    assert one.get("k") == 1 and one.get_expiry("k") > 0 and statements == []
+    monkeypatch.setattr(rl, "READ_CACHE_S", -1.0)
+    assert one.get("k") == 2 and len(statements) == 1
+    one.clear("k")
+    assert one.get("k") == 0 and two.get("k") == 0

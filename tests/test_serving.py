@@ -215,3 +215,228 @@ def test_an_oversized_upload_is_refused_and_nothing_is_written(study, database):
     body = answer.get_json()
     assert "4 rows, more than the 3 one file may hold" in body["message"]
     assert body["committed"] is False and store.data_versions() == before
+
+
+# --------------------------------------------------------------------------- latency
+
+
+def test_the_follower_switches_with_its_timing_and_never_goes_back(study, database):
+    """A publication by another process is served after one poll, with the switch's
+    timing; an older version offered afterwards is refused (the version only moves on)."""
+    from web import _put
+    from web.sync import Served
+
+    app = make_app(study, database, RECOMPUTE="external")
+    store: Store = app.extensions["skillcircle.store"]
+    _, token = store.create_token("南湖区总工会", "南湖区")
+    old = app.extensions["skillcircle.served"]
+    answer = (
+        app.test_client()
+        .patch(
+            f"/api/admin/facilities/{MOVED}",
+            json={"lon": TO[0], "lat": TO[1]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        .get_json()
+    )
+    done = Recomputer(Store(database), study).run_once()
+    assert done is not None and done["state"] == "done"
+    timing = json.loads(done["detail"])["timing"]
+    # one layer moved: its isochrones for every mode and threshold, nothing else
+    assert timing["isochrones"] == len(study.modes) * len(study.iso_minutes)
+    assert timing["claimed_at"] <= timing["published_at"]
+    follower = app.extensions["skillcircle.follower"]
+    assert follower.poll_once() and _moved_to(app) == TO
+    switch = follower.last_switch
+    assert switch["facilities_version"] == answer["data_version"]
+    assert timing["published_at"] <= switch["noticed_at"] <= switch["served_at"]
+    version = app.test_client().get("/api/version").get_json()
+    assert version["switch"]["facilities_version"] == answer["data_version"]
+    assert version["process"] == os.getpid()
+    # an older version (a late recompute thread, say) never replaces a newer one
+    assert not _put(app, Served(old.study, old.facilities_version))
+    assert app.extensions["skillcircle.served"].facilities_version == answer["data_version"]
+    assert _moved_to(app) == TO and not follower.poll_once()
+
+
+def test_memo_serves_the_previous_value_while_the_new_one_is_computed():
+    import threading
+
+    from web.memo import Memo
+
+    memo = Memo()
+    assert memo.get_or_stale("index", "v1", "/", lambda: "page 1") == ("page 1", True)
+    release, started = threading.Event(), threading.Event()
+    calls = []
+
+    def slow() -> str:
+        calls.append(1)
+        started.set()
+        release.wait(10)
+        return "page 2"
+
+    leader: list[tuple[str, bool]] = []
+    thread = threading.Thread(
+        target=lambda: leader.append(memo.get_or_stale("index", "v2", "/", slow))
+    )
+    thread.start()
+    assert started.wait(10)
+    # meanwhile: the previous version's value, marked not fresh; no second computation
+    assert memo.get_or_stale("index", "v2", "/", slow) == ("page 1", False)
+    release.set()
+    thread.join(10)
+    assert leader == [("page 2", True)]
+    assert memo.get_or_stale("index", "v2", "/", slow) == ("page 2", True) and len(calls) == 1
+    # a key never computed before: callers wait for the one computation
+    gate = threading.Event()
+    results: list[tuple[str, bool]] = []
+
+    def first() -> str:
+        gate.wait(10)
+        return "other"
+
+    one = threading.Thread(
+        target=lambda: results.append(memo.get_or_stale("index", "v2", "/x", first))
+    )
+    two = threading.Thread(
+        target=lambda: results.append(memo.get_or_stale("index", "v2", "/x", lambda: "twice"))
+    )
+    one.start()
+    time.sleep(0.2)
+    two.start()
+    gate.set()
+    one.join(10)
+    two.join(10)
+    assert results == [("other", True), ("other", True)]
+
+
+def test_the_map_page_lags_a_move_by_one_rendering_and_says_so(study, database, monkeypatch):
+    """While the page / of a new version renders, other visitors get the previous page
+    with the previous version's ETag and X-Data-Version; then the new page, which shows
+    the moved facility where it now is."""
+    import threading
+
+    from web import map as web_map
+
+    app = make_app(study, database, RECOMPUTE="external")
+    store: Store = app.extensions["skillcircle.store"]
+    _, token = store.create_token("南湖区总工会", "南湖区")
+    client = app.test_client()
+    before = client.get("/")
+    assert before.status_code == 200 and f"[{TO[0]}, {TO[1]}]" not in before.text
+    answer = client.patch(
+        f"/api/admin/facilities/{MOVED}",
+        json={"lon": TO[0], "lat": TO[1]},
+        headers={"Authorization": f"Bearer {token}"},
+    ).get_json()
+    Recomputer(Store(database), study).run_once()
+    assert app.extensions["skillcircle.follower"].poll_once()  # testing: no warm
+    rendering, release = threading.Event(), threading.Event()
+    render = web_map._index
+
+    def slow_index() -> str:
+        rendering.set()
+        release.wait(30)
+        return render()
+
+    monkeypatch.setattr(web_map, "_index", slow_index)
+    fresh: list = []
+    thread = threading.Thread(target=lambda: fresh.append(app.test_client().get("/")))
+    thread.start()
+    assert rendering.wait(30)
+    stale = client.get("/")
+    assert stale.data == before.data and stale.headers["ETag"] == before.headers["ETag"]
+    assert stale.headers["X-Data-Version"] == before.headers["X-Data-Version"]
+    # the API already answers with the new version
+    api = client.get("/api/version")
+    assert api.headers["X-Data-Version"] == str(answer["data_version"])
+    release.set()
+    thread.join(30)
+    new = fresh[0]
+    assert new.status_code == 200 and new.headers["X-Data-Version"] == str(answer["data_version"])
+    assert new.headers["ETag"] != before.headers["ETag"]
+    assert f"[{TO[0]}, {TO[1]}]" in new.text  # the facility's GeoJSON point, moved
+    assert client.get("/").data == new.data
+
+
+def test_qr_png_has_the_pixels_segno_draws():
+    import zlib
+
+    import segno
+
+    from web.qr import png_bytes
+
+    qr = segno.make("https://example.org/q/330402007024", error="m")
+    png = png_bytes(qr, scale=8, border=4)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == qr.symbol_size(scale=8, border=4)
+    start = png.index(b"IDAT") + 4
+    raw = zlib.decompress(png[start : start + int.from_bytes(png[start - 8 : start - 4], "big")])
+    stride = (width + 7) // 8 + 1
+    rows = [raw[i * stride : (i + 1) * stride] for i in range(height)]
+    assert all(r[0] == 0 for r in rows)  # no filter
+    pixels = [[(r[1 + x // 8] >> (7 - x % 8)) & 1 for x in range(width)] for r in rows]  # 1 = light
+    expected = [[1 - int(bool(v)) for v in row] for row in qr.matrix_iter(scale=8, border=4)]
+    assert pixels == expected
+
+
+def test_a_move_is_served_first_with_its_standard_isochrones_then_completed(
+    study, database, tmp_path
+):
+    """The recompute loop publishes a move with the standard threshold's isochrones
+    (maps, 技能码 pages) traced, then the other thresholds': meanwhile those answer 503
+    (never the old facilities' isochrones), then exactly what tracing them gives."""
+    import shapely
+
+    from geo.results import layer_isochrone, missing_isochrones
+    from geo.study import Study
+
+    two = Study.load(study.settings, iso_minutes=(15, 30))
+    app = make_app(two, database, RECOMPUTE="external")
+    store: Store = app.extensions["skillcircle.store"]
+    _, token = store.create_token("南湖区总工会", "南湖区")
+    client = app.test_client()
+    answer = client.patch(
+        f"/api/admin/facilities/{MOVED}",
+        json={"lon": TO[0], "lat": TO[1]},
+        headers={"Authorization": f"Bearer {token}"},
+    ).get_json()
+    recomputer = Recomputer(Store(database), two)
+    done = recomputer.run_once(defer=True)
+    assert done is not None and done["state"] == "done"
+    published = store.published()
+    assert published is not None and published["results_key"].endswith("-partial")
+    assert missing_isochrones(recomputer.study.results) == [
+        ("training_base", mode, 15.0) for mode in two.modes
+    ]
+    follower = app.extensions["skillcircle.follower"]
+    assert follower.poll_once() and _moved_to(app) == TO
+    query = "/api/isochrones?layer=training_base&mode=drive&minutes="
+    pending = client.get(query + "15")
+    assert pending.status_code == 503 and int(pending.headers["Retry-After"]) >= 1
+    assert pending.headers["X-Data-Version"] == str(answer["data_version"])
+    standard = client.get(query + "30")
+    assert standard.status_code == 200
+    # the isochrones of the other layers are the complete ones, untouched
+    assert (
+        client.get("/api/isochrones?layer=technical_school&mode=drive&minutes=15").status_code
+        == 200
+    )
+    facilities = app.extensions["skillcircle"].facilities
+    expected30 = layer_isochrone(two.routers["drive"], facilities, "training_base", 30)
+    got30 = shapely.geometry.shape(standard.get_json()["features"][0]["geometry"])
+    assert got30.symmetric_difference(expected30).area < 0.01 * expected30.area
+    # then the loop completes them: the same facilities version, every isochrone
+    assert recomputer.complete_published()
+    assert not store.published()["results_key"].endswith("-partial")
+    assert not recomputer.complete_published()  # nothing left
+    assert follower.poll_once() and not follower.poll_once()
+    assert app.extensions["skillcircle.served"].facilities_version == answer["data_version"]
+    assert "completed_at" in follower.last_switch
+    complete = client.get(query + "15")
+    assert complete.status_code == 200
+    expected15 = layer_isochrone(two.routers["drive"], facilities, "training_base", 15)
+    got15 = shapely.geometry.shape(complete.get_json()["features"][0]["geometry"])
+    assert got15.symmetric_difference(expected15).area < 0.01 * expected15.area
+    assert not expected15.equals(expected30)

@@ -275,6 +275,7 @@ def _start_sync(app: Flask, store: Store, study: Study, facilities_version: int)
     )
     app.after_request(_version_header)
     _conditional_get(app)
+    _compression(app)
     follow = app.config.get("FOLLOW", not app.testing)
     if follow or mode == "thread":
         app.before_request(lambda: _start_background(app, follow))
@@ -497,10 +498,25 @@ def get_store() -> Store:
 RECOMPUTE_MODES = ("inline", "thread", "external")
 
 
-def _put(app: Flask, served: Served) -> None:
-    """Serve another study (answers of the old one age out of the memo)."""
-    app.extensions["skillcircle.served"] = served
-    app.extensions["skillcircle"] = served.study
+_PUT_LOCK = threading.Lock()
+
+
+def _put(app: Flask, served: Served) -> bool:
+    """Serve another study (answers of the old one age out of the memo), unless it is
+    older than the one served (:meth:`web.sync.Served.newer_than`: the served version
+    never goes backwards, whichever of the follower and the recompute thread comes
+    last)."""
+    with _PUT_LOCK:
+        now: Served | None = app.extensions.get("skillcircle.served")
+        same = now is not None and (now.facilities_version, now.key) == (
+            served.facilities_version,
+            served.key,
+        )
+        if now is not None and not same and not served.newer_than(now):
+            return False
+        app.extensions["skillcircle.served"] = served
+        app.extensions["skillcircle"] = served.study
+    return True
 
 
 def _start_background(app: Flask, follow: bool) -> None:
@@ -547,6 +563,8 @@ def _conditional_get(app: Flask) -> None:
         version = now.study.version[:16]
         return f"{version}-{now.facilities_version}-{content}-{today()}-{config_tag}"
 
+    app.extensions["skillcircle.etag"] = tag
+
     @app.before_request
     def not_modified() -> Any:
         g.etag = tag()
@@ -569,6 +587,53 @@ def _conditional_get(app: Flask) -> None:
         return response
 
 
+#: Bytes of compressed answers a process keeps (LRU), keyed by ETag and URL.
+COMPRESSED_CACHE_BYTES = 64 * 1024 * 1024
+
+
+class _CompressedCache:
+    """flask-compress's cache backend: compressed bodies of answers that carry an ETag
+    (the same bytes for the same tag and URL), bounded by their total size; answers
+    without a tag (key ``-``) are compressed per request and not kept."""
+
+    def __init__(self, max_bytes: int) -> None:
+        from cachetools import LRUCache
+
+        self._lock = threading.Lock()
+        self._cache: LRUCache[str, bytes] = LRUCache(max_bytes, getsizeof=len)
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._cache.get(key)
+
+    def set(self, key: str, value: bytes) -> None:
+        if key.endswith(";-") or len(value) > self._cache.maxsize:
+            return
+        with self._lock:
+            self._cache[key] = value
+
+
+def _compression(app: Flask) -> None:
+    """gzip (or Brotli) for clients that ask for it (every browser and phone does),
+    with flask-compress. An answer with an ETag is compressed once per tag and URL:
+    the planner's map page (1-20 MB of HTML) costs its compression once per data
+    version, not per visit. Config ``COMPRESS_*`` overrides the defaults."""
+    from flask_compress import Compress
+
+    app.config.setdefault("COMPRESS_ALGORITHM", ["br", "gzip"])
+    app.config.setdefault("COMPRESS_MIN_SIZE", 1024)
+    app.config.setdefault("COMPRESS_STREAMS", False)
+    app.config.setdefault(
+        "COMPRESS_CACHE_BACKEND", lambda: _CompressedCache(COMPRESSED_CACHE_BYTES)
+    )
+    app.config.setdefault(
+        "COMPRESS_CACHE_KEY",
+        lambda req: f"{g.etag}|{req.full_path}" if g.get("etag") else "-",
+    )
+    app.config.setdefault("COMPRESS_REGISTER", True)
+    Compress(app)
+
+
 def _version_header(response: Any) -> Any:
     """Every answer says which facilities version its figures reflect."""
     response.headers.setdefault("X-Data-Version", str(served().facilities_version))
@@ -576,28 +641,32 @@ def _version_header(response: Any) -> Any:
 
 
 def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
-    """Render the maps of a study before it is served (the slowest first visit).
+    """Render the maps of a study and the map page ``/`` of the served study.
+
+    At start-up (before the workers fork) every mode's map is rendered. After a
+    switch (the follower, ``rest_later``) the new version is already served and
+    only the default mode's map and page are rendered here; other modes' pages are
+    rendered by their first visitor. Until the page of the new version is rendered
+    its other visitors get the previous version's page, with that version's
+    ``ETag`` and ``X-Data-Version`` (:func:`web.map.index`); the API and the 技能码
+    pages answer with the new version from the switch on.
 
     Parameters
     ----------
     app
         The app whose map cache is filled.
     study
-        The study about to be served.
+        The study about to be served (or just served, after a switch).
     rest_later
-        Render only the default mode's map now, the other modes' in a background
-        thread (a new version is then served sooner).
+        Render only the default mode's map and page (after a switch).
     """
     from web import map
-
-    started = time.perf_counter()
     from web._params import DEFAULT_MODE
 
-    first = [DEFAULT_MODE] if rest_later and DEFAULT_MODE in study.modes else None
-    map.warm(app, study, first)
+    started = time.perf_counter()
+    modes = [DEFAULT_MODE] if rest_later and DEFAULT_MODE in study.modes else None
+    map.warm(app, study, modes)
     logger.info("maps of %s rendered in %.1f s", study.version, time.perf_counter() - started)
-    if first is not None:
-        threading.Thread(target=map.warm, args=(app, study), daemon=True).start()
 
 
 def served() -> Served:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import shapely
-from flask import Blueprint, Response, abort, jsonify, make_response, request
+from flask import Blueprint, Response, abort, current_app, jsonify, make_response, request
 
 from geo._errors import SkillcircleError
 from geo.settings import LAYERS, MODES
+from geo.study import IsochronesPendingError
 
 from . import _params as p
 from . import get_store, get_study, remember, served
@@ -79,6 +81,14 @@ def _our_error(exc: SkillcircleError) -> Any:
     return jsonify(error="bad request", message=str(exc)), 400
 
 
+@bp.errorhandler(IsochronesPendingError)
+def _pending(exc: IsochronesPendingError) -> Any:
+    """Isochrones still being traced after a facility change (never the old ones)."""
+    response = jsonify(error="being recomputed", message=str(exc))
+    response.headers["Retry-After"] = "2"
+    return response, 503
+
+
 def _ok(model: Any) -> Answers:
     """Answers of a GET with query parameters: the result, or a bad parameter (400)."""
     return Answers(HTTP_200=model, HTTP_400=(r.Error, "bad parameter"))
@@ -103,12 +113,15 @@ def version() -> Any:
     now = served()
     store = get_store()
     versions = store.data_versions()
+    follower = current_app.extensions["skillcircle.follower"]
     return jsonify(
         facilities_version=now.facilities_version,
         latest_facilities_version=versions["facilities"],
         content_version=versions["content"],
         results_key=now.study.version,
         jobs_waiting=store.jobs_waiting(),
+        process=os.getpid(),
+        switch=follower.last_switch,
     )
 
 
@@ -232,7 +245,14 @@ def nearby() -> Any:
 
 
 @bp.get("/isochrones")
-@spec.validate(query=p.IsochronesQuery, resp=_ok(r.Isochrones))
+@spec.validate(
+    query=p.IsochronesQuery,
+    resp=Answers(
+        HTTP_200=r.Isochrones,
+        HTTP_400=(r.Error, "bad parameter"),
+        HTTP_503=(r.Error, "being traced after a facility change (Retry-After)"),
+    ),
+)
 @memoised
 def isochrones() -> Any:
     """图层等时圈 union isochrones per layer (GeoJSON)."""

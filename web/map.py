@@ -12,18 +12,20 @@ binds popups through Leaflet init hooks (villages by ``village_code``, facilitie
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import folium
 import numpy as np
-from flask import Blueprint, Flask, current_app, g, render_template, request, url_for
+from flask import Blueprint, Flask, Response, current_app, g, render_template, request, url_for
 from folium.plugins import MarkerCluster
 
 from geo.settings import LAYERS, MODES
 from geo.study import Study
+from web.sync import Served
 
 from . import _params as p
-from . import get_study, remember
+from . import get_study, remember, served
 from .records import facilities_geojson, simplified
 
 bp = Blueprint("map", __name__)
@@ -286,7 +288,8 @@ def cached_map(
 
 
 def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
-    """Render the map of ``modes`` for ``study`` into the app's memo.
+    """Render the map of ``modes`` for ``study`` into the app's memo, then the page
+    ``/`` if ``study`` is served.
 
     So the first visit after a data change costs what the second does.
 
@@ -295,7 +298,7 @@ def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
     app
         The app whose memo is filled.
     study
-        The study about to be served.
+        The study about to be served (or just served).
     modes
         Which modes' maps (default: all; never a trade filter).
     """
@@ -304,12 +307,44 @@ def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
         for mode in study.modes if modes is None else modes:
             key = (mode, None, None)
             memo.get("maps", study.version, key, lambda m=mode: build_map(study, m, None, None))
+        now = app.extensions["skillcircle.served"]
+        if now.study is study:
+            g.study = study
+            g.etag = app.extensions["skillcircle.etag"]()
+            memo.get_or_stale("index", study.version, request.full_path, lambda: _page(now))
+
+
+@dataclass(frozen=True)
+class Page:
+    """A rendered map page: its bytes and the version they show."""
+
+    body: bytes
+    etag: str | None
+    facilities_version: int
 
 
 @bp.get("/")
-def index() -> str:
-    # the page depends on the served results and the arguments only
-    return remember("pages", (request.full_path, g.etag), _index)
+def index() -> Response:
+    """The map page. It depends on the served results and the arguments only (not on
+    courses): rendered once per version. While the page of a new version renders,
+    other visitors get the previous version's page, labelled as such (``ETag``,
+    ``X-Data-Version``): a map may lag a data change by one rendering, the API and
+    the 技能码 pages never do."""
+    now = served()
+    g.study = now.study  # the page and its version label are of one study
+    memo = current_app.extensions["skillcircle.memo"]
+    page, fresh = memo.get_or_stale(
+        "index", now.study.version, request.full_path, lambda: _page(now)
+    )
+    response = current_app.response_class(page.body, mimetype="text/html")
+    if not fresh:
+        g.etag = page.etag
+        response.headers["X-Data-Version"] = str(page.facilities_version)
+    return response
+
+
+def _page(now: Served) -> Page:
+    return Page(_index().encode(), g.get("etag"), now.facilities_version)
 
 
 def _index() -> str:

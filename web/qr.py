@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from typing import Any
 
+import numpy as np
 import segno
-from flask import Blueprint, Response, abort, g, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    g,
+    render_template,
+    request,
+    url_for,
+)
 
 from geo.settings import LAYERS, MODES
 
@@ -22,15 +34,38 @@ def _qr_image(url: str, fmt: str) -> bytes:
     buf = io.BytesIO()
     qr = segno.make(url, error="m")
     if fmt == "png":
-        qr.save(buf, kind="png", scale=8, border=4)
-    else:
-        qr.save(buf, kind="svg", scale=8, border=4, xmldecl=False)
+        return png_bytes(qr, scale=8, border=4)
+    qr.save(buf, kind="svg", scale=8, border=4, xmldecl=False)
     return buf.getvalue()
 
 
+def png_bytes(qr: segno.QRCode, scale: int, border: int) -> bytes:
+    """The QR code as a black-and-white PNG (1 bit per pixel), as segno draws it but
+    with numpy and zlib instead of a Python loop per row (a tenth of the time)."""
+    dark = np.pad(np.asarray(qr.matrix, dtype=bool), border)
+    pixels = np.repeat(np.repeat(~dark, scale, axis=0), scale, axis=1)  # light = 1
+    height, width = pixels.shape
+    rows = np.packbits(pixels, axis=1)
+    raw = np.hstack([np.zeros((height, 1), dtype=np.uint8), rows]).tobytes()  # filter 0
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
 def _qr_response(url: str, fmt: str) -> Response:
-    """The QR image of ``url`` (drawn once, then remembered: it depends on the URL only)."""
-    image = remember("qr", (url, fmt), lambda: _qr_image(url, fmt))
+    """The QR image of ``url`` (drawn once per process, then remembered: it depends on
+    the URL only, not on the data version)."""
+    memo = current_app.extensions["skillcircle.memo"]
+    image = memo.get("qr", "", (url, fmt), lambda: _qr_image(url, fmt))
     mimetype = "image/png" if fmt == "png" else "image/svg+xml"
     resp = Response(image, mimetype=mimetype)
     resp.headers["X-QR-URL"] = url

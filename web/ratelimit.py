@@ -7,6 +7,11 @@ counters in one small SQLite file beside the store (WAL; ``synchronous=OFF``:
 a counter lost in a power cut is harmless), so all workers on the machine count
 together without another server. Larger deployments may pass a Redis or
 memcached URI instead (``SKILLCIRCLE_RATELIMIT_STORAGE``); ``limits`` supports them.
+
+A request costs one statement: flask-limiter increments a counter (exact: the
+upsert returns the shared count) and then reads it back for the ``X-RateLimit-*``
+headers; those reads are answered from what this thread's last increment or read
+returned, for at most :data:`READ_CACHE_S` and never past the window's end.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from limits.storage import Storage
 
 #: Expired counters are removed every this many increments (per process).
 PRUNE_EVERY = 1000
+#: A thread's reads of a counter within this many seconds of its last increment or
+#: read of it are answered without a query (the headers of one request).
+READ_CACHE_S = 0.05
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS counters "
     "(key TEXT PRIMARY KEY, value INTEGER NOT NULL, expiry REAL NOT NULL)"
@@ -54,7 +62,26 @@ class SQLiteStorage(Storage):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=OFF")
             self._local.conn, self._local.pid = conn, os.getpid()
+            self._local.seen = {}
         return conn
+
+    def _seen(self, key: str) -> tuple[int, float] | None:
+        """This thread's recent (count, expiry) of ``key``, if still valid."""
+        seen: dict[str, tuple[int, float, float]] = getattr(self._local, "seen", {})
+        hit = seen.get(key)
+        if hit is None:
+            return None
+        value, expiry, at = hit
+        if time.monotonic() - at > READ_CACHE_S or expiry <= time.time():
+            seen.pop(key, None)
+            return None
+        return value, expiry
+
+    def _remember(self, key: str, value: int, expiry: float) -> None:
+        seen = self._local.__dict__.setdefault("seen", {})
+        if len(seen) > 64:  # only the keys of the last requests matter
+            seen.clear()
+        seen[key] = (value, expiry, time.monotonic())
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Add ``amount`` to a counter (a new window once it expired); its new value."""
@@ -69,26 +96,41 @@ class SQLiteStorage(Storage):
                 "ON CONFLICT(key) DO UPDATE SET "
                 "value = CASE WHEN expiry <= ?4 THEN ?2 ELSE value + ?2 END, "
                 "expiry = CASE WHEN expiry <= ?4 THEN ?3 ELSE expiry END "
-                "RETURNING value",
+                "RETURNING value, expiry",
                 (key, amount, now + expiry, now),
             )
             .fetchone()
         )
+        self._remember(key, int(row[0]), float(row[1]))
         return int(row[0])
+
+    def _read(self, key: str) -> tuple[int, float] | None:
+        """(count, expiry) of a live counter, or None."""
+        hit = self._seen(key)
+        if hit is not None:
+            return hit
+        row = (
+            self._conn()
+            .execute(
+                "SELECT value, expiry FROM counters WHERE key = ? AND expiry > ?",
+                (key, time.time()),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return None
+        self._remember(key, int(row[0]), float(row[1]))
+        return int(row[0]), float(row[1])
 
     def get(self, key: str) -> int:
         """A counter's value in its current window (0 when expired or absent)."""
-        row = (
-            self._conn()
-            .execute("SELECT value FROM counters WHERE key = ? AND expiry > ?", (key, time.time()))
-            .fetchone()
-        )
-        return int(row[0]) if row else 0
+        hit = self._read(key)
+        return 0 if hit is None else hit[0]
 
     def get_expiry(self, key: str) -> float:
         """When a counter's window ends (epoch seconds; now when absent)."""
-        row = self._conn().execute("SELECT expiry FROM counters WHERE key = ?", (key,)).fetchone()
-        return float(row[0]) if row else time.time()
+        hit = self._read(key)
+        return time.time() if hit is None else hit[1]
 
     def check(self) -> bool:
         """Whether the counters file answers."""
@@ -100,11 +142,15 @@ class SQLiteStorage(Storage):
 
     def reset(self) -> int | None:
         """Delete every counter; how many there were."""
-        return self._conn().execute("DELETE FROM counters").rowcount
+        conn = self._conn()
+        self._local.seen = {}
+        return conn.execute("DELETE FROM counters").rowcount
 
     def clear(self, key: str) -> None:
         """Delete one counter."""
-        self._conn().execute("DELETE FROM counters WHERE key = ?", (key,))
+        conn = self._conn()
+        self._local.seen.pop(key, None)
+        conn.execute("DELETE FROM counters WHERE key = ?", (key,))
 
     def prune(self) -> int:
         """Remove expired counters (every :data:`PRUNE_EVERY` increments)."""

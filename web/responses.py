@@ -273,6 +273,11 @@ class Version(Answer):
     content_version: int | None
     results_key: str
     jobs_waiting: int
+    #: The server process that answered, and when it switched to the version it serves
+    #: (``facilities_version``, ``noticed_at``, ``read_s``, ``served_at``, ``warm_s``,
+    #: ``completed_at``; epoch seconds): what ``bench/serving.py`` reports per stage.
+    process: int | None = None
+    switch: dict[str, float | int | str] | None = None
 
 
 class StatsRow(Answer):
