@@ -283,12 +283,13 @@ def _start_sync(app: Flask, store: Store, study: Study, facilities_version: int)
 
 def _register_blueprints(app: Flask, store: Store) -> None:
     """The blueprints, the row-id URL converter, rate limits and the demand buffer."""
-    from web import admin, api, demand, exports, map, qr, registration, search, security
+    from web import admin, api, demand, exports, map, pages, qr, registration, search, security
     from web._params import RowId
 
     app.url_map.converters["id"] = RowId
     storage = app.config.get("RATELIMIT_STORAGE") or f"sqlite:///{ratelimit_file(store)}"
     limiter = security.init_app(app, storage)
+    pages.init_app(app)
     for blueprint in (
         map.bp,
         api.bp,

@@ -58,6 +58,10 @@ def choice(name: str, allowed: tuple[str, ...], default: str) -> str:
 
 #: The travel mode of pages and answers without ``?mode=``.
 DEFAULT_MODE = "ebike"
+#: Most facilities one ``/api/nearby`` answer lists (``limit=``).
+NEARBY_LIMIT_MAX = 200
+#: Most new sites one ``/api/plan`` places (``add=``).
+PLAN_ADD_MAX = 50
 
 
 def mode(default: str = DEFAULT_MODE) -> str:
@@ -387,7 +391,7 @@ class NearbyQuery(Query):
     minutes: Minutes | None = Field(None, description="时间阈值（分钟）")
     layer: Layer | None = Field(None, description="设施图层 facility layer")
     trade: KnownTrade | None = Field(None, description="工种 trade, e.g. 焊工")
-    limit: Annotated[int, whole(1, 200)] = Field(20, description="最多条数")
+    limit: Annotated[int, whole(1, NEARBY_LIMIT_MAX)] = Field(20, description="最多条数")
 
 
 class IsochronesQuery(Query):
@@ -406,7 +410,7 @@ class PlanQuery(Query):
     layer: Layer = Field("village_station", description="设施图层 facility layer")
     mode: Mode = Field(DEFAULT_MODE, description="出行方式 travel mode")
     minutes: Minutes | None = Field(None, description="时间阈值（分钟）")
-    add: Annotated[int, whole(1, 50)] = Field(5, description="新增站点数")
+    add: Annotated[int, whole(1, PLAN_ADD_MAX)] = Field(5, description="新增站点数")
     candidates: Annotated[str, choice_of(("villages", "towns"))] = Field(
         "villages", description="候选点"
     )

@@ -905,4 +905,6 @@ def delete_registration(reg_id: int) -> Any:
 
 @page.get("/admin")
 def admin_page() -> str:
-    return render_template("admin.html", layers=LAYERS)
+    from .pages import admin_context
+
+    return render_template("admin.html", **admin_context())

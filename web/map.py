@@ -4,7 +4,9 @@ Folium's default assets come from CDNs; here every script and stylesheet is
 served from ``/static/vendor`` so the page works offline. Only Leaflet and
 Leaflet.markercluster are needed (no jQuery/Bootstrap/awesome-markers: we use
 circle markers). Rendered maps are cached per (mode, trade): the work is done
-once, not per request.
+once, not per request. The generated script calls nothing of ours: ``static/app.js``
+binds popups through Leaflet init hooks (villages by ``village_code``, facilities by
+``layer_name`` and ``id``) and draws the 需求 (demand) layer from ``/api/demand``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import folium
 import numpy as np
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request, url_for
 from folium.plugins import MarkerCluster
-from folium.utilities import JsCode
 
 from geo.settings import LAYERS, MODES
 from geo.study import Study
@@ -233,18 +234,14 @@ def _add_villages(
         vil["access"] = np.round(scores, 4)
         vil["colour"] = [ACCESS_COLOURS[c] for c in classes]
         title = f"村（按{LAYERS[access_layer]}可达性着色）villages"
-    # the fill colour is read from each feature in the browser: a folium style_function
+    # the fill colour is read from each feature in the browser (static/app.js, a Leaflet
+    # init hook; no folium JavaScript string calls our code): a folium style_function
     # becomes one switch over every feature id, run per feature (a province's 25,000
     # villages: ~15 s in Chromium)
     folium.GeoJson(
         vil.to_json(),
         name=title,
         marker=folium.CircleMarker(radius=5, weight=1, color="#333", fill=True, fill_opacity=0.9),
-        on_each_feature=JsCode(
-            "function(feature, layer) {"
-            " layer.setStyle({fillColor: feature.properties.colour});"
-            " skillcircle.bindVillage(feature, layer); }"
-        ),
     ).add_to(m)
 
 
@@ -265,9 +262,6 @@ def _add_facilities(m: folium.Map, study: Study, trade: str | None) -> None:
             facilities_geojson(group),
             marker=folium.CircleMarker(
                 radius=7, weight=2, color="#fff", fill=True, fill_color=colour, fill_opacity=1
-            ),
-            on_each_feature=JsCode(
-                "function(feature, layer) { skillcircle.bindFacility(feature, layer); }"
             ),
         ).add_to(parent)
 

@@ -94,7 +94,15 @@ def _village_or_404(code: str) -> int:
 @bp.get("/here")
 def here() -> str:
     study = get_study()
-    return render_template("here.html", study=study, modes=MODES, layers=LAYERS)
+    return render_template(
+        "here.html", study=study, modes=MODES, layers=LAYERS, trades=study.trades
+    )
+
+
+@bp.get("/withdraw")
+def withdraw() -> str:
+    """撤回报名: a form for the confirmation code and phone (nothing of either in the URL)."""
+    return render_template("withdraw.html")
 
 
 @bp.get("/<code>")
@@ -124,6 +132,7 @@ def village(code: str) -> Any:
             sections=card.sections,
             schedule=schedule,
             modes=MODES,
+            trades=study.trades,
             qr_url=village_url(code),
         )
 
@@ -149,7 +158,13 @@ def facility(fid: str) -> str:
     rec = facility_dict(_facility_or_404(fid))
     schedule = get_store().upcoming([fid], today(), per_facility=20)[fid]
     return render_template(
-        "facility.html", study=study, f=rec, schedule=schedule, qr_url=facility_url(fid)
+        "facility.html",
+        study=study,
+        f=rec,
+        schedule=schedule,
+        modes=MODES,
+        trades=study.trades,
+        qr_url=facility_url(fid),
     )
 
 
