@@ -93,11 +93,14 @@ end
 class Server:
     """``skillcircle serve`` in a child process, with a fresh store and a city token."""
 
-    def __init__(self, workers: int, tmp: Path, cache: Path, port: int, threads: int = 4) -> None:
+    def __init__(
+        self, workers: int, tmp: Path, cache: Path, port: int, threads: int = 4, name: str = ""
+    ) -> None:
         self.workers = workers
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
-        self.database = tmp / f"store-{workers}.sqlite3"
+        # a store of its own per run: the soak must not inherit an upload's 50,000 rows
+        self.database = tmp / f"store-{name or workers}.sqlite3"
         env = {
             **os.environ,
             "SKILLCIRCLE_CACHE": str(cache),
@@ -486,8 +489,8 @@ def upload_run(server: Server, rows: int, tmp: Path) -> dict[str, Any]:
 
 
 def soak_run(args: argparse.Namespace, tmp: Path, cache: Path) -> dict[str, Any]:
-    workers = args.workers[-1]
-    server = Server(workers, tmp, cache, args.port)
+    workers = args.soak_workers or args.workers[-1]
+    server = Server(workers, tmp, cache, args.port, args.threads, name=f"soak-{workers}")
     samples: list[float] = []
     done = threading.Event()
 
@@ -529,6 +532,9 @@ def main() -> None:
     parser.add_argument("--move-every", type=float, default=20.0, help="seconds between moves")
     parser.add_argument("--upload", type=int, default=0, help="rows of a registry upload")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of soak (0: none)")
+    parser.add_argument(
+        "--soak-workers", type=int, default=0, help="workers of the soak (default: the last)"
+    )
     parser.add_argument("--port", type=int, default=8731)
     parser.add_argument("--cache", type=Path, default=None, help="results cache (warm)")
     args = parser.parse_args()
