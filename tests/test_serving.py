@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from typing import Any
 
 import pytest
 from test_faults import call, start_server
@@ -29,17 +30,23 @@ def _moved_to(app) -> tuple[float, float]:
     return round(row.geometry.x, 6), round(row.geometry.y, 6)
 
 
+def _move(client: Any, token: str) -> Any:
+    """PATCH the facility :data:`MOVED` to :data:`TO` with ``token`` (its county's)."""
+    return client.patch(
+        f"/api/admin/facilities/{MOVED}",
+        json={"lon": TO[0], "lat": TO[1]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
 def test_two_workers_see_one_write(study, database):
     """Two app instances on one store (two server processes): a move through one is served
     by the other once it follows the published results."""
     one = make_app(study, database)  # recomputes inline, publishes
     two = make_app(study, database)  # a second process: only follows
     _, token = one.extensions["skillcircle.store"].create_token("南湖区总工会", "南湖区")
-    headers = {"Authorization": f"Bearer {token}"}
     before = two.test_client().get("/api/version").get_json()
-    answer = one.test_client().patch(
-        f"/api/admin/facilities/{MOVED}", json={"lon": TO[0], "lat": TO[1]}, headers=headers
-    )
+    answer = _move(one.test_client(), token)
     assert answer.status_code == 200
     body = answer.get_json()
     assert body["job"]["state"] == "done" and body["recomputed"]["layers"] == ["training_base"]
@@ -61,11 +68,7 @@ def test_a_write_answers_at_once_and_its_job_publishes(study, database):
     store: Store = app.extensions["skillcircle.store"]
     _, token = store.create_token("南湖区总工会", "南湖区")
     client = app.test_client()
-    answer = client.patch(
-        f"/api/admin/facilities/{MOVED}",
-        json={"lon": TO[0], "lat": TO[1]},
-        headers={"Authorization": f"Bearer {token}"},
-    ).get_json()
+    answer = _move(client, token).get_json()
     job = answer["job"]
     assert job["state"] == "queued" and "recomputed" not in answer
     version = client.get("/api/version").get_json()
@@ -93,15 +96,7 @@ def test_kill_9_of_the_recompute_keeps_the_previous_version_and_loses_nothing(st
     app = make_app(study, database, RECOMPUTE="external")
     store: Store = app.extensions["skillcircle.store"]
     _, token = store.create_token("南湖区总工会", "南湖区")
-    answer = (
-        app.test_client()
-        .patch(
-            f"/api/admin/facilities/{MOVED}",
-            json={"lon": TO[0], "lat": TO[1]},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        .get_json()
-    )
+    answer = _move(app.test_client(), token).get_json()
     child = multiprocessing.get_context("fork").Process(
         target=_claim_and_hang, args=(database, study)
     )
@@ -248,15 +243,7 @@ def test_the_follower_switches_with_its_timing_and_never_goes_back(study, databa
     store: Store = app.extensions["skillcircle.store"]
     _, token = store.create_token("南湖区总工会", "南湖区")
     old = app.extensions["skillcircle.served"]
-    answer = (
-        app.test_client()
-        .patch(
-            f"/api/admin/facilities/{MOVED}",
-            json={"lon": TO[0], "lat": TO[1]},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        .get_json()
-    )
+    answer = _move(app.test_client(), token).get_json()
     done = Recomputer(Store(database), study).run_once()
     assert done is not None and done["state"] == "done"
     timing = json.loads(done["detail"])["timing"]
@@ -342,11 +329,7 @@ def test_the_map_page_lags_a_move_by_one_rendering_and_says_so(study, database, 
     client = app.test_client()
     before = client.get("/")
     assert before.status_code == 200 and f"[{TO[0]}, {TO[1]}]" not in before.text
-    answer = client.patch(
-        f"/api/admin/facilities/{MOVED}",
-        json={"lon": TO[0], "lat": TO[1]},
-        headers={"Authorization": f"Bearer {token}"},
-    ).get_json()
+    answer = _move(client, token).get_json()
     Recomputer(Store(database), study).run_once()
     assert app.extensions["skillcircle.follower"].poll_once()  # testing: no warm
     rendering, release = threading.Event(), threading.Event()
@@ -415,11 +398,7 @@ def test_a_move_is_served_first_with_its_standard_isochrones_then_completed(
     store: Store = app.extensions["skillcircle.store"]
     _, token = store.create_token("南湖区总工会", "南湖区")
     client = app.test_client()
-    answer = client.patch(
-        f"/api/admin/facilities/{MOVED}",
-        json={"lon": TO[0], "lat": TO[1]},
-        headers={"Authorization": f"Bearer {token}"},
-    ).get_json()
+    answer = _move(client, token).get_json()
     recomputer = Recomputer(Store(database), two)
     done = recomputer.run_once(defer=True)
     assert done is not None and done["state"] == "done"
