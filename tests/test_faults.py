@@ -58,14 +58,18 @@ def start_server(
     pytest.fail("server did not start in 180 s")
 
 
-def call(method: str, url: str, token: str, body: dict | None = None) -> tuple[int, dict]:
+def call(
+    method: str, url: str, token: str | None = None, body: dict | None = None, timeout: float = 30
+) -> tuple[int, dict]:
+    """One JSON request to a running server (``token``: bearer, if any): status, body."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"{}")

@@ -3,33 +3,16 @@ process) give exactly 10 registrations, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.error
-import urllib.request
 
 import pytest
 from signup import COURSE, solve
-from test_faults import start_server
+from test_faults import call, start_server
 
 from web.store import Store
 
 SCHOOL = "TS-330402-001"
 SEATS, PEOPLE = 10, 50
-
-
-def call(method: str, url: str, body: dict | None = None, token: str | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -45,8 +28,8 @@ def test_50_concurrent_sign_ups_for_10_seats_give_exactly_10(study, tmp_path, re
         status, course = call(
             "POST",
             f"{base}/api/admin/facilities/{SCHOOL}/courses",
-            {**COURSE, "seats": SEATS},
             token,
+            {**COURSE, "seats": SEATS},
         )
         assert status == 201, course
         bodies = []
@@ -71,7 +54,7 @@ def test_50_concurrent_sign_ups_for_10_seats_give_exactly_10(study, tmp_path, re
 
         def sign_up(body: dict) -> None:
             start.wait()
-            got = call("POST", f"{base}/api/registrations", body)
+            got = call("POST", f"{base}/api/registrations", body=body, timeout=60)
             with lock:
                 results.append(got)
 
@@ -96,7 +79,7 @@ def test_50_concurrent_sign_ups_for_10_seats_give_exactly_10(study, tmp_path, re
         _, challenge = call("GET", f"{base}/api/register/challenge")
         late = {**bodies[0], "phone": "13999999999"}
         late["challenge"] = {"token": challenge["token"], "answer": solve(challenge["question"])}
-        assert call("POST", f"{base}/api/registrations", late)[0] == 409
+        assert call("POST", f"{base}/api/registrations", body=late)[0] == 409
         assert store.registration_states() == {"active": SEATS}
     finally:
         proc.terminate()
