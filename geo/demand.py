@@ -51,7 +51,8 @@ def iso_week(day: dt.date, back: int = 0) -> str:
     return f"{year:04d}-W{week:02d}"
 
 
-#: China Standard Time: weeks of demand are counted in the workers' own calendar.
+#: China Standard Time (UTC+8, no daylight saving): dates on pages and weeks of demand
+#: are counted in the workers' own calendar.
 CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
 #: Weeks of demand signals that exports, the map layer and plans read by default.
 DEFAULT_WEEKS = 52

@@ -19,17 +19,18 @@ from geo.demand import (
     demand_frame,
     demand_weights,
     iso_week,
+    today_china,
     village_totals,
 )
 from geo.models import DemandSignal
-from web.demand import DemandBuffer, time_now_china
+from web.demand import DemandBuffer
 
 VILLAGE = "330402007024"  # 百福弄社区居委会, 南湖区建设街道
 XIUZHOU_VILLAGE_PREFIX = "330411"
 
 
 def week(back: int = 0) -> str:
-    return iso_week(time_now_china(), back=back)
+    return iso_week(today_china(), back=back)
 
 
 def test_iso_weeks():

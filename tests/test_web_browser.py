@@ -1020,8 +1020,7 @@ def test_withdrawal_page_deletes_the_sign_up_and_returns_the_seat(server, driver
 def test_a_plan_weighted_by_demand_differs_from_an_unweighted_one(server, driver, study, database):
     """Demand signals at a village no unweighted plan covers pull the plan there: the API's
     answers differ, and the map's plan panel (按培训需求加权) shows the weighted one."""
-    from geo.demand import iso_week
-    from web.demand import time_now_china
+    from geo.demand import iso_week, today_china
     from web.store import Store
 
     plan = "/api/plan?county=南湖区&layer=training_base&mode=walk&add=1"
@@ -1036,7 +1035,7 @@ def test_a_plan_weighted_by_demand_differs_from_an_unweighted_one(server, driver
         & ~cov["village_code"].isin(covered)
     ]
     wanted = str(left_out["village_code"].iloc[0])
-    Store(database).add_demand({(wanted, "焊工", "notify", iso_week(time_now_china())): 500})
+    Store(database).add_demand({(wanted, "焊工", "notify", iso_week(today_china())): 500})
     _, weighted = call(server, "GET", plan + "&weights=demand")
     assert weighted["weights"]["kind"] == "demand" and weighted["weights"]["signals"] >= 500
     assert [s["site_id"] for s in weighted["sites"]] != [s["site_id"] for s in plain["sites"]]

@@ -626,7 +626,6 @@ def _compression(app: Flask) -> None:
         "COMPRESS_CACHE_KEY",
         lambda req: f"{g.etag}|{req.full_path}" if g.get("etag") else "-",
     )
-    app.config.setdefault("COMPRESS_REGISTER", True)
     Compress(app)
 
 

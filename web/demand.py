@@ -92,7 +92,7 @@ class DemandBuffer:
         """
         if kind not in DEMAND_KINDS:
             raise ValueError(f"unknown demand kind {kind!r}")
-        week = iso_week(time_now_china())
+        week = iso_week(today_china())
         with self._lock:
             if self._pid != os.getpid():  # a forked worker never flushes its parent's signals
                 self._counts.clear()
@@ -124,17 +124,6 @@ class DemandBuffer:
                 self._counts.update(taken)
             return 0
         return sum(taken.values())
-
-
-def time_now_china() -> Any:
-    """Today's date in China (UTC+8, :func:`geo.demand.today_china`).
-
-    Returns
-    -------
-    datetime.date
-        The date demand signals are counted under.
-    """
-    return today_china()
 
 
 def init_app(app: Flask, store: Store) -> DemandBuffer:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import geopandas as gpd
 import shapely
 
+from geo.demand import CHINA_TIME, today_china
 from geo.facilities import facilities_to_geojson
 from geo.models import FACILITY_FIELDS
 from geo.products import clean
@@ -15,11 +15,7 @@ from geo.products import facility_record as facility_dict
 from geo.settings import LAYERS, MODES
 from geo.study import Study
 
-__all__ = ["FACILITY_FIELDS", "clean", "facility_dict"]
-
-
-#: Dates on pages are China Standard Time (UTC+8, no daylight saving).
-CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
+__all__ = ["CHINA_TIME", "FACILITY_FIELDS", "clean", "facility_dict"]
 
 
 def today() -> str:
@@ -30,7 +26,7 @@ def today() -> str:
     str
         The date as ``YYYY-MM-DD``.
     """
-    return dt.datetime.now(CHINA_TIME).date().isoformat()
+    return today_china().isoformat()
 
 
 def facilities_geojson(frame: gpd.GeoDataFrame) -> dict[str, Any]:
