@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from geo.reports import Report
     from geo.routing import Router
 
-__all__ = ["FACILITY_FIELDS", "clean", "facility_record"]
+__all__ = ["FACILITY_FIELDS", "clean", "facility_record", "facility_records"]
 
 #: A JSON-safe value: NaN/None/NA -> None, numpy scalars -> Python, lists kept.
 clean = plain
@@ -50,6 +50,31 @@ def facility_record(row: pd.Series) -> dict[str, Any]:
     for extra in ("minutes", "distance_m"):
         if extra in row:
             out[extra] = plain(row[extra])
+    return out
+
+
+def facility_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """:func:`facility_record` of every row, read column by column (a whole registry in
+    one pass: a server builds its card index when it switches to new results, while
+    it answers requests)."""
+    n = len(frame)
+    columns = {k: frame[k].tolist() if k in frame.columns else [None] * n for k in FACILITY_FIELDS}
+    if "geometry" in frame.columns:
+        points = frame.geometry
+        lon = [round(x, 6) for x in points.x.tolist()]
+        lat = [round(y, 6) for y in points.y.tolist()]
+    else:
+        lon = frame["lon"].tolist() if "lon" in frame.columns else [None] * n
+        lat = frame["lat"].tolist() if "lat" in frame.columns else [None] * n
+    extras = [k for k in ("minutes", "distance_m") if k in frame.columns]
+    out = []
+    for i in range(n):
+        record = {k: plain(values[i]) for k, values in columns.items()}
+        record["trades"] = list(record["trades"] or [])
+        record["lon"], record["lat"] = plain(lon[i]), plain(lat[i])
+        for extra in extras:
+            record[extra] = plain(frame[extra].iat[i])
+        out.append(record)
     return out
 
 
@@ -108,7 +133,8 @@ class CardIndex:
         cards: Mapping[str, pd.DataFrame],
     ) -> None:
         self.villages = villages
-        self.records = {str(row["id"]): facility_record(row) for _, row in facilities.iterrows()}
+        ids = facilities["id"].astype(str).tolist()
+        self.records = dict(zip(ids, facility_records(facilities), strict=True))
         columns = next(iter(cards.values())).columns
         self.modes = tuple(c.removesuffix("_minutes") for c in columns if c.endswith("_minutes"))
         self.layers: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}

@@ -338,6 +338,15 @@ class Study:
                 self._tables[("cards", None)] = built
         return built.card(index)  # type: ignore[no-any-return]
 
+    def build_tables(self) -> None:
+        """Build now the lookup tables the first requests would otherwise build (the
+        技能码 card index, village positions, the targets of :meth:`nearby`): a server
+        process does it before it serves this study, so no request waits for them."""
+        if len(self.villages):
+            self.village_card(0)
+            self.village_position(str(self.villages["village_code"].iloc[0]))
+        self.facility_targets(None, None)
+
     def village_position(self, code: str) -> int | None:
         """The position of the village with this 12-digit code in :attr:`villages`, or None."""
         with self._lock:

@@ -106,3 +106,20 @@ def test_cli_and_web_county_exports_are_one_product(client, tmp_path, monkeypatc
             rows_a = [r for r in rows_a if r[0] != "生成时间 generated"]
             rows_b = [r for r in rows_b if r[0] != "生成时间 generated"]
         assert rows_a == rows_b, name
+
+
+def test_facility_records_read_by_column_equal_the_rows_read_one_by_one(study):
+    from geo.products import facility_record, facility_records
+
+    rows = [facility_record(row) for _, row in study.facilities.iterrows()]
+    assert facility_records(study.facilities) == rows and len(rows) == len(study.facilities)
+    first = study.facilities.iloc[0]
+    assert rows[0]["lon"] == round(first.geometry.x, 6) and rows[0]["id"] == first["id"]
+    assert isinstance(rows[0]["trades"], list)
+    # without geometry: lon/lat columns as they are, and the extra columns kept
+    table = study.facilities.drop(columns="geometry").assign(
+        lon=study.facilities.geometry.x, lat=study.facilities.geometry.y, minutes=12.5
+    )
+    plain = facility_records(table)
+    assert plain == [facility_record(row) for _, row in table.iterrows()]
+    assert plain[0]["minutes"] == 12.5

@@ -18,6 +18,9 @@ from geo.settings import Settings
 @pytest.fixture
 def runner(tmp_path, monkeypatch) -> CliRunner:
     monkeypatch.setenv("SKILLCIRCLE_CACHE", str(tmp_path / "cache"))
+    # a store of its own: not the checkout's instance store (demand recorded by a dev server)
+    monkeypatch.setenv("SKILLCIRCLE_DATABASE", str(tmp_path / "store.sqlite3"))
+    monkeypatch.delenv("SKILLCIRCLE_DATABASE_URL", raising=False)
     return CliRunner()
 
 

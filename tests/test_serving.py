@@ -7,6 +7,7 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -61,6 +62,9 @@ def test_two_workers_see_one_write(study, database):
     again = one.test_client().get("/api/villages/330402007024").get_json()
     assert village == again  # the same results, read from the cache the recompute wrote
     assert not two.extensions["skillcircle.follower"].poll_once()  # nothing newer
+    # the switched study's lookup tables were built before it was served
+    tables = set(two.extensions["skillcircle"]._tables)
+    assert {("cards", None), ("village_codes", None), (None, None)} <= tables
 
 
 def test_a_write_answers_at_once_and_its_job_publishes(study, database):
@@ -341,6 +345,7 @@ def test_the_map_page_lags_a_move_by_one_rendering_and_says_so(study, database, 
         return render()
 
     monkeypatch.setattr(web_map, "_index", slow_index)
+    shutil.rmtree(web_map.page_cache(study), ignore_errors=True)  # (rendered by a former run)
     fresh: list = []
     thread = threading.Thread(target=lambda: fresh.append(app.test_client().get("/")))
     thread.start()
@@ -437,3 +442,69 @@ def test_a_move_is_served_first_with_its_standard_isochrones_then_completed(
     got15 = shapely.geometry.shape(complete.get_json()["features"][0]["geometry"])
     assert got15.symmetric_difference(expected15).area < 0.01 * expected15.area
     assert not expected15.equals(expected30)
+
+
+def test_the_map_page_is_rendered_once_for_every_process(study, database, monkeypatch):
+    """The recompute process renders the page / of results before it publishes them; the
+    workers (other apps on the same results cache) read it instead of rendering it. A
+    course leaves the page and its ETag as they were (it shows no course)."""
+    from web import map as web_map
+    from web.sync import Served
+
+    recompute = make_app(study, database, RECOMPUTE="external")
+    worker = make_app(study, database, RECOMPUTE="external")
+    store: Store = recompute.extensions["skillcircle.store"]
+    _, token = store.create_token("南湖区总工会", "南湖区")
+    answer = _move(worker.test_client(), token).get_json()
+    published: list[int] = []
+
+    def prepare(served: Served) -> None:  # what serve's recompute process does, recorded
+        published.append(int(Store(database).published()["facilities_version"]))
+        web_map.prerender(recompute, served)
+
+    done = Recomputer(Store(database), study, prepare=prepare).run_once()
+    assert done is not None and done["state"] == "done"
+    assert published == [answer["data_version"] - 1]  # rendered before it was published
+    assert json.loads(done["detail"])["timing"]["prepare_s"] >= 0
+    assert worker.extensions["skillcircle.follower"].poll_once()
+    rendered: list[int] = []
+    render = web_map._index
+    monkeypatch.setattr(web_map, "_index", lambda: rendered.append(1) or render())
+    client = worker.test_client()
+    gzip_only = {"Accept-Encoding": "gzip"}
+    page = client.get("/", headers=gzip_only)
+    assert page.status_code == 200 and rendered == []  # read, not rendered
+    assert page.headers["Content-Encoding"] == "gzip"
+    assert page.headers["X-Data-Version"] == str(answer["data_version"])
+    assert f"[{TO[0]}, {TO[1]}]" in client.get("/").text  # the moved facility, moved
+    # a course: the same page, the same tag (304 to a phone that has it), nothing rendered
+    course = {"title": "电工班", "trade": "电工", "start_date": "2099-01-01", "seats": 5}
+    made = client.post(
+        "/api/admin/facilities/TS-330402-001/courses",
+        json=course,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert made.status_code == 201
+    again = client.get("/", headers=gzip_only | {"If-None-Match": page.headers["ETag"]})
+    assert again.status_code == 304 and again.headers["ETag"] == page.headers["ETag"]
+    assert client.get("/", headers=gzip_only).data == page.data and rendered == []
+    # a page nobody rendered (another mode) is rendered by its first visitor, once
+    shutil.rmtree(web_map.page_cache(study), ignore_errors=True)  # (rendered by a former run)
+    client.get("/?mode=walk")
+    client.get("/?mode=walk")
+    assert rendered == [1]
+
+
+def test_a_failed_prepare_still_publishes(study, database):
+    """If rendering the page fails, the job publishes anyway (the workers render it)."""
+    app = make_app(study, database, RECOMPUTE="external")
+    store: Store = app.extensions["skillcircle.store"]
+    _, token = store.create_token("南湖区总工会", "南湖区")
+    answer = _move(app.test_client(), token).get_json()
+
+    def broken(served: Any) -> None:
+        raise RuntimeError("no page today")
+
+    done = Recomputer(Store(database), study, prepare=broken).run_once()
+    assert done is not None and done["state"] == "done"
+    assert done["published_version"] == answer["data_version"]

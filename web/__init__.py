@@ -263,6 +263,7 @@ def _start_sync(app: Flask, store: Store, study: Study, facilities_version: int)
         store,
         study,
         on_publish=lambda served: _put(app, served),
+        prepare=None if app.testing else lambda served: _prerender(app, served),
         stale_s=float(app.config.get("JOB_STALE_S", STALE_S)),
         housekeeping=lambda: purge_registrations(store, retention),
         housekeeping_s=float(app.config["PURGE_EVERY_S"]),
@@ -279,6 +280,12 @@ def _start_sync(app: Flask, store: Store, study: Study, facilities_version: int)
     follow = app.config.get("FOLLOW", not app.testing)
     if follow or mode == "thread":
         app.before_request(lambda: _start_background(app, follow))
+
+
+def _prerender(app: Flask, served: Served) -> None:
+    from web import map
+
+    map.prerender(app, served)
 
 
 def _register_blueprints(app: Flask, store: Store) -> None:
@@ -554,11 +561,11 @@ def _conditional_get(app: Flask) -> None:
         repr((app.config.get("PUBLIC_URL"), app.config.get("TILE_URL"))).encode()
     ).hexdigest()[:8]
 
-    def tag(content: str | None = None) -> str | None:
+    def tag(content: str | None = None, now: Served | None = None) -> str | None:
         path = request.path
         if request.method not in ("GET", "HEAD") or path.startswith(_PRIVATE):
             return None
-        now = served()
+        now = now or served()
         if content is None:
             content = str(get_store().data_versions()["content"])
         version = now.study.version[:16]
@@ -642,11 +649,13 @@ def not_modified_response() -> Response | None:
     return response
 
 
-def page_etag(content: str) -> str | None:
+def page_etag(content: str, now: Served | None = None) -> str | None:
     """The ETag of a public answer whose courses and sessions part is ``content`` (a
-    digest of what the page shows) instead of the store's content version: a course
-    added elsewhere in the region leaves the page, its ETag and its memo as they were."""
-    return current_app.extensions["skillcircle.etag"](content=content)
+    digest of what the page shows, or a constant for a page that shows none) instead of
+    the store's content version: a course added elsewhere in the region leaves the
+    page, its ETag and its memo as they were. ``now``: of these results (default: the
+    served ones)."""
+    return current_app.extensions["skillcircle.etag"](content=content, now=now)  # type: ignore[no-any-return]
 
 
 def _version_header(response: Any) -> Any:
@@ -660,11 +669,13 @@ def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
 
     At start-up (before the workers fork) every mode's map is rendered. After a
     switch (the follower, ``rest_later``) the new version is already served and
-    only the default mode's map and page are rendered here; other modes' pages are
-    rendered by their first visitor. Until the page of the new version is rendered
-    its other visitors get the previous version's page, with that version's
-    ``ETag`` and ``X-Data-Version`` (:func:`web.map.index`); the API and the 技能码
-    pages answer with the new version from the switch on.
+    only the page ``/`` is made ready here: read from the page cache, where the
+    recompute process put it before publishing (:func:`web.map.prerender`), or
+    rendered if it is not there; other pages are rendered by their first visitor.
+    Until the page of the new version is ready its other visitors get the previous
+    version's page, with that version's ``ETag`` and ``X-Data-Version``
+    (:func:`web.map.index`); the API and the 技能码 pages answer with the new
+    version from the switch on.
 
     Parameters
     ----------
@@ -673,15 +684,13 @@ def warm(app: Flask, study: Study, *, rest_later: bool = False) -> None:
     study
         The study about to be served (or just served, after a switch).
     rest_later
-        Render only the default mode's map and page (after a switch).
+        Only the page ``/`` (after a switch).
     """
     from web import map
-    from web._params import DEFAULT_MODE
 
     started = time.perf_counter()
-    modes = [DEFAULT_MODE] if rest_later and DEFAULT_MODE in study.modes else None
-    map.warm(app, study, modes)
-    logger.info("maps of %s rendered in %.1f s", study.version, time.perf_counter() - started)
+    map.warm(app, study, () if rest_later else None)
+    logger.info("maps of %s ready in %.2f s", study.version, time.perf_counter() - started)
 
 
 def served() -> Served:

@@ -81,7 +81,7 @@ def serve(
     from geo._errors import SkillcircleError
     from geo.study import Study
     from web import create_app, warm
-    from web.serving import RecomputeProcess, serve_gunicorn, serve_waitress
+    from web.serving import RecomputeProcess, serve_gunicorn, serve_waitress, settle_heap
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -110,6 +110,7 @@ def serve(
     click.echo(f"skillcircle: store {app.extensions['skillcircle.store'].location}")
     click.echo(f"skillcircle: network {study.network.source.label}")
     warm(app, study)  # rendered once here, shared by the forked workers
+    settle_heap()
     recompute = RecomputeProcess(app)
     recompute.start()
     click.echo(f"skillcircle: ready in {time.perf_counter() - started:.1f} s")

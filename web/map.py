@@ -11,8 +11,14 @@ binds popups through Leaflet init hooks (villages by ``village_code``, facilitie
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import folium
@@ -20,15 +26,18 @@ import numpy as np
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request, url_for
 from folium.plugins import MarkerCluster
 
+from geo._io import atomic_write
 from geo.settings import LAYERS, MODES
 from geo.study import Study
 from web.sync import Served
 
 from . import _params as p
-from . import get_study, remember, served
+from . import get_study, not_modified_response, page_etag, remember, served
+from .pages import page_config
 from .records import facilities_geojson, simplified
 
 bp = Blueprint("map", __name__)
+logger = logging.getLogger(__name__)
 
 CLUSTERED = ("training_institution", "master_studio", "village_station")
 LAYER_COLOURS = {
@@ -288,8 +297,9 @@ def cached_map(
 
 
 def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
-    """Render the map of ``modes`` for ``study`` into the app's memo, then the page
-    ``/`` if ``study`` is served; build the 技能码 pages' card index and templates.
+    """Render the map of ``modes`` for ``study`` into the app's memo, then make the
+    page ``/`` ready if ``study`` is served (:func:`_page`: from the page cache, or
+    rendered); build the study's lookup tables and the 技能码 pages' templates.
 
     So the first visit after a data change costs what the second does.
 
@@ -300,11 +310,12 @@ def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
     study
         The study about to be served (or just served).
     modes
-        Which modes' maps (default: all; never a trade filter).
+        Which modes' maps (default: all; never a trade filter; none after a switch:
+        the page ``/`` is then read from the page cache, and only rendered, with its
+        map, if it is not there).
     """
     memo = app.extensions["skillcircle.memo"]
-    if len(study.villages):  # the 技能码 pages' card index and template, built once here
-        study.village_card(0)
+    study.build_tables()  # (the follower built them before the switch: then a no-op)
     for name in ("village.html", "facility.html"):
         app.jinja_env.get_template(name)
     with app.test_request_context("/"):
@@ -314,33 +325,75 @@ def warm(app: Flask, study: Study, modes: Sequence[str] | None = None) -> None:
         now = app.extensions["skillcircle.served"]
         if now.study is study:
             g.study = study
-            g.etag = app.extensions["skillcircle.etag"]()
+            g.etag = page_etag(MAP_CONTENT, now)
             memo.get_or_stale("index", study.version, request.full_path, lambda: _page(now))
+
+
+def prerender(app: Flask, now: Served) -> None:
+    """Render the page ``/`` of results about to be published into the page cache, once
+    for every process that will serve them (the recompute process calls this before it
+    publishes: the request workers then read the page instead of rendering it).
+
+    Parameters
+    ----------
+    app
+        The app (its memo keeps the map the page is made of).
+    now
+        The results, their facilities version and key.
+    """
+    if not now.study.use_cache:
+        return
+    with app.test_request_context("/"):
+        g.study = now.study
+        g.etag = page_etag(MAP_CONTENT, now)
+        _page(now)
+
+
+#: The courses-and-sessions part of the map page's ETag: it shows none (their changes
+#: leave the page, its tag and its compressed bytes as they were).
+MAP_CONTENT = "map"
+#: Rendered map pages kept in the page cache (the newest; each some 0.3-3 MB).
+PAGES_KEPT = 32
 
 
 @dataclass(frozen=True)
 class Page:
-    """A rendered map page: its bytes and the version they show."""
+    """A rendered map page: its gzip bytes (what nearly every client takes; made once
+    per page, not per visit), its ETag and the facilities version it shows."""
 
-    body: bytes
+    gzip: bytes
     etag: str | None
     facilities_version: int
+
+    @cached_property
+    def body(self) -> bytes:
+        """The page uncompressed (for the rare client that takes no gzip)."""
+        return gzip.decompress(self.gzip)
 
 
 @bp.get("/")
 def index() -> Response:
     """The map page. It depends on the served results and the arguments only (not on
-    courses): rendered once per version. While the page of a new version renders,
-    other visitors get the previous version's page, labelled as such (``ETag``,
-    ``X-Data-Version``): a map may lag a data change by one rendering, the API and
-    the 技能码 pages never do."""
+    courses: its ETag leaves them out): rendered once per version. While the page of a
+    new version renders, other visitors get the previous version's page, labelled as
+    such (``ETag``, ``X-Data-Version``): a map may lag a data change by one rendering,
+    the API and the 技能码 pages never do."""
     now = served()
     g.study = now.study  # the page and its version label are of one study
+    g.etag = page_etag(MAP_CONTENT, now)
+    unchanged = not_modified_response()
+    if unchanged is not None:
+        return unchanged
     memo = current_app.extensions["skillcircle.memo"]
     page, fresh = memo.get_or_stale(
         "index", now.study.version, request.full_path, lambda: _page(now)
     )
-    response = current_app.response_class(page.body, mimetype="text/html")
+    if request.accept_encodings["gzip"]:
+        response = current_app.response_class(page.gzip, mimetype="text/html")
+        response.headers["Content-Encoding"] = "gzip"  # (flask-compress leaves it as it is)
+    else:
+        response = current_app.response_class(page.body, mimetype="text/html")
+    response.vary.add("Accept-Encoding")
     if not fresh:
         g.etag = page.etag
         response.headers["X-Data-Version"] = str(page.facilities_version)
@@ -348,7 +401,45 @@ def index() -> Response:
 
 
 def _page(now: Served) -> Page:
-    return Page(_index().encode(), g.get("etag"), now.facilities_version)
+    """The page of the request: read from the page cache (``<cache>/pages``, one file
+    per ETag and URL, written by the recompute process or another worker), else
+    rendered here and written there for the others."""
+    etag = g.get("etag")
+    path = None
+    if etag is not None and now.study.use_cache:
+        # the tag, the URL and the app's settings the page shows (limits, URLs, tiles):
+        # what one server's processes share, and another server on the cache may not
+        shown = json.dumps([page_config(), current_app.config.get("TILE_ATTR")], default=str)
+        name = hashlib.blake2b(f"{etag}|{request.full_path}|{shown}".encode(), digest_size=16)
+        path = page_cache(now.study) / f"{name.hexdigest()}.html.gz"
+        try:
+            return Page(path.read_bytes(), etag, now.facilities_version)
+        except OSError:
+            pass
+    page = Page(gzip.compress(_index().encode(), 6, mtime=0), etag, now.facilities_version)
+    if path is not None:
+        try:
+            _keep_page(path, page.gzip)
+        except OSError as exc:  # a read-only cache: every process renders its own
+            logger.warning("page cache %s not written: %s", path.parent, exc)
+    return page
+
+
+def page_cache(study: Study) -> Path:
+    """The folder of rendered map pages (beside the results cache, shared by processes)."""
+    return study.settings.cache_dir / "pages"
+
+
+def _keep_page(path: Path, body: bytes) -> None:
+    """Write ``body`` to ``path`` atomically and keep the :data:`PAGES_KEPT` newest pages."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(body)
+
+    atomic_write(path, write)
+    pages = sorted(path.parent.glob("*.html.gz"), key=lambda f: f.stat().st_mtime)
+    for old in pages[:-PAGES_KEPT]:
+        old.unlink(missing_ok=True)
 
 
 def _index() -> str:

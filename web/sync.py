@@ -89,6 +89,10 @@ class Recomputer:
     on_publish
         Called with each newly published :class:`Served` (the inline and thread
         modes hand it to their app at once).
+    prepare
+        Called with the :class:`Served` about to be published, before it is (the
+        app's: render the map page once here, for every worker to read; an error is
+        logged and the workers render it themselves).
     stale_s
         A running job whose heartbeat is older than this is taken again.
     housekeeping
@@ -101,6 +105,7 @@ class Recomputer:
         store: Store,
         study: Study,
         on_publish: Callable[[Served], object] | None = None,
+        prepare: Callable[[Served], object] | None = None,
         stale_s: float = STALE_S,
         housekeeping: Callable[[], object] | None = None,
         housekeeping_s: float = HOUSEKEEPING_S,
@@ -109,6 +114,7 @@ class Recomputer:
         self.stale_s = stale_s
         self.study = study
         self.on_publish = on_publish
+        self.prepare = prepare
         self.housekeeping = housekeeping
         self.housekeeping_s = housekeeping_s
         self._housekept = -math.inf
@@ -150,6 +156,9 @@ class Recomputer:
             if self.study.use_cache and not study.use_cache:  # pragma: no cover - defensive
                 raise RuntimeError("results cache disabled")
             clock = time.perf_counter()
+            self._prepare(Served(study, version, study.cache_key))
+            timing["prepare_s"] = round(time.perf_counter() - clock, 4)
+            clock = time.perf_counter()
             published = self.store.publish(version, study.cache_key)
             timing["publish_s"] = round(time.perf_counter() - clock, 4)
             timing["published_at"] = round(time.time(), 3)
@@ -185,6 +194,14 @@ class Recomputer:
             ", ".join(f"{k} {v:g}" for k, v in timing.items() if not k.endswith("_at")),
         )
         return self.store.job(job_id)
+
+    def _prepare(self, served: Served) -> None:
+        if self.prepare is None:
+            return
+        try:
+            self.prepare(served)
+        except Exception:  # the workers then render it themselves
+            logger.exception("preparing facilities version %d", served.facilities_version)
 
     def run_pending(self) -> None:
         """Compute until nothing is queued."""
@@ -280,8 +297,9 @@ class Follower:
     last_switch
         The newest switch of this process: ``facilities_version``, ``results_key``,
         ``noticed_at`` and ``served_at`` (epoch seconds), ``read_s`` (reading the
-        results from the cache), ``warm_s`` (rendering afterwards, once done) and
-        ``completed_at`` (when the isochrones left for later were served).
+        results from the cache and building the study's lookup tables), ``warm_s``
+        (the map page made ready afterwards) and ``completed_at`` (when the
+        isochrones left for later were served).
     """
 
     def __init__(
@@ -326,6 +344,7 @@ class Follower:
             study = replace(served.study, results=results)  # completed: keep its tables
         else:
             study = served.study.with_results(results, key)
+        study.build_tables()  # before it is served: no request builds them
         read_s = time.perf_counter() - clock
         if self.put(Served(study, version, key)) is False:  # another path served a newer one
             return False
