@@ -508,3 +508,44 @@ def test_a_failed_prepare_still_publishes(study, database):
     done = Recomputer(Store(database), study, prepare=broken).run_once()
     assert done is not None and done["state"] == "done"
     assert done["published_version"] == answer["data_version"]
+
+
+def test_a_single_process_answers_beyond_a_hundred_open_connections(study, database, tmp_path):
+    """150 phones keep their connections open; the next visitor is still answered (waitress's
+    own limit, 100 connections, left it waiting until one closed)."""
+    import socket
+
+    from web.serving import CONNECTIONS
+
+    assert CONNECTIONS >= 150
+    proc, base = start_server(study.settings.cache_dir, database, tmp_path)
+    host, port = base.removeprefix("http://").split(":")
+    held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(150)]
+    try:
+        time.sleep(0.5)  # (accepted by now)
+        with urllib.request.urlopen(base + "/api/version", timeout=10) as answer:
+            assert answer.status == 200 and json.loads(answer.read())["facilities_version"] >= 1
+    finally:
+        for conn in held:
+            conn.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_followers_of_several_workers_switch_one_after_the_other(study, database, monkeypatch):
+    """With ``SWITCH_STAGGER_S`` a follower waits a random part of it before reading new
+    results (so a server's workers do not all read at once); then switches as always."""
+    import web.sync
+
+    app = make_app(study, database, RECOMPUTE="external", SWITCH_STAGGER_S=0.4)
+    store: Store = app.extensions["skillcircle.store"]
+    _, token = store.create_token("南湖区总工会", "南湖区")
+    _move(app.test_client(), token)
+    Recomputer(Store(database), study).run_once()
+    waits: list[float] = []
+    monkeypatch.setattr(web.sync.random, "uniform", lambda lo, hi: waits.append(hi) or hi / 2)
+    slept: list[float] = []
+    monkeypatch.setattr(web.sync.time, "sleep", slept.append)
+    assert app.extensions["skillcircle.follower"].poll_once() and _moved_to(app) == TO
+    assert waits == [0.4] and slept == [0.2]
+    assert not app.extensions["skillcircle.follower"].poll_once() and slept == [0.2]

@@ -273,6 +273,7 @@ def _start_sync(app: Flask, store: Store, study: Study, facilities_version: int)
         lambda: app.extensions["skillcircle.served"],
         lambda served: _put(app, served),
         warm=None if app.testing else lambda study: warm(app, study, rest_later=True),
+        stagger_s=float(app.config.get("SWITCH_STAGGER_S", 0.0)),
     )
     app.after_request(_version_header)
     _conditional_get(app)

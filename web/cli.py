@@ -19,6 +19,10 @@ logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: With several workers, each waits a random 0 to this many seconds before switching to
+#: newly published results (:class:`web.sync.Follower`).
+SWITCH_STAGGER_S = 1.0
+
 
 _database = click.option(
     "--database",
@@ -94,6 +98,8 @@ def serve(
         "OSM_FILE": str(osm) if osm else None,
         "RECOMPUTE": "external",
         "FOLLOW": True,
+        # workers switch to new results one after the other, not all at once
+        "SWITCH_STAGGER_S": SWITCH_STAGGER_S if workers > 1 else 0.0,
     }
     if (ctx.obj or {}).get("region"):
         config["REGION"] = ctx.obj["region"]

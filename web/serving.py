@@ -135,6 +135,12 @@ class RecomputeProcess:
                 time.sleep(0.1)
 
 
+#: Open connections one process keeps (kept-alive phones included): gunicorn's default
+#: per worker; waitress's own default, 100, left the 101st client unanswered until
+#: another closed (measured: 58 s with 100 phones and an admin).
+CONNECTIONS = 1000
+
+
 def serve_waitress(app: Flask, host: str, port: int, threads: int) -> None:
     """Serve in one process: waitress with a thread pool (SIGTERM exits cleanly).
 
@@ -147,11 +153,32 @@ def serve_waitress(app: Flask, host: str, port: int, threads: int) -> None:
     threads
         Threads of the pool.
     """
-    import waitress
-
     # SIGTERM ends the process through SystemExit, so the caller's clean-up runs
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    waitress.serve(app, host=host, port=port, threads=threads)
+    waitress_server(app, host, port, threads).run()
+
+
+def waitress_server(app: Flask, host: str, port: int, threads: int) -> Any:
+    """The one-process server (waitress, :data:`CONNECTIONS` open connections), not yet
+    running (``.run()``); port 0 takes a free one (``.effective_port``).
+
+    Parameters
+    ----------
+    app
+        The loaded app.
+    host, port
+        Where to listen.
+    threads
+        Threads of the pool.
+
+    Returns
+    -------
+    waitress.server.BaseWSGIServer
+        The server.
+    """
+    from waitress.server import create_server
+
+    return create_server(app, host=host, port=port, threads=threads, connection_limit=CONNECTIONS)
 
 
 def serve_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
@@ -177,6 +204,7 @@ def serve_gunicorn(app: Flask, host: str, port: int, workers: int, threads: int)
                 "workers": workers,
                 "worker_class": "gthread",
                 "threads": threads,
+                "worker_connections": CONNECTIONS,
                 "preload_app": True,
                 "timeout": 120,
                 "graceful_timeout": 10,

@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import random
 import socket
 import threading
 import time
@@ -291,6 +292,10 @@ class Follower:
         Called with a newly served study, after the switch (renders what the first
         visits would otherwise wait for; meanwhile they are answered as the app's
         policy says, see :func:`web.warm`).
+    stagger_s
+        Wait a random 0 to ``stagger_s`` seconds before reading new results, so that
+        the workers of one server (which notice a publication within the same 0.1 s)
+        do not all read and switch at once, each slowing the others' answers.
 
     Attributes
     ----------
@@ -308,8 +313,10 @@ class Follower:
         get: Callable[[], Served],
         put: Callable[[Served], object],
         warm: Callable[[Study], None] | None = None,
+        stagger_s: float = 0.0,
     ) -> None:
         self.store = store
+        self.stagger_s = stagger_s
         self.get = get
         self.put = put
         self.warm = warm
@@ -335,6 +342,8 @@ class Follower:
         noticed = time.time()
         if key == served.key:
             return self.put(Served(served.study, version, key)) is not False
+        if self.stagger_s > 0:
+            time.sleep(random.uniform(0.0, self.stagger_s))
         clock = time.perf_counter()
         results = served.study.read_results(key)
         if results is None:  # not (yet) in this machine's cache: keep serving, retry

@@ -38,10 +38,10 @@ def main() -> None:
     if is_database_url(database):  # counters beside the port file, not in the instance folder
         config["RATELIMIT_STORAGE"] = f"sqlite:///{Path(port_file).parent / 'ratelimit.sqlite3'}"
     if workers == 1:
-        from waitress.server import create_server
+        from web.serving import waitress_server
 
         app = create_app(config)
-        server = create_server(app, host="127.0.0.1", port=0, threads=4)
+        server = waitress_server(app, "127.0.0.1", 0, threads=4)
         Path(port_file).write_text(str(server.effective_port))
         server.run()
         return
