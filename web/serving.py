@@ -142,17 +142,8 @@ CONNECTIONS = 1000
 
 
 def serve_waitress(app: Flask, host: str, port: int, threads: int) -> None:
-    """Serve in one process: waitress with a thread pool (SIGTERM exits cleanly).
-
-    Parameters
-    ----------
-    app
-        The loaded app.
-    host, port
-        Where to listen.
-    threads
-        Threads of the pool.
-    """
+    """Serve in one process: :func:`waitress_server` (the same parameters) until SIGTERM,
+    which exits cleanly."""
     # SIGTERM ends the process through SystemExit, so the caller's clean-up runs
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     waitress_server(app, host, port, threads).run()
