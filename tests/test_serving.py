@@ -535,6 +535,9 @@ def test_a_single_process_answers_beyond_a_hundred_open_connections(study, datab
 def test_followers_of_several_workers_switch_one_after_the_other(study, database, monkeypatch):
     """With ``SWITCH_STAGGER_S`` a follower waits a random part of it before reading new
     results (so a server's workers do not all read at once); then switches as always."""
+    import random
+    import threading
+
     import web.sync
 
     app = make_app(study, database, RECOMPUTE="external", SWITCH_STAGGER_S=0.4)
@@ -542,10 +545,25 @@ def test_followers_of_several_workers_switch_one_after_the_other(study, database
     _, token = store.create_token("南湖区总工会", "南湖区")
     _move(app.test_client(), token)
     Recomputer(Store(database), study).run_once()
+    # (time and random are shared: other tests' background threads sleep too)
+    me, sleep, uniform = threading.get_ident(), time.sleep, random.uniform
     waits: list[float] = []
-    monkeypatch.setattr(web.sync.random, "uniform", lambda lo, hi: waits.append(hi) or hi / 2)
     slept: list[float] = []
-    monkeypatch.setattr(web.sync.time, "sleep", slept.append)
+
+    def fake_uniform(lo: float, hi: float) -> float:
+        if threading.get_ident() != me:
+            return uniform(lo, hi)
+        waits.append(hi)
+        return hi / 2
+
+    def fake_sleep(seconds: float) -> None:
+        if threading.get_ident() != me:
+            sleep(seconds)
+        else:
+            slept.append(seconds)
+
+    monkeypatch.setattr(web.sync.random, "uniform", fake_uniform)
+    monkeypatch.setattr(web.sync.time, "sleep", fake_sleep)
     assert app.extensions["skillcircle.follower"].poll_once() and _moved_to(app) == TO
     assert waits == [0.4] and slept == [0.2]
     assert not app.extensions["skillcircle.follower"].poll_once() and slept == [0.2]
