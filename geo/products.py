@@ -40,41 +40,38 @@ def facility_record(row: pd.Series) -> dict[str, Any]:
     """A facility row as a JSON-safe dict: :data:`geo.models.FACILITY_FIELDS` (the
     :class:`geo.models.Facility` fields people see), ``lon``/``lat`` (6 decimals),
     and ``minutes``/``distance_m`` when the row has them."""
-    out = {k: plain(row.get(k)) for k in FACILITY_FIELDS}
-    out["trades"] = list(out["trades"] or [])
     geom = row.get("geometry")
     if geom is not None:
-        out["lon"], out["lat"] = round(geom.x, 6), round(geom.y, 6)
-    else:
-        out["lon"], out["lat"] = plain(row.get("lon")), plain(row.get("lat"))
-    for extra in ("minutes", "distance_m"):
-        if extra in row:
-            out[extra] = plain(row[extra])
-    return out
+        return _record(row, round(geom.x, 6), round(geom.y, 6))
+    return _record(row, plain(row.get("lon")), plain(row.get("lat")))
 
 
 def facility_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """:func:`facility_record` of every row, read column by column (a whole registry in
     one pass: a server builds its card index when it switches to new results, while
     it answers requests)."""
-    n = len(frame)
-    columns = {k: frame[k].tolist() if k in frame.columns else [None] * n for k in FACILITY_FIELDS}
-    if "geometry" in frame.columns:
-        points = frame.geometry
-        lon = [round(x, 6) for x in points.x.tolist()]
-        lat = [round(y, 6) for y in points.y.tolist()]
-    else:
-        lon = frame["lon"].tolist() if "lon" in frame.columns else [None] * n
-        lat = frame["lat"].tolist() if "lat" in frame.columns else [None] * n
-    extras = [k for k in ("minutes", "distance_m") if k in frame.columns]
-    out = []
-    for i in range(n):
-        record = {k: plain(values[i]) for k, values in columns.items()}
-        record["trades"] = list(record["trades"] or [])
-        record["lon"], record["lat"] = plain(lon[i]), plain(lat[i])
-        for extra in extras:
-            record[extra] = plain(frame[extra].iat[i])
-        out.append(record)
+    kept = [k for k in (*FACILITY_FIELDS, *_EXTRAS, "lon", "lat") if k in frame.columns]
+    columns = [frame[k].tolist() for k in kept]
+    rows = [dict(zip(kept, values, strict=True)) for values in zip(*columns, strict=True)]
+    if "geometry" not in frame.columns:
+        return [_record(row, plain(row.get("lon")), plain(row.get("lat"))) for row in rows]
+    lon = [round(x, 6) for x in frame.geometry.x.tolist()]
+    lat = [round(y, 6) for y in frame.geometry.y.tolist()]
+    return [_record(row, x, y) for row, x, y in zip(rows, lon, lat, strict=True)]
+
+
+#: Columns a facility record takes when its row has them (answers of nearby searches).
+_EXTRAS = ("minutes", "distance_m")
+
+
+def _record(row: pd.Series | dict[str, Any], lon: Any, lat: Any) -> dict[str, Any]:
+    """The record of ``row`` (a frame's row, or a dict of its cells) at ``lon``/``lat``."""
+    out = {k: plain(row.get(k)) for k in FACILITY_FIELDS}
+    out["trades"] = list(out["trades"] or [])
+    out["lon"], out["lat"] = lon, lat
+    for extra in _EXTRAS:
+        if extra in row:
+            out[extra] = plain(row[extra])
     return out
 
 
