@@ -18,14 +18,16 @@ def _hit(uri: str, n: int, out: multiprocessing.Queue) -> None:
 
 def test_processes_share_one_limit(tmp_path):
     uri = f"sqlite:///{tmp_path / 'limits.sqlite3'}"
-    out: multiprocessing.Queue = multiprocessing.get_context("fork").Queue()
-    ctx = multiprocessing.get_context("fork")
+    # spawned, not forked: a fork of the test process copies locks its other threads
+    # (earlier tests' followers) may hold, and a child hung on one (CI, once)
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue = ctx.Queue()
     workers = [ctx.Process(target=_hit, args=(uri, 30, out)) for _ in range(3)]
     for w in workers:
         w.start()
+    allowed = sum(out.get(timeout=120) for _ in workers)
     for w in workers:
         w.join(30)
-    allowed = sum(out.get(timeout=5) for _ in workers)
     assert allowed == 50  # 90 hits from three processes, one limit of 50
 
 
